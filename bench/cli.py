@@ -1,0 +1,18 @@
+"""The `bench` command line: one typer app; each command lives in its own module under `bench/commands/`."""
+
+from __future__ import annotations
+
+import typer
+
+from bench.commands import demo, evaluate
+
+app = typer.Typer(
+    help="Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("evaluate")(evaluate.evaluate)
+app.command("demo")(demo.demo)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,137 @@
+"""Score every class of one case in one pass: DSC and NSD per class, pure numpy.
+
+Both sides of a case may be a label map (an integer array; a class is one or more label values) or per-class
+binary masks (a mapping class name -> bool array, SAT's output layout: one file per class). The bounding boxes
+of all labels are found in one pass over each label map; each class is then cropped to the union of its
+prediction and reference boxes before any surface computation, so the cost of a class scales with its size,
+not with the volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from protocols.boxes import Box, label_boxes
+from protocols.metrics import empty_score, surface_overlap
+
+Segmentation = np.ndarray | Mapping[str, np.ndarray]
+ClassMap = Mapping[str, int | Sequence[int]]
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Scores of one class in one case, with what is needed to re-apply another empty-mask policy later."""
+
+    class_name: str
+    dsc: float
+    nsd: float
+    ref_empty: bool
+    pred_empty: bool
+    ref_voxels: int
+    pred_voxels: int
+
+
+def _label_values(value: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(value),) if np.isscalar(value) else tuple(int(v) for v in value)
+
+
+def _merge_boxes(boxes: Sequence[Box | None]) -> Box | None:
+    present = [box for box in boxes if box is not None]
+    if not present:
+        return None
+    return tuple(
+        slice(min(box[axis].start for box in present), max(box[axis].stop for box in present))
+        for axis in range(len(present[0]))
+    )
+
+
+class _Side:
+    """One side (prediction or reference) of a case, giving each class its bounding box and cropped mask."""
+
+    def __init__(self, segmentation: Segmentation):
+        self.segmentation = segmentation
+        self.is_label_map = isinstance(segmentation, np.ndarray)
+        if self.is_label_map:
+            self.label_boxes = label_boxes(segmentation)
+
+    def unknown_labels(self, classes: ClassMap) -> list[int]:
+        """Label values present in a label map that no class claims (always empty for per-class masks)."""
+        if not self.is_label_map:
+            return []
+        known = {v for value in classes.values() for v in _label_values(value)}
+        return [i + 1 for i, box in enumerate(self.label_boxes) if box is not None and i + 1 not in known]
+
+    def box(self, name: str, values: tuple[int, ...]) -> Box | None:
+        if not self.is_label_map:
+            return _merge_boxes(label_boxes(self.segmentation[name].view(np.uint8)))
+        return _merge_boxes([self.label_boxes[v - 1] for v in values if 0 < v <= len(self.label_boxes)])
+
+    def mask(self, name: str, values: tuple[int, ...], box: Box) -> np.ndarray:
+        if not self.is_label_map:
+            return self.segmentation[name][box]
+        crop = self.segmentation[box]
+        return crop == values[0] if len(values) == 1 else np.isin(crop, values)
+
+
+def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float], classes: ClassMap) -> None:
+    shapes = set()
+    for side_name, side in (("pred", pred), ("ref", ref)):
+        if isinstance(side, np.ndarray):
+            if not np.issubdtype(side.dtype, np.integer):
+                raise ValueError(f"{side_name} label map must have an integer dtype, got {side.dtype}")
+            shapes.add(side.shape)
+            continue
+        for name in classes:
+            if name not in side:
+                raise ValueError(f"{side_name} has no mask for class {name!r}")
+            if side[name].dtype != bool:
+                raise ValueError(f"{side_name} mask {name!r} must be boolean, got {side[name].dtype}")
+            shapes.add(side[name].shape)
+    for name, value in classes.items():
+        if min(_label_values(value)) <= 0:
+            raise ValueError(f"class {name!r} must map to positive label values, got {value!r}")
+    if len(shapes) > 1:
+        raise ValueError(f"pred and ref shapes differ: {sorted(shapes)}")
+    ndim = len(next(iter(shapes))) if shapes else len(spacing)
+    if len(spacing) != ndim or min(spacing) <= 0:
+        raise ValueError(f"spacing must be {ndim} positive numbers, got {tuple(spacing)}")
+
+
+def evaluate_case(
+    pred: Segmentation,
+    ref: Segmentation,
+    spacing: Sequence[float],
+    classes: ClassMap,
+    tolerance_mm: float = 1.0,
+    empty_policy: str = "sat",
+) -> list[ClassScore]:
+    """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values).
+
+    A class given several label values is their union (e.g. kidney = left + right kidney).
+    """
+    _check_inputs(pred, ref, spacing, classes)
+    pred_side, ref_side = _Side(pred), _Side(ref)
+    for side_name, side in (("pred", pred_side), ("ref", ref_side)):
+        unknown = side.unknown_labels(classes)
+        if unknown:
+            raise ValueError(f"{side_name} label values {unknown[:20]} are missing from the class map")
+    scores = []
+    for name, value in classes.items():
+        values = _label_values(value)
+        pred_box, ref_box = pred_side.box(name, values), ref_side.box(name, values)
+        box = _merge_boxes([pred_box, ref_box])
+        pred_mask = pred_side.mask(name, values, box) if pred_box is not None else None
+        ref_mask = ref_side.mask(name, values, box) if ref_box is not None else None
+        pred_voxels = int(np.count_nonzero(pred_mask)) if pred_mask is not None else 0
+        ref_voxels = int(np.count_nonzero(ref_mask)) if ref_mask is not None else 0
+        fixed = empty_score(pred_voxels == 0, ref_voxels == 0, empty_policy)
+        if fixed is None:
+            overlap = int(np.count_nonzero(pred_mask & ref_mask))
+            dsc = 2.0 * overlap / (pred_voxels + ref_voxels)
+            nsd = surface_overlap(pred_mask, ref_mask, spacing, tolerance_mm)
+        else:
+            dsc = nsd = fixed
+        scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels))
+    return scores

@@ -1,0 +1,116 @@
+"""Dice (DSC) and Normalised Surface Dice (NSD) for binary masks: numpy in, floats out, no I/O.
+
+NSD is DeepMind's surface Dice at a tolerance (Nikolov et al. 2021; `surface_distance`
+`compute_surface_dice_at_tolerance`), the definition SAT reports with a 1 mm tolerance. It is *not* MONAI's
+`compute_surface_dice`, which measures boundary voxels instead of marching-cubes surfels and gives different
+numbers on the same masks.
+
+Empty masks follow an explicit policy:
+- ``"sat"`` (default, as in SAT's evaluation): both empty -> 1.0; exactly one empty -> 0.0.
+- ``"nan"``: both empty -> NaN (excluded from means); exactly one empty -> 0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from protocols.boxes import label_boxes
+from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
+
+EMPTY_POLICIES = ("sat", "nan")
+
+# Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs.
+_MAX_SHIFTS = 64
+
+
+def _check_pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> None:
+    for name, mask in (("pred", pred), ("ref", ref)):
+        if not isinstance(mask, np.ndarray) or mask.dtype != bool:
+            raise ValueError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
+        if mask.ndim not in (2, 3):
+            raise ValueError(f"{name} must be 2D or 3D, got shape {mask.shape}")
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
+    if spacing is not None and (len(spacing) != pred.ndim or min(spacing) <= 0):
+        raise ValueError(f"spacing must be {pred.ndim} positive numbers, got {tuple(spacing)}")
+
+
+def _check_policy(empty_policy: str) -> None:
+    if empty_policy not in EMPTY_POLICIES:
+        raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}, got {empty_policy!r}")
+
+
+def empty_score(pred_empty: bool, ref_empty: bool, empty_policy: str = "sat") -> float | None:
+    """Score fixed by the policy when a mask is empty, or None when both masks have foreground."""
+    _check_policy(empty_policy)
+    if pred_empty and ref_empty:
+        return 1.0 if empty_policy == "sat" else float("nan")
+    if pred_empty or ref_empty:
+        return 0.0
+    return None
+
+
+def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
+    """Dice similarity coefficient 2|P and R| / (|P| + |R|)."""
+    _check_pair(pred, ref)
+    pred_voxels, ref_voxels = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
+    fixed = empty_score(pred_voxels == 0, ref_voxels == 0, empty_policy)
+    if fixed is not None:
+        return fixed
+    overlap = int(np.count_nonzero(pred & ref))
+    return 2.0 * overlap / (pred_voxels + ref_voxels)
+
+
+def _near(borders: np.ndarray, spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarray:
+    """Dual-grid vertices within `tolerance_mm` of any border vertex (distance measured in mm)."""
+    offsets = offsets_within(spacing, tolerance_mm)
+    if len(offsets) > _MAX_SHIFTS:
+        return distance_transform_edt(~borders, sampling=spacing) <= tolerance_mm
+    near = np.zeros_like(borders)
+    for offset in offsets:
+        if any(abs(step) >= size for step, size in zip(offset, borders.shape)):
+            continue
+        target, source = [], []
+        for step, size in zip(offset, borders.shape):
+            target.append(slice(max(step, 0), size + min(step, 0)))
+            source.append(slice(max(-step, 0), size - max(step, 0)))
+        near[tuple(target)] |= borders[tuple(source)]
+    return near
+
+
+def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float) -> float:
+    """NSD of two non-empty masks already cropped to (at least) the bounding box of their union.
+
+    Surfels of each mask count as overlapping when the other surface passes within the tolerance; NSD is the
+    overlapping surface area of both masks over their total surface area.
+    """
+    spacing = tuple(float(s) for s in spacing)
+    codes_pred, codes_ref = neighbour_codes(pred), neighbour_codes(ref)
+    borders_pred, borders_ref = border_vertices(codes_pred), border_vertices(codes_ref)
+    areas = surfel_area_table(spacing)
+    areas_pred, areas_ref = areas[codes_pred[borders_pred]], areas[codes_ref[borders_ref]]
+    near_pred = _near(borders_pred, spacing, tolerance_mm)[borders_ref]
+    near_ref = _near(borders_ref, spacing, tolerance_mm)[borders_pred]
+    overlap = areas_ref[near_pred].sum() + areas_pred[near_ref].sum()
+    return float(overlap / (areas_ref.sum() + areas_pred.sum()))
+
+
+def surface_dice(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    tolerance_mm: float = 1.0,
+    empty_policy: str = "sat",
+) -> float:
+    """Normalised Surface Dice at `tolerance_mm` (inclusive), with anisotropic `spacing` in mm per axis."""
+    _check_pair(pred, ref, spacing)
+    if tolerance_mm < 0:
+        raise ValueError(f"tolerance_mm must be >= 0, got {tolerance_mm}")
+    fixed = empty_score(not pred.any(), not ref.any(), empty_policy)
+    if fixed is not None:
+        return fixed
+    (box,) = label_boxes((pred | ref).view(np.uint8))
+    return surface_overlap(pred[box], ref[box], spacing, tolerance_mm)

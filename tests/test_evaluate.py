@@ -1,0 +1,172 @@
+"""`bench evaluate` end to end: matching, class maps, rows, errors that write nothing, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.io import write_volume
+from protocols.case import evaluate_case
+
+AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
+CLASSES = {"liver": 1, "spleen": 2, "kidney": 3}
+SPACING = tuple(float(np.float32(s)) for s in (0.8, 0.8, 2.5))  # as stored in a NIfTI header
+
+
+def _case(rng, shape=(30, 28, 10)):
+    ref = np.zeros(shape, np.uint8)
+    ref[4:16, 3:15, 2:8] = 1
+    ref[18:26, 16:25, 1:6] = 2
+    ref[2:8, 20:26, 4:9] = 3
+    pred = np.roll(ref, tuple(rng.integers(-2, 3, 3)), axis=(0, 1, 2))
+    return pred, ref
+
+
+def _folders(root, n_cases=3, seed=0, shape=(30, 28, 10)):
+    rng = np.random.default_rng(seed)
+    cases = {}
+    for index in range(n_cases):
+        pred, ref = _case(rng, shape)
+        name = f"case_{index:03d}"
+        write_volume(root / "ref" / f"{name}.nii.gz", ref, AFFINE)
+        write_volume(root / "pred" / f"{name}.nii.gz", pred, AFFINE)
+        cases[name] = (pred, ref)
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    return cases
+
+
+def _evaluate(root, *extra):
+    args = ["evaluate", "--pred", str(root / "pred"), "--ref", str(root / "ref"), "--out", str(root / "out"), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_rows_match_evaluate_case(tmp_path):
+    cases = _folders(tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"), "--model", "m", "--dataset", "d")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert len(table) == 3 * 3 and not table.duplicated(["case_id", "class_name"]).any()
+    assert set(table.model) == {"m"} and set(table.dataset) == {"d"} and set(table.spacing) == {"0.8x0.8x2.5"}
+    for case_id, (pred, ref) in cases.items():
+        expected = evaluate_case(pred, ref, SPACING, CLASSES)
+        rows = table[table.case_id == case_id].set_index("class_name")
+        for score in expected:
+            assert rows.loc[score.class_name, "dsc"] == score.dsc
+            assert rows.loc[score.class_name, "nsd"] == score.nsd
+    assert "liver" in result.output and "NSD" in result.output
+
+
+def test_inline_labels_channel_suffix_and_unscored_references(tmp_path):
+    _folders(tmp_path, n_cases=2)
+    (tmp_path / "pred" / "case_000.nii.gz").rename(tmp_path / "pred" / "case_000_0000.nii.gz")
+    (tmp_path / "pred" / "case_001.nii.gz").unlink()
+    result = _evaluate(tmp_path, "--labels", "1=liver,2=spleen,3=kidney,1+2=liver_or_spleen")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert set(table.case_id) == {"case_000"} and len(table) == 4
+    assert "1 reference(s) without prediction" in result.output and "case_001" in result.output
+
+
+def test_per_class_mask_folders(tmp_path):
+    cases = _folders(tmp_path, n_cases=1)
+    pred, _ = cases["case_000"]
+    (tmp_path / "pred" / "case_000.nii.gz").unlink()
+    for name, value in CLASSES.items():
+        write_volume(tmp_path / "pred" / "case_000" / f"{name}.nii.gz", pred == value, AFFINE)
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert result.exit_code == 0, result.output
+    reference = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    _, ref = cases["case_000"]
+    for score in evaluate_case(pred, ref, SPACING, CLASSES):
+        assert reference.loc[score.class_name, "nsd"] == score.nsd
+
+
+def test_geometry_mismatch_writes_nothing_for_that_case(tmp_path):
+    _folders(tmp_path, n_cases=3)
+    pred = np.zeros((30, 28, 10), np.uint8)
+    write_volume(tmp_path / "pred" / "case_001.nii.gz", pred, np.diag([0.8, 0.8, 3.0, 1.0]))
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert result.exit_code == 1
+    assert "geometry mismatch" in result.output
+    assert "pred/case_001.nii.gz" in result.output and "ref/case_001.nii.gz" in result.output
+    assert not (tmp_path / "out" / "metrics.parquet").exists()
+    assert len(list((tmp_path / "out" / "cases").glob("*.parquet"))) == 2
+
+
+def test_label_missing_from_class_map_is_an_error(tmp_path):
+    _folders(tmp_path, n_cases=1)
+    result = _evaluate(tmp_path, "--labels", "1=liver,2=spleen")
+    assert result.exit_code == 1
+    assert "[3] are missing from the class map" in result.output and "case_000" in result.output
+
+
+def test_resume_skips_stored_cases_and_refuses_other_settings(tmp_path):
+    _folders(tmp_path, n_cases=3)
+    classes = ["--classes", str(tmp_path / "classes.json")]
+    assert _evaluate(tmp_path, *classes).exit_code == 0
+    first = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    next((tmp_path / "out" / "cases").glob("case_001*")).unlink()
+    result = _evaluate(tmp_path, *classes)
+    assert result.exit_code == 0 and "scored 1 case(s), 2 already stored" in result.output
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "out" / "metrics.parquet").drop(columns="seconds"), first.drop(columns="seconds")
+    )
+    other = _evaluate(tmp_path, *classes, "--tolerance", "2")
+    assert other.exit_code == 2 and "different settings (tolerance_mm)" in other.output
+
+
+def test_workers_give_identical_rows(tmp_path):
+    _folders(tmp_path, n_cases=4)
+    serial = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert serial.exit_code == 0
+    parallel = CliRunner().invoke(app, [
+        "evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "par"),
+        "--classes", str(tmp_path / "classes.json"), "--workers", "2", "--run", "out",
+    ])
+    assert parallel.exit_code == 0, parallel.output
+    columns = ["case_id", "class_name", "dsc", "nsd"]
+    a = pd.read_parquet(tmp_path / "out" / "metrics.parquet")[columns]
+    b = pd.read_parquet(tmp_path / "par" / "metrics.parquet")[columns]
+    pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
+    n_cases = 16
+    _folders(tmp_path, n_cases=n_cases, shape=(90, 80, 30))
+    command = [
+        sys.executable, "-m", "bench.cli", "evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+        "--out", str(tmp_path / "out"), "--classes", str(tmp_path / "classes.json"),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cases_dir = tmp_path / "out" / "cases"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(cases_dir.glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    stored_before = len(list(cases_dir.glob("*.parquet")))
+    assert 2 <= stored_before < n_cases, "the kill should land mid-run"
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "already stored" in result.stdout
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert len(table) == n_cases * len(CLASSES)
+    assert not table.duplicated(["case_id", "class_name"]).any()
+    clean = subprocess.run(
+        [*command[:-4], "--out", str(tmp_path / "clean"), "--classes", str(tmp_path / "classes.json"), "--run", "out"],
+        capture_output=True, text=True, check=True,
+    )
+    assert clean.returncode == 0
+    expected = pd.read_parquet(tmp_path / "clean" / "metrics.parquet")
+    pd.testing.assert_frame_equal(
+        table.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
+        expected.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
+    )
