@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bench.commands import demo, evaluate
+from bench.commands.datasets import datasets_app
 
 app = typer.Typer(
     help="Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD).",
@@ -13,6 +14,7 @@ app = typer.Typer(
 )
 app.command("evaluate")(evaluate.evaluate)
 app.command("demo")(demo.demo)
+app.add_typer(datasets_app, name="datasets")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,22 @@
+"""Dataset catalog and unified label system: the 72 SAT-DS datasets, 498 terms, regions, splits, derived classes."""
+
+from bench.catalog.catalog import Catalog, CatalogError, DatasetInfo, build_catalog, load_catalog
+from bench.catalog.names import class_name, nnunet_class_name
+from bench.catalog.rules import apply_rules, class_masks, resolve_rules
+from bench.catalog.terms import MODALITIES, modality_prefix, term_key
+
+__all__ = [
+    "MODALITIES",
+    "Catalog",
+    "CatalogError",
+    "DatasetInfo",
+    "apply_rules",
+    "build_catalog",
+    "class_masks",
+    "class_name",
+    "load_catalog",
+    "modality_prefix",
+    "nnunet_class_name",
+    "resolve_rules",
+    "term_key",
+]
