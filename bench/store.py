@@ -72,12 +72,6 @@ def read_config(out_dir: Path) -> dict:
     return json.loads((Path(out_dir) / CONFIG_FILE).read_text())
 
 
-def completed_cases(out_dir: Path) -> set[str]:
-    """File names of the cases already stored in a run directory."""
-    cases_dir = Path(out_dir) / _CASES
-    return {p.name for p in cases_dir.glob("*.parquet")} if cases_dir.is_dir() else set()
-
-
 def is_done(out_dir: Path, case_key: str) -> bool:
     return (Path(out_dir) / _CASES / case_file_name(case_key)).exists()
 
