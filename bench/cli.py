@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.commands import demo, evaluate
+from bench.commands import clicks, demo, evaluate
 from bench.commands.datasets import datasets_app
 
 app = typer.Typer(
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("evaluate")(evaluate.evaluate)
 app.command("demo")(demo.demo)
+app.command("clicks")(clicks.clicks)
 app.add_typer(datasets_app, name="datasets")
 
 if __name__ == "__main__":

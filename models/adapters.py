@@ -1,0 +1,66 @@
+"""The 2D-to-3D adapter: a 2D model run slice by slice along one axis, with per-slice prompts.
+
+3D prompts are routed to slices: a click goes to the slice holding it; a box goes to every slice it spans
+(a per-slice box from `protocols.prompts_slices` is one slice thick). Slices that never received a prompt
+stay empty. Each slice keeps its own model state and mask, so a model that takes only the newest click
+refines the slice that click is on and leaves the others as they were. A slice is given as a 2D image with
+the in-plane spacing and the volume's affine (for reference; 2D models work in pixel coordinates).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from models.base import Capabilities, Image, Model
+from protocols.prompts import Box, Click, Prompt
+
+SLICE_PROMPTS = frozenset({"points", "boxes"})
+
+
+def _drop(values: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return values[:axis] + values[axis + 1:]
+
+
+class SliceWise(Model):
+    """Runs `model` (which must take 2D images) on the slices along `axis` that have prompts."""
+
+    def __init__(self, *, model: Model, axis: int = 2):
+        if 2 not in model.capabilities.ndims:
+            raise ValueError(f"SliceWise needs a model that takes 2D images; {model.name!r} does not")
+        if not model.capabilities.prompts & SLICE_PROMPTS:
+            raise ValueError(f"SliceWise needs a model that takes points or boxes; {model.name!r} does not")
+        self.model = model
+        self.axis = axis
+        self.name = f"{model.name}@slices{axis}"
+        self.capabilities = Capabilities(
+            ndims=frozenset({3}),
+            prompts=model.capabilities.prompts & SLICE_PROMPTS,
+            accumulates_clicks=model.capabilities.accumulates_clicks,
+        )
+
+    def _route(self, prompt: Prompt, depth: int) -> dict[int, Prompt]:
+        points: dict[int, list[Click]] = defaultdict(list)
+        boxes: dict[int, list[Box]] = defaultdict(list)
+        for click in prompt.points:
+            points[click.point[self.axis]].append(Click(_drop(click.point, self.axis), click.positive))
+        for box in prompt.boxes:
+            for index in range(max(box.lo[self.axis], 0), min(box.hi[self.axis], depth - 1) + 1):
+                boxes[index].append(Box(_drop(box.lo, self.axis), _drop(box.hi, self.axis)))
+        return {index: Prompt(points=tuple(points[index]), boxes=tuple(boxes[index]))
+                for index in sorted(set(points) | set(boxes))}
+
+    def _segment(self, image: Image, prompt: Prompt, state: Any) -> tuple[np.ndarray, Any]:
+        slices = dict(state or {})
+        array = np.moveaxis(image.array, self.axis, 0)
+        plane_spacing = _drop(tuple(image.spacing), self.axis)
+        for index, slice_prompt in self._route(prompt, array.shape[0]).items():
+            plane = Image(array=array[index], spacing=plane_spacing, affine=image.affine)
+            previous = slices.get(index, (None, None))[1]
+            slices[index] = self.model.segment(plane, slice_prompt, previous)
+        mask = np.zeros(array.shape, bool)
+        for index, (plane_mask, _) in slices.items():
+            mask[index] = plane_mask
+        return np.moveaxis(mask, 0, self.axis), slices

@@ -1,0 +1,1 @@
+"""Weightless reference models, so the interactive loop is meaningful on a machine without checkpoints."""

@@ -1,0 +1,94 @@
+"""Geometry helpers for prompt policies: fast bounding boxes and an exact, spacing-aware distance transform.
+
+Click policies run once per simulated click on full-resolution volumes (AMOS: 512x512x82), so the error is
+cropped to its bounding box before any distance is computed, and the distance transform exploits that error
+regions are usually thin: distances are bounded first, then a separable minimum over a window that large
+gives the exact Euclidean distance (Saito-Toriwaki with a bounded search), several times faster than
+`scipy.ndimage.distance_transform_edt` (which always builds the full feature transform) on thin shells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Crop = tuple[slice, ...]
+
+
+def _span(flags: np.ndarray) -> tuple[int, int] | None:
+    hits = np.flatnonzero(flags)
+    return (int(hits[0]), int(hits[-1]) + 1) if hits.size else None
+
+
+def bounding_box(mask: np.ndarray) -> Crop | None:
+    """Tight bounding box of the True voxels as slices, or None when the mask is empty.
+
+    Reduces the slowest-varying axis over contiguous rows, then only the occupied slab, so it costs about one
+    pass in memory order (NIfTI arrays are usually Fortran-ordered: they are handled through their transpose).
+    """
+    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
+        box = bounding_box(mask.T)
+        return None if box is None else box[::-1]
+    mask = np.ascontiguousarray(mask)
+    first = _span(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if first is None:
+        return None
+    slab = mask[first[0]:first[1]].any(axis=0)
+    spans = [first]
+    for axis in range(slab.ndim):
+        spans.append(_span(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis))))
+    return tuple(slice(start, stop) for start, stop in spans)
+
+
+def _axis_distance(mask: np.ndarray, axis: int, step: float) -> np.ndarray:
+    """Exact 1D distance (mm) from each voxel to the nearest False voxel along `axis` (outside counts as False)."""
+    size = mask.shape[axis]
+    shape = [1] * mask.ndim
+    shape[axis] = size
+    index = np.arange(size, dtype=np.int32).reshape(shape)
+    before = np.where(mask, np.int32(-1), index)
+    np.maximum.accumulate(before, axis=axis, out=before)
+    after = np.where(mask, np.int32(size), index)
+    after = np.flip(np.minimum.accumulate(np.flip(after, axis), axis=axis), axis)
+    return np.minimum(index - before, after - index).astype(np.float32) * np.float32(step)
+
+
+def _min_plus(squared: np.ndarray, axis: int, step: float, radius: int) -> np.ndarray:
+    """min over |k| <= radius of squared[x + k e_axis] + (k step)^2; out-of-array neighbours are background (0)."""
+    out = squared.copy()
+    size = squared.shape[axis]
+    for k in range(1, min(radius, size) + 1):
+        penalty = np.float32((k * step) ** 2)
+        head = [slice(None)] * squared.ndim
+        tail = [slice(None)] * squared.ndim
+        head[axis], tail[axis] = slice(0, size - k), slice(k, size)
+        head, tail = tuple(head), tuple(tail)
+        np.minimum(out[head], squared[tail] + penalty, out=out[head])
+        np.minimum(out[tail], squared[head] + penalty, out=out[tail])
+        edge = [slice(None)] * squared.ndim
+        edge[axis] = slice(size - k, size)
+        np.minimum(out[tuple(edge)], penalty, out=out[tuple(edge)])
+        edge[axis] = slice(0, k)
+        np.minimum(out[tuple(edge)], penalty, out=out[tuple(edge)])
+    return out
+
+
+def distance_transform(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Euclidean distance (mm) from every True voxel to the nearest False voxel; voxels outside the array are False.
+
+    The outside-is-background rule is the padded convention of RITM and SAM-Med3D (a region touching the image
+    border is measured to the border). Returns float32 zeros on False voxels.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if len(spacing) != mask.ndim:
+        raise ValueError(f"spacing must have {mask.ndim} values, got {tuple(spacing)}")
+    if not mask.any():
+        return np.zeros(mask.shape, np.float32)
+    axis_distances = [_axis_distance(mask, axis, step) for axis, step in enumerate(spacing)]
+    bound = float(np.min(axis_distances, axis=0).max())
+    squared = np.square(axis_distances[0])
+    for axis in range(1, mask.ndim):
+        radius = int(np.floor(bound / spacing[axis] + 1e-6))
+        squared = _min_plus(squared, axis, float(spacing[axis]), radius)
+    return np.sqrt(squared, out=squared)
