@@ -17,16 +17,16 @@ from bench.io import write_volume
 
 SPACING = (0.8, 0.8, 2.5)
 SHAPE = (112, 96, 36)
-CLASSES = {"liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "aorta": 5}
+CLASSES = {"liver": 1, "spleen": 2, "right kidney": 3, "left kidney": 4, "aorta": 5}
 # centre (mm, relative to the volume centre) and radii (mm) of each organ; the aorta is a tube along z.
 _ORGANS = {
     "liver": ((-18.0, -4.0, 0.0), (26.0, 20.0, 30.0)),
     "spleen": ((26.0, 10.0, 6.0), (10.0, 8.0, 16.0)),
-    "kidney_right": ((-16.0, 18.0, -16.0), (7.0, 6.0, 14.0)),
-    "kidney_left": ((20.0, 18.0, -14.0), (7.0, 6.0, 14.0)),
+    "right kidney": ((-16.0, 18.0, -16.0), (7.0, 6.0, 14.0)),
+    "left kidney": ((20.0, 18.0, -14.0), (7.0, 6.0, 14.0)),
     "aorta": ((2.0, 10.0, 0.0), (5.0, 5.0, 1000.0)),
 }
-_HU = {"liver": 60.0, "spleen": 48.0, "kidney_right": 150.0, "kidney_left": 150.0, "aorta": 190.0}
+_HU = {"liver": 60.0, "spleen": 48.0, "right kidney": 150.0, "left kidney": 150.0, "aorta": 190.0}
 PRETEND_MODELS = ("careful_net", "coarse_net")
 
 
@@ -64,7 +64,7 @@ def degrade(labels: np.ndarray, model: str, rng: np.random.Generator) -> np.ndar
             operation = ndimage.binary_dilation if rng.random() < 0.5 else ndimage.binary_erosion
             organ = operation(organ)
         elif model == "coarse_net":
-            if value in (CLASSES["kidney_left"], CLASSES["kidney_right"]) and rng.random() < 0.25:
+            if value in (CLASSES["left kidney"], CLASSES["right kidney"]) and rng.random() < 0.25:
                 continue
             coarse = ndimage.uniform_filter(organ.astype(np.float32), (4, 4, 1))[2::4, 2::4] > 0.5
             organ = np.repeat(np.repeat(coarse, 4, axis=0), 4, axis=1)
