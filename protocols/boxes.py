@@ -37,6 +37,8 @@ def label_boxes(label_map: np.ndarray) -> list[Box | None]:
     if index.size == 0:
         return []
     labels = flat[index].astype(np.intp)
+    if flat.size < 2**31:  # 32-bit index arithmetic is faster
+        index = index.astype(np.int32)
     n_labels = int(labels.max()) + 1
     coordinates = []
     for size in reversed(label_map.shape[::-1] if fortran else label_map.shape):

@@ -64,38 +64,46 @@ def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
     return 2.0 * overlap / (pred_voxels + ref_voxels)
 
 
-def _near(borders: np.ndarray, spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarray:
-    """Dual-grid vertices within `tolerance_mm` of any border vertex (distance measured in mm)."""
-    offsets = offsets_within(spacing, tolerance_mm)
+def _within(
+    source: np.ndarray, targets: np.ndarray, offsets: np.ndarray, spacing: tuple[float, ...], tolerance_mm: float
+) -> np.ndarray:
+    """For each flat index in `targets`, whether a `source` border vertex lies within the tolerance.
+
+    With a small tolerance ball each offset is one gather at the target vertices (`source` carries a background
+    margin at least as wide as the ball, so no offset wraps around an axis); with a large one, a single exact
+    distance transform is cheaper.
+    """
     if len(offsets) > _MAX_SHIFTS:
-        return distance_transform_edt(~borders, sampling=spacing) <= tolerance_mm
-    near = np.zeros_like(borders)
-    for offset in offsets:
-        if any(abs(step) >= size for step, size in zip(offset, borders.shape)):
-            continue
-        target, source = [], []
-        for step, size in zip(offset, borders.shape):
-            target.append(slice(max(step, 0), size + min(step, 0)))
-            source.append(slice(max(-step, 0), size - max(step, 0)))
-        near[tuple(target)] |= borders[tuple(source)]
-    return near
+        return (distance_transform_edt(~source, sampling=spacing) <= tolerance_mm).reshape(-1)[targets]
+    if not source.flags.c_contiguous:
+        raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
+    strides = np.asarray(source.strides) // source.itemsize
+    flat = source.reshape(-1)
+    within = np.zeros(targets.size, bool)
+    for step in offsets @ strides:
+        within |= flat[targets + step]
+    return within
 
 
 def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float) -> float:
     """NSD of two non-empty masks already cropped to (at least) the bounding box of their union.
 
     Surfels of each mask count as overlapping when the other surface passes within the tolerance; NSD is the
-    overlapping surface area of both masks over their total surface area.
+    overlapping surface area of both masks over their total surface area. Only the border vertices of each
+    surface are visited, never a full distance map of the crop (unless the tolerance ball is large).
     """
     spacing = tuple(float(s) for s in spacing)
-    codes_pred, codes_ref = neighbour_codes(pred), neighbour_codes(ref)
-    borders_pred, borders_ref = border_vertices(codes_pred), border_vertices(codes_ref)
+    offsets = offsets_within(spacing, tolerance_mm)
+    margin = np.abs(offsets).max(axis=0)
+    codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
+    borders = [border_vertices(c) for c in codes]
+    indices = [np.flatnonzero(b) for b in borders]
     areas = surfel_area_table(spacing)
-    areas_pred, areas_ref = areas[codes_pred[borders_pred]], areas[codes_ref[borders_ref]]
-    near_pred = _near(borders_pred, spacing, tolerance_mm)[borders_ref]
-    near_ref = _near(borders_ref, spacing, tolerance_mm)[borders_pred]
-    overlap = areas_ref[near_pred].sum() + areas_pred[near_ref].sum()
-    return float(overlap / (areas_ref.sum() + areas_pred.sum()))
+    surfels = [areas[c.reshape(-1)[i]] for c, i in zip(codes, indices)]
+    near_ref = _within(borders[1], indices[0], offsets, spacing, tolerance_mm)
+    near_pred = _within(borders[0], indices[1], offsets, spacing, tolerance_mm)
+    overlap = surfels[0][near_ref].sum() + surfels[1][near_pred].sum()
+    return float(overlap / (surfels[0].sum() + surfels[1].sum()))
 
 
 def surface_dice(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -24,14 +25,17 @@ def _corner_shifts(ndim: int) -> list[tuple[tuple[int, ...], int]]:
     return [(corner, top_bit - i) for i, corner in enumerate(corners)]
 
 
-def neighbour_codes(mask: np.ndarray) -> np.ndarray:
-    """Neighbour code of every dual-grid vertex; output shape is `mask.shape + 1` along each axis.
+def neighbour_codes(mask: np.ndarray, margin: Sequence[int] | int = 0) -> np.ndarray:
+    """Neighbour code of every dual-grid vertex; output shape is `mask.shape + 1 + 2 * margin` per axis.
 
-    Vertex `i` sits between voxels `i - 1` and `i`, so objects touching the image border get a closed surface.
-    The code is built one axis at a time (last axis first): each step doubles the bits per vertex by pairing
-    the lower and upper neighbour along that axis, so the lowest corner ends in the highest bit.
+    The result is C-contiguous whatever the memory order of `mask`. Vertex `i` sits between voxels `i - 1` and
+    `i`, so objects touching the image border get a closed surface;
+    `margin` adds that many background vertices (code 0) on both sides of each axis. The code is built one axis
+    at a time (last axis first): each step doubles the bits per vertex by pairing the lower and upper neighbour
+    along that axis, so the lowest corner ends in the highest bit.
     """
-    codes = np.pad(mask.astype(np.uint8, copy=False), 1)
+    margin = np.broadcast_to(margin, (mask.ndim,))
+    codes = np.pad(mask.astype(np.uint8, copy=False), [(1 + int(m), 1 + int(m)) for m in margin])
     bits = 1
     for axis in reversed(range(mask.ndim)):
         lower = [slice(None)] * mask.ndim
@@ -39,7 +43,7 @@ def neighbour_codes(mask: np.ndarray) -> np.ndarray:
         lower[axis], upper[axis] = slice(None, -1), slice(1, None)
         codes = (codes[tuple(lower)] << np.uint8(bits)) | codes[tuple(upper)]
         bits *= 2
-    return codes
+    return np.ascontiguousarray(codes)
 
 
 def border_vertices(codes: np.ndarray) -> np.ndarray:

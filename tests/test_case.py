@@ -51,6 +51,15 @@ def test_scores_equal_single_class_metrics_and_oracle():
         assert not score.ref_empty and not score.pred_empty
 
 
+def test_memory_order_does_not_change_scores():
+    pred, ref = _label_maps(seed=4)
+    classes = {"a": 1, "b": 2, "c": 3}
+    c_order = evaluate_case(pred, ref, (0.7, 0.8, 3.0), classes)
+    fortran = evaluate_case(np.asfortranarray(pred), np.asfortranarray(ref), (0.7, 0.8, 3.0), classes)
+    strided = evaluate_case(pred[::-1][::-1], ref.transpose(2, 1, 0).transpose(2, 1, 0), (0.7, 0.8, 3.0), classes)
+    assert c_order == fortran == strided
+
+
 def test_per_class_masks_give_the_same_scores_as_a_label_map():
     pred, ref = _label_maps(seed=2)
     classes = {"a": 1, "b": 2, "c": 3}
