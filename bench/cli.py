@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.commands import clicks, demo, evaluate
+from bench.commands import clicks, compare, demo, evaluate, leaderboard, report, tables
 from bench.commands.datasets import datasets_app
 
 app = typer.Typer(
@@ -14,6 +14,10 @@ app = typer.Typer(
 )
 app.command("evaluate")(evaluate.evaluate)
 app.command("demo")(demo.demo)
+app.command("tables")(tables.tables)
+app.command("leaderboard")(leaderboard.leaderboard_command)
+app.command("compare")(compare.compare)
+app.command("report")(report.report)
 app.command("clicks")(clicks.clicks)
 app.add_typer(datasets_app, name="datasets")
 

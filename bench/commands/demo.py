@@ -8,13 +8,16 @@ import typer
 
 from bench.commands.clicks import run_clicks_demo
 from bench.commands.evaluate import print_summary
+from bench.commands.leaderboard import leaderboard_text
+from bench.commands.tables import tables_text
 from bench.evaluation import RunSettings, evaluate_folders
+from bench.report import write_report
 from bench.synthetic import CLASSES, PRETEND_MODELS, write_demo_set
 
 
 def demo(out: Path = typer.Option(Path("results/runs/demo"), help="Folder for the demo data and runs.")) -> None:
     """Generate the synthetic set, score two pretend models with DSC and NSD, simulate 10 clicks with the
-    weightless interactive model, and print the tables."""
+    weightless interactive model, print region/class tables and a leaderboard, and write the HTML report."""
     data = write_demo_set(out / "data")
     typer.echo(f"synthetic CT set: {data} (4 cases, {len(CLASSES)} organs, spacing 0.8 x 0.8 x 2.5 mm)")
     for model in PRETEND_MODELS:
@@ -22,3 +25,14 @@ def demo(out: Path = typer.Option(Path("results/runs/demo"), help="Folder for th
         outcome = evaluate_folders(data / "predictions" / model, data / "labels", out / "runs" / model, settings)
         print_summary(outcome.table, f"{model}: mean over {outcome.table.case_id.nunique()} cases (NSD @ 1 mm)")
     run_clicks_demo(data, out / "runs" / "clicks", n_clicks=10)
+
+    run_dirs = [out / "runs" / model for model in PRETEND_MODELS]
+    typer.echo("\nRegion-wise (SAT Table 1 layout), 95% bootstrap intervals over cases:\n")
+    typer.echo(tables_text(run_dirs, by="region", seed=0, n_boot=200), nl=False)
+    typer.echo("\nClass-wise (SAT Table 3/4 layout):\n")
+    typer.echo(tables_text(run_dirs, by="class"), nl=False)
+    typer.echo("\n" + leaderboard_text(run_dirs), nl=False)
+    index = write_report(
+        [*run_dirs, out / "runs" / "clicks"], out / "report", published=["sat-table1", "sat-table3", "sat-table4"]
+    )
+    typer.echo(f"\nreport: {index} (open it in a browser)")

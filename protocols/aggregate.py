@@ -1,0 +1,154 @@
+"""Macro averages of per-case scores, following the SAT paper's evaluation protocols (section 8.3).
+
+Every function is pure: per-case rows in, tables out. The rows first get three columns from `attach_terms`:
+``method`` (what is compared: the run name), ``key`` (the unified class, modality included: ``ct_liver`` and
+``mri_liver`` are different classes) and ``group`` (the class's region group: its region, ``lesion`` for abnormal
+classes, ``whole body`` for classes in several regions). Then:
+
+- a *cell* is one (method, dataset, class): the mean over its cases (NaN scores, e.g. under the "nan" empty-mask
+  policy, are left out of the mean);
+- a *class* score is the mean of its cells over datasets (macro, not pooled over cases);
+- a *region* score is the mean of the class scores of its group; the *overall* score the mean over all classes;
+- a *dataset* score is the mean of its cells over classes.
+
+Every aggregate carries its counts (cases, datasets, classes) so partial coverage stays visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("dsc", "nsd")
+LEVELS = ("class", "region", "dataset", "overall")
+LESION = "lesion"
+WHOLE_BODY = "whole body"
+UNASSIGNED = "unassigned"
+OVERALL = "all"
+_CELL = ["method", "dataset", "key", "group"]
+SCORE_COLUMNS = ["method", "level", "key", "group", *METRICS, "cases", "datasets", "classes"]
+
+
+def region_group(regions: Sequence[str], abnormal: bool) -> str:
+    """The region group a class is averaged in: lesion classes apart, multi-region classes as whole body."""
+    if abnormal:
+        return LESION
+    regions = tuple(regions)
+    if len(regions) > 1:
+        return WHOLE_BODY
+    return regions[0] if regions else UNASSIGNED
+
+
+def attach_terms(rows: pd.DataFrame, terms: pd.DataFrame, key_of: Callable[[str, str], str]) -> pd.DataFrame:
+    """Rows with ``method``, ``key`` and ``group`` added.
+
+    ``terms`` has columns ``key``, ``regions`` (tuple) and ``abnormal``; ``key_of(modality, class_name)`` gives a
+    row's unified class key. Classes missing from ``terms`` land in the ``unassigned`` group, in plain sight.
+    """
+    pairs = rows.groupby(["modality", "class_name"], sort=False, dropna=False)
+    keys = np.array([key_of(m, c) for m, c in pairs.size().index], dtype=object)
+    groups = {key: region_group(regions, bool(abnormal)) for key, regions, abnormal
+              in terms[["key", "regions", "abnormal"]].itertuples(index=False)}
+    labelled = rows.assign(key=keys[pairs.ngroup().to_numpy()]) if len(rows) else rows.assign(key=[])
+    if "method" not in labelled.columns:
+        labelled["method"] = labelled["run"]
+    labelled["group"] = labelled["key"].map(groups).fillna(UNASSIGNED)
+    return labelled
+
+
+def class_groups(rows: pd.DataFrame) -> pd.Series:
+    """The region group of each class key seen in labelled rows."""
+    return rows.drop_duplicates("key").set_index("key")["group"]
+
+
+def cell_scores(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, dataset, class): mean scores over cases and the case count. Needs `attach_terms` columns."""
+    return Cells(rows).table
+
+
+def summarise(cells: pd.DataFrame, level: str, values: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Macro averages of cell ``values`` at one level, with dataset and class counts, sorted by (method, key)."""
+    values = list(values)
+    classes = cells.groupby(["method", "key", "group"], sort=True)
+    if level == "class":
+        table = classes[values].mean()
+        table["datasets"] = classes.size()
+        table["classes"] = 1
+        return table.reset_index()
+    if level == "dataset":
+        datasets = cells.groupby(_UNITS["dataset"], sort=True)
+        table = datasets[values].mean()
+        table["datasets"] = 1
+        table["classes"] = datasets.size()
+        return table.reset_index().rename(columns={"dataset": "key"})
+    by = _UNITS[level]
+    class_means = classes[values].mean().reset_index()
+    table = class_means.groupby(by, sort=True)[values].mean()
+    table["datasets"] = cells.groupby(by, sort=True)["dataset"].nunique()
+    table["classes"] = class_means.groupby(by, sort=True).size()
+    table = table.reset_index()
+    return table.rename(columns={"group": "key"}) if level == "region" else table.assign(key=OVERALL)
+
+
+def scores(rows: pd.DataFrame, level: str) -> pd.DataFrame:
+    """One level's aggregates (columns ``SCORE_COLUMNS``) from rows labelled by `attach_terms`."""
+    return Cells(rows).scores(level)
+
+
+def all_scores(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every level's aggregates, sharing one pass over the rows for the cells."""
+    cells = Cells(rows)
+    return {level: cells.scores(level) for level in LEVELS}
+
+
+_UNITS = {"class": ["method", "key", "group"], "region": ["method", "group"], "dataset": ["method", "dataset"],
+          "overall": ["method"]}
+
+
+class Cells:
+    """The cells of labelled rows (``table``), with each row's cell and case as integer codes.
+
+    Cells are numbered in sorted (method, dataset, key, group) order, cases in sorted (method, dataset, case_id)
+    order, so the cases of one (method, dataset) are contiguous (the bootstrap resamples within them).
+    """
+
+    def __init__(self, rows: pd.DataFrame):
+        grouped = rows.groupby(_CELL, sort=True)
+        self.table = grouped[list(METRICS)].mean()
+        self.table["cases"] = grouped.size()
+        self.table = self.table.reset_index()
+        self.cell_of_row = grouped.ngroup().to_numpy()
+        cases = rows.groupby(["method", "dataset", "case_id"], sort=True)
+        self.case_of_row = cases.ngroup().to_numpy()
+        self.strata = cases.size().reset_index().groupby(["method", "dataset"], sort=True).ngroup().to_numpy()
+        self.n_cases = int(self.case_of_row.max()) + 1 if len(rows) else 0
+        distinct = _distinct(self.cell_of_row.astype(np.int64) * self.n_cases + self.case_of_row).size
+        if distinct != len(rows):
+            raise ValueError(
+                f"{len(rows) - distinct} rows repeat a (method, dataset, case, class): pass each run "
+                "once; interactive click rows are summarised by protocols.interactive, not averaged here"
+            )
+
+    def case_counts(self, level: str) -> np.ndarray:
+        """Distinct cases behind each unit of ``level``, in the sorted order `summarise` returns."""
+        unit_of_cell = self.table.groupby(_UNITS[level], sort=True).ngroup().to_numpy()
+        units = unit_of_cell[self.cell_of_row].astype(np.int64)
+        distinct = _distinct(units * self.n_cases + self.case_of_row) // max(self.n_cases, 1)
+        return np.bincount(distinct, minlength=unit_of_cell.max() + 1 if len(unit_of_cell) else 0)
+
+    def scores(self, level: str) -> pd.DataFrame:
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+        table = summarise(self.table, level).assign(level=level)
+        table["cases"] = self.case_counts(level)
+        if "group" not in table.columns:
+            table["group"] = table["key"] if level == "region" else ""
+        return table[SCORE_COLUMNS]
+
+
+def _distinct(codes: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer array, sorted (a sort beats hashing at this size)."""
+    ordered = np.sort(codes)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
