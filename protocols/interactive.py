@@ -114,3 +114,10 @@ def summarise_clicks(rows: pd.DataFrame, *, at: Sequence[int] = (1, 3, 5, 10),
     table = grouped[metrics].mean()
     table.insert(0, "cases", grouped.size())
     return table.reset_index()
+
+
+def mean_curves(rows: pd.DataFrame, *, by: Sequence[str] = SUMMARY_KEYS) -> pd.DataFrame:
+    """Mean DSC and NSD over cases at every click, per `by` group (model, class, policy): the curves a report
+    draws. Curves stopped early on a perfect mask already carry repeated scores, so every click has all cases."""
+    keys = [key for key in by if key in rows.columns]
+    return rows.groupby([*keys, "click"], sort=True)[["dsc", "nsd"]].mean().reset_index()

@@ -13,7 +13,7 @@ from bench.cli import app
 from bench.io import read_label_map, read_volume, write_volume
 from models.base import Capabilities, Image, Model
 from models.registry import get_model
-from protocols.interactive import normalised_auc, run_clicks, summarise_clicks
+from protocols.interactive import mean_curves, normalised_auc, run_clicks, summarise_clicks
 from protocols.prompts import clicks_from_json, prompt_rng
 
 
@@ -93,6 +93,17 @@ def test_normalised_auc_known_values():
     assert normalised_auc([1.0, 1.0, 1.0]) == 1.0
     assert normalised_auc([0.2, 0.4, 0.6]) == pytest.approx(0.4)
     assert normalised_auc([0.7]) == 0.7
+
+
+def test_mean_curves_average_cases_at_each_click():
+    rows = pd.DataFrame({
+        "model": "m", "class_name": "liver", "prompt_policy": "ritm", "first_click": "center",
+        "case_id": ["a", "a", "b", "b"], "click": [1, 2, 1, 2], "dsc": [0.2, 0.6, 0.4, 0.9], "nsd": [0.1, 0.5, 0.3, 0.7],
+    })
+    curves = mean_curves(rows)
+    assert curves["click"].tolist() == [1, 2]
+    assert curves["dsc"].tolist() == pytest.approx([0.3, 0.75])
+    assert curves["nsd"].tolist() == pytest.approx([0.2, 0.6])
 
 
 def test_summary_per_model_and_class_never_takes_the_maximum():

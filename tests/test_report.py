@@ -44,12 +44,12 @@ def run_chromium(browser: str, profile: Path, *args: str) -> subprocess.Complete
 
 def test_report_files(report):
     figures = report.parent / "figures"
-    for stem in ("regions_dsc", "regions_nsd", "classes_dsc", "classes_nsd"):
+    for stem in ("regions_dsc", "regions_nsd", "classes_dsc", "classes_nsd", "clicks_dsc", "clicks_nsd"):
         assert (figures / f"{stem}.png").stat().st_size > 0
         assert (figures / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
     page = report.read_text()
     for text in ("Leaderboard", "H&amp;N", "nnU-Nets (SAT)", "ct_liver", "AbdomenCT1K", "Run metadata",
-                 "Interactive clicks"):
+                 "Interactive clicks", "DSC vs clicks"):
         assert text in page
     assert "<u>" in page and "[" in page  # best values underlined, bootstrap intervals shown
 
@@ -63,7 +63,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body, dom.stdout[:2000]
     attributes = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
-    assert int(attributes["images"]) == 4
+    assert int(attributes["images"]) == 6
     assert attributes["images-loaded"] == attributes["images"]
     assert attributes["errors"] == ""
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]

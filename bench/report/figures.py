@@ -71,3 +71,22 @@ def class_dots(values: pd.DataFrame, groups: pd.Series, metric: str, order_by: s
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(frameon=False, loc="lower left", fontsize=8)
     return figure
+
+
+def click_curves(curves: pd.DataFrame, metric: str) -> plt.Figure:
+    """Score vs number of clicks: one line per (model, policy) averaged over classes, plus one thin line per
+    class. ``curves`` has columns series, class_name, click and the metric (percent)."""
+    figure, axes = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
+    for i, (series, group) in enumerate(curves.groupby("series", sort=True)):
+        colour = _COLOURS[i % len(_COLOURS)]
+        for _, per_class in group.groupby("class_name"):
+            axes.plot(per_class["click"], per_class[metric], color=colour, alpha=0.25, linewidth=0.8)
+        mean = group.groupby("click")[metric].mean()
+        axes.plot(mean.index, mean.to_numpy(), color=colour, marker="o", markersize=3, label=f"{series} (mean)")
+    axes.set_xlabel("clicks")
+    axes.set_ylabel(f"{metric.upper()} (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.legend(frameon=False, fontsize=8, loc="lower right")
+    return figure

@@ -17,6 +17,7 @@ from bench.tables import (
     best_mask, comparable, coverage_lines, layout, leaderboard_view, shared_region_entries, with_intervals,
 )
 from protocols.aggregate import METRICS, OVERALL, class_groups
+from protocols.interactive import mean_curves
 
 _FIGURES = "figures"
 
@@ -65,6 +66,16 @@ def write_report(
     if not runs.clicks.empty:
         heading = "Interactive clicks (DSC/NSD@k, final, normalised AUC)"
         sections.append((heading, html_table(clicks_table(runs.clicks))))
+        curves = mean_curves(runs.clicks)
+        curves = curves.assign(
+            series=curves["model"] + " / " + curves["first_click"] + " + " + curves["prompt_policy"],
+            dsc=curves["dsc"] * 100, nsd=curves["nsd"] * 100,
+        )
+        for metric in METRICS:
+            stem = f"{_FIGURES}/clicks_{metric}"
+            figures.save(figures.click_curves(curves, metric), out_dir / stem)
+            caption = f"{metric.upper()} after k clicks: mean over cases per class (thin) and over classes (bold)"
+            sections.append((f"{metric.upper()} vs clicks", figure(stem, caption)))
     board, chosen, left_out = ranked(entries, "class", baseline)
     notes += left_out
     heading = "Leaderboard (class-wise)" + (f", deltas against {chosen}" if chosen else "")
