@@ -16,8 +16,8 @@ from bench.synthetic import CLASSES, PRETEND_MODELS, write_demo_set
 
 
 def demo(out: Path = typer.Option(Path("results/runs/demo"), help="Folder for the demo data and runs.")) -> None:
-    """Generate the synthetic set, score two pretend models with DSC and NSD, simulate 10 clicks with the
-    weightless interactive model, print region/class tables and a leaderboard, and write the HTML report."""
+    """Run everything on a synthetic CT set: score two pretend models, simulate clicks, print tables and a
+    leaderboard, write the HTML report."""
     data = write_demo_set(out / "data")
     typer.echo(f"synthetic CT set: {data} (4 cases, {len(CLASSES)} organs, spacing 0.8 x 0.8 x 2.5 mm)")
     for model in PRETEND_MODELS:
