@@ -67,7 +67,7 @@ def test_amos_round_trip(amos):
 def _sampled_voxels(transform: SatTransform) -> tuple[np.ndarray, ...]:
     """Native indices (as an open mesh) whose round trip through SAT's grid lands on themselves, inside the crop."""
     axes = []
-    for axis, (n, scale, (start, stop)) in enumerate(zip(transform.ras_shape, transform.scale, transform.crop)):
+    for n, scale, (start, stop) in zip(transform.ras_shape, transform.scale, transform.crop):
         ras = np.arange(n)
         sat = np.round(ras / scale)
         keep = (np.round(sat * scale) == ras) & (sat >= start) & (sat < stop)

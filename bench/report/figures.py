@@ -61,8 +61,9 @@ def class_dots(values: pd.DataFrame, groups: pd.Series, metric: str, order_by: s
     bounds = np.flatnonzero(np.diff(frame["_rank"].to_numpy())) + 0.5
     for boundary in bounds:
         axes.axvline(boundary, color="#888888", linewidth=0.6, linestyle="--")
-    for group, members in frame.groupby("_group", sort=False):
-        middle = x[frame["_group"].to_numpy() == group].mean()
+    group_of_column = frame["_group"].to_numpy()
+    for group in dict.fromkeys(group_of_column):
+        middle = x[group_of_column == group].mean()
         axes.text(middle, 101, REGION_LABELS.get(group, group), ha="center", va="bottom", fontsize=8)
     axes.set_xticks(x, [str(k) for k in frame.index], rotation=90, fontsize=6)
     axes.set_xlim(-1, len(frame))
