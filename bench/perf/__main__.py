@@ -1,4 +1,4 @@
-"""`python -m bench.perf NAME`: run one benchmark module of this package (e.g. `metrics`)."""
+"""`python -m bench.perf NAME [ARGS]`: run one benchmark module of this package (e.g. `metrics`)."""
 
 import importlib
 import pkgutil
@@ -7,6 +7,8 @@ import sys
 import bench.perf
 
 names = sorted(m.name for m in pkgutil.iter_modules(bench.perf.__path__) if not m.name.startswith("_"))
-if len(sys.argv) != 2 or sys.argv[1] not in names:
-    sys.exit(f"usage: python -m bench.perf {{{'|'.join(names)}}}")
-importlib.import_module(f"bench.perf.{sys.argv[1]}").main()
+if len(sys.argv) < 2 or sys.argv[1] not in names:
+    sys.exit(f"usage: python -m bench.perf {{{'|'.join(names)}}} [ARGS]")
+name = sys.argv[1]
+sys.argv = [f"python -m bench.perf {name}", *sys.argv[2:]]  # the module's own argument parser sees its ARGS
+importlib.import_module(f"bench.perf.{name}").main()
