@@ -57,7 +57,9 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, policy: str
     steps: list[ClickStep] = []
     pred, state = np.zeros_like(reference), None
     for k in range(1, n_clicks + 1):
-        if k <= len(replay):
+        if k > 1 and np.array_equal(pred, reference):
+            click = None  # perfect: stop here, replayed clicks included
+        elif k <= len(replay):
             click = replay[k - 1]
         elif k == 1:
             click = first_click(first, reference, image.spacing, rng_for(k))

@@ -77,9 +77,11 @@ def prompt_rng(run_seed: int, case_id: str, class_name: str, policy: str, click:
 
 
 def clicks_to_json(*, case_id: str, class_name: str, policy: str, first_click: str, seed: int,
-                   clicks: list[Click]) -> dict:
-    """The JSON record of the clicks given for one (case, class), with everything needed to replay them."""
+                   clicks: list[Click], replayed_from: str | None = None) -> dict:
+    """The JSON record of the clicks given for one (case, class), with everything needed to replay them;
+    `replayed_from` names the run whose stored clicks came first (they were not made by this seed)."""
     return {
+        "replayed_from": replayed_from,
         "case_id": case_id,
         "class_name": class_name,
         "policy": policy,

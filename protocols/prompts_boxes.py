@@ -47,6 +47,8 @@ def segvol_points(ref: np.ndarray, rng: np.random.Generator, *, n_positive_extra
     """
     positives = np.flatnonzero(ref)
     points, labels = [], []
+    if not positives.size:  # as SegVol: the ignore point comes first and takes the positives' places
+        n_positive_extra = 0
     if positives.size:
         points.append(positives[rng.integers(positives.size)])
         labels.append(1)
@@ -59,6 +61,9 @@ def segvol_points(ref: np.ndarray, rng: np.random.Generator, *, n_positive_extra
         points.extend(negatives[extra])
         labels.extend([0] * extra.size)
     coords = [np.unravel_index(index, ref.shape) for index in points]
+    if not positives.size:
+        coords.insert(0, (-1,) * ref.ndim)
+        labels.insert(0, -1)
     total = 1 + (n_positive_extra + n_negative_extra if fixed_extra is None else fixed_extra)
     padding = max(total - len(coords), 0)
     coords.extend([(-1,) * ref.ndim] * padding)

@@ -98,7 +98,8 @@ def test_normalised_auc_known_values():
 def test_mean_curves_average_cases_at_each_click():
     rows = pd.DataFrame({
         "model": "m", "class_name": "liver", "prompt_policy": "ritm", "first_click": "center",
-        "case_id": ["a", "a", "b", "b"], "click": [1, 2, 1, 2], "dsc": [0.2, 0.6, 0.4, 0.9], "nsd": [0.1, 0.5, 0.3, 0.7],
+        "case_id": ["a", "a", "b", "b"], "click": [1, 2, 1, 2],
+        "dsc": [0.2, 0.6, 0.4, 0.9], "nsd": [0.1, 0.5, 0.3, 0.7],
     })
     curves = mean_curves(rows)
     assert curves["click"].tolist() == [1, 2]
@@ -200,3 +201,18 @@ def test_bench_clicks_replay_reproduces_a_run_with_another_seed(tmp_path):
     liver_only = CliRunner().invoke(app, common + ["--class", "liver", "--out", str(tmp_path / "d")])
     missing = CliRunner().invoke(app, common + ["--out", str(tmp_path / "e"), "--replay", str(tmp_path / "d")])
     assert liver_only.exit_code == 0 and missing.exit_code == 2 and "no stored clicks" in missing.output
+
+
+def test_first_click_does_not_depend_on_the_next_click_policy(tmp_path):
+    _write_set(tmp_path)
+    first = {}
+    for policy in ("ritm", "random_error"):
+        out = tmp_path / policy
+        result = CliRunner().invoke(app, [
+            "clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+            str(tmp_path / "labels"), "--classes", str(tmp_path / "classes.json"), "--policy", policy,
+            "--first-click", "random", "--n-clicks", "2", "--seed", "3", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        records = (out / "prompts").rglob("*.json")
+        first[policy] = {p.relative_to(out): clicks_from_json(json.loads(p.read_text()))[0] for p in records}
+    assert first["ritm"] == first["random_error"] and len(first["ritm"]) == 4

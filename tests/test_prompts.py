@@ -161,3 +161,20 @@ def test_clear_errors():
         next_click("ritm", ref.astype(int), ref, (1, 1), RNG(0))
     with pytest.raises(ValueError, match="spacing"):
         next_click("ritm", ref, ref, (1, 1, 1), RNG(0))
+
+
+def test_centre_of_a_plateau_is_its_middle():
+    tube = np.zeros((21, 9, 9), bool)
+    tube[:, 3:6, 3:6] = True  # every cross-section has the same depth: the maxima form a line along axis 0
+    click = first_click("center", tube, (1.0, 1.0, 1.0), np.random.default_rng(0))
+    assert click.point == (10, 4, 4)
+
+
+def test_error_components_are_fully_connected():
+    ref = np.zeros((30, 30), bool)
+    pred = np.zeros((30, 30), bool)
+    for i in range(20):  # a missed thin diagonal vessel: 20 voxels, touching only at corners
+        ref[5 + i, 5 + i] = True
+    pred[1:4, 25:28] = True  # a 9-voxel false positive blob
+    click = next_click("center_largest_error", pred, ref, (1.0, 1.0), np.random.default_rng(0))
+    assert click.positive and ref[click.point]

@@ -91,8 +91,11 @@ def test_segvol_points_layout():
     assert points.shape == (6, 3) and list(labels) == [1, 1, 1, 0, -1, -1]
     assert all(ref[tuple(p)] for p in points[:3]) and not ref[tuple(points[3])]
     assert (points[4:] == -1).all()
+    # SegVol's select_points on an empty target: the ignore point first, no positive extras, then negatives.
     empty_points, empty_labels = segvol_points(np.zeros_like(ref), np.random.default_rng(0))
-    assert list(empty_labels) == [-1] * 5 and (empty_points == -1).all()
+    assert list(empty_labels) == [-1] and (empty_points == -1).all()
+    empty_points, empty_labels = segvol_points(np.zeros_like(ref), np.random.default_rng(0), n_negative_extra=2)
+    assert list(empty_labels) == [-1, 0, 0] and (empty_points[0] == -1).all() and (empty_points[1:] >= 0).all()
 
 
 def test_prompt_rng_is_a_pure_function_of_its_key():

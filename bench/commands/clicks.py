@@ -105,7 +105,7 @@ def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
         steps = run_clicks(
             model=model, image=image, reference=reference, policy=settings.policy, first=settings.first_click,
             n_clicks=settings.n_clicks, tolerance_mm=settings.tolerance_mm,
-            rng_for=lambda k, name=name: prompt_rng(settings.seed, case_id, name, settings.policy, k),
+            rng_for=lambda k, name=name: prompt_rng(settings.seed, case_id, name, _policy_of_click(settings, k), k),
             replay=_replayed(settings, case_id, name),
         )
         ref_voxels = int(np.count_nonzero(reference))
@@ -115,8 +115,15 @@ def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
                          "pred_voxels": step.pred_voxels, "seconds": step.seconds, "click": step.click_index})
         records[name] = clicks_to_json(case_id=case_id, class_name=name, policy=settings.policy,
                                        first_click=settings.first_click, seed=settings.seed,
-                                       clicks=[step.click for step in steps if step.click is not None])
+                                       clicks=[step.click for step in steps if step.click is not None],
+                                       replayed_from=settings.replay)
     return pd.DataFrame(rows, columns=CLICK_COLUMNS), records
+
+
+def _policy_of_click(settings: ClickSettings, k: int) -> str:
+    """The policy that makes click k; it names the click's generator, so the first click of a case does not
+    change with the next-click policy and runs of different policies start from the same click."""
+    return f"first:{settings.first_click}" if k == 1 else settings.policy
 
 
 def _write_prompts(out: Path, case_id: str, records: dict[str, dict]) -> None:
