@@ -232,8 +232,9 @@ def default_baseline(methods: Sequence[str]) -> str | None:
 def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | None = None) -> pd.DataFrame:
     """Methods ranked on ``level`` entries, each compared with the baseline only on the keys both cover.
 
-    With a baseline: ``d_<metric>`` is the method's mean minus the baseline's mean over their common keys, and
-    methods are ranked by ``d_dsc``. Without: means over the keys every method covers, ranked by DSC.
+    ``<metric>`` is a method's mean over its own keys. With a baseline, ``common_<metric>`` is its mean over the
+    keys it shares with the baseline, ``d_<metric>`` that minus the baseline's mean on the same keys, and methods
+    are ranked by ``d_dsc``. Without: ``common_<metric>`` over the keys every method covers, ranked by it.
     """
     frame = entries[entries["level"] == level]
     wide = frame.pivot_table(index="key", columns=["metric", "method"], values="value", aggfunc="first")
@@ -250,11 +251,14 @@ def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | Non
             name = f"d_{metric}" if baseline else f"common_{metric}"
             columns = list(dict.fromkeys([(metric, method), *[(metric, o) for o in others]]))
             if any(column not in wide.columns for column in columns):
-                row[name], row[f"common_{metric}_keys"] = np.nan, 0
+                row[name] = row[f"common_{metric}"] = np.nan
+                row[f"common_{metric}_keys"] = 0
                 continue
             shared = wide[columns].dropna()
             mine = shared[(metric, method)].mean()
-            row[name] = mine - shared[(metric, baseline)].mean() if baseline else mine
+            row[f"common_{metric}"] = mine
+            if baseline:
+                row[name] = mine - shared[(metric, baseline)].mean()
             row[f"common_{metric}_keys"] = len(shared)
         row["coverage"] = _coverage(entries, method, row["keys"], level)
         rows.append(row)
@@ -279,11 +283,11 @@ def _counts(entry: pd.Series) -> str:
 
 def leaderboard_view(board: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """The leaderboard as display text: scores in percent, deltas signed, common-key counts."""
-    suffix = "d_" if baseline else "common_"
     columns = {"rank": "rank", "method": "method", "dsc": "DSC", "nsd": "NSD",
-               f"{suffix}dsc": "ΔDSC" if baseline else "DSC (common)",
-               f"{suffix}nsd": "ΔNSD" if baseline else "NSD (common)",
-               "common_dsc_keys": "common", "coverage": "coverage"}
+               "common_dsc": "DSC (common)", "common_nsd": "NSD (common)"}
+    if baseline:
+        columns |= {"d_dsc": "ΔDSC", "d_nsd": "ΔNSD"}
+    columns |= {"common_dsc_keys": "common", "coverage": "coverage"}
     view = board.reindex(columns=list(columns)).rename(columns=columns)
     signed = ("ΔDSC", "ΔNSD") if baseline else ()
     for name in ("DSC", "NSD", "DSC (common)", "NSD (common)", *signed):

@@ -115,6 +115,10 @@ class Cells:
     """
 
     def __init__(self, rows: pd.DataFrame):
+        # A row without any score (both masks empty under the "nan" policy) contributes nothing, so it is not
+        # counted either: the counts say how many cases, datasets and classes a score rests on.
+        rows = rows[rows[list(METRICS)].notna().any(axis=1)]
+        self.rows = rows
         grouped = rows.groupby(_CELL, sort=True)
         self.table = grouped[list(METRICS)].mean()
         self.table["cases"] = grouped.size()

@@ -51,14 +51,18 @@ def bootstrap_ci(
     weights = resample_counts(cells.strata, n_boot, rng).astype(np.float64)
     replicates = cells.table[["method", "dataset", "key", "group"]]
     columns = {}
+    rows = cells.rows
     for metric in METRICS:
+        point = cells.table[metric].to_numpy(dtype=np.float64)
         values = rows[metric].to_numpy(dtype=np.float64)
         valid = ~np.isnan(values)
         index, shape = (cells.cell_of_row, cells.case_of_row), (len(replicates), cells.n_cases)
         total = sparse.csr_matrix((np.where(valid, values, 0.0), index), shape=shape) @ weights
         count = sparse.csr_matrix((valid.astype(np.float64), index), shape=shape) @ weights
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(count > 0, total / count, np.nan)
+            # A replicate that draws none of a cell's scored cases keeps the cell's observed mean, so every
+            # replicate averages over the same classes as the point estimate.
+            means = np.where(count > 0, total / count, point[:, None])
         columns |= {f"{metric}#{b}": means[:, b] for b in range(n_boot)}
     replicates = pd.concat([replicates, pd.DataFrame(columns)], axis=1)
     tail = (1 - confidence) / 2 * 100

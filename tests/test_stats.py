@@ -81,3 +81,15 @@ def test_paired_test_needs_shared_pairs():
     a = labelled(rows_for("A"))
     with pytest.raises(ValueError, match="share no"):
         stats.paired_test(a, a.assign(dataset=a["dataset"] + "-other"), "dsc")
+
+
+def test_a_class_scored_in_one_case_stays_in_every_replicate():
+    """Liver scores 0.90..0.94 in five cases; the tumour has a score only in c0 (0.1, NaN elsewhere). Every
+    replicate must average both classes, so the overall interval lies within [(0.90 + 0.1) / 2, (0.94 + 0.1) / 2]."""
+    liver = pd.DataFrame({"run": "A", "dataset": "D", "case_id": [f"c{i}" for i in range(5)], "modality": "CT",
+                          "class_name": "liver", "dsc": np.linspace(0.90, 0.94, 5)})
+    tumour = liver.assign(class_name="liver tumor", dsc=[0.1, np.nan, np.nan, np.nan, np.nan])
+    rows = pd.concat([liver, tumour], ignore_index=True)
+    rows["nsd"] = rows["dsc"]
+    ci = stats.bootstrap_ci(labelled(rows), np.random.default_rng(0), n_boot=300)["overall"].iloc[0]
+    assert 0.50 - 1e-12 <= ci["dsc_lo"] <= ci["dsc_hi"] <= 0.52 + 1e-12

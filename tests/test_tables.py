@@ -110,6 +110,7 @@ def test_leaderboard_deltas_use_only_keys_shared_with_the_baseline():
     board = tables.leaderboard(entries, "class", "nnU-Nets (P)").set_index("method")
     # A on ct_liver 70 and ct_spleen 90 (its other classes are left out): mean 80 vs baseline 85
     assert board.loc["A", "d_dsc"] == pytest.approx(80.0 - 85.0)
+    assert board.loc["A", "common_dsc"] == pytest.approx(80.0)  # the basis of the rank, shown beside the delta
     assert board.loc["A", "common_dsc_keys"] == 2
     assert board.loc["A", "dsc"] == pytest.approx(64.0)
     assert board.loc["A", "coverage"] == "5 classes, 3 datasets, 7 cases"

@@ -37,7 +37,10 @@ def leaderboard_text(
     board, chosen, left_out = ranked(entries, by, baseline)
     title = f"Leaderboard ({by}-wise, percent)"
     title += f", deltas against {chosen} on the {by} keys both cover" if chosen else ""
-    lines = [f"- {line}" for line in [*left_out, *notes]]
+    basis = (f"ranked by ΔDSC on the 'common' keys each method shares with {chosen}; DSC/NSD (common) are the "
+             "method's means on those keys, DSC/NSD on all of its own keys") if chosen else (
+             "ranked by DSC on the keys every method covers ('common')")
+    lines = [f"- {line}" for line in [basis, *left_out, *notes]]
     return f"{title}\n\n{render_leaderboard(board, chosen, fmt)}" + ("\n" + "\n".join(lines) + "\n" if lines else "")
 
 
