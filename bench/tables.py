@@ -42,11 +42,14 @@ def run_entries(scores: pd.DataFrame, intervals: pd.DataFrame | None = None) -> 
     return long[ENTRY_COLUMNS]
 
 
-def published_entries(published: pd.DataFrame, key_of: Callable[[str, str], str]) -> tuple[pd.DataFrame, list[str]]:
+def published_entries(
+    published: pd.DataFrame, key_of: Callable[[str, str], str], dataset_of: Callable[[str], str] = str,
+) -> tuple[pd.DataFrame, list[str]]:
     """Entries from `protocols.published` rows, labelled ``method (paper)``; notes say what was not usable.
 
     Only DSC and NSD at class, region, dataset or overall level are comparable with a run; class keys are
-    mapped to the unified ``modality_class`` keys with ``key_of``.
+    mapped to the unified ``modality_class`` keys with ``key_of``, dataset names as printed (``TS Organs``) to
+    the names runs use with ``dataset_of``.
     """
     frame = published.assign(level=published["level"].replace(_PUBLISHED_LEVELS))
     usable = frame["metric"].isin(METRICS) & frame["level"].isin(["class", "region", "dataset", "overall"])
@@ -59,6 +62,8 @@ def published_entries(published: pd.DataFrame, key_of: Callable[[str, str], str]
     keys = frame["key"].where(frame["level"] != "overall", OVERALL)
     is_class = frame["level"] == "class"
     keys[is_class] = [key_of(m, k) for m, k in zip(frame.loc[is_class, "modality"], frame.loc[is_class, "key"])]
+    is_dataset = frame["level"] == "dataset"
+    keys[is_dataset] = [dataset_of(name) for name in frame.loc[is_dataset, "key"]]
     entries = pd.DataFrame({
         "method": frame["method"] + " (" + frame["paper"] + ")", "level": frame["level"], "key": keys,
         "metric": frame["metric"], "value": frame["value"], "lo": np.nan, "hi": np.nan,

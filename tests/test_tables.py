@@ -8,8 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bench import tables
+from bench.catalog import load_catalog
 from bench.cli import app
+from bench.commands.tables import satds_dataset_name
 from protocols import aggregate
+from protocols.published import load_published
 from tests.test_aggregate import TERMS, key_of, rows_for
 
 
@@ -194,3 +197,11 @@ def test_tables_summarise_click_rows_apart(run_dirs, tmp_path):
     assert "| ct_liver |" in result.output and "clicker" not in result.output.split("Interactive")[0]
     assert "Interactive clicks (percent)" in result.output
     assert "| clicker | liver | center | center | 2 | 60.00 | 80.00 |" in result.output
+
+
+def test_published_dataset_names_map_to_the_names_runs_use():
+    frame = published([("nnU-Nets", "dsc", "dataset", name, "", 90.0) for name in ("TS Organs", "MM-WHS MR", "X")])
+    entries, _ = tables.published_entries(frame, key_of, satds_dataset_name)
+    assert entries["key"].tolist() == ["TotalSegmentator_Organs", "MM_WHS_MRI", "X"]  # unknown names unchanged
+    resolved = {satds_dataset_name(name) for name in load_published("sat-table2")["key"]}
+    assert len(resolved) == 72 and all(name in load_catalog().datasets for name in resolved)

@@ -49,6 +49,7 @@ class DatasetInfo:
     download_url: str
     nnunet_id: int
     nnunet_name: str
+    paper_name: str = ""
     regions: tuple[str, ...] = field(default=())
     unlisted_terms: tuple[str, ...] = field(default=())
 
@@ -76,12 +77,13 @@ class Catalog:
     terms: pd.DataFrame
 
     def dataset(self, name: str) -> DatasetInfo:
-        """A dataset by name, case-insensitively and ignoring `_`/`-`/spaces (`totalsegmentator organs` works)."""
+        """A dataset by its SAT-DS name or the name SAT's tables print (`TS Organs`), case-insensitively and
+        ignoring `_`/`-`/spaces (`totalsegmentator organs` works)."""
         if name in self.datasets:
             return self.datasets[name]
         wanted = _loose(name)
         for known, info in self.datasets.items():
-            if _loose(known) == wanted:
+            if wanted in (_loose(known), _loose(info.paper_name)):
                 return info
         raise CatalogError(f"unknown dataset {name!r}; known: {', '.join(sorted(self.datasets))}")
 

@@ -151,6 +151,10 @@ def import_satds(satds: str | Path, curated_path: Path = CURATED) -> dict:
             raise SatdsImportError(f"{satds / 'nnunet'}: no DatasetNNN_* folder for {name}")
         datasets[name] = import_dataset(name, satds, folder, curated["datasets"][name], curated.get("aliases", {}),
                                         {row["key"] for row in terms})
+        datasets[name]["paper_name"] = curated.get("paper_names", {}).get(name, name)
+    unknown = sorted(set(curated.get("paper_names", {})) - set(names))
+    if unknown:
+        raise SatdsImportError(f"{curated_path}: paper_names for unknown datasets {unknown}")
     return {"terms": terms, "datasets": datasets}
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 
 from bench import store
-from bench.catalog import load_catalog, term_key
+from bench.catalog import CatalogError, load_catalog, term_key
 from bench.tables import (
     best_mask, comparable, coverage_lines, layout, published_entries, render, run_entries, shared_region_entries,
     with_intervals,
@@ -44,6 +44,14 @@ def load_runs(run_dirs: Sequence[Path]) -> Runs:
     return Runs(rows=labelled, clicks=rows[is_click], notes=notes)
 
 
+def satds_dataset_name(name: str) -> str:
+    """The SAT-DS name of a dataset named as a paper prints it; unknown names stay as they are."""
+    try:
+        return load_catalog().dataset(name).name
+    except CatalogError:
+        return name
+
+
 def collect_entries(
     runs: Runs, published: Sequence[str] = (), intervals: np.random.Generator | None = None, n_boot: int = 1000,
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -55,7 +63,7 @@ def collect_entries(
     parts = [run_entries(scores[level], ci[level] if ci else None) for level in aggregate.LEVELS]
     notes = list(runs.notes)
     for name in published:
-        entries, skipped = published_entries(load_published(name), term_key)
+        entries, skipped = published_entries(load_published(name), term_key, satds_dataset_name)
         parts.append(entries)
         notes += skipped
     entries = pd.concat(parts, ignore_index=True)
