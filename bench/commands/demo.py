@@ -11,7 +11,6 @@ from bench.commands.evaluate import print_summary
 from bench.commands.leaderboard import leaderboard_text
 from bench.commands.tables import tables_text
 from bench.evaluation import RunSettings, evaluate_folders
-from bench.report import write_report
 from bench.synthetic import CLASSES, PRETEND_MODELS, write_demo_set
 
 
@@ -32,6 +31,8 @@ def demo(out: Path = typer.Option(Path("results/runs/demo"), help="Folder for th
     typer.echo("\nClass-wise (SAT Table 3/4 layout):\n")
     typer.echo(tables_text(run_dirs, by="class"), nl=False)
     typer.echo("\n" + leaderboard_text(run_dirs), nl=False)
+    from bench.report import write_report  # here, not at import: matplotlib slows every CLI start
+
     index = write_report(
         [*run_dirs, out / "runs" / "clicks"], out / "report", published=["sat-table1", "sat-table3", "sat-table4"]
     )

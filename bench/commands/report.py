@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from bench.report import write_report
 
 
 def report(
@@ -18,6 +17,8 @@ def report(
     baseline: str = typer.Option(None, "--baseline", help="Leaderboard baseline (default: nnU-Nets if present)."),
 ) -> None:
     """Write the HTML report; open OUT/index.html in a browser."""
+    from bench.report import write_report  # here, not at import: matplotlib slows every CLI start
+
     try:
         index = write_report(run, out, published, seed, n_boot, baseline)
     except (ValueError, KeyError, FileNotFoundError) as error:
