@@ -35,10 +35,9 @@ class RunSettings:
     empty_policy: str = "sat"
 
     def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
-        classes = {k: list(v) if isinstance(v, tuple) else v for k, v in self.classes.items()}
         return {
             "run": self.run, "model": self.model, "dataset": self.dataset, "modality": self.modality,
-            "classes": classes, "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy,
+            "classes": dict(self.classes), "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy,
             "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
         }
 

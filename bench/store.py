@@ -52,7 +52,8 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def open_run(out_dir: Path, config: dict) -> None:
-    """Create the run directory, or check that an existing one was made with the same configuration."""
+    """Create the run directory, or check that an existing one was made with the same configuration (compared
+    as JSON, so tuples and lists are the same)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / CONFIG_FILE
     normalised = json.loads(json.dumps(config, sort_keys=True))

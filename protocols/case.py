@@ -37,6 +37,12 @@ def _label_values(value: int | Sequence[int]) -> tuple[int, ...]:
     return (int(value),) if np.isscalar(value) else tuple(int(v) for v in value)
 
 
+def class_mask(label_map: np.ndarray, value: int | Sequence[int]) -> np.ndarray:
+    """The voxels of a class given by one label value or several (their union)."""
+    values = _label_values(value)
+    return label_map == values[0] if len(values) == 1 else np.isin(label_map, values)
+
+
 def _merge_boxes(boxes: Sequence[Box | None]) -> Box | None:
     present = [box for box in boxes if box is not None]
     if not present:
@@ -71,8 +77,7 @@ class _Side:
     def mask(self, name: str, values: tuple[int, ...], box: Box) -> np.ndarray:
         if not self.is_label_map:
             return self.segmentation[name][box]
-        crop = self.segmentation[box]
-        return crop == values[0] if len(values) == 1 else np.isin(crop, values)
+        return class_mask(self.segmentation[box], values)
 
 
 def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float], classes: ClassMap) -> None:

@@ -26,7 +26,7 @@ from bench.commands.evaluate import resolve_classes
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from models.base import Image, Model
 from models.registry import get_model, model_names
-from protocols.case import ClassMap
+from protocols.case import ClassMap, class_mask
 from protocols.interactive import run_clicks, summarise_clicks
 from protocols.prompts import Click, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
@@ -60,9 +60,7 @@ class ClickSettings:
             raise InputError(f"--n-clicks must be >= 1, got {self.n_clicks}")
 
     def as_config(self, images: Path, refs: Path) -> dict:
-        config = asdict(self)
-        config["classes"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.classes.items()}
-        return dict(config, command="clicks", images=str(images.resolve()), refs=str(refs.resolve()))
+        return dict(asdict(self), command="clicks", images=str(images.resolve()), refs=str(refs.resolve()))
 
 
 def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
@@ -80,10 +78,6 @@ def _replayed(settings: ClickSettings, case_id: str, class_name: str) -> list[Cl
     return clicks_from_json(json.loads(path.read_text()))
 
 
-def _class_mask(labels: np.ndarray, value) -> np.ndarray:
-    return np.isin(labels, value) if isinstance(value, (tuple, list)) else labels == value
-
-
 def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
                   settings: ClickSettings) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Click rows of one case and the prompt record of each class; classes absent from the reference are
@@ -99,7 +93,7 @@ def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
     }
     rows, records = [], {}
     for name, value in settings.classes.items():
-        reference = _class_mask(labels.array, value)
+        reference = class_mask(labels.array, value)
         if not reference.any():
             continue
         steps = run_clicks(
