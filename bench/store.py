@@ -51,6 +51,11 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(temporary)
 
 
+def write_json(path: Path, data) -> None:
+    """Write a JSON file atomically (a reader never sees half of it, a killed run leaves the old one)."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)))
+
+
 def open_run(out_dir: Path, config: dict) -> None:
     """Create the run directory, or check that an existing one was made with the same configuration (compared
     as JSON, so tuples and lists are the same)."""
@@ -66,7 +71,7 @@ def open_run(out_dir: Path, config: dict) -> None:
                 "use another --out directory or remove it"
             )
         return
-    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(json.dumps(normalised, indent=2, sort_keys=True)))
+    write_json(config_path, normalised)
 
 
 def read_config(out_dir: Path) -> dict:

@@ -123,8 +123,7 @@ def _policy_of_click(settings: ClickSettings, k: int) -> str:
 def _write_prompts(out: Path, case_id: str, records: dict[str, dict]) -> None:
     for name, record in records.items():
         path = prompt_record_path(out, case_id, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1))
+        store.write_json(path, record)
 
 
 def simulate_folder(images: Path, refs: Path, out: Path, settings: ClickSettings, *,
