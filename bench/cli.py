@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.commands import clicks, compare, demo, evaluate, leaderboard, report, tables
+from bench.commands import clicks, compare, demo, evaluate, export, leaderboard, report, tables
 from bench.commands.datasets import datasets_app
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.command("leaderboard")(leaderboard.leaderboard_command)
 app.command("compare")(compare.compare)
 app.command("report")(report.report)
 app.command("clicks")(clicks.clicks)
+app.command("export")(export.export)
 app.add_typer(datasets_app, name="datasets")
 
 if __name__ == "__main__":

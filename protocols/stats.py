@@ -135,7 +135,10 @@ def wilcoxon_over(differences: np.ndarray) -> tuple[float, float, float]:
     nonzero = differences[differences != 0]
     if nonzero.size == 0:  # identical scores: scipy cannot rank zero differences
         return 0.0, 1.0, 0.0
-    from scipy.stats import rankdata, wilcoxon  # here, not at import: scipy.stats adds ~0.8 s to every CLI start
+    from scipy.stats import (  # here, not at import: scipy.stats adds ~0.8 s to every CLI start
+        rankdata,
+        wilcoxon,
+    )
 
     result = wilcoxon(differences)
     ranks = rankdata(np.abs(nonzero))

@@ -10,7 +10,13 @@ from typer.testing import CliRunner
 from bench import tables
 from bench.catalog import load_catalog
 from bench.cli import app
-from bench.leaderboard import board_notes, default_baseline, leaderboard, ranked, render_leaderboard
+from bench.leaderboard import (
+    board_notes,
+    default_baseline,
+    leaderboard,
+    ranked,
+    render_leaderboard,
+)
 from bench.runs import satds_dataset_name
 from protocols import aggregate
 from protocols.published import load_published
@@ -105,7 +111,7 @@ def test_csv_keeps_plain_numbers_that_parse():
 def test_marks_only_among_comparable_entries():
     """A run beside a published number of another grid: neither is marked against the other; two runs of the
     same grid and coverage are; a run of another grid or policy is left out of their comparison."""
-    a, b, c = entries_of("A", "B", "C"), None, None
+    a = entries_of("A", "B", "C")
     pub, _ = tables.published_entries(published([("X", m, "class", "liver", "ct", 99.0) for m in ("dsc", "nsd")]),
                                       key_of)
     b = a.copy()

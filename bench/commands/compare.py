@@ -55,10 +55,10 @@ def compare_output(
         head += "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         body = "".join(_line(path, r, p) for (path, r), p in zip(results, adjusted))
         notes += [
-            "patient level: each case is one pair, its mean over the classes both runs scored in it; Wilcoxon "
-            "signed-rank over cases",
-            "B-A: mean case difference, datasets averaged first; 95% CI: bootstrap with cases resampled within "
-            f"datasets ({n_boot} replicates, seed {seed}); r: rank-biserial effect size (-1..1)",
+            ("patient level: each case is one pair, its mean over the classes both runs scored in it; Wilcoxon "
+             "signed-rank over cases"),
+            ("B-A: mean case difference, datasets averaged first; 95% CI: bootstrap with cases resampled within "
+             f"datasets ({n_boot} replicates, seed {seed}); r: rank-biserial effect size (-1..1)"),
             f"p (Holm): Holm correction over the {len(results)} tests of this table",
         ]
     notes += list(dict.fromkeys(n for run in runs for n in run.notes))

@@ -21,7 +21,9 @@ def report(
     picture_case: str = typer.Option(None, "--picture-case", help="Picture this case instead of best/median/worst."),
 ) -> None:
     """Write the HTML report; open OUT/index.html in a browser."""
-    from bench.report import write_report  # here, not at import: matplotlib slows every CLI start
+    from bench.report import (
+        write_report,  # here, not at import: matplotlib slows every CLI start
+    )
 
     try:
         index = write_report(run, out, published, seed, n_boot, baseline, empty_policy=empty_policy,

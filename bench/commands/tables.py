@@ -16,8 +16,16 @@ import typer
 
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
-    best_mask, comparability_layout, comparable, coverage_lines, cross_notes, interval_columns, layout, render,
-    shared_region_entries, with_intervals,
+    best_mask,
+    comparability_layout,
+    comparable,
+    coverage_lines,
+    cross_notes,
+    interval_columns,
+    layout,
+    render,
+    shared_region_entries,
+    with_intervals,
 )
 from protocols import aggregate
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks

@@ -15,11 +15,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from bench.tables import REGION_LABELS  # noqa: E402
+from bench.tables import REGION_LABELS
 
 FORMATS = ("png", "svg")
 LABEL_PT = 8.0

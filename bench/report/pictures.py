@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from bench.cases import list_cases
-from bench.io import InputError, Volume, read_binary_mask, read_label_map, read_volume, volume_suffix
+from bench.io import (
+    InputError,
+    Volume,
+    read_binary_mask,
+    read_label_map,
+    read_volume,
+    volume_suffix,
+)
 from bench.report.figures import COLOURS, save
 from bench.report.page import picture
 from bench.runs import Runs
@@ -82,7 +89,7 @@ def _image(config: dict, case_id: str) -> Volume | None:
 def _slices(mask: np.ndarray) -> tuple[tuple[slice, ...], tuple[int, ...]]:
     """The crop around a mask (with margin) and the voxel through its centre of mass."""
     points = np.argwhere(mask)
-    centre = tuple(int(round(c)) for c in points.mean(axis=0))
+    centre = tuple(round(c) for c in points.mean(axis=0))
     low = np.maximum(points.min(axis=0) - _MARGIN, 0)
     high = np.minimum(points.max(axis=0) + _MARGIN + 1, mask.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high)), centre

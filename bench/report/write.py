@@ -24,7 +24,13 @@ from bench.report.page import figure, html_table, page
 from bench.report.pictures import picture_sections
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
-    best_mask, comparability_layout, comparable, coverage_lines, cross_notes, layout, shared_region_entries,
+    best_mask,
+    comparability_layout,
+    comparable,
+    coverage_lines,
+    cross_notes,
+    layout,
+    shared_region_entries,
 )
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
