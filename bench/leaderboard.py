@@ -105,8 +105,8 @@ def board_notes(board: pd.DataFrame, level: str, baseline: str | None) -> list[s
                      "the runs' common keys they cover; they rest on complete test sets, the runs on their coverage")
         grids = set(runs["grid"])
         crossed = published[~published["grid"].isin(grids)]
-        notes += [f"{m}: scored on the {g} grid, cross-grid to every run here" for m, g in
-                  zip(crossed["method"], crossed["grid"])]
+        notes += [f"{', '.join(group['method'])}: scored on the {grid} grid, cross-grid to every run here"
+                  for grid, group in crossed.groupby("grid", sort=False)]
     if baseline:
         notes.append(f"Δ: the method's mean minus {baseline}'s on the keys both cover (count in 'Δ keys')")
     return notes

@@ -61,6 +61,10 @@ def compare_output(
              f"datasets ({n_boot} replicates, seed {seed}); r: rank-biserial effect size (-1..1)"),
             f"p (Holm): Holm correction over the {len(results)} tests of this table",
         ]
+        fewest = min(r.cases for _, r in results)
+        if fewest < 6:
+            notes.append(f"with {fewest} cases the smallest two-sided Wilcoxon p is {2 / 2 ** fewest:.3g}: too few "
+                         "patients to show a difference at 0.05, whatever the effect")
     notes += list(dict.fromkeys(n for run in runs for n in run.notes))
     return head + body, notes
 

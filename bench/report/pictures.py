@@ -95,13 +95,16 @@ def _slices(mask: np.ndarray) -> tuple[tuple[slice, ...], tuple[int, ...]]:
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high)), centre
 
 
+CT_WINDOW = (-160.0, 240.0)  # soft-tissue window (level 40, width 400 HU)
+
+
 def render_case(
     reference: np.ndarray, predictions: dict[str, np.ndarray], spacing: Sequence[float], image: np.ndarray | None,
-    title: str,
+    title: str, window: tuple[float, float] | None = None,
 ):
     """A figure of three orthogonal slices (axial, coronal, sagittal in array axes 2, 1, 0) through the structure:
-    the image (or the reference filled in grey without one), the reference contour in black, each run's in its
-    colour."""
+    the image (in ``window``, else its 1-99th percentiles; the reference filled in grey without an image), the
+    reference contour in black, each run's in its colour."""
     import matplotlib.pyplot as plt
 
     anchor = reference if reference.any() else next((p for p in predictions.values() if p.any()), reference)
@@ -117,7 +120,7 @@ def render_case(
         shown = [a for a in range(3) if a != axis]
         aspect = spacing[shown[1]] / spacing[shown[0]]
         background = image[plane] if image is not None else reference[plane].astype(float) * 0.3
-        low, high = np.percentile(background, [1, 99]) if background.size else (0, 1)
+        low, high = window if window and image is not None else np.percentile(background, [1, 99])
         axis_plot.imshow(background.T, cmap="gray", origin="lower", aspect=aspect, interpolation="nearest",
                          vmin=low, vmax=max(high, low + 1e-6))
         if reference[plane].any():
@@ -195,7 +198,7 @@ def _picture(configs, run_names, class_name, key, case_id, label, out_dir: Path)
         image = None
     stem = Path(out_dir) / _DIR / f"{_safe(key)}__{_safe(case_id)}"
     figure = render_case(reference, predictions, spacing, None if image is None else image.array,
-                         f"{key}, {case_id}: {label}")
+                         f"{key}, {case_id}: {label}", CT_WINDOW if str(config.get("modality", "")).upper() == "CT" else None)
     save(figure, stem, formats=("png",))
     return picture(f"{_DIR}/{stem.name}.png", f"{label}: {case_id}")
 

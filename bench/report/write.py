@@ -56,6 +56,7 @@ def write_report(
     """
     out_dir = Path(out_dir)
     runs = load_runs(run_dirs, empty_policy)
+    _clear_figures(out_dir / _FIGURES)
     sections, notes = [], []
     if not runs.rows.empty:
         standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline)
@@ -74,6 +75,13 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     index.write_text(page(title, sections, metadata_, list(dict.fromkeys(notes)), facts))
     return index
+
+
+def _clear_figures(folder: Path) -> None:
+    """Remove the figures of an earlier report in the same folder, so none is left stale beside the new ones."""
+    for pattern in ("*.png", "*.svg", "pictures/*.png"):
+        for path in folder.glob(pattern):
+            path.unlink()
 
 
 def _standard_sections(
