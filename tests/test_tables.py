@@ -358,3 +358,53 @@ def test_published_dataset_names_map_to_the_names_runs_use():
     assert entries["key"].tolist() == ["TotalSegmentator_Organs", "MM_WHS_MRI", "X"]  # unknown names unchanged
     resolved = {satds_dataset_name(name) for name in load_published("sat-table2")["key"]}
     assert len(resolved) == 72 and all(name in load_catalog().datasets for name in resolved)
+
+
+def write_spleen_run(folder, grid: str | None, dsc: float, n_cases: int = 8):
+    """MSD_Spleen (8 test scans, one class) scored case by case, on the given grid (None: an older run without a
+    grid column)."""
+    rows = pd.DataFrame([
+        {"run": f"spleen-{grid}", "model": "m", "dataset": "MSD_Spleen", "case_id": f"spleen_{i}", "modality": "CT",
+         "class_name": "spleen", "dsc": dsc, "nsd": dsc, "ref_empty": False, "pred_empty": False}
+        for i in range(n_cases)
+    ])
+    if grid is not None:
+        rows["grid"] = grid
+    path = folder / f"spleen-{grid}-{n_cases}"
+    path.mkdir()
+    rows.to_parquet(path / "metrics.parquet")
+    return path
+
+
+@pytest.mark.parametrize(("grid", "dsc", "marked"), [
+    ("satds", 0.99, "**99.00**"),     # a complete test split on SAT's grid: compared with SAT's numbers, and best
+    ("satds", 0.90, "**94.15**"),     # ... and SAT-Pro's 94.15 is marked above it
+    (None, 0.99, None),               # an older run (native grid): cross-grid, nothing marked
+])
+def test_published_dataset_numbers_are_marked_only_on_the_same_grid_and_a_complete_split(tmp_path, grid, dsc, marked):
+    path = write_spleen_run(tmp_path, grid, dsc)
+    result = CliRunner().invoke(app, ["tables", "--run", str(path), "--by", "dataset", "--metric", "dsc",
+                                      "--published", "sat-table2"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
+    if marked:
+        assert marked in line and line.count("**") == 2
+    else:
+        assert "**" not in line and "cross-grid" in result.stderr
+        assert "spleen-None (native)" in result.stderr
+
+
+def test_partial_split_is_not_marked_against_a_paper(tmp_path):
+    path = write_spleen_run(tmp_path, "satds", 0.99, n_cases=3)
+    result = CliRunner().invoke(app, ["tables", "--run", str(path), "--by", "dataset", "--metric", "dsc",
+                                      "--published", "sat-table2"])
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
+    assert "**" not in line and "complete test split" in result.stderr
+
+
+def test_compare_says_when_the_protocols_differ(tmp_path):
+    a, b = write_spleen_run(tmp_path, "satds", 0.9), write_spleen_run(tmp_path, "native", 0.8)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "| dsc | 8 | 1 | 1 | 90.00 | 80.00 | -10.00 | [-10.00, -10.00] |" in result.stdout
+    assert "another grid or empty policy (native, sat) than A (satds, sat)" in result.stderr

@@ -65,6 +65,12 @@ def compare_output(
         if fewest < 6:
             notes.append(f"with {fewest} cases the smallest two-sided Wilcoxon p is {2 / 2 ** fewest:.3g}: too few "
                          "patients to show a difference at 0.05, whatever the effect")
+    protocols = {str(path): tuple(sorted(set(run.protocol["grid"]))) + tuple(sorted(set(run.protocol["policy"])))
+                 for path, run in zip(run_dirs, runs)}
+    reference = protocols[str(run_dirs[0])]
+    notes += [f"{path} was scored on another grid or empty policy ({', '.join(protocol)}) than A "
+              f"({', '.join(reference)}): the difference mixes the protocol with the model"
+              for path, protocol in protocols.items() if protocol != reference]
     notes += list(dict.fromkeys(n for run in runs for n in run.notes))
     return head + body, notes
 
