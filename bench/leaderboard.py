@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from bench.tables import counts, render, restrict_to_runs
+from bench.tables import counts, plural, render, restrict_to_runs
 from protocols.aggregate import METRICS
 
 
@@ -85,7 +85,7 @@ def _coverage(entries: pd.DataFrame, method: str, keys: int, level: str) -> str:
     overall = entries[(entries["method"] == method) & (entries["level"] == "overall") & (entries["source"] == "run")]
     if len(overall):
         return counts(overall.iloc[0])
-    return f"{keys} {'classes' if level == 'class' else level + 's'} (published, complete test sets)"
+    return f"{plural(keys, 'classes' if level == 'class' else level + 's')} (published, complete test sets)"
 
 
 def board_notes(board: pd.DataFrame, level: str, baseline: str | None) -> list[str]:

@@ -341,4 +341,9 @@ def coverage_lines(entries: pd.DataFrame) -> list[str]:
 
 def counts(entry: pd.Series) -> str:
     """``N classes, N datasets, N cases`` of a run entry."""
-    return f"{int(entry['classes'])} classes, {int(entry['datasets'])} datasets, {int(entry['cases'])} cases"
+    return ", ".join(plural(int(entry[c]), c) for c in ("classes", "datasets", "cases"))
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 class``, ``2 classes``, ``1 dataset`` (``noun`` in the plural)."""
+    return f"{count} {noun if count != 1 else noun.removesuffix('es' if noun.endswith('sses') else 's')}"
