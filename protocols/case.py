@@ -4,7 +4,8 @@ Both sides of a case may be a label map (an integer array; a class is one or mor
 binary masks (a mapping class name -> bool array, SAT's output layout: one file per class). The bounding boxes
 of all labels are found in one pass over each label map; each class is then cropped to the union of its
 prediction and reference boxes before any surface computation, so the cost of a class scales with its size,
-not with the volume.
+not with the volume. Label values no class claims are not scored (a subset of classes can be scored, as with
+nnU-Net's `-l`); `SegmentationIndex.unclaimed_labels` names them so the caller can say so.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def _merge_boxes(boxes: Sequence[Box | None]) -> Box | None:
     )
 
 
-class _Side:
-    """One side (prediction or reference) of a case, giving each class its bounding box and cropped mask."""
+class SegmentationIndex:
+    """One side (prediction or reference) of a case with its label boxes found once: each class's bounding box
+    and cropped mask, and the label values no class claims."""
 
     def __init__(self, segmentation: Segmentation):
         self.segmentation = segmentation
@@ -62,7 +64,7 @@ class _Side:
         if self.is_label_map:
             self.label_boxes = label_boxes(segmentation)
 
-    def unknown_labels(self, classes: ClassMap) -> list[int]:
+    def unclaimed_labels(self, classes: ClassMap) -> list[int]:
         """Label values present in a label map that no class claims (always empty for per-class masks)."""
         if not self.is_label_map:
             return []
@@ -105,8 +107,8 @@ def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float
 
 
 def evaluate_case(
-    pred: Segmentation,
-    ref: Segmentation,
+    pred: Segmentation | SegmentationIndex,
+    ref: Segmentation | SegmentationIndex,
     spacing: Sequence[float],
     classes: ClassMap,
     tolerance_mm: float = 1.0,
@@ -114,14 +116,12 @@ def evaluate_case(
 ) -> list[ClassScore]:
     """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values).
 
-    A class given several label values is their union (e.g. kidney = left + right kidney).
+    A class given several label values is their union (e.g. kidney = left + right kidney). A side may be given
+    as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass).
     """
-    _check_inputs(pred, ref, spacing, classes)
-    pred_side, ref_side = _Side(pred), _Side(ref)
-    for side_name, side in (("pred", pred_side), ("ref", ref_side)):
-        unknown = side.unknown_labels(classes)
-        if unknown:
-            raise ValueError(f"{side_name} label values {unknown[:20]} are missing from the class map")
+    _check_inputs(*(s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref)), spacing, classes)
+    pred_side = pred if isinstance(pred, SegmentationIndex) else SegmentationIndex(pred)
+    ref_side = ref if isinstance(ref, SegmentationIndex) else SegmentationIndex(ref)
     scores = []
     for name, value in classes.items():
         values = _label_values(value)
