@@ -8,7 +8,6 @@ end. A resumed run re-scores cases whose files changed and drops cases whose pre
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed

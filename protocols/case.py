@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from protocols.boxes import Box, label_boxes
-from protocols.metrics import empty_score, surface_overlap
+from protocols.boxes import Crop, bounding_box, label_boxes
+from protocols.metrics import check_spacing, empty_score, surface_overlap
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 ClassMap = Mapping[str, int | Sequence[int]]
@@ -44,7 +44,7 @@ def class_mask(label_map: np.ndarray, value: int | Sequence[int]) -> np.ndarray:
     return label_map == values[0] if len(values) == 1 else np.isin(label_map, values)
 
 
-def _merge_boxes(boxes: Sequence[Box | None]) -> Box | None:
+def _merge_boxes(boxes: Sequence[Crop | None]) -> Crop | None:
     present = [box for box in boxes if box is not None]
     if not present:
         return None
@@ -71,12 +71,12 @@ class SegmentationIndex:
         known = {v for value in classes.values() for v in _label_values(value)}
         return [i + 1 for i, box in enumerate(self.label_boxes) if box is not None and i + 1 not in known]
 
-    def box(self, name: str, values: tuple[int, ...]) -> Box | None:
+    def box(self, name: str, values: tuple[int, ...]) -> Crop | None:
         if not self.is_label_map:
-            return _merge_boxes(label_boxes(self.segmentation[name].view(np.uint8)))
+            return bounding_box(self.segmentation[name])
         return _merge_boxes([self.label_boxes[v - 1] for v in values if 0 < v <= len(self.label_boxes)])
 
-    def mask(self, name: str, values: tuple[int, ...], box: Box) -> np.ndarray:
+    def mask(self, name: str, values: tuple[int, ...], box: Crop) -> np.ndarray:
         if not self.is_label_map:
             return self.segmentation[name][box]
         return class_mask(self.segmentation[box], values)
@@ -101,9 +101,7 @@ def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float
             raise ValueError(f"class {name!r} must map to positive label values, got {value!r}")
     if len(shapes) > 1:
         raise ValueError(f"pred and ref shapes differ: {sorted(shapes)}")
-    ndim = len(next(iter(shapes))) if shapes else len(spacing)
-    if len(spacing) != ndim or min(spacing) <= 0:
-        raise ValueError(f"spacing must be {ndim} positive numbers, got {tuple(spacing)}")
+    check_spacing(spacing, len(next(iter(shapes))) if shapes else len(spacing))
 
 
 def evaluate_case(
