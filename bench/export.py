@@ -31,7 +31,7 @@ def label_key(value) -> str:
 def case_metrics(row: pd.Series) -> dict[str, float]:
     """One (case, class) row as nnU-Net's metric dict."""
     n_pred, n_ref = int(row["pred_voxels"]), int(row["ref_voxels"])
-    tp = 0 if n_pred == 0 or n_ref == 0 else int(round(float(row["dsc"]) * (n_pred + n_ref) / 2))
+    tp = 0 if n_pred == 0 or n_ref == 0 else round(float(row["dsc"]) * (n_pred + n_ref) / 2)
     fp, fn = n_pred - tp, n_ref - tp
     empty = tp + fp + fn == 0
     return {"Dice": math.nan if empty else 2 * tp / (2 * tp + fp + fn), "IoU": math.nan if empty else tp / (tp + fp + fn),
@@ -83,11 +83,11 @@ def export_text(rows: pd.DataFrame, fmt: str, config: dict | None = None,
 
 def case_files(config: dict) -> dict[str, tuple[str, str]]:
     """Case id -> (reference file, prediction file) from run.json's ref_dir/pred_dir, where they exist."""
-    from bench.cases import list_cases
     from bench.io import InputError
+    from bench.matching import list_cases, match_predictions
 
     try:
-        refs, preds = list_cases(Path(config["ref_dir"])), list_cases(Path(config["pred_dir"]))
+        pairs, _ = match_predictions(Path(config["pred_dir"]), list_cases(Path(config["ref_dir"])))
     except (KeyError, InputError, OSError):
         return {}
-    return {case: (str(refs[case]), str(preds.get(case, ""))) for case in refs}
+    return {pair.case_id: (str(pair.ref), str(pair.pred)) for pair in pairs}

@@ -95,8 +95,9 @@ def compare(
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates."),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
 ) -> None:
-    """Patient-level paired tests (Wilcoxon over cases, bootstrap interval, effect size, Holm) of each run vs the
-    first. The table goes to stdout, notes to stderr."""
+    """Patient-level paired tests of each run against the first: Wilcoxon over cases, interval, effect size, Holm.
+
+    The table goes to stdout, notes to stderr."""
     try:
         text, notes = compare_output(runs, per_class, seed, n_boot, empty_policy)
     except (ValueError, KeyError, FileNotFoundError) as error:

@@ -17,8 +17,7 @@ def export(
         "csv", "--format", help="csv (one line per case and class) | json (records) | nnunet-summary (summary.json)"),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
 ) -> None:
-    """Export a run's per-case rows: CSV, JSON, or nnU-Net's summary.json layout (per case and mean per label,
-    foreground mean) so nnU-Net tooling reads it."""
+    """Export a run's per-case rows as CSV, JSON, or nnU-Net's summary.json (read by nnU-Net's tooling)."""
     try:
         rows = store.read_metrics([run])
         run_dir = run if run.is_dir() else run.parent

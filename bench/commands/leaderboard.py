@@ -46,7 +46,8 @@ def leaderboard_command(
     fmt: Format = typer.Option("md", "--format", help="md | csv | latex"),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
 ) -> None:
-    """Rank runs on the keys they all share; published entries beside them; deltas on the keys both cover.
+    """Rank runs on the keys they all share, published entries beside them; deltas on the keys both cover.
+
     The leaderboard goes to stdout, notes to stderr."""
     try:
         text, notes = leaderboard_output(run, published or None, baseline, by, fmt, empty_policy)

@@ -139,8 +139,9 @@ def tables(
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates for --ci-seed."),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
 ) -> None:
-    """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparable
-    entries. The table goes to stdout, notes to stderr."""
+    """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparables.
+
+    The table goes to stdout, notes to stderr."""
     try:
         body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
     except (ValueError, KeyError, FileNotFoundError) as error:

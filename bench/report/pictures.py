@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.cases import list_cases
 from bench.io import (
     InputError,
     Volume,
@@ -22,6 +21,7 @@ from bench.io import (
     read_volume,
     volume_suffix,
 )
+from bench.matching import case_id_for, list_cases
 from bench.report.figures import COLOURS, save
 from bench.report.page import picture
 from bench.runs import Runs
@@ -66,10 +66,12 @@ def _mask(path: Path, class_name: str, value) -> np.ndarray:
 
 
 def _find(folder: Path, case_id: str) -> Path | None:
+    """The entry of ``folder`` that names the case (itself or with nnU-Net's ``_0000`` channel tag)."""
     try:
-        return list_cases(folder).get(case_id) if folder.is_dir() else None
+        entries = list_cases(folder) if folder.is_dir() else {}
     except InputError:
         return None
+    return next((path for name, path in entries.items() if case_id_for(name, {case_id: path}) == case_id), None)
 
 
 def _image(config: dict, case_id: str) -> Volume | None:
@@ -155,7 +157,7 @@ def picture_sections(
     own = rows[rows["run"] == first]
     order = own.groupby("key")["dsc"].mean().sort_values(kind="stable").index[:n_classes]
     others = [r for r in dict.fromkeys(rows["run"]) if r != first and configs.get(r, {}).get("pred_dir")]
-    parts, notes = [], []
+    parts, skipped = [], []
     for key in order:
         class_rows = own[own["key"] == key]
         class_name = class_rows["class_name"].iloc[0]
@@ -164,10 +166,11 @@ def picture_sections(
             try:
                 pictures.append(_picture(configs, [first, *others], class_name, key, case_id, label, out_dir))
             except (InputError, KeyError, OSError, ValueError) as error:
-                notes.append(f"picture of {key} in {case_id} skipped: {error}")
+                skipped.append(f"{key} in {case_id}: {error}")
         if pictures:
             parts.append(f'<h3 id="pictures-{html.escape(key)}">{html.escape(key)}</h3>'
                          f'<div class="pictures">{"".join(pictures)}</div>')
+    notes = [f"{len(skipped)} picture(s) skipped, e.g. {skipped[0]}"] if skipped else []
     if not parts:
         return [], notes or ["pictures skipped: no case could be drawn"]
     heading = f"Pictures of the segmentations ({first}: best, median and worst case per class)"

@@ -9,16 +9,15 @@ segmentations. A run with only click rows gets the header and the clicks section
 from __future__ import annotations
 
 import platform
-import subprocess
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.leaderboard import leaderboard_view, ranked
+from bench.provenance import git_commit, harness_version
 from bench.report import figures
 from bench.report.page import figure, html_table, page
 from bench.report.pictures import picture_sections
@@ -201,7 +200,7 @@ def _facts(
     """The header: when, with what, how, and what each run rests on."""
     facts = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "harness": f"medseg-bench {_version()}" + (f", commit {_commit()}" if _commit() else ""),
+        "harness": f"medseg-bench {harness_version()}" + (f", commit {commit}" if (commit := git_commit()) else ""),
         "python": platform.python_version(),
         "settings": (f"bootstrap {n_boot} replicates, seed {seed}, cases resampled within datasets; empty policy "
                      f"{empty_policy or 'as stored'}; published: {', '.join(published) or 'none'}"),
@@ -217,24 +216,8 @@ def _facts(
         scored = part[part[list(METRICS)].notna().any(axis=1)] if len(part) else part
         coverage = (f"{scored['class_name'].nunique()} classes, {scored['dataset'].nunique()} datasets, "
                     f"{scored.groupby(['dataset', 'case_id']).ngroups} cases") if len(scored) else "no scored rows"
-        made = ", ".join(f"{k} {config[k]}" for k in ("version", "commit", "date") if config.get(k))
+        made_with = config.get("provenance") or {}
+        made = ", ".join(f"{label} {made_with[k]}" for k, label in (("harness_version", "version"),
+                         ("git_commit", "commit"), ("date", "on")) if made_with.get(k))
         facts[f"run {name}"] = f"{protocol}; {coverage}" + (f"; made with {made}" if made else "")
     return facts
-
-
-def _version() -> str:
-    try:
-        return metadata.version("medseg-bench")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
-def _commit() -> str | None:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        result = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
