@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from protocols.boxes import label_boxes
+from protocols.boxes import bounding_box
 from protocols.surfels import border_vertices, neighbour_codes, surfel_area_table
 
 
@@ -27,7 +27,7 @@ def surface_distances(
     """(distances ref -> pred, surfel areas of ref, distances pred -> ref, surfel areas of pred), each sorted by
     distance, for two non-empty boolean masks of one shape."""
     spacing = tuple(float(s) for s in spacing)
-    (box,) = label_boxes((pred | ref).view(np.uint8))
+    box = bounding_box(pred | ref)
     codes = [neighbour_codes(mask[box]) for mask in (ref, pred)]
     borders = [border_vertices(c) for c in codes]
     areas = surfel_area_table(spacing)
