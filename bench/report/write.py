@@ -214,8 +214,10 @@ def _facts(
                     f"empty policy {part['policy'].iloc[0] if len(part) else '?'}; "
                     f"NSD tolerance {config.get('tolerance_mm', '?')} mm")
         scored = part[part[list(METRICS)].notna().any(axis=1)] if len(part) else part
-        coverage = (f"{scored['class_name'].nunique()} classes, {scored['dataset'].nunique()} datasets, "
-                    f"{scored.groupby(['dataset', 'case_id']).ngroups} cases") if len(scored) else "no scored rows"
+        coverage = ", ".join([plural(scored["class_name"].nunique(), "classes"),
+                              plural(scored["dataset"].nunique(), "datasets"),
+                              plural(scored.groupby(["dataset", "case_id"]).ngroups, "cases")]) if len(scored) else (
+            "no scored rows")
         made_with = config.get("provenance") or {}
         made = ", ".join(f"{label} {made_with[k]}" for k, label in (("harness_version", "version"),
                          ("git_commit", "commit"), ("date", "on")) if made_with.get(k))
