@@ -29,6 +29,7 @@ from bench.tables import (
     coverage_lines,
     cross_notes,
     layout,
+    plural,
     shared_region_entries,
 )
 from protocols.aggregate import METRICS, OVERALL, class_groups
