@@ -408,3 +408,11 @@ def test_compare_says_when_the_protocols_differ(tmp_path):
     assert result.exit_code == 0, result.output
     assert "| dsc | 8 | 1 | 1 | 90.00 | 80.00 | -10.00 | [-10.00, -10.00] |" in result.stdout
     assert "another grid or empty policy (native, sat) than A (satds, sat)" in result.stderr
+
+
+def test_compare_per_class_with_holm_over_classes(run_dirs):
+    result = CliRunner().invoke(app, ["compare", *map(str, run_dirs), "--per-class"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ") and ("ct_" in line or "mri_" in line)]
+    assert len(lines) == 6  # 3 classes x 2 metrics
+    assert "Holm correction over all 6 tests" in result.stderr

@@ -142,22 +142,22 @@ def render_case(
 
 def picture_sections(
     runs: Runs, out_dir: Path, n_classes: int = 6, case: str | None = None
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """The pictures section for the first run (classes with the lowest mean DSC first), and notes on what was
-    skipped."""
+) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """(the pictures section for the first run (classes with the lowest mean DSC first), notes on what was
+    skipped, the class keys pictured)."""
     configs = {config.get("run"): config for config in runs.configs.values() if config}
     rows = runs.rows
     first = rows["run"].iloc[0]
     config = configs.get(first, {})
     if not config.get("pred_dir") or not config.get("ref_dir"):
-        return [], [f"pictures skipped: {first} has no run.json with pred_dir and ref_dir"]
+        return [], [f"pictures skipped: {first} has no run.json with pred_dir and ref_dir"], []
     pred_dir, ref_dir = Path(config["pred_dir"]), Path(config["ref_dir"])
     if not pred_dir.is_dir() or not ref_dir.is_dir():
-        return [], [f"pictures skipped: {pred_dir} or {ref_dir} is not available on this machine"]
+        return [], [f"pictures skipped: {pred_dir} or {ref_dir} is not available on this machine"], []
     own = rows[rows["run"] == first]
     order = own.groupby("key")["dsc"].mean().sort_values(kind="stable").index[:n_classes]
     others = [r for r in dict.fromkeys(rows["run"]) if r != first and configs.get(r, {}).get("pred_dir")]
-    parts, skipped = [], []
+    parts, skipped, pictured = [], [], []
     for key in order:
         class_rows = own[own["key"] == key]
         class_name = class_rows["class_name"].iloc[0]
@@ -168,15 +168,16 @@ def picture_sections(
             except (InputError, KeyError, OSError, ValueError) as error:
                 skipped.append(f"{key} in {case_id}: {error}")
         if pictures:
+            pictured.append(key)
             parts.append(f'<h3 id="pictures-{html.escape(key)}">{html.escape(key)}</h3>'
                          f'<div class="pictures">{"".join(pictures)}</div>')
     notes = [f"{len(skipped)} picture(s) skipped, e.g. {skipped[0]}"] if skipped else []
     if not parts:
-        return [], notes or ["pictures skipped: no case could be drawn"]
+        return [], notes or ["pictures skipped: no case could be drawn"], []
     heading = f"Pictures of the segmentations ({first}: best, median and worst case per class)"
     notes.append(f"pictures: {len(parts)} classes of {first} with the lowest mean DSC; reference in black, runs in "
                  "colour; more with --pictures N, one case with --picture-case ID")
-    return [(heading, "".join(parts))], notes
+    return [(heading, "".join(parts))], notes, pictured
 
 
 def _picture(configs, run_names, class_name, key, case_id, label, out_dir: Path) -> str:

@@ -58,17 +58,19 @@ def write_report(
     runs = load_runs(run_dirs, empty_policy)
     _clear_figures(out_dir / _FIGURES)
     sections, notes = [], []
+    picture_html, picture_notes, pictured = [], [], []
+    if pictures and not runs.rows.empty:
+        picture_html, picture_notes, pictured = picture_sections(runs, out_dir, pictures, picture_case)
     if not runs.rows.empty:
-        standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline)
+        links = {key: f"#pictures-{key}" for key in pictured}
+        standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline, links)
         sections += standard
     if not runs.clicks.empty:
         sections += _click_sections(runs.clicks, out_dir, np.random.default_rng(seed), n_boot)
         notes.append("SAM-Med3D Table 3 was scored on volumes resampled to 1.5 mm and cropped to 128^3 around the "
                      "target: cross-grid context beside any run of this harness")
-    if pictures and not runs.rows.empty:
-        picture_html, picture_notes = picture_sections(runs, out_dir, pictures, picture_case)
-        sections += picture_html
-        notes += picture_notes
+    sections += picture_html
+    notes += picture_notes
     facts = _facts(runs, run_dirs, seed, n_boot, empty_policy, published)
     metadata_ = {str(path): runs.configs.get(str(path)) or {"metrics": str(path)} for path in run_dirs}
     index = out_dir / "index.html"
@@ -86,6 +88,7 @@ def _clear_figures(folder: Path) -> None:
 
 def _standard_sections(
     runs: Runs, out_dir: Path, published: Sequence[str], seed: int, n_boot: int, baseline: str | None,
+    links: dict[str, str],
 ) -> tuple[list[tuple[str, str]], list[str]]:
     rows = runs.rows
     entries, notes = collect_entries(runs, published, np.random.default_rng(seed), n_boot)
@@ -127,7 +130,6 @@ def _standard_sections(
             parts.append(figure(stem, f"{metric.upper()}, {panel_title}: {len(keys)} classes sorted by {order_by}"))
         heading = f"{metric.upper()} per class, one panel per region (Fig. 4/5 style, whiskers: 95% intervals)"
         sections.append((heading, "".join(parts)))
-    links = {key: f"#pictures-{key}" for key in rows["key"].unique()}
     sections.append(("Class-wise", _table(classes, "class", run_names, links)))
     datasets, left_out = comparable(entries, "dataset")
     notes += left_out
