@@ -22,6 +22,7 @@ from bench.catalog import load_catalog
 from bench.io import write_volume
 from bench.report import write_report
 from bench.report.figures import LABEL_PT, MAX_PER_PANEL
+from bench.report.page import anchor
 from tests.test_tables import write_click_run, write_runs
 
 CHROMIUM_FLAGS = [
@@ -145,6 +146,7 @@ def test_pictures_show_best_median_worst_with_every_run(tmp_path):
     pictures = sorted((tmp_path / "out" / "figures" / "pictures").glob("*.png"))
     assert [p.name for p in pictures] == ["ct_liver__a_001.png", "ct_liver__a_002.png"]  # best and worst (= median)
     assert 'id="pictures-ct_liver"' in page and 'href="#pictures-ct_liver"' in page
+    assert anchor("pictures", "ct_left kidney") == "pictures-ct_left-kidney"
     assert "best (DSC 90.0)" in page and "worst (DSC 80.0)" in page
     index = write_report(runs, tmp_path / "one", n_boot=20, picture_case="a_002")
     assert [p.name for p in (tmp_path / "one" / "figures" / "pictures").glob("*.png")] == ["ct_liver__a_002.png"]

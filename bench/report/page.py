@@ -99,10 +99,14 @@ def _text(value) -> str:
     return "-" if pd.isna(value) else f"{value:.2f}"
 
 
-def figure(stem: str, caption: str, anchor: str | None = None) -> str:
+def anchor(prefix: str, key: str) -> str:
+    """An HTML id for a key (ids may not hold spaces): ``pictures-ct_left-kidney``."""
+    return prefix + "-" + "".join(c if c.isalnum() or c in "_.-" else "-" for c in str(key))
+
+
+def figure(stem: str, caption: str) -> str:
     """An SVG figure with a link to its PNG twin (paths relative to the page)."""
-    ident = f' id="{html.escape(anchor)}"' if anchor else ""
-    return (f'<figure{ident}><img src="{html.escape(stem)}.svg" alt="{html.escape(caption)}">'
+    return (f'<figure><img src="{html.escape(stem)}.svg" alt="{html.escape(caption)}">'
             f'<figcaption>{html.escape(caption)} (<a href="{html.escape(stem)}.png">PNG</a>)</figcaption></figure>')
 
 

@@ -23,7 +23,7 @@ from bench.io import (
 )
 from bench.matching import case_id_for, list_cases
 from bench.report.figures import COLOURS, save
-from bench.report.page import picture
+from bench.report.page import anchor, picture
 from bench.runs import Runs
 from protocols.case import class_mask
 
@@ -109,10 +109,10 @@ def render_case(
     reference contour in black, each run's in its colour."""
     import matplotlib.pyplot as plt
 
-    anchor = reference if reference.any() else next((p for p in predictions.values() if p.any()), reference)
-    if not anchor.any():
-        anchor = np.ones_like(reference)
-    crop, centre = _slices(anchor)
+    focus = reference if reference.any() else next((p for p in predictions.values() if p.any()), reference)
+    if not focus.any():
+        focus = np.ones_like(reference)
+    crop, centre = _slices(focus)
     figure, axes = plt.subplots(1, 3, figsize=(9.0, 3.4), layout="constrained")
     views = (("axial", 2), ("coronal", 1), ("sagittal", 0))
     for axis_plot, (name, axis) in zip(axes, views):
@@ -169,7 +169,7 @@ def picture_sections(
                 skipped.append(f"{key} in {case_id}: {error}")
         if pictures:
             pictured.append(key)
-            parts.append(f'<h3 id="pictures-{html.escape(key)}">{html.escape(key)}</h3>'
+            parts.append(f'<h3 id="{anchor("pictures", key)}">{html.escape(key)}</h3>'
                          f'<div class="pictures">{"".join(pictures)}</div>')
     notes = [f"{len(skipped)} picture(s) skipped, e.g. {skipped[0]}"] if skipped else []
     if not parts:

@@ -19,7 +19,7 @@ import pandas as pd
 from bench.leaderboard import leaderboard_view, ranked
 from bench.provenance import git_commit, harness_version
 from bench.report import figures
-from bench.report.page import figure, html_table, page
+from bench.report.page import anchor, figure, html_table, page
 from bench.report.pictures import picture_sections
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
@@ -62,7 +62,7 @@ def write_report(
     if pictures and not runs.rows.empty:
         picture_html, picture_notes, pictured = picture_sections(runs, out_dir, pictures, picture_case)
     if not runs.rows.empty:
-        links = {key: f"#pictures-{key}" for key in pictured}
+        links = {key: "#" + anchor("pictures", key) for key in pictured}
         standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline, links)
         sections += standard
     if not runs.clicks.empty:
