@@ -88,7 +88,8 @@ def html_table(
             bounds = low[position, column], high[position, column]
             if not isinstance(value, str) and not pd.isna(value) and not pd.isna(bounds[0]):
                 text += f' <span class="ci">[{bounds[0]:.2f}, {bounds[1]:.2f}]</span>'
-            cells += f"<td>{text}</td>"
+            textual = isinstance(value, str) and not value.lstrip("+-").replace(".", "", 1).isdigit() and value != "-"
+            cells += f'<td class="label">{text}</td>' if textual else f"<td>{text}</td>"
         rows.append(f"<tr>{cells}</tr>")
     return f'<div class="table-box"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
