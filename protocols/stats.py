@@ -219,3 +219,17 @@ def mean_interval(
     tail = (1 - confidence) / 2 * 100
     lo, hi = np.percentile(dataset_first_mean(values, strata, weights), [tail, 100 - tail])
     return float(dataset_first_mean(values, strata)[0]), float(lo), float(hi)
+
+
+def paired_tests(
+    reference: pd.DataFrame, others: dict[str, pd.DataFrame], metrics: tuple[str, ...] = METRICS,
+    rng: np.random.Generator | None = None, n_boot: int = 2000,
+) -> pd.DataFrame:
+    """`paired_test` of every run in ``others`` against ``reference`` for each metric, one row per test, with
+    ``p_holm``: Holm's adjustment over all the tests of the table."""
+    rng = rng or np.random.default_rng(0)
+    records = [{"run": name, **vars(paired_test(reference, rows, metric, rng, n_boot))}
+               for name, rows in others.items() for metric in metrics]
+    table = pd.DataFrame(records)
+    table["p_holm"] = holm(table["p_value"].to_numpy())
+    return table

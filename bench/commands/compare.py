@@ -17,7 +17,7 @@ import typer
 from bench.commands.tables import POLICY_HELP, EmptyPolicy, echo_notes
 from bench.runs import load_runs
 from protocols.aggregate import METRICS
-from protocols.stats import holm, paired_test, per_class_tests
+from protocols.stats import holm, paired_tests, per_class_tests
 
 
 def compare_output(
@@ -46,14 +46,12 @@ def compare_output(
         notes.append(f"per class: Wilcoxon signed-rank over the cases both runs scored; Holm correction over all "
                      f"{len(table)} tests")
     else:
-        rng = np.random.default_rng(seed)
-        results = [(path, paired_test(a.rows, b.rows, metric, rng, n_boot))
-                   for path, b in zip(run_dirs[1:], runs[1:]) for metric in METRICS]
-        adjusted = holm(np.array([r.p_value for _, r in results]))
+        results = paired_tests(a.rows, {str(path): b.rows for path, b in zip(run_dirs[1:], runs[1:])},
+                               METRICS, np.random.default_rng(seed), n_boot)
         head = ("| B | metric | cases | classes | datasets | A | B | B-A | 95% CI | r | W | p | p (Holm) "
                 "| pairs | only A | only B | NaN dropped |\n")
         head += "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        body = "".join(_line(path, r, p) for (path, r), p in zip(results, adjusted))
+        body = "".join(_line(r) for r in results.itertuples())
         notes += [
             ("patient level: each case is one pair, its mean over the classes both runs scored in it; Wilcoxon "
              "signed-rank over cases"),
@@ -61,7 +59,7 @@ def compare_output(
              f"datasets ({n_boot} replicates, seed {seed}); r: rank-biserial effect size (-1..1)"),
             f"p (Holm): Holm correction over the {len(results)} tests of this table",
         ]
-        fewest = min(r.cases for _, r in results)
+        fewest = int(results["cases"].min())
         if fewest < 6:
             notes.append(f"with {fewest} cases the smallest two-sided Wilcoxon p is {2 / 2 ** fewest:.3g}: too few "
                          "patients to show a difference at 0.05, whatever the effect")
@@ -75,10 +73,10 @@ def compare_output(
     return head + body, notes
 
 
-def _line(path: Path, r, p_holm: float) -> str:
-    return (f"| {path} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {100 * r.mean_a:.2f} "
+def _line(r) -> str:
+    return (f"| {r.run} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {100 * r.mean_a:.2f} "
             f"| {100 * r.mean_b:.2f} | {100 * r.difference:+.2f} | [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] "
-            f"| {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} | {p_holm:.3g} | {r.pairs} "
+            f"| {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} | {r.p_holm:.3g} | {r.pairs} "
             f"| {r.only_a} | {r.only_b} | {r.dropped_nan} |\n")
 
 

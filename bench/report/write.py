@@ -8,6 +8,7 @@ segmentations. A run with only click rows gets the header and the clicks section
 
 from __future__ import annotations
 
+import html
 import platform
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from bench.tables import (
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 from protocols.published import load_published
-from protocols.stats import mean_interval
+from protocols.stats import mean_interval, paired_tests
 
 _FIGURES = "figures"
 _TABLE3_CLICKS = {1: "1 point", 3: "3 points", 5: "5 points", 10: "10 points"}
@@ -131,10 +132,33 @@ def _standard_sections(
         heading = f"{metric.upper()} per class, one panel per region (Fig. 4/5 style, whiskers: 95% intervals)"
         sections.append((heading, "".join(parts)))
     sections.append(("Class-wise", _table(classes, "class", run_names, links)))
+    if len(run_names) > 1:
+        sections.append(("Paired tests at the patient level, each run against " + run_names[0],
+                         _paired_table(rows, run_names, np.random.default_rng(seed), n_boot)))
     datasets, left_out = comparable(entries, "dataset")
     notes += left_out
     sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset", run_names)))
     return sections, notes
+
+
+def _paired_table(rows: pd.DataFrame, runs: Sequence[str], rng: np.random.Generator, n_boot: int) -> str:
+    """Wilcoxon over cases (each case's mean over the classes both runs scored), the datasets-first mean
+    difference with its 95% bootstrap interval, the rank-biserial effect size and Holm-adjusted p-values."""
+    reference = rows[rows["method"] == runs[0]]
+    tests = paired_tests(reference, {m: rows[rows["method"] == m] for m in runs[1:]}, METRICS, rng, n_boot)
+    table = pd.DataFrame({
+        "run": tests["run"], "metric": tests["metric"], "cases": tests["cases"].astype(str),
+        "classes": tests["classes"].astype(str), "datasets": tests["datasets"].astype(str),
+        runs[0]: 100 * tests["mean_a"], "run mean": 100 * tests["mean_b"], "difference": 100 * tests["difference"],
+        "r": tests["effect_size"], "p": tests["p_value"].map("{:.3g}".format),
+        "p (Holm)": tests["p_holm"].map("{:.3g}".format),
+    }).set_index(["run", "metric"])
+    nan = pd.DataFrame(np.nan, index=table.index, columns=table.columns)
+    lo, hi = nan.copy(), nan.copy()
+    lo["difference"], hi["difference"] = (100 * tests["lo"]).to_numpy(), (100 * tests["hi"]).to_numpy()
+    note = ('<p class="notes">Holm correction over the {} tests of this table; difference: run minus {}, '
+            "cases resampled within datasets for the 95% interval; r: rank-biserial effect size.</p>")
+    return html_table(table, None, lo, hi) + note.format(len(tests), html.escape(runs[0]))
 
 
 def _table(entries: pd.DataFrame, by: str, runs: Sequence[str], links: dict[str, str] | None = None) -> str:
