@@ -7,7 +7,6 @@ spacing in that axis order, and a 4x4 voxel-to-world affine in RAS+ millimetres 
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +96,11 @@ def read_volume(path: str | Path) -> Volume:
         raise InputError(f"{path}: file not found")
     try:
         volume = _read_nifti(path) if suffix in NIFTI_SUFFIXES else _read_itk(path)
-    except (OSError, EOFError, zlib.error, RuntimeError, ValueError, nib.filebasedimages.ImageFileError) as error:
-        raise InputError(f"{path}: cannot read volume ({type(error).__name__}: {error})") from error
+    except InputError:
+        raise
+    except Exception as error:  # the parsing boundary: whatever a stranger's file makes a reader raise
+        reason = " ".join(str(error).replace(str(path), "the file").split())
+        raise InputError(f"{path}: cannot read volume ({type(error).__name__}: {reason})") from error
     if volume.array.ndim not in (2, 3):
         raise InputError(f"{path}: expected a 2D or 3D volume, got shape {volume.array.shape}")
     _check_spacing(volume)
