@@ -156,7 +156,7 @@ def _check_grid(transform: SatTransform, array: np.ndarray) -> None:
                          f"{transform.native_shape}")
 
 
-def _resample_image(transform: SatTransform, image: np.ndarray) -> np.ndarray:
+def resample_image(transform: SatTransform, image: np.ndarray) -> np.ndarray:
     """Native image -> SAT axes -> 1 x 1 x 3 mm, bilinear, through MONAI's transforms (whole grid, no crop).
     The image is float32 first, as MONAI's `LoadImage` hands it to SAT-DS."""
     _check_grid(transform, image)
@@ -182,7 +182,7 @@ def _resample_mask(transform: SatTransform, array: np.ndarray) -> np.ndarray:
 def to_sat(transform: SatTransform, array: np.ndarray, order: int = 0) -> np.ndarray:
     """Apply a recorded transform to an array on the native grid: order 1 for images, 0 (nearest) for masks."""
     crop = tuple(slice(start, stop) for start, stop in transform.crop)
-    resampled = _resample_image(transform, array) if order else _resample_mask(transform, array)
+    resampled = resample_image(transform, array) if order else _resample_mask(transform, array)
     return resampled[crop]
 
 
@@ -243,7 +243,7 @@ def preprocess(image: Volume, modality: str, masks: dict[str, np.ndarray] | None
     """SAT-DS preprocessing of one scan and any masks or label maps on its grid (nearest resampling);
     `orientation` is the dataset's (`DatasetInfo.orientation`)."""
     transform = plan_transform(image.affine, image.array.shape, orientation=orientation)
-    resampled = _resample_image(transform, image.array)
+    resampled = resample_image(transform, image.array)
     transform = replace(transform, crop=foreground_crop(resampled))
     crop = tuple(slice(start, stop) for start, stop in transform.crop)
     sat_masks = {name: to_sat(transform, mask) for name, mask in (masks or {}).items()}
