@@ -112,7 +112,9 @@ class SatTransform:
 def _monai_grid(ras_affine: np.ndarray, ras_shape: tuple[int, ...], target_spacing) -> tuple[tuple[int, ...], ...]:
     """Per axis, the reoriented index MONAI's `Spacing` (nearest, its defaults as SAT-DS uses them) samples for
     each output index: the output size comes from a lazy `Spacing` of the whole grid (no voxel touched), the
-    indices from `Spacing` of a 1-D index ramp along each axis (exact: MONAI's sampling is separable here)."""
+    indices from `Spacing` of a 1-D index ramp along each axis. MONAI's sampling is separable (its voxel-to-voxel
+    matrix is diagonal), so this is exact, except on an oblique scan at a sample exactly half-way between two
+    voxels, where MONAI's float32 grid noise may pick either neighbour from one row to the next."""
     spacing = Spacing(pixdim=target_spacing, mode="nearest")
     affine = torch.as_tensor(ras_affine, dtype=torch.float64)
     whole = MetaTensor(torch.zeros(1).expand(1, *ras_shape), affine=affine)
@@ -193,8 +195,8 @@ def _native_picks(picked: tuple[int, ...], n: int, scale: float) -> np.ndarray:
     centre = np.arange(n) / scale
     back = np.clip(np.floor(centre + 0.5), 0, len(picked) - 1).astype(int)
     for index in np.unique(picked):
-        sources = np.flatnonzero(picked == index)
         if picked[back[index]] != index:
+            sources = np.flatnonzero(picked == index)
             back[index] = sources[np.argmin(np.abs(sources - centre[index]))]
     return back
 

@@ -123,6 +123,8 @@ def test_amos_grid_follows_monai(amos, shared_dir):
     (np.diag([2.0, 0.5, 1.5, 1.0]), (40, 36, 20)),  # ties: 2 mm -> 1 mm puts every other sample half-way
     (np.diag([-0.6640625, 0.9, 6.0, 1.0]), (37, 29, 9)),
     (np.array([[0.0, 0.0, -2.5, 30.0], [0.8, 0.0, 0.0, -4.0], [0.0, -1.2, 0.0, 7.5], [0, 0, 0, 1]]), (31, 23, 11)),
+    (np.array([[0.686, -0.258, 0.0, -10.3], [0.139, 1.274, 0.0, 22.1], [0.0, 0.0, 2.2, 5.5], [0, 0, 0, 1]]),
+     (41, 37, 13)),  # oblique (0.2 rad about S)
 ])
 def test_nearest_resampling_equals_monai_spacing(affine, shape):
     labels = np.random.default_rng(0).integers(0, 5, shape).astype(np.uint8)
