@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Orientation, Spacing
-from monai.transforms.utils import generate_spatial_bounding_box
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from bench.catalog.orientation import AXIS_LABELS, NO_REORIENTATION, SAT_ORIENTATION, orientation_code
 from bench.catalog.terms import modality_prefix
 from bench.io import InputError, Volume
+from protocols.boxes import bounding_box
 
 TARGET_SPACING = (1.0, 1.0, 3.0)
 CT_WINDOW = (-500.0, 1000.0)
@@ -215,10 +215,10 @@ def from_sat(transform: SatTransform, mask: np.ndarray) -> np.ndarray:
 def foreground_crop(array: np.ndarray) -> tuple[tuple[int, int], ...]:
     """Bounding box (start, stop per axis) of the positive voxels, as MONAI's `CropForeground` finds it; the whole
     array when none is positive (where MONAI would crop to nothing)."""
-    start, stop = generate_spatial_bounding_box(np.asarray(array)[None])
-    if any(b <= a for a, b in zip(start, stop)):
+    box = bounding_box(np.asarray(array) > 0)
+    if box is None:
         return tuple((0, n) for n in array.shape)
-    return tuple((int(a), int(b)) for a, b in zip(start, stop))
+    return tuple((crop.start, crop.stop) for crop in box)
 
 
 def normalise(image: np.ndarray, modality: str) -> np.ndarray:

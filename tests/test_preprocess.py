@@ -34,13 +34,13 @@ def _spacing(affine: np.ndarray) -> np.ndarray:
 def _satds_pipeline(image: str, label: str, orientation: str) -> dict:
     """SAT-DS's loader transforms, as its loader.py composes them (no Orientationd for `none`, as MyoPS2020)."""
     keys = ["image", "label"]
-    steps = [LoadImaged(keys=keys), EnsureChannelFirstd(keys=keys)]
-    if orientation != "none":
-        steps.append(Orientationd(axcodes=orientation, keys=keys))
-    steps += [Spacingd(keys=keys, pixdim=(1, 1, 3), mode=("bilinear", "nearest")),
-              CropForegroundd(keys=keys, source_key="image")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # MONAI's notes on changed defaults SAT-DS relies on
+        steps = [LoadImaged(keys=keys), EnsureChannelFirstd(keys=keys)]
+        if orientation != "none":
+            steps.append(Orientationd(axcodes=orientation, keys=keys))
+        steps += [Spacingd(keys=keys, pixdim=(1, 1, 3), mode=("bilinear", "nearest")),
+                  CropForegroundd(keys=keys, source_key="image")]
         return Compose(steps)({"image": image, "label": label})
 
 
