@@ -45,9 +45,10 @@ def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[floa
         if not isinstance(mask, np.ndarray) or mask.dtype != bool:
             raise ValueError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
         if mask.ndim not in (2, 3):
-            raise ValueError(f"{name} must be 2D or 3D, got shape {mask.shape}")
+            raise ValueError(f"{name} must be 2D or 3D, got shape {' x '.join(map(str, mask.shape))}")
     if pred is not None and pred.shape != ref.shape:
-        raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
+        raise ValueError(f"pred and ref shapes differ: {' x '.join(map(str, pred.shape))} vs "
+                         f"{' x '.join(map(str, ref.shape))}")
     if spacing is not None:
         check_spacing(spacing, ref.ndim)
 
