@@ -25,10 +25,7 @@ from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, 
 from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
-from protocols.metrics import EMPTY_POLICIES, check_tolerance
-
-GRIDS = ("native", "satds")
-
+from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -49,8 +46,8 @@ class RunSettings:
             check_tolerance(self.tolerance_mm)
         except ValueError as error:
             raise InputError(f"--tolerance: {error}") from None
-        if self.grid not in GRIDS:
-            raise InputError(f"--grid: choose from {', '.join(GRIDS)}, got {self.grid!r}")
+        if self.grid not in SCORING_GRIDS:
+            raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
         if self.empty_policy not in EMPTY_POLICIES:
             raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
 

@@ -23,8 +23,8 @@ import numpy as np
 from bench.catalog.orientation import SAT_ORIENTATION
 from bench.io import InputError
 from bench.preprocess import foreground_crop, plan_transform, resample_image, to_sat
+from protocols.metrics import SCORING_GRIDS as GRIDS
 
-GRIDS = ("native", "satds")
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 
 

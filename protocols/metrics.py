@@ -22,6 +22,8 @@ from protocols.boxes import bounding_box
 from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
 
 EMPTY_POLICIES = ("sat", "nan")
+# Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/scoring_grid.py).
+SCORING_GRIDS = ("native", "satds")
 
 # Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
 # offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
