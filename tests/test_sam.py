@@ -165,3 +165,35 @@ def test_to_uint8_windows_and_keeps_uint8():
     image = np.array([[3, 7]], np.uint8)
     assert to_uint8(image) is image
     np.testing.assert_array_equal(to_uint8(np.full((2, 2), 5.0)), np.zeros((2, 2), np.uint8))
+
+
+def test_model_encodes_a_slice_once_and_refines_with_all_clicks_and_the_previous_mask():
+    from models.adapters import SliceWise
+    from models.base import Image
+    from models.sam.model import SamSlices
+    from protocols.prompts import Box, Click, Prompt
+
+    sam = small_sam()
+    calls = []
+    sam.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    model = SamSlices(network=sam, path="sam-med3d-2d-baseline", name="small-sam")
+    volume = np.stack([_ct_slice(seed=k) for k in range(4)], axis=2)
+    image = Image(array=volume, spacing=(1.0, 1.0, 2.0), affine=np.eye(4))
+    adapter = SliceWise(model=model, axis=2)
+
+    first = Prompt(points=(Click((15, 20, 1), True),))
+    mask, state = adapter.segment(image, first)
+    second = Prompt(points=(Click((15, 20, 1), True), Click((35, 3, 1), False)))
+    mask, state = adapter.segment(image, second, state)
+    assert len(calls) == 1 and set(state) == {1}
+    assert not mask[..., [0, 2, 3]].any()
+
+    encoded = encode(sam, volume[..., 1], "sam-med3d-2d-baseline")
+    expected = decode(sam, encoded, np.array([[20.0, 15.0]]), np.array([1]))
+    expected = decode(sam, encoded, np.array([[20.0, 15.0], [3.0, 35.0]]), np.array([1, 0]), previous=expected)
+    np.testing.assert_array_equal(mask[..., 1], expected.mask)
+
+    boxed, _ = model.segment(Image(array=volume[..., 2], spacing=(1.0, 1.0), affine=np.eye(4)),
+                             Prompt(boxes=(Box((8, 10), (26, 30)),)))
+    reference = decode(sam, encode(sam, volume[..., 2], "sam-med3d-2d-baseline"), box_xyxy=np.array([10, 8, 31, 27]))
+    np.testing.assert_array_equal(boxed, reference.mask)
