@@ -9,10 +9,10 @@ import pytest
 import torch
 
 pytest.importorskip("nnInteractive")
-from models.base import Image  # noqa: E402
-from models.nninteractive.folder import write_random_model_folder  # noqa: E402
-from models.nninteractive.session import NnInteractive, checkpoint_path  # noqa: E402
-from protocols.prompts import Box, Click, Prompt  # noqa: E402
+from models.base import Image
+from models.nninteractive.folder import write_random_model_folder
+from models.nninteractive.session import NnInteractive, checkpoint_path
+from protocols.prompts import Click, Prompt
 
 SHAPE = (48, 40, 36)
 

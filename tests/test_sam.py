@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 pytest.importorskip("segment_anything")
-from segment_anything import SamPredictor  # noqa: E402
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer  # noqa: E402
+from segment_anything import SamPredictor
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from models.parity import load_parity_weights  # noqa: E402
-from models.sam.network import VARIANTS, build_sam, load_strict  # noqa: E402
-from models.sam.slices import decode, encode, to_uint8  # noqa: E402
+from models.parity import load_parity_weights
+from models.sam.network import VARIANTS, build_sam, load_strict
+from models.sam.slices import decode, encode, to_uint8
 
 
 def small_sam(img_size: int = 64) -> Sam:

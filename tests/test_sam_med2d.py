@@ -10,11 +10,11 @@ import pytest
 import torch
 
 pytest.importorskip("segment_anything")
-from segment_anything.modeling import MaskDecoder, TwoWayTransformer  # noqa: E402
+from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
-from models.parity import parity_state_dict  # noqa: E402
-from models.sam.slices import decode, encode  # noqa: E402
-from models.sam_med2d.network import (  # noqa: E402
+from models.parity import parity_state_dict
+from models.sam.slices import decode, encode
+from models.sam_med2d.network import (
     PerImageMaskDecoder,
     build_sam_med2d,
     model_state_dict,

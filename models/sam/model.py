@@ -20,8 +20,8 @@ from segment_anything.modeling import Sam
 
 from models.base import Capabilities, Image, Model, UnsupportedPrompt
 from models.sam.network import build_sam, load_strict
-from models.sam_med2d.network import build_sam_med2d, sam_med2d_from_checkpoint
 from models.sam.slices import PATHS, EncodedSlice, SliceResult, decode, encode
+from models.sam_med2d.network import build_sam_med2d, sam_med2d_from_checkpoint
 from protocols.prompts import Prompt
 
 

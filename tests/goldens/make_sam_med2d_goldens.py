@@ -73,9 +73,8 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="output .npz")
     args = parser.parse_args()
     sys.path.insert(0, str(args.checkout.resolve()))
-    from segment_anything import sam_model_registry  # the checkout's, not PyPI's
-
     import segment_anything
+    from segment_anything import sam_model_registry  # the checkout's, not PyPI's
     assert Path(segment_anything.__file__).resolve().is_relative_to(args.checkout.resolve()), segment_anything.__file__
     torch.set_num_threads(2)
     model = sam_model_registry["vit_b"](argparse.Namespace(image_size=256, encoder_adapter=True, sam_checkpoint=None))
@@ -95,7 +94,7 @@ def main() -> None:
     low2, iou2 = decode(model, embedding, points=both, masks=torch.sigmoid(low1[:, best:best + 1]))
     low3, iou3 = decode(model, embedding, boxes=torch.tensor([BOX]))
 
-    commit = subprocess.run(["git", "-C", str(args.checkout), "rev-parse", "HEAD"], capture_output=True,
+    commit = subprocess.run(["git", "-C", str(args.checkout), "rev-parse", "HEAD"], capture_output=True, check=False,
                             text=True).stdout.strip() or "unknown (not a git checkout)"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
