@@ -15,6 +15,8 @@ Decoding is the same for all: points (x = column, y = row) and boxes mapped into
 round's low-res mask as `mask_input` (logits for SAM and the baseline; sigmoid probabilities for SAM-Med2D,
 as its test.py feeds back), multimask output with the highest predicted IoU kept, bilinear back to the model
 input, the slice's extent cut out, bilinear to the slice size, foreground where the logit is > 0.
+Clicks are slice pixels scaled into the model frame as SAM's `apply_coords` does (x * new_w / old_w); the
+official SAM-Med3D and SAM-Med2D scripts instead sample their clicks on the already resized slice.
 """
 
 from __future__ import annotations
