@@ -197,3 +197,16 @@ def test_model_encodes_a_slice_once_and_refines_with_all_clicks_and_the_previous
                              Prompt(boxes=(Box((8, 10), (26, 30)),)))
     reference = decode(sam, encode(sam, volume[..., 2], "sam-med3d-2d-baseline"), box_xyxy=np.array([10, 8, 31, 27]))
     np.testing.assert_array_equal(boxed, reference.mask)
+
+
+def test_factories_load_official_state_dicts_strictly():
+    from models.sam.model import sam
+
+    reference = build_sam("vit_b", device="meta").state_dict()
+    weights = {key: torch.zeros(value.shape) for key, value in reference.items()}
+    model = sam("vit_b", state_dict=weights)
+    assert model.name == "sam-vit-b" and model.path == "sam-api"
+    assert not any(p.detach().any() for p in model.network.parameters())
+    del weights["image_encoder.neck.0.weight"]
+    with pytest.raises(ValueError, match="SAM vit_b checkpoint: 1 missing keys \\['image_encoder.neck.0.weight'\\]"):
+        sam("vit_b", state_dict=weights)
