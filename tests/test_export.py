@@ -44,7 +44,7 @@ def scored(tmp_path_factory):
 
 
 def test_nnunet_summary_equals_nnunets_own(scored):
-    from nnunetv2.evaluation.evaluate_predictions import compute_metrics, region_or_label_to_mask  # noqa: F401
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
     refs, preds, out = scored
