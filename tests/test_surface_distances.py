@@ -8,7 +8,7 @@ import pytest
 import surface_distance
 from scipy import ndimage
 
-from protocols.surface_distances import average_symmetric_surface_distance, hausdorff
+from protocols.surface_distances import average_symmetric_surface_distance, distance_metrics, hausdorff
 
 
 def blob(shape, rng, iterations=2):
@@ -35,6 +35,7 @@ def test_random_3d_shapes_match_surface_distance(seed):
     assert hausdorff(pred, ref, spacing) == pytest.approx(hd95, rel=1e-12)
     assert hausdorff(pred, ref, spacing, percent=100) == pytest.approx(hd100, rel=1e-12)
     assert average_symmetric_surface_distance(pred, ref, spacing) == pytest.approx(assd, rel=1e-12)
+    assert distance_metrics(pred, ref, spacing) == pytest.approx((hd95, assd), rel=1e-12)
 
 
 def test_2d_shapes_and_border_objects_match_surface_distance():
