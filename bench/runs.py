@@ -104,7 +104,7 @@ def full_coverage(rows: pd.DataFrame) -> set[tuple[str, str, str]]:
                 info = catalog.dataset(str(name))
             except CatalogError:
                 continue
-            whole = part["case_id"].nunique() >= info.n_test_scans > 0
+            whole = part["case_id"].nunique() == info.n_test_scans > 0  # the test split, not train cases too
             if whole and set(info.term_keys().values()) <= set(part["key"]):
                 full_datasets.add(info.name)
                 complete.add((method, "dataset", str(name)))

@@ -416,3 +416,11 @@ def test_compare_per_class_with_holm_over_classes(run_dirs):
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ") and ("ct_" in line or "mri_" in line)]
     assert len(lines) == 6  # 3 classes x 2 metrics
     assert "Holm correction over all 6 tests" in result.stderr
+
+
+def test_more_cases_than_the_test_split_is_not_the_papers_test_set(tmp_path):
+    path = write_spleen_run(tmp_path, "satds", 0.99, n_cases=41)  # --split all: train cases too
+    result = CliRunner().invoke(app, ["tables", "--run", str(path), "--by", "dataset", "--metric", "dsc",
+                                      "--published", "sat-table2"])
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
+    assert "**" not in line
