@@ -1,0 +1,95 @@
+"""Make tests/goldens/sam_med3d_parity.npz from the OFFICIAL SAM-Med3D code (run outside the project).
+
+    python tests/goldens/make_sam_med3d_goldens.py /path/to/SAM-Med3D-checkout [out.npz]
+
+The checkout is uni-medical/SAM-Med3D (made at f3de1fa1); its `segment_anything` package is imported from there
+without running its `__init__` (which needs the repo's `utils`), and `sam_model_registry3D['vit_b_ori']`
+builds the network. Weights: the parity recipe of ../shared/README.md, written out here independently of the
+project's models/parity.py, loaded with strict=True. Calls mirror utils/infer_utils.py `sam_model_infer`:
+image_encoder once; prompt_encoder(points=[coords, labels], boxes=None, masks=prev_low_res) with a zero
+32^3 previous mask on the first pass (mask_downscaling, not no_mask_embed); mask_decoder(...,
+multimask_output=False). A second pass feeds the accumulated points (one negative) and the first pass's
+logits, as the official loop does. Nothing from the checkout is copied into the project.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SEED = 1
+FIRST_POINTS = [[40.0, 70.0, 90.0]]
+FIRST_LABELS = [1]
+SECOND_POINTS = [[40.0, 70.0, 90.0], [60.0, 50.0, 30.0]]
+SECOND_LABELS = [1, 0]
+EMBEDDING_CHANNELS = slice(None, None, 8)  # image-embedding subsample kept in the golden
+
+
+def official_model(checkout: Path) -> torch.nn.Module:
+    package = types.ModuleType("segment_anything")
+    package.__path__ = [str(checkout / "segment_anything")]
+    sys.modules["segment_anything"] = package
+    build = importlib.import_module("segment_anything.build_sam3D")
+    return build.sam_model_registry3D["vit_b_ori"](checkpoint=None)
+
+
+def parity_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in model.state_dict().items():
+        if not value.is_floating_point():
+            out[key] = value
+            continue
+        shape = tuple(value.shape)
+        r = torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8"))),
+                        dtype=torch.float32)
+        if len(shape) == 1:
+            out[key] = 1 + 0.1 * r if key.endswith("weight") else 0.1 * r
+        elif "rel_pos" in key or "pos_embed" in key:
+            out[key] = 0.1 * r
+        else:
+            out[key] = r / math.sqrt(math.prod(shape) / shape[0])
+    return out
+
+
+def decode(model, embedding, points, labels, prev_low_res):
+    sparse, dense = model.prompt_encoder(points=[torch.tensor([points]), torch.tensor([labels])], boxes=None,
+                                         masks=prev_low_res)
+    low_res, iou = model.mask_decoder(image_embeddings=embedding, image_pe=model.prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=False)
+    return sparse, low_res, iou
+
+
+def main() -> None:
+    checkout = Path(sys.argv[1])
+    out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).with_name("sam_med3d_parity.npz")
+    torch.set_num_threads(2)
+    model = official_model(checkout)
+    model.load_state_dict(parity_weights(model), strict=True)
+    model.eval()
+    image = torch.randn((1, 1, 128, 128, 128), generator=torch.Generator().manual_seed(SEED))
+    with torch.no_grad():
+        embedding = model.image_encoder(image)
+        sparse1, low1, iou1 = decode(model, embedding, FIRST_POINTS, FIRST_LABELS, torch.zeros(1, 1, 32, 32, 32))
+        sparse2, low2, iou2 = decode(model, embedding, SECOND_POINTS, SECOND_LABELS, low1)
+        dense_pe = model.prompt_encoder.get_dense_pe()
+    np.savez_compressed(
+        out, seed=SEED, embedding_channels_step=EMBEDDING_CHANNELS.step,
+        first_points=np.array(FIRST_POINTS), first_labels=np.array(FIRST_LABELS),
+        second_points=np.array(SECOND_POINTS), second_labels=np.array(SECOND_LABELS),
+        embedding=embedding[0, EMBEDDING_CHANNELS].numpy(), dense_pe=dense_pe[0, ::16].numpy(),
+        sparse1=sparse1[0].numpy(), low_res1=low1[0, 0].numpy(), iou1=iou1[0].numpy(),
+        sparse2=sparse2[0].numpy(), low_res2=low2[0, 0].numpy(), iou2=iou2[0].numpy())
+    print(f"wrote {out}: embedding std {embedding.std():.4f}, low_res1 range [{low1.min():.3f}, {low1.max():.3f}], "
+          f"iou1 {iou1.flatten().tolist()}, iou2 {iou2.flatten().tolist()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""SAM-Med3D vit_b_ori: keys/shapes against the official manifest, strict loading, the trained quirks of the
+relative-position bias against a loop oracle, and parity with the official code (tests/goldens, made by
+tests/goldens/make_sam_med3d_goldens.py from uni-medical/SAM-Med3D with the parity weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segment_anything")
+
+from models.parity import parity_state_dict  # noqa: E402
+from models.sam_med3d.image_encoder import official_rel_pos_bias  # noqa: E402
+from models.sam_med3d.network import (  # noqa: E402
+    PARAMETER_COUNT,
+    build_sam_med3d,
+    load_official_weights,
+    official_state_dict,
+)
+
+GOLDEN = Path(__file__).parent / "goldens" / "sam_med3d_parity.npz"
+
+
+@pytest.fixture(scope="module")
+def meta_model():
+    with torch.device("meta"):
+        return build_sam_med3d()
+
+
+def test_keys_and_shapes_equal_official_manifest(meta_model, shared_dir):
+    manifest = json.loads((shared_dir / "reference" / "official_models" / "SAM-Med3D_vit_b_ori.json").read_text())
+    ours = {key: list(value.shape) for key, value in meta_model.state_dict().items()}
+    assert ours == manifest["state_dict"]
+    assert sum(p.numel() for p in meta_model.parameters()) == manifest["total_params"]
+    for name, count in manifest["params_by_top_level"].items():
+        assert sum(p.numel() for p in getattr(meta_model, name).parameters()) == count
+
+
+def test_parameter_count_under_meta_device(meta_model):
+    assert sum(p.numel() for p in meta_model.parameters()) == PARAMETER_COUNT == 100_509_232
+    assert all(p.is_meta for p in meta_model.parameters())
+
+
+def test_strict_loading_names_missing_unexpected_and_prefixed_keys(meta_model):
+    state = dict(meta_model.state_dict())
+    prefixed = {f"module.{key}": value for key, value in state.items()}
+    with pytest.raises(ValueError, match="strip the DDP prefix"):
+        load_official_weights(meta_model, prefixed)
+    broken = dict(state)
+    del broken["image_encoder.blocks.3.attn.rel_pos_d"]
+    broken["mask_decoder.extra.weight"] = torch.zeros(1, device="meta")
+    broken["image_encoder.neck.0.weight"] = torch.zeros(384, 768, 1, 1, device="meta")
+    with pytest.raises(ValueError) as error:
+        load_official_weights(meta_model, broken)
+    message = str(error.value)
+    assert "missing (1): image_encoder.blocks.3.attn.rel_pos_d" in message
+    assert "unexpected (1): mask_decoder.extra.weight" in message
+    assert "image_encoder.neck.0.weight (384, 768, 1, 1) != (384, 768, 1, 1, 1)" in message
+
+
+def test_official_checkpoint_layout_gives_its_model_state_dict():
+    tensors = {"a": torch.zeros(1)}
+    assert official_state_dict({"model_state_dict": tensors, "epoch": 3, "args": object()}) is tensors
+    assert official_state_dict(tensors) is tensors
+    with pytest.raises(ValueError, match="not a mapping"):
+        official_state_dict({"model_state_dict": [1, 2]})
+
+
+def _relative(q_pos: int, k_pos: int, table: torch.Tensor, size: int) -> torch.Tensor:
+    return table[q_pos - k_pos + size - 1]
+
+
+def test_rel_pos_bias_reproduces_the_official_broadcast_not_the_textbook_one():
+    """Loop oracle of the official broadcast: bias[qd,qh,qw,kd,kh,kw] = t_d[qd,qh,qw,kw] + t_h[qd,qh,kd,kw]
+    + t_w[qd,qh,kh,kw], with t_a[qd,qh,qw,j] = q[qd,qh,qw] . R_a[q_a - j]; the textbook decomposition
+    (t_d[..,kd] + t_h[..,kh] + t_w[..,kw]) gives a different bias."""
+    size, channels = 3, 2
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(1, size ** 3, channels, generator=generator)
+    tables = tuple(torch.randn(2 * size - 1, channels, generator=generator) for _ in range(3))
+    grid = q.reshape(size, size, size, channels)
+
+    def term(axis: int, qd: int, qh: int, qw: int, j: int) -> float:
+        position = (qd, qh, qw)[axis]
+        return float(grid[qd, qh, qw] @ _relative(position, j, tables[axis], size))
+
+    official = torch.zeros(size, size, size, size, size, size)
+    textbook = torch.zeros_like(official)
+    r = range(size)
+    for qd, qh, qw, kd, kh, kw in ((a, b, c, d, e, f) for a in r for b in r for c in r
+                                   for d in r for e in r for f in r):
+        official[qd, qh, qw, kd, kh, kw] = (term(0, qd, qh, qw, kw) + term(1, qd, qh, kd, kw)
+                                            + term(2, qd, qh, kh, kw))
+        textbook[qd, qh, qw, kd, kh, kw] = term(0, qd, qh, qw, kd) + term(1, qd, qh, qw, kh) + term(2, qd, qh, qw, kw)
+    ours = official_rel_pos_bias(q, tables, size).reshape(official.shape)
+    torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
+    assert (ours - textbook).abs().max() > 0.1
+
+
+@pytest.fixture(scope="module")
+def parity_model():
+    model = build_sam_med3d()
+    load_official_weights(model, parity_state_dict(model))
+    return model
+
+
+def _assert_matches(actual: torch.Tensor, golden: np.ndarray) -> None:
+    """rtol 1e-4 of each value, with an absolute floor of 1e-4 of the output's largest magnitude (values near 0)."""
+    np.testing.assert_allclose(actual.numpy(), golden, rtol=1e-4, atol=1e-4 * float(np.abs(golden).max()))
+
+
+@pytest.mark.slow
+def test_parity_with_official_code(parity_model):
+    """One 128^3 encoder forward (about 10 s on 2 CPU cores), then the first pass of the official protocol
+    (one point, zero previous 32^3 mask through mask_downscaling) and a second pass with an accumulated
+    negative point and the first pass's logits."""
+    golden = np.load(GOLDEN)
+    model = parity_model
+    image = torch.randn((1, 1, 128, 128, 128), generator=torch.Generator().manual_seed(int(golden["seed"])))
+
+    def decode(points, labels, previous):
+        sparse, dense = model.prompt_encoder(
+            points=(torch.tensor(points[None], dtype=torch.float32), torch.tensor(labels[None])),
+            boxes=None, masks=previous)
+        low_res, iou = model.mask_decoder(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense,
+                                          multimask_output=False)
+        return sparse, low_res, iou
+
+    with torch.no_grad():
+        embedding = model.image_encoder(image)
+        sparse1, low1, iou1 = decode(golden["first_points"], golden["first_labels"], torch.zeros(1, 1, 32, 32, 32))
+        sparse2, low2, iou2 = decode(golden["second_points"], golden["second_labels"], low1)
+        dense_pe = model.prompt_encoder.get_dense_pe()
+    step = int(golden["embedding_channels_step"])
+    _assert_matches(embedding[0, ::step], golden["embedding"])
+    _assert_matches(dense_pe[0, ::16], golden["dense_pe"])
+    _assert_matches(sparse1[0], golden["sparse1"])
+    _assert_matches(low1[0, 0], golden["low_res1"])
+    _assert_matches(iou1[0], golden["iou1"])
+    _assert_matches(sparse2[0], golden["sparse2"])
+    _assert_matches(low2[0, 0], golden["low_res2"])
+    _assert_matches(iou2[0], golden["iou2"])
+    assert low1.shape == (1, 1, 32, 32, 32) and embedding.shape == (1, 384, 8, 8, 8)
