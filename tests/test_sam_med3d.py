@@ -13,9 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segment_anything")
 
-from models.parity import parity_state_dict  # noqa: E402
-from models.sam_med3d.image_encoder import official_rel_pos_bias  # noqa: E402
-from models.sam_med3d.network import (  # noqa: E402
+from models.parity import parity_state_dict
+from models.sam_med3d.image_encoder import official_rel_pos_bias
+from models.sam_med3d.inference import predict_click
+from models.sam_med3d.network import (
     PARAMETER_COUNT,
     build_sam_med3d,
     load_official_weights,
@@ -66,7 +67,7 @@ def test_official_checkpoint_layout_gives_its_model_state_dict():
     tensors = {"a": torch.zeros(1)}
     assert official_state_dict({"model_state_dict": tensors, "epoch": 3, "args": object()}) is tensors
     assert official_state_dict(tensors) is tensors
-    with pytest.raises(ValueError, match="not a mapping"):
+    with pytest.raises(TypeError, match="not a mapping"):
         official_state_dict({"model_state_dict": [1, 2]})
 
 
@@ -102,25 +103,28 @@ def test_rel_pos_bias_reproduces_the_official_broadcast_not_the_textbook_one():
 
 
 @pytest.fixture(scope="module")
-def parity_model():
+def parity_run():
+    """The parity model and the embedding of the golden's seeded image: one 128^3 encoder forward (10-30 s on
+    2 CPU cores), shared by the tests below."""
+    golden = np.load(GOLDEN)
     model = build_sam_med3d()
     load_official_weights(model, parity_state_dict(model))
-    return model
+    image = torch.randn((1, 1, 128, 128, 128), generator=torch.Generator().manual_seed(int(golden["seed"])))
+    with torch.no_grad():
+        embedding = model.image_encoder(image)
+    return model, embedding, golden
 
 
 def _assert_matches(actual: torch.Tensor, golden: np.ndarray) -> None:
     """rtol 1e-4 of each value, with an absolute floor of 1e-4 of the output's largest magnitude (values near 0)."""
-    np.testing.assert_allclose(actual.numpy(), golden, rtol=1e-4, atol=1e-4 * float(np.abs(golden).max()))
+    np.testing.assert_allclose(np.asarray(actual), golden, rtol=1e-4, atol=1e-4 * float(np.abs(golden).max()))
 
 
 @pytest.mark.slow
-def test_parity_with_official_code(parity_model):
-    """One 128^3 encoder forward (about 10 s on 2 CPU cores), then the first pass of the official protocol
-    (one point, zero previous 32^3 mask through mask_downscaling) and a second pass with an accumulated
-    negative point and the first pass's logits."""
-    golden = np.load(GOLDEN)
-    model = parity_model
-    image = torch.randn((1, 1, 128, 128, 128), generator=torch.Generator().manual_seed(int(golden["seed"])))
+def test_parity_with_official_code(parity_run):
+    """The official calls: first pass with one point and a zero previous 32^3 mask through mask_downscaling,
+    second pass with an accumulated negative point and the first pass's logits."""
+    model, embedding, golden = parity_run
 
     def decode(points, labels, previous):
         sparse, dense = model.prompt_encoder(
@@ -131,7 +135,6 @@ def test_parity_with_official_code(parity_model):
         return sparse, low_res, iou
 
     with torch.no_grad():
-        embedding = model.image_encoder(image)
         sparse1, low1, iou1 = decode(golden["first_points"], golden["first_labels"], torch.zeros(1, 1, 32, 32, 32))
         sparse2, low2, iou2 = decode(golden["second_points"], golden["second_labels"], low1)
         dense_pe = model.prompt_encoder.get_dense_pe()
@@ -145,3 +148,19 @@ def test_parity_with_official_code(parity_model):
     _assert_matches(low2[0, 0], golden["low_res2"])
     _assert_matches(iou2[0], golden["iou2"])
     assert low1.shape == (1, 1, 32, 32, 32) and embedding.shape == (1, 384, 8, 8, 8)
+
+
+@pytest.mark.slow
+def test_predict_click_reproduces_the_official_passes(parity_run):
+    """predict_click on the cached embedding: no previous logits means the official zero mask; the returned
+    logits fed back give the official second pass; the crop mask is sigmoid(trilinear(logits)) > 0.5."""
+    model, embedding, golden = parity_run
+    first = predict_click(model, embedding, golden["first_points"], golden["first_labels"], None)
+    _assert_matches(first.low_res[0, 0], golden["low_res1"])
+    assert first.iou == pytest.approx(float(golden["iou1"][0]), rel=1e-4)
+    second = predict_click(model, embedding, golden["second_points"], golden["second_labels"], first.low_res)
+    _assert_matches(second.low_res[0, 0], golden["low_res2"])
+    expected = torch.nn.functional.interpolate(torch.from_numpy(golden["low_res2"])[None, None], size=(128,) * 3,
+                                               mode="trilinear", align_corners=False)[0, 0] > 0
+    assert second.crop_mask.shape == (128, 128, 128) and second.native is None
+    assert (second.crop_mask != expected.numpy()).mean() < 1e-4  # only voxels with logits within float noise of 0

@@ -40,7 +40,7 @@ def official_state_dict(checkpoint: Mapping) -> Mapping[str, torch.Tensor]:
     state dict."""
     state = checkpoint.get("model_state_dict", checkpoint)
     if not isinstance(state, Mapping):
-        raise ValueError(f"'model_state_dict' is a {type(state).__name__}, not a mapping of tensors")
+        raise TypeError(f"'model_state_dict' is a {type(state).__name__}, not a mapping of tensors")
     return state
 
 

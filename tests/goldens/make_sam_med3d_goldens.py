@@ -1,6 +1,10 @@
 """Make tests/goldens/sam_med3d_parity.npz from the OFFICIAL SAM-Med3D code (run outside the project).
 
-    python tests/goldens/make_sam_med3d_goldens.py /path/to/SAM-Med3D-checkout [out.npz]
+    python tests/goldens/make_sam_med3d_goldens.py /path/to/SAM-Med3D-checkout [SHARED_DATA_DIR]
+
+Also makes tests/goldens/sam_med3d_crops.npz when SHARED_DATA_DIR (../shared/data) is given: the official
+TorchIO preprocessing (`data_preprocess`) and back-mapping (`data_postprocess`) of utils/infer_utils.py on the
+real CT of totalsegmentator_example for three classes, and on the same CT flipped to LAS (so ToCanonical acts).
 
 The checkout is uni-medical/SAM-Med3D (made at f3de1fa1); its `segment_anything` package is imported from there
 without running its `__init__` (which needs the repo's `utils`), and `sam_model_registry3D['vit_b_ori']`
@@ -17,6 +21,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+import tempfile
 import types
 import zlib
 from pathlib import Path
@@ -67,9 +72,52 @@ def decode(model, embedding, points, labels, prev_low_res):
     return sparse, low_res, iou
 
 
+CROP_CLASSES = (5, 2, 7)  # liver, kidney_right, pancreas (TotalSegmentator label values)
+
+
+def official_crops(checkout: Path, data: Path, out: Path) -> None:
+    """Crop geometry, normalised-image statistics and subsample, cropped label and its back-mapping."""
+    import nibabel as nib
+    import torchio
+
+    print(f"torchio {torchio.__version__}")
+
+    sys.modules.setdefault("edt", types.ModuleType("edt"))  # imported by infer_utils for the RITM clicks only
+    sys.path.insert(0, str(checkout))
+    infer = importlib.import_module("utils.infer_utils")
+    folder = data / "totalsegmentator_example"
+    scratch = Path(tempfile.mkdtemp(prefix="sam_med3d_las_"))
+    cases = {"ras": (folder / "ct.nii.gz", folder / "seg_total.nii.gz")}
+    flipped = []
+    for name in ("ct.nii.gz", "seg_total.nii.gz"):
+        image = nib.load(folder / name)
+        las = image.slicer[::-1]  # first axis reversed: an LAS image of the same anatomy
+        nib.save(las, scratch / name)
+        flipped.append(scratch / name)
+    cases["las"] = tuple(flipped)
+    arrays = {}
+    for case, (image_path, label_path) in cases.items():
+        for value in CROP_CLASSES:
+            subject, meta = infer.get_subject_and_meta_info(str(image_path), str(label_path))
+            roi_image, roi_label, meta = infer.data_preprocess(subject, meta, category_index=value,
+                                                               target_spacing=(1.5, 1.5, 1.5), crop_size=128)
+            back_zyx = infer.data_postprocess(roi_label[0, 0].numpy().astype(np.uint8), meta)
+            key = f"{case}_{value}"
+            arrays[f"{key}_affine"] = meta["roi_subject_affine"]
+            arrays[f"{key}_image_sub"] = roi_image[0, 0, ::8, ::8, ::8].numpy()
+            arrays[f"{key}_image_mean"] = float(roi_image.double().mean())
+            arrays[f"{key}_image_std"] = float(roi_image.double().std())
+            arrays[f"{key}_label_bits"] = np.packbits(roi_label[0, 0].numpy() > 0)
+            arrays[f"{key}_native_bits"] = np.packbits(back_zyx.transpose(2, 1, 0) > 0)
+    np.savez_compressed(out, classes=np.array(CROP_CLASSES), **arrays)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     checkout = Path(sys.argv[1])
-    out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).with_name("sam_med3d_parity.npz")
+    out = Path(__file__).with_name("sam_med3d_parity.npz")
+    if len(sys.argv) > 2:
+        official_crops(checkout, Path(sys.argv[2]), Path(__file__).with_name("sam_med3d_crops.npz"))
     torch.set_num_threads(2)
     model = official_model(checkout)
     model.load_state_dict(parity_weights(model), strict=True)
