@@ -16,7 +16,7 @@ nib = pytest.importorskip("nibabel")
 pytest.importorskip("torchio")
 pytest.importorskip("segment_anything")
 
-from models.sam_med3d.inference import encode, predict_click
+from models.sam_med3d.inference import ClickSession, encode, predict_click
 from models.sam_med3d.preprocess import (
     crop_around_label,
     crop_around_point,
@@ -113,12 +113,13 @@ def test_bad_inputs_are_refused():
 
 class CountingModel(torch.nn.Module):
     """A fake SamMed3D: counts encoder and decoder calls, records the mask input of each decoder call, and
-    answers logits +10 inside a fixed cube of the 32^3 grid, -10 elsewhere."""
+    answers logits +10 inside a fixed cube of the 32^3 grid, -10 elsewhere (plus the pass number / 1000, so
+    that each pass's logits differ), and records them."""
 
     def __init__(self):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.encoder_calls, self.mask_inputs, self.points = 0, [], []
+        self.encoder_calls, self.mask_inputs, self.points, self.outputs = 0, [], [], []
         model = self
 
         class Encoder(torch.nn.Module):
@@ -140,7 +141,8 @@ class CountingModel(torch.nn.Module):
                 assert multimask_output is False
                 logits = torch.full((1, 1, 32, 32, 32), -10.0)
                 logits[..., 8:16, 8:16, 8:16] = 10.0
-                return logits, torch.tensor([[0.5]])
+                model.outputs.append(logits + len(model.outputs) / 1000)
+                return model.outputs[-1], torch.tensor([[0.5]])
 
         self.image_encoder, self.prompt_encoder, self.mask_decoder = Encoder(), Prompt(), Decoder()
 
@@ -159,7 +161,8 @@ def test_encoder_once_decoder_per_click_and_logits_fed_back(shared_dir):
         previous = result.low_res
     assert model.encoder_calls == 1 and len(model.mask_inputs) == 3
     assert not model.mask_inputs[0].any() and model.mask_inputs[0].shape == (1, 1, 32, 32, 32)
-    assert torch.equal(model.mask_inputs[2], previous)
+    assert all(torch.equal(model.mask_inputs[i + 1], model.outputs[i]) for i in range(2))
+    assert torch.equal(previous, model.outputs[2])
     assert [p.shape[1] for p in model.points] == [1, 2, 3]
     cube = np.zeros((128,) * 3, bool)
     cube[32:64, 32:64, 32:64] = True  # the 4x upscaled logit cube: trilinear rounds its edges off
@@ -167,3 +170,21 @@ def test_encoder_once_decoder_per_click_and_logits_fed_back(shared_dir):
     np.testing.assert_array_equal(result.native, to_native(result.crop_mask, crop))
     with pytest.raises(ValueError, match="labels"):
         predict_click(model, embedding, [[1, 2, 3]], [2], None)
+
+
+@pytest.mark.parametrize("accumulate", [True, False])
+def test_click_session_feeds_all_or_newest_points_and_the_last_logits(accumulate):
+    image = np.zeros((40, 40, 40), np.int16)
+    image[10:30, 10:30, 10:30] = 100
+    crop = crop_around_point(image, np.diag([2.0, 2.0, 2.0, 1.0]), (20, 20, 20))
+    model = CountingModel()
+    session = ClickSession(model, crop, accumulate=accumulate)
+    for point, positive in [((64, 64, 64), True), ((10, 20, 30), False), ((70, 70, 70), True)]:
+        result = session.click(point, positive)
+    assert model.encoder_calls == 1
+    assert [p.shape[1] for p in model.points] == ([1, 2, 3] if accumulate else [1, 1, 1])
+    assert model.points[-1][0, -1].tolist() == [70, 70, 70]
+    assert not model.mask_inputs[0].any()
+    assert all(torch.equal(model.mask_inputs[i + 1], model.outputs[i]) for i in range(2))
+    assert torch.equal(session.low_res, model.outputs[2])
+    assert result.native.shape == image.shape

@@ -65,3 +65,27 @@ def predict_click(model: SamMed3D, embedding: torch.Tensor, points: np.ndarray, 
     crop_mask = (torch.sigmoid(upscale_logits(low_res)) > 0.5)[0, 0].cpu().numpy()
     native = to_native(crop_mask, crop) if crop is not None else None
     return ClickResult(low_res=low_res.cpu(), crop_mask=crop_mask, native=native, iou=float(iou[0, 0]))
+
+
+class ClickSession:
+    """One case and class: the crop's embedding computed once, then one decoder pass per click.
+
+    `accumulate=True` feeds every click so far (today's official script); False feeds only the newest one
+    (the paper-era validation). The previous pass's logits are always the next pass's mask input."""
+
+    def __init__(self, model: SamMed3D, crop: Crop, *, accumulate: bool = True):
+        self.model, self.crop, self.accumulate = model, crop, accumulate
+        self.embedding = encode(model, crop)
+        self.points: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.low_res: torch.Tensor | None = None
+
+    def click(self, point: np.ndarray, positive: bool, *, native: bool = True) -> ClickResult:
+        """Add a click at crop voxel coordinates `point` and predict (mapped to the native grid if `native`)."""
+        self.points.append(np.asarray(point, np.float32).reshape(3))
+        self.labels.append(int(positive))
+        chosen = slice(None) if self.accumulate else slice(-1, None)
+        result = predict_click(self.model, self.embedding, np.stack(self.points[chosen]), self.labels[chosen],
+                               self.low_res, self.crop if native else None)
+        self.low_res = result.low_res
+        return result
