@@ -63,6 +63,15 @@ def test_strict_loading_names_missing_unexpected_and_prefixed_keys(meta_model):
     assert "image_encoder.neck.0.weight (384, 768, 1, 1) != (384, 768, 1, 1, 1)" in message
 
 
+def test_meta_construction_then_loading_assigns_real_tensors():
+    with torch.device("meta"):
+        model = build_sam_med3d()
+    state = {key: torch.full(value.shape, 0.5) for key, value in model.state_dict().items()}
+    load_official_weights(model, state)
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert float(model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix[1, 2]) == 0.5
+
+
 def test_official_checkpoint_layout_gives_its_model_state_dict():
     tensors = {"a": torch.zeros(1)}
     assert official_state_dict({"model_state_dict": tensors, "epoch": 3, "args": object()}) is tensors

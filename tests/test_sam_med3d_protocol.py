@@ -16,7 +16,7 @@ nib = pytest.importorskip("nibabel")
 pytest.importorskip("torchio")
 pytest.importorskip("segment_anything")
 
-from models.sam_med3d.inference import ClickSession, encode, predict_click
+from models.sam_med3d.inference import ClickSession, encode, inside_crop, predict_click
 from models.sam_med3d.preprocess import (
     crop_around_label,
     crop_around_point,
@@ -188,3 +188,17 @@ def test_click_session_feeds_all_or_newest_points_and_the_last_logits(accumulate
     assert all(torch.equal(model.mask_inputs[i + 1], model.outputs[i]) for i in range(2))
     assert torch.equal(session.low_res, model.outputs[2])
     assert result.native.shape == image.shape
+
+
+def test_native_clicks_land_on_the_crop_voxel_of_the_same_world_point():
+    image = np.zeros((300, 60, 40), np.int16)  # 2 x 3 x 4 mm: 400 mm along the first axis, longer than the crop
+    image[100:200, 20:40, 10:30] = 100
+    affine = np.diag([2.0, 3.0, 4.0, 1.0])
+    crop = crop_around_point(image, affine, (150, 30, 20))
+    model = CountingModel()
+    session = ClickSession(model, crop)
+    session.click_native((150, 30, 20), True)
+    world = affine @ np.array([150, 30, 20, 1.0])
+    expected = np.rint((np.linalg.inv(crop.affine) @ world)[:3])
+    assert model.points[-1][0, 0].tolist() == expected.tolist()
+    assert inside_crop((150, 30, 20), crop) and not inside_crop((5, 30, 20), crop)

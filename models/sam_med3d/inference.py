@@ -16,7 +16,7 @@ import torch
 
 from models.sam_med3d.mask_decoder import upscale_logits
 from models.sam_med3d.network import LOW_RES_SIZE, SamMed3D
-from models.sam_med3d.preprocess import Crop, to_native
+from models.sam_med3d.preprocess import Crop, native_to_crop, to_native
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,3 +89,15 @@ class ClickSession:
                                self.low_res, self.crop if native else None)
         self.low_res = result.low_res
         return result
+
+    def click_native(self, point: tuple[int, ...], positive: bool) -> ClickResult:
+        """A click given as a native voxel index (a stored prompt): moved to the nearest crop voxel, as the
+        official clicks are crop voxel indices. A click outside the crop is passed as it falls (coordinates
+        outside 0..127): check `inside_crop` first to skip it instead."""
+        return self.click(np.rint(native_to_crop(point, self.crop)[0]), positive)
+
+
+def inside_crop(point: tuple[int, ...], crop: Crop) -> bool:
+    """Whether a native voxel index falls on a voxel of the 128^3 crop."""
+    position = np.rint(native_to_crop(point, crop)[0])
+    return bool(np.all((position >= 0) & (position < crop.image.shape[-1])))
