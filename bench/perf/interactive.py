@@ -131,16 +131,20 @@ def _full_grid_to_native(mask: np.ndarray, crop) -> np.ndarray:
 MODELS: dict[str, Callable[[Case, int, str], Row]] = {"sam-med3d": bench_sam_med3d}
 
 
+COLUMNS = ("model", "device", "preprocess s", "encoder s (per case)", "encoder CPU s", "encoder calls",
+           "decoder ms/click", "to-native ms/click", "decoder calls", "s/click (encoder amortised)",
+           "s/click re-encoding", "full-grid to-native s")
+
+
 def print_table(rows: list[Row]) -> None:
-    print("\n| model | device | preprocess s | encoder s (per case) | encoder calls | decoder ms/click | "
-          "to-native ms/click | decoder calls | s/click (encoder amortised) | s/click re-encoding | "
-          "full-grid to-native s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
     for r in rows:
         amortised = (r.preprocess_s + r.encoder_s) / r.clicks + (r.decoder_ms + r.to_native_ms) / 1e3
-        print(f"| {r.model} | {r.device} | {r.preprocess_s:.2f} | {r.encoder_s:.2f} | {r.encoder_cpu_s:.1f} | {r.encoder_calls} | "
-              f"{r.decoder_ms:.0f} | {r.to_native_ms:.0f} | {r.decoder_calls} | {amortised:.2f} | "
-              f"{r.reencode_click_s:.2f} | {r.full_grid_to_native_s:.2f} |")
+        cells = (r.model, r.device, f"{r.preprocess_s:.2f}", f"{r.encoder_s:.2f}", f"{r.encoder_cpu_s:.1f}",
+                 r.encoder_calls, f"{r.decoder_ms:.0f}", f"{r.to_native_ms:.0f}", r.decoder_calls, f"{amortised:.2f}",
+                 f"{r.reencode_click_s:.2f}", f"{r.full_grid_to_native_s:.2f}")
+        print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 def main() -> None:
