@@ -61,6 +61,10 @@ def test_crop_and_back_mapping_equal_the_official_code(ct_case, value):
     np.testing.assert_array_equal(crop.label, official_label)
     official_native = np.unpackbits(golden[f"{key}_native_bits"])[:labels.size].reshape(labels.shape).astype(bool)
     np.testing.assert_array_equal(to_native(crop.label, crop), official_native)
+    noise = np.random.default_rng(value).random((128, 128, 128)) > 0.5  # edges everywhere: tie-breaking shows
+    official_noise = (np.unpackbits(golden[f"{key}_noise_native_bits"])[:labels.size].reshape(labels.shape)
+                      .astype(bool))
+    np.testing.assert_array_equal(to_native(noise, crop), official_noise)
 
 
 @pytest.mark.parametrize("value", CLASSES)

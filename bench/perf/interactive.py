@@ -5,8 +5,8 @@ intensities plus noise); the target is the liver. Weights are the parity weights
 timings do not depend on weight values. For each model: the per-case work (preprocessing, image encoder), the
 per-click work (prompt encoder + decoder, mapping the mask back to the native grid), how often the encoder and
 the decoder actually ran (counted by forward hooks: the encoder must run once per case, the decoder once per
-click), and, as references measured in the same run, what a click would cost if the encoder ran on every click
-and if the back-mapping resampled the whole native grid (the official `data_postprocess`).
+click), and, as the reference measured in the same run, what a click would cost if the encoder ran on every
+click.
 Run: `python -m bench.perf interactive [--clicks N] [--device cpu|cuda] [--threads T]`.
 More models: add a function to MODELS that returns a Row.
 """
@@ -51,7 +51,6 @@ class Row:
     decoder_calls: int
     clicks: int
     reencode_click_s: float  # reference: encoder + decoder + back-mapping on every click
-    full_grid_to_native_s: float  # reference: the official whole-grid back-mapping, once
 
 
 def load_case() -> Case:
@@ -113,19 +112,8 @@ def bench_sam_med3d(case: Case, n_clicks: int, device: str) -> Row:
     encoder_calls, decoder_calls = calls["encoder"], calls["decoder"]
 
     _, reencode_s = _timed(lambda: (predict_click(model, encode(model, crop), points, labels, None, crop), sync()))
-    _, full_grid_s = _timed(_full_grid_to_native, result.crop_mask, crop)
     return Row("sam-med3d", device, preprocess_s, encoder_s, encoder_cpu_s, encoder_calls, float(np.median(decoder_ms)),
-               float(np.median(to_native_ms)), decoder_calls, len(decoder_ms), reencode_s, full_grid_s)
-
-
-def _full_grid_to_native(mask: np.ndarray, crop) -> np.ndarray:
-    """The official `data_postprocess`: TorchIO nearest Resample of the crop mask onto the whole native grid."""
-    import torch
-    import torchio as tio
-
-    reference = tio.ScalarImage(tensor=torch.zeros((1, *crop.native_shape)), affine=crop.native_affine)
-    label = tio.LabelMap(tensor=torch.as_tensor(mask.astype(np.uint8))[None], affine=crop.affine)
-    return tio.Resample(target=reference)(label).data[0].numpy() > 0
+               float(np.median(to_native_ms)), decoder_calls, len(decoder_ms), reencode_s)
 
 
 MODELS: dict[str, Callable[[Case, int, str], Row]] = {"sam-med3d": bench_sam_med3d}
@@ -133,7 +121,7 @@ MODELS: dict[str, Callable[[Case, int, str], Row]] = {"sam-med3d": bench_sam_med
 
 COLUMNS = ("model", "device", "preprocess s", "encoder s (per case)", "encoder CPU s", "encoder calls",
            "decoder ms/click", "to-native ms/click", "decoder calls", "s/click (encoder amortised)",
-           "s/click re-encoding", "full-grid to-native s")
+           "s/click re-encoding")
 
 
 def print_table(rows: list[Row]) -> None:
@@ -143,7 +131,7 @@ def print_table(rows: list[Row]) -> None:
         amortised = (r.preprocess_s + r.encoder_s) / r.clicks + (r.decoder_ms + r.to_native_ms) / 1e3
         cells = (r.model, r.device, f"{r.preprocess_s:.2f}", f"{r.encoder_s:.2f}", f"{r.encoder_cpu_s:.1f}",
                  r.encoder_calls, f"{r.decoder_ms:.0f}", f"{r.to_native_ms:.0f}", r.decoder_calls, f"{amortised:.2f}",
-                 f"{r.reencode_click_s:.2f}", f"{r.full_grid_to_native_s:.2f}")
+                 f"{r.reencode_click_s:.2f}")
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

@@ -111,6 +111,10 @@ def official_crops(checkout: Path, data: Path, out: Path) -> None:
             arrays[f"{key}_image_std"] = float(roi_image.double().std())
             arrays[f"{key}_label_bits"] = np.packbits(roi_label[0, 0].numpy() > 0)
             arrays[f"{key}_native_bits"] = np.packbits(back_zyx.transpose(2, 1, 0) > 0)
+            # a mask with edges everywhere: native voxel centres halfway between crop voxels show the tie-breaking
+            noise = np.random.default_rng(value).random((128, 128, 128)) > 0.5
+            arrays[f"{key}_noise_native_bits"] = np.packbits(infer.data_postprocess(noise.astype(np.uint8), meta)
+                                                             .transpose(2, 1, 0) > 0)
     np.savez_compressed(out, classes=np.array(CROP_CLASSES), **arrays)
     print(f"wrote {out}")
 
