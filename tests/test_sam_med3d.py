@@ -15,7 +15,7 @@ pytest.importorskip("segment_anything")
 
 from models.parity import parity_state_dict
 from models.sam_med3d.image_encoder import official_rel_pos_bias
-from models.sam_med3d.inference import predict_click
+from models.sam_med3d.inference import ClickSession, predict_click
 from models.sam_med3d.network import (
     PARAMETER_COUNT,
     build_sam_med3d,
@@ -24,6 +24,7 @@ from models.sam_med3d.network import (
 )
 
 GOLDEN = Path(__file__).parent / "goldens" / "sam_med3d_parity.npz"
+END_TO_END = Path(__file__).parent / "goldens" / "sam_med3d_end_to_end.npz"
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,25 @@ def test_predict_click_reproduces_the_official_passes(parity_run):
                                                mode="trilinear", align_corners=False)[0, 0] > 0
     assert second.crop_mask.shape == (128, 128, 128) and second.native is None
     assert (second.crop_mask != expected.numpy()).mean() < 1e-4  # only voxels with logits within float noise of 0
+
+
+@pytest.mark.slow
+def test_end_to_end_equals_the_official_pipeline_on_the_real_ct(parity_run, shared_dir):
+    """The official `validate_paired_img_gt` (parity weights, liver, one click, seed 233) against our chain:
+    TorchIO crop on the label, the official first click (a uniformly drawn target voxel of the crop, drawn by
+    np.random seeded 233), encoder, one decoder pass on a zero previous mask, threshold, back-mapping."""
+    from bench.io import read_label_map, read_volume
+    from models.sam_med3d.preprocess import crop_around_label
+
+    model = parity_run[0]
+    golden = np.load(END_TO_END)
+    folder = shared_dir / "data" / "totalsegmentator_example"
+    image, labels = read_volume(folder / "ct.nii.gz"), read_label_map(folder / "seg_total.nii.gz")
+    crop = crop_around_label(image.array, image.affine, labels.array == int(golden["value"]))
+    candidates = np.argwhere(crop.label)
+    point = candidates[np.random.RandomState(233).randint(len(candidates))]  # the official legacy-seeded draw
+    assert [*point.tolist(), 1] == golden["clicks"][0].tolist()
+    result = ClickSession(model, crop).click(point, True)
+    official = np.unpackbits(golden["native_bits"])[:labels.array.size].reshape(labels.array.shape).astype(bool)
+    assert official.sum() > 10_000
+    np.testing.assert_array_equal(result.native, official)

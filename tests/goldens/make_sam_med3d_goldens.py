@@ -4,7 +4,9 @@
 
 Also makes tests/goldens/sam_med3d_crops.npz when SHARED_DATA_DIR (../shared/data) is given: the official
 TorchIO preprocessing (`data_preprocess`) and back-mapping (`data_postprocess`) of utils/infer_utils.py on the
-real CT of totalsegmentator_example for three classes, and on the same CT flipped to LAS (so ToCanonical acts).
+real CT of totalsegmentator_example for three classes, and on the same CT flipped to LAS (so ToCanonical acts);
+and tests/goldens/sam_med3d_end_to_end.npz: the official `validate_paired_img_gt` on that CT (needs PyPI medim
+0.1.2 in the scratch environment).
 
 The checkout is uni-medical/SAM-Med3D (made at f3de1fa1); its `segment_anything` package is imported from there
 without running its `__init__` (which needs the repo's `utils`), and `sam_model_registry3D['vit_b_ori']`
@@ -75,6 +77,7 @@ def decode(model, embedding, points, labels, prev_low_res):
 
 
 CROP_CLASSES = (5, 2, 7)  # liver, kidney_right, pancreas (TotalSegmentator label values)
+END_TO_END_CLASS = 5
 
 
 def official_crops(checkout: Path, data: Path, out: Path) -> None:
@@ -119,11 +122,47 @@ def official_crops(checkout: Path, data: Path, out: Path) -> None:
     print(f"wrote {out}")
 
 
+def official_end_to_end(checkout: Path, data: Path, out: Path) -> None:
+    """The official `validate_paired_img_gt` (medim_val_single.py's path: PyPI medim 0.1.2's model, as the repo's
+    MaskDecoder3D needs `multimask_output`, which infer_utils does not pass) with parity weights on the real CT,
+    target the liver alone, one click, seed 233: the native prediction and the click it sampled."""
+    import medim
+    import nibabel as nib
+
+    sys.modules.setdefault("edt", types.ModuleType("edt"))
+    sys.path.insert(0, str(checkout))
+    infer = importlib.import_module("utils.infer_utils")
+    model = medim.create_model("SAM-Med3D", pretrained=False)
+    model.load_state_dict(parity_weights(model), strict=True)
+    model.eval()
+    folder = data / "totalsegmentator_example"
+    scratch = Path(tempfile.mkdtemp(prefix="sam_med3d_e2e_"))
+    labels = nib.load(folder / "seg_total.nii.gz")
+    liver = (np.asanyarray(labels.dataobj) == END_TO_END_CLASS).astype(np.uint8) * END_TO_END_CLASS
+    nib.save(nib.Nifti1Image(liver, labels.affine, labels.header), scratch / "gt.nii.gz")
+    clicks = []
+    sampler = infer.random_sample_next_click
+
+    def recording_sampler(prev_mask, gt_mask, method="random"):
+        point, label = sampler(prev_mask, gt_mask, method)
+        clicks.append([*point.flatten().tolist(), int(label)])
+        return point, label
+
+    infer.sam_model_infer.__defaults__ = (None, recording_sampler, None, 1)  # (roi_gt, prompt_generator, ...)
+    infer.validate_paired_img_gt(model, str(folder / "ct.nii.gz"), str(scratch / "gt.nii.gz"),
+                                 str(scratch / "pred.nii.gz"), num_clicks=1)
+    prediction = np.asanyarray(nib.load(scratch / "pred.nii.gz").dataobj)
+    np.savez_compressed(out, value=END_TO_END_CLASS, clicks=np.array(clicks),
+                        native_bits=np.packbits(prediction == END_TO_END_CLASS), shape=np.array(prediction.shape))
+    print(f"wrote {out}: clicks {clicks}, {int((prediction == END_TO_END_CLASS).sum())} voxels")
+
+
 def main() -> None:
     checkout = Path(sys.argv[1])
     out = Path(__file__).with_name("sam_med3d_parity.npz")
     if len(sys.argv) > 2:
         official_crops(checkout, Path(sys.argv[2]), Path(__file__).with_name("sam_med3d_crops.npz"))
+        official_end_to_end(checkout, Path(sys.argv[2]), Path(__file__).with_name("sam_med3d_end_to_end.npz"))
     torch.set_num_threads(2)
     model = official_model(checkout)
     model.load_state_dict(parity_weights(model), strict=True)
