@@ -113,6 +113,8 @@ def test_bad_inputs_are_refused():
         crop_around_label(image, np.eye(4), np.zeros_like(image, bool))
     with pytest.raises(ValueError, match="does not match"):
         crop_around_label(image, np.eye(4), np.ones((20, 20, 19), bool))
+    with pytest.raises(ValueError, match="3D images"):
+        crop_around_point(image[0], np.eye(4), (1, 1, 1))
 
 
 class CountingModel(torch.nn.Module):

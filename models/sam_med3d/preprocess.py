@@ -42,6 +42,8 @@ class Crop:
 def _scalar(array: np.ndarray, affine: np.ndarray) -> tio.ScalarImage:
     """A TorchIO image keeping the array's dtype (an int16 CT is resampled as int16, as when TorchIO reads it)."""
     data = np.asarray(array)
+    if data.ndim != 3:
+        raise ValueError(f"SAM-Med3D takes 3D images, got an array of shape {data.shape}")
     if data.dtype == np.uint16 or data.dtype == np.uint32:  # torch lacks them; TorchIO's reader widens the same way
         data = data.astype(np.int32 if data.dtype == np.uint16 else np.int64)
     return tio.ScalarImage(tensor=torch.as_tensor(np.ascontiguousarray(data))[None], affine=np.asarray(affine, float))
