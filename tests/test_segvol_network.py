@@ -135,3 +135,38 @@ def test_forward_reproduces_the_official_goldens(parity_network, tmp_path):
             _close(low[golden.LOW_SUB], expected[f"low_{name}"], f"low-res logits {name}")
             logits = torch.nn.functional.interpolate(low, size=(32, 256, 256), mode="trilinear", align_corners=False)
             _close(logits[golden.FULL_SUB], expected[f"logits_{name}"], f"logits {name}")
+
+
+CT = ROOT.parent / "shared" / "data" / "totalsegmentator_example"
+
+
+@pytest.mark.slow
+def test_real_ct_zoom_out_zoom_in_gives_a_native_grid_mask(parity_network, tmp_path):
+    """The real CT (122 x 101 x 30) through preprocessing, zoom-out, zoom-in and back, with a box+text prompt drawn
+    from the liver label as the demo does; parity weights, so the grid and the zoom-in bookkeeping are checked."""
+    if not (CT / "ct.nii.gz").is_file():
+        pytest.skip(f"{CT} absent")
+    from bench.io import read_label_map, read_volume
+    from models.segvol.inference import logits_to_roi, official_prompt, segment_volume, window_slices
+    from models.segvol.preprocess import label_zoom_out, preprocess, to_segvol_grid
+
+    image = read_volume(CT / "ct.nii.gz").array
+    liver = read_label_map(CT / "seg_total.nii.gz").array == 5
+    volume = preprocess(image)
+    prompt = official_prompt(label_zoom_out(liver, volume.geometry), "liver", "box+text")
+    tokenizer = load_tokenizer(write_tiny_clip_tokenizer(tmp_path / "clip"))
+    windows = []
+    hook = parity_network.image_encoder.register_forward_hook(lambda m, i, o: windows.append(i[0].shape))
+    try:
+        mask, = segment_volume(parity_network, volume, [prompt], tokenizer=tokenizer, use_zoom_in=True)
+    finally:
+        hook.remove()
+    assert mask.shape == image.shape and mask.dtype == bool
+    on_grid = to_segvol_grid(mask, volume.geometry)
+    assert on_grid.shape == volume.image.shape
+    # one zoom-out forward, then one per window of the predicted region (none if nothing was predicted)
+    roi = logits_to_roi(torch.from_numpy(on_grid.astype(np.float32) - 0.5))
+    region = () if roi is None else tuple(max(s.stop - s.start, r) for s, r in zip(roi, (32, 256, 256)))
+    assert len(windows) >= 1 + (roi is not None) and all(w == (1, 1, 32, 256, 256) for w in windows)
+    print(f"SegVol on the real CT: crop {volume.image.shape}, {len(windows) - 1} zoom-in windows"
+          f"{'' if roi is None else f' over {region} ({len(window_slices(region))} at most)'}")
