@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 
-from models.parity import parity_state_dict  # noqa: E402
+from models.segvol import checkpoint  # noqa: E402
 from models.segvol.checkpoint import (CheckpointMismatch, load_official_state_dict, official_layout,  # noqa: E402
                                       to_native)
 from models.segvol.network import SegVolNetwork  # noqa: E402
@@ -38,11 +38,7 @@ def meta_network():
 
 @pytest.fixture(scope="module")
 def parity_network():
-    with torch.device("meta"):
-        layout = official_layout(SegVolNetwork())
-    network = SegVolNetwork().eval()
-    load_official_state_dict(network, parity_state_dict(layout))
-    return network
+    return checkpoint.parity_network()
 
 
 def test_parameter_count_is_the_official_one(meta_network):
@@ -62,14 +58,17 @@ def test_official_layout_equals_the_official_keys_and_shapes(meta_network):
 
 
 def _official_checkpoint(meta_network) -> dict:
-    """Official-layout tensors as SegVol_v1.pth['model'] holds them: `module.` prefixed."""
-    return {f"module.{k}": v for k, v in parity_state_dict(official_layout(meta_network)).items()}
+    """Official-layout entries as SegVol_v1.pth['model'] holds them (`module.` prefixed; meta tensors but for
+    position_ids: the checks here run before any value is read)."""
+    return {f"module.{k}": v for k, v in official_layout(meta_network).items()}
 
 
 def test_loads_an_official_checkpoint_strictly_and_names_every_mismatch(meta_network):
     state = _official_checkpoint(meta_network)
     native = to_native(state)
     assert len(native) == 474 and not any(k.startswith("module.") or ".text_model." in k for k in native)
+    own = meta_network.state_dict()
+    assert native.keys() == own.keys() and all(native[k].shape == own[k].shape for k in own)
     # MONAI >= 1.5 builds of SegVol save unused cross-attention norms: exactly these are accepted
     extra = {f"module.image_encoder.blocks.{i}.norm_cross_attn.{p}": torch.ones(768) for i in range(12)
              for p in ("weight", "bias")}

@@ -30,25 +30,17 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--zoom-in", action="store_true")
     args = parser.parse_args()
-    sys.path[:0] = [str(args.checkout.resolve()), str(ROOT)]
-    torch.Tensor.cuda = lambda self, *a, **k: self  # the demo moves everything to CUDA; CPU here
+    sys.path[:0] = [str(ROOT / "tests" / "goldens"), str(ROOT)]
+    from make_segvol_goldens import official_model  # puts the checkout on sys.path, CUDA calls become no-ops
+
+    model = official_model(args.checkout)
     from data_process.demo_data_process import process_ct_gt
     from inference_demo import zoom_in_zoom_out
-    from network.model import SegVol
-    from segment_anything_volumetric import sam_model_registry
     from transformers import AutoTokenizer, CLIPTokenizer
 
-    from models.parity import parity_state_dict
-
-    build = argparse.Namespace(spatial_size=ROI, patch_size=(4, 16, 16), infer_overlap=0.5,
-                               use_zoom_in=args.zoom_in, use_text_prompt=args.kind == "text",
-                               use_box_prompt=args.kind == "box", use_point_prompt=False)
-    sam = sam_model_registry["vit"](args=build)
-    model = SegVol(image_encoder=sam.image_encoder, mask_decoder=sam.mask_decoder, prompt_encoder=sam.prompt_encoder,
-                   clip_ckpt=str(args.checkout / "config" / "clip"), roi_size=ROI, patch_size=(4, 16, 16),
-                   test_mode=True)
-    model.load_state_dict(parity_state_dict(model.state_dict()), strict=True)
-    model.eval()
+    build = argparse.Namespace(spatial_size=ROI, infer_overlap=0.5, use_zoom_in=args.zoom_in,
+                               use_text_prompt=args.kind == "text", use_box_prompt=args.kind == "box",
+                               use_point_prompt=False)
     try:
         model.text_encoder.tokenizer = AutoTokenizer.from_pretrained(args.clip)
     except Exception:  # transformers 4.18 cannot convert a vocab/merges directory to a fast tokenizer here

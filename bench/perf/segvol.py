@@ -71,7 +71,7 @@ def count_windows(network, function, *args):
 def run_official(python: str, checkout: Path, kind: str, zoom_in: bool, clip_dir: Path, out: Path) -> dict:
     """The official demo path in a subprocess; returns its seconds and writes its final mask to `out`."""
     script = Path(__file__).with_name("_segvol_official.py")
-    command = [python, str(script), str(checkout), str(CASE / "ct.nii.gz"), str(CASE / "seg_total.nii.gz"),
+    command = [python, str(script), str(checkout.resolve()), str(CASE / "ct.nii.gz"), str(CASE / "seg_total.nii.gz"),
                "--kind", kind, "--clip", str(clip_dir), "--out", str(out)] + (["--zoom-in"] if zoom_in else [])
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:

@@ -77,3 +77,16 @@ def load_official_state_dict(network: nn.Module, state: Mapping[str, torch.Tenso
             lines.append(f"shape mismatch ({len(shapes)}): {'; '.join(shapes[:8])}" + (" ..." if len(shapes) > 8 else ""))
         raise CheckpointMismatch("not a SegVol state dict: " + " | ".join(lines))
     network.load_state_dict(native, strict=True)
+
+
+def parity_network():
+    """SegVol with the parity weights (../shared/README.md) derived from the official key names and loaded
+    through `load_official_state_dict`: the weights the official code gets in the parity goldens."""
+    from models.parity import parity_state_dict
+    from models.segvol.network import SegVolNetwork
+
+    with torch.device("meta"):
+        layout = official_layout(SegVolNetwork())
+    network = SegVolNetwork().eval()
+    load_official_state_dict(network, parity_state_dict(layout))
+    return network

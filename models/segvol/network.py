@@ -32,10 +32,13 @@ WIDTH = 768
 
 def image_encoder() -> ViT:
     """MONAI's ViT as SegVol builds it. MONAI >= 1.5 gives every block a `norm_cross_attn` LayerNorm that is
-    used only with cross-attention; SegVol's checkpoint has none, so exactly those unused norms are removed."""
+    used only with cross-attention; SegVol's checkpoint has none, so exactly those unused norms are removed.
+    Attention runs through torch's fused scaled_dot_product_attention (MONAI's `use_flash_attention`, which its
+    ViT does not pass on): the same softmax(q k^T * scale) v, about twice as fast on CPU, equal to ~1e-6."""
     vit = ViT(in_channels=1, img_size=ROI, patch_size=PATCH, hidden_size=WIDTH, mlp_dim=3072, num_layers=12,
               num_heads=12, proj_type="perceptron", classification=False, dropout_rate=0.0, qkv_bias=False)
     for block in vit.blocks:
+        block.attn.use_flash_attention = True
         if hasattr(block, "norm_cross_attn"):
             if block.with_cross_attention:
                 raise RuntimeError("SegVol's ViT blocks have no cross-attention")

@@ -50,28 +50,34 @@ def prompts() -> dict:
             "box_text": (TEXTS[0], box, None), "point_text": (TEXTS[0], None, points), "texts": (TEXTS, None, None)}
 
 
+def official_model(checkout: Path):
+    """The official SegVol built as inference_demo.py builds it (test_mode=True) with the parity weights loaded
+    strictly, on CPU (the official code's CUDA calls become no-ops). Needs SegVol's pinned environment."""
+    sys.path.insert(0, str(Path(checkout).resolve()))
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    from network.model import SegVol
+    from segment_anything_volumetric import sam_model_registry
+
+    torch.manual_seed(0)
+    sam = sam_model_registry["vit"](args=argparse.Namespace(spatial_size=ROI, patch_size=(4, 16, 16)))
+    model = SegVol(image_encoder=sam.image_encoder, mask_decoder=sam.mask_decoder, prompt_encoder=sam.prompt_encoder,
+                   clip_ckpt=str(Path(checkout) / "config" / "clip"), roi_size=ROI, patch_size=(4, 16, 16),
+                   test_mode=True)
+    model.load_state_dict(parity_state_dict(model.state_dict()), strict=True)
+    return model.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("official", type=Path, help="a checkout of BAAI-DCAI/SegVol")
     parser.add_argument("--out", type=Path, default=HERE / "segvol_parity.npz")
     args = parser.parse_args()
-    sys.path.insert(0, str(args.official.resolve()))
-    torch.Tensor.cuda = lambda self, *a, **k: self  # the official TextEncoder moves tokens to CUDA; CPU here
+    import monai
     import transformers
-    from network.model import SegVol
-    from segment_anything_volumetric import sam_model_registry
     from transformers import CLIPTokenizer
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"monai {__import__('monai').__version__}")
-    torch.manual_seed(0)
-    build = argparse.Namespace(spatial_size=ROI, patch_size=(4, 16, 16))
-    sam = sam_model_registry["vit"](args=build)
-    model = SegVol(image_encoder=sam.image_encoder, mask_decoder=sam.mask_decoder, prompt_encoder=sam.prompt_encoder,
-                   clip_ckpt=str(args.official / "config" / "clip"), roi_size=ROI, patch_size=(4, 16, 16),
-                   test_mode=True)
-    model.load_state_dict(parity_state_dict(model.state_dict()), strict=True)
-    model.eval()
+    model = official_model(args.official)
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, monai {monai.__version__}")
     tokenizer_dir = write_tiny_clip_tokenizer(args.out.parent / "_tiny_clip_tmp")
     model.text_encoder.tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
 
