@@ -16,18 +16,22 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 
-from models.segvol import checkpoint  # noqa: E402
-from models.segvol.checkpoint import (CheckpointMismatch, load_official_state_dict, official_layout,  # noqa: E402
-                                      to_native)
-from models.segvol.network import SegVolNetwork  # noqa: E402
-from models.segvol.text import TEMPLATE, load_tokenizer, tokenize  # noqa: E402
+from models.segvol import checkpoint
+from models.segvol.checkpoint import (
+    CheckpointMismatch,
+    load_official_state_dict,
+    official_layout,
+    to_native,
+)
+from models.segvol.network import SegVolNetwork
+from models.segvol.text import TEMPLATE, load_tokenizer, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "reference" / "official_models" / "SegVol.json"
 GOLDEN = ROOT / "tests" / "goldens" / "segvol_parity.npz"
 sys.path.insert(0, str(ROOT / "tests" / "goldens"))
-import make_segvol_goldens as golden  # noqa: E402
-from tiny_clip import write_tiny_clip_tokenizer  # noqa: E402
+import make_segvol_goldens as golden
+from tiny_clip import write_tiny_clip_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +150,12 @@ def test_real_ct_zoom_out_zoom_in_gives_a_native_grid_mask(parity_network, tmp_p
     if not (CT / "ct.nii.gz").is_file():
         pytest.skip(f"{CT} absent")
     from bench.io import read_label_map, read_volume
-    from models.segvol.inference import logits_to_roi, official_prompt, segment_volume, window_slices
+    from models.segvol.inference import (
+        logits_to_roi,
+        official_prompt,
+        segment_volume,
+        window_slices,
+    )
     from models.segvol.preprocess import label_zoom_out, preprocess, to_segvol_grid
 
     image = read_volume(CT / "ct.nii.gz").array

@@ -10,11 +10,27 @@ import pytest
 torch = pytest.importorskip("torch")
 monai_transforms = pytest.importorskip("monai.transforms")
 
-from models.segvol.inference import (SegVolPrompt, box_cube, logits_to_roi, official_prompt,  # noqa: E402
-                                     positive_point_map, scan_interval, segment_volume, segvol_box, window_slices,
-                                     zoom_in)
-from models.segvol.preprocess import (ROI, foreground_normalise, label_zoom_out, native_to_zoom_out,  # noqa: E402
-                                      preprocess, to_native, to_segvol_grid)
+from models.segvol.inference import (
+    SegVolPrompt,
+    box_cube,
+    logits_to_roi,
+    official_prompt,
+    positive_point_map,
+    scan_interval,
+    segment_volume,
+    segvol_box,
+    window_slices,
+    zoom_in,
+)
+from models.segvol.preprocess import (
+    ROI,
+    foreground_normalise,
+    label_zoom_out,
+    native_to_zoom_out,
+    preprocess,
+    to_native,
+    to_segvol_grid,
+)
 
 
 def synthetic_ct(shape=(300, 200, 20), seed=0) -> tuple[np.ndarray, np.ndarray]:

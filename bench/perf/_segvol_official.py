@@ -31,7 +31,9 @@ def main() -> None:
     parser.add_argument("--zoom-in", action="store_true")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / "tests" / "goldens"), str(ROOT)]
-    from make_segvol_goldens import official_model  # puts the checkout on sys.path, CUDA calls become no-ops
+    from make_segvol_goldens import (
+        official_model,  # puts the checkout on sys.path, CUDA calls become no-ops
+    )
 
     model = official_model(args.checkout)
     from data_process.demo_data_process import process_ct_gt
@@ -43,7 +45,7 @@ def main() -> None:
                                use_point_prompt=False)
     try:
         model.text_encoder.tokenizer = AutoTokenizer.from_pretrained(args.clip)
-    except Exception:  # transformers 4.18 cannot convert a vocab/merges directory to a fast tokenizer here
+    except (TypeError, ValueError, OSError):  # 4.18 cannot convert a vocab/merges directory to a fast tokenizer here
         model.text_encoder.tokenizer = CLIPTokenizer.from_pretrained(args.clip)
     start = time.perf_counter()
     item = process_ct_gt(args.ct, args.seg, CATEGORIES, ROI)

@@ -74,7 +74,8 @@ def load_official_state_dict(network: nn.Module, state: Mapping[str, torch.Tenso
                  + (" ..." if len(items) > 8 else "")
                  for title, items in (("missing", missing), ("unexpected", unexpected)) if items]
         if shapes:
-            lines.append(f"shape mismatch ({len(shapes)}): {'; '.join(shapes[:8])}" + (" ..." if len(shapes) > 8 else ""))
+            more = " ..." if len(shapes) > 8 else ""
+            lines.append(f"shape mismatch ({len(shapes)}): {'; '.join(shapes[:8])}{more}")
         raise CheckpointMismatch("not a SegVol state dict: " + " | ".join(lines))
     network.load_state_dict(native, strict=True)
 

@@ -131,7 +131,8 @@ class PromptEncoder(nn.Module):
             sparse = torch.cat(parts, dim=1)
         else:  # no prompt at all: one empty token list, as SegVol
             sparse = torch.empty((1, 0, self.embed_dim), device=self.no_mask_embed.weight.device)
-        dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1, 1).expand(sparse.shape[0], -1, *self.image_embedding_size)
+        dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1, 1)
+        dense = dense.expand(sparse.shape[0], -1, *self.image_embedding_size)
         return sparse, dense
 
 

@@ -20,9 +20,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]
-from tiny_clip import write_tiny_clip_tokenizer  # noqa: E402
+from tiny_clip import write_tiny_clip_tokenizer
 
-from models.parity import parity_state_dict  # noqa: E402
+from models.parity import parity_state_dict
 
 ROI = (32, 256, 256)
 POINTS = ([[10, 100, 120], [12, 130, 90], [20, 40, 200]], [1, 1, 0])  # (D, H, W) voxel indices, labels

@@ -13,7 +13,7 @@ MERGES = ["l i", "v e", "li ve", "live r</w>", "o f</w>", "t o", "s p", "sp l", 
 
 def byte_chars() -> list[str]:
     """GPT-2/CLIP's reversible byte -> printable character table, in byte order."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
     chars, extra = {}, 0
     for b in range(256):
         if b in printable:
