@@ -31,21 +31,6 @@ MODES = {"zoom-out": False, "zoom-out-zoom-in": True}
 KINDS = ("text", "box")
 
 
-def parity_network():
-    """SegVol with the parity weights, loaded through the official-layout loader."""
-    import torch
-
-    from models.parity import parity_state_dict
-    from models.segvol.checkpoint import load_official_state_dict, official_layout
-    from models.segvol.network import SegVolNetwork
-
-    with torch.device("meta"):
-        layout = official_layout(SegVolNetwork())
-    network = SegVolNetwork().eval()
-    load_official_state_dict(network, parity_state_dict(layout))
-    return network
-
-
 def run_ours(network, tokenizer, image, liver, kind: str, zoom_in: bool):
     """One case end to end: preprocessing, prompts from the zoom-out label, inference, back to the native grid."""
     from models.segvol.inference import official_prompt, segment_volume
@@ -92,6 +77,7 @@ def main() -> None:
     import torch
 
     from bench.io import read_label_map, read_volume
+    from models.segvol.checkpoint import parity_network
     from models.segvol.preprocess import to_segvol_grid
     from models.segvol.text import load_tokenizer
 

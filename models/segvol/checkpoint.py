@@ -83,11 +83,11 @@ def load_official_state_dict(network: nn.Module, state: Mapping[str, torch.Tenso
 def parity_network():
     """SegVol with the parity weights (../shared/README.md) derived from the official key names and loaded
     through `load_official_state_dict`: the weights the official code gets in the parity goldens."""
-    from models.parity import parity_state_dict
+    from models.parity import parity_tensor
     from models.segvol.network import SegVolNetwork
 
     with torch.device("meta"):
         layout = official_layout(SegVolNetwork())
     network = SegVolNetwork().eval()
-    load_official_state_dict(network, parity_state_dict(layout))
+    load_official_state_dict(network, {key: parity_tensor(key, like) for key, like in layout.items()})
     return network

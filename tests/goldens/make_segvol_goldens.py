@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 from tiny_clip import write_tiny_clip_tokenizer
 
-from models.parity import parity_state_dict
+from models.parity import load_parity_weights
 
 ROI = (32, 256, 256)
 POINTS = ([[10, 100, 120], [12, 130, 90], [20, 40, 200]], [1, 1, 0])  # (D, H, W) voxel indices, labels
@@ -63,8 +63,7 @@ def official_model(checkout: Path):
     model = SegVol(image_encoder=sam.image_encoder, mask_decoder=sam.mask_decoder, prompt_encoder=sam.prompt_encoder,
                    clip_ckpt=str(Path(checkout) / "config" / "clip"), roi_size=ROI, patch_size=(4, 16, 16),
                    test_mode=True)
-    model.load_state_dict(parity_state_dict(model.state_dict()), strict=True)
-    return model.eval()
+    return load_parity_weights(model).eval()
 
 
 def main() -> None:
