@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bench.commands import clicks, compare, demo, evaluate, leaderboard, report, tables
+from bench.commands.baselines import baselines_app
 from bench.commands.datasets import datasets_app
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app.command("compare")(compare.compare)
 app.command("report")(report.report)
 app.command("clicks")(clicks.clicks)
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(baselines_app, name="baselines")
 
 if __name__ == "__main__":
     app()
