@@ -14,8 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from baselines.nnunet.convert import (case_ids, channel_mask_values, convert_dataset, dataset_json,
-                                      mask_to_nnunet)
+from baselines.nnunet.convert import case_ids, channel_mask_values, convert_dataset, dataset_json, mask_to_nnunet
 from baselines.nnunet.ingest import label_lookup, remap_predictions
 from bench.catalog import load_catalog
 from bench.catalog.cases import CaseSource

@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 pytest.importorskip("nnunetv2")
 
-from baselines.nnunet import ingest, stages  # noqa: E402
-from baselines.nnunet.convert import CASES_FILE, convert_dataset  # noqa: E402
-from baselines.nnunet.workspace import NNUNET_PLANS, SAT_PLANS, SMOKE_TRAINER, Workspace  # noqa: E402
-from bench.catalog import load_catalog, term_key  # noqa: E402
-from bench.catalog.cases import satds_jsonl_sources  # noqa: E402
-from bench.cli import app  # noqa: E402
+from baselines.nnunet import ingest, stages
+from baselines.nnunet.convert import CASES_FILE
+from baselines.nnunet.workspace import NNUNET_PLANS, SAT_PLANS, SMOKE_TRAINER, Workspace
+from bench.catalog import load_catalog, term_key
+from bench.catalog.cases import satds_jsonl_sources
+from bench.cli import app
 
 DATASET = "TotalSegmentator_Organs"
 # TotalSegmentator v2 value in seg_total.nii.gz -> TotalSegmentator_Organs mask value (SAT-DS organs_label)

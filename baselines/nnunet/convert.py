@@ -27,8 +27,15 @@ import numpy as np
 
 from bench.catalog import DatasetInfo, modality_prefix
 from bench.catalog.cases import CaseSource
-from bench.io import (GEOMETRY_TOLERANCE, InputError, check_same_geometry, read_label_map, read_volume,
-                     volume_suffix, write_volume)
+from bench.io import (
+    GEOMETRY_TOLERANCE,
+    InputError,
+    check_same_geometry,
+    read_label_map,
+    read_volume,
+    volume_suffix,
+    write_volume,
+)
 
 FILE_ENDING = ".nii.gz"
 READER = "NibabelIOWithReorient"

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.catalog import DatasetInfo
-from bench.io import InputError
 from baselines.nnunet.convert import FILE_ENDING
 from baselines.nnunet.plans import install_plans, sat_plans_file
 from baselines.nnunet.workspace import NNUNET_PLANS, SAT_PLANS, Workspace, allowed_workers, stage_environment
+from bench.catalog import DatasetInfo
+from bench.io import InputError
 
 DEFAULT_TRAINER = "nnUNetTrainer"
 DEFAULT_CONFIGURATION = "3d_fullres"
@@ -53,9 +53,9 @@ def run_stage(workspace: Workspace, stage: str, spec: dict, settings: Settings) 
     command = [sys.executable, "-m", "baselines.nnunet.worker", str(spec_file)]
     if settings.quiet:
         with open(log.with_suffix(".out"), "w") as output:
-            result = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+            result = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, check=False)
     else:
-        result = subprocess.run(command, env=env)
+        result = subprocess.run(command, env=env, check=False)
     if result.returncode != 0:
         lines = log.read_text().strip().splitlines() if log.is_file() else []
         reason = lines[-1] if lines else f"exit status {result.returncode}"

@@ -19,8 +19,7 @@ CHECKPOINT_GLOBALS = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.sc
 
 def plan(spec: dict) -> None:
     """Fingerprint and plan with nnU-Net's planner (unless the plans are installed already), then preprocess."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                      preprocess)
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
 
     dataset_id, processes = int(spec["dataset_id"]), int(spec["processes"])
     identifier = spec["plans_identifier"]

@@ -55,8 +55,8 @@ def convert(
     overwrite: bool = typer.Option(False, help="Rewrite cases already converted (default: keep them, resume)."),
 ) -> None:
     """A SAT-DS dataset as nnU-Net raw data: SAT's split (test cases to imagesTs only), original labels, exact geometry."""
-    from bench.catalog.cases import discover_sources
     from baselines.nnunet.convert import convert_dataset
+    from bench.catalog.cases import discover_sources
 
     info = _dataset(dataset)
     try:
