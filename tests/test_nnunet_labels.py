@@ -7,6 +7,7 @@ myocardium ... 850 pulmonary artery), and hand-built label maps.
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def test_conversion_remaps_labels_keeps_geometry_and_sats_split(tmp_path):
     labels = np.zeros((6, 5, 4), np.uint8)
     labels[0, 0, 0], labels[1, 1, 1], labels[2, 2, 2], labels[3, 3, 3] = 1, 2, 3, 7  # RV, myo, LV, unused value
     train_id, test_id = info.train_ids[0].removesuffix(".nii.gz"), info.test_ids[0].removesuffix(".nii.gz")
-    sources = [_case(tmp_path / "data", pid, f"{pid}.nii.gz", labels, affine) for pid in (train_id, test_id)]
+    sources = [_case(tmp_path / "data", pid, f"{pid}{ending}", labels, affine)
+               for pid, ending in ((train_id, ".nii"), (test_id, ".nii.gz"))]
     report = convert_dataset(info, sources, tmp_path / "raw")
     folder = tmp_path / "raw" / info.nnunet_name
     assert report.train == [train_id] and report.test == [test_id]
@@ -128,6 +130,8 @@ def test_conversion_remaps_labels_keeps_geometry_and_sats_split(tmp_path):
     assert (values[0, 0, 0], values[1, 1, 1], values[2, 2, 2], values[3, 3, 3]) == (2, 3, 1, 0)
     image = folder / "imagesTs" / f"{test_id}_0000.nii.gz"
     assert image.read_bytes() == sources[1].image.read_bytes()  # copied byte for byte
+    plain = folder / "imagesTr" / f"{train_id}_0000.nii.gz"  # a plain .nii is compressed, not rewritten
+    assert gzip.decompress(plain.read_bytes()) == sources[0].image.read_bytes()
     again = convert_dataset(info, sources, tmp_path / "raw")
     assert again.reused == 2
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -160,18 +161,31 @@ def _is_nifti_gz(path: Path) -> bool:
     return path.name.lower().endswith(".nii.gz")
 
 
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
 def _nifti_geometry_equal(image: nib.Nifti1Image, label: nib.Nifti1Image) -> bool:
     return (image.shape[:3] == label.shape[:3]
             and np.allclose(image.affine, label.affine, rtol=0, atol=GEOMETRY_TOLERANCE))
 
 
-def _write_image(source: Path, target: Path) -> None:
+def _copy_as_nii_gz(source: Path, target: Path) -> None:
+    """A NIfTI file as .nii.gz with identical bytes inside: copied, or gzip-compressed if it was plain .nii."""
     if _is_nifti_gz(source):
         _atomic(target, lambda tmp: shutil.copyfile(source, tmp))
-    elif source.name.lower().endswith(".nii"):
-        image = nib.load(str(source))
-        copy = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header)
-        _atomic(target, lambda tmp: nib.save(copy, str(tmp)))
+        return
+
+    def compress(tmp: Path) -> None:
+        with open(source, "rb") as raw, gzip.open(tmp, "wb") as packed:
+            shutil.copyfileobj(raw, packed)
+
+    _atomic(target, compress)
+
+
+def _write_image(source: Path, target: Path) -> None:
+    if _is_nifti(source):
+        _copy_as_nii_gz(source, target)
     else:
         volume = read_volume(source)
         _atomic(target, lambda tmp: write_volume(tmp, volume.array, volume.affine))
@@ -197,15 +211,15 @@ def _remap(array: np.ndarray, lookup: dict[int, int], path: Path) -> tuple[np.nd
 
 def _write_label(source: Path, image_path: Path, target: Path, lookup: dict[int, int]) -> Counter:
     """The label map in nnU-Net values with the image's geometry; copied byte for byte when nothing changes."""
-    if _is_nifti_gz(source) or source.name.lower().endswith(".nii"):
+    if _is_nifti(source):
         label = nib.load(str(source))
-        image = nib.load(str(image_path)) if image_path.name.lower().endswith((".nii", ".nii.gz")) else None
+        image = nib.load(str(image_path)) if _is_nifti(image_path) else None
         if image is not None and not _nifti_geometry_equal(image, label):
             raise InputError(f"geometry mismatch between {image_path} and {source}")
         array = np.asanyarray(label.dataobj)
         remapped, dropped = _remap(array, lookup, source)
-        if _is_nifti_gz(source) and np.array_equal(remapped, array):
-            _atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+        if np.array_equal(remapped, array):
+            _copy_as_nii_gz(source, target)
             return dropped
         header = label.header.copy()
         header.set_data_dtype(remapped.dtype)
