@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from baselines.nnunet.convert import case_ids, channel_mask_values, convert_dataset, dataset_json, mask_to_nnunet
+from baselines.nnunet.convert import case_ids, channel_values, convert_dataset, dataset_json, to_nnunet_values
 from baselines.nnunet.ingest import label_lookup, remap_predictions
 from bench.catalog import load_catalog
 from bench.catalog.cases import CaseSource
@@ -90,13 +90,15 @@ def test_unknown_model_label_is_named():
     ("AMOS22_CT", {v: v for v in range(1, 15)}),  # 15 (prostate/uterus) is not a SAT-DS class
 ])
 def test_mask_values_to_nnunet_values(name, expected):
-    assert mask_to_nnunet(CATALOG.dataset(name)) == expected
+    info = CATALOG.dataset(name)
+    assert to_nnunet_values(info, info.mask_values) == expected
+    assert to_nnunet_values(info, info.class_values) == {v: v for v in expected.values()}  # an nnU-Net raw source
 
 
 def test_a_class_widened_by_its_own_rule_keeps_its_own_value():
     info = CATALOG.dataset("KiTS23")  # kidney = kidney + tumour + cyst in SAT-DS; nnU-Net label 1 is kidney alone
-    assert channel_mask_values(info)["kidney"] == (1,)
-    assert mask_to_nnunet(info) == {1: 1, 2: 2, 3: 3}
+    assert channel_values(info, info.mask_values)["kidney"] == (1,)
+    assert to_nnunet_values(info, info.mask_values) == {1: 1, 2: 2, 3: 3}
 
 
 def _case(root: Path, patient: str, image_name: str, labels: np.ndarray, affine: np.ndarray) -> CaseSource:
@@ -107,7 +109,7 @@ def _case(root: Path, patient: str, image_name: str, labels: np.ndarray, affine:
              str(image))
     label = folder / f"{patient}_gt.nii.gz"
     nib.save(nib.Nifti1Image(labels, affine), str(label))
-    return CaseSource(f"{patient}.nii.gz", image, label, "MRI", {}, "ACDC")
+    return CaseSource(f"{patient}.nii.gz", image, label, "MRI", CATALOG.dataset("ACDC").mask_values, "ACDC")
 
 
 def test_conversion_remaps_labels_keeps_geometry_and_sats_split(tmp_path):

@@ -7,7 +7,8 @@
 - Geometry is kept exactly: NIfTI (.nii.gz) images are copied byte for byte, label maps are copied or, where the
   mask values differ from the nnU-Net values (ACDC, LUNA16, MM-WHS) or hold values SAT-DS does not use, rewritten
   with the original header. Other formats (.mhd, .nrrd) are written as NIfTI with the same RAS affine.
-- Cases are listed with the catalog's loaders (`bench.catalog.cases`); nothing outside the data root is read.
+- Cases are listed with the catalog's loaders (`bench.catalog.cases.dataset_sources`, SAT-DS records, MSD or nnU-Net
+  folders); each source's label values come with it, so any of these layouts converts correctly.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from bench.catalog import DatasetInfo, modality_prefix
-from bench.catalog.cases import CaseSource
+from bench.catalog.cases import CaseSource, in_split
 from bench.io import (
     GEOMETRY_TOLERANCE,
     InputError,
@@ -74,28 +75,30 @@ def dataset_json(info: DatasetInfo, num_training: int) -> dict:
     }
 
 
-def channel_mask_values(info: DatasetInfo) -> dict[str, tuple[int, ...]]:
-    """Each nnU-Net channel's own values in the dataset's mask files (before derived classes widen them)."""
+def channel_values(info: DatasetInfo, classes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Each nnU-Net channel's own label values in a source whose classes (derived ones included) have the values
+    `classes` (SAT-DS masks: the catalog's `mask_values`): a class widened by its own rule (KiTS23's kidney =
+    kidney + tumour + cyst) keeps only the values none of its other sources has."""
     sources_of = dict(info.rules)
     own = {}
     for entry in info.nnunet_labels.values():
         name = entry["class"]
-        values = set(info.mask_values[name])
+        values = set(classes[name])
         for source in sources_of.get(name, ()):
             if source != name:
-                values -= set(info.mask_values[source])
+                values -= set(classes[source])
         own[name] = tuple(sorted(values))
     return own
 
 
-def mask_to_nnunet(info: DatasetInfo) -> dict[int, int]:
-    """Mask value -> nnU-Net label value for every value SAT-DS uses; any other value is background."""
-    own = channel_mask_values(info)
+def to_nnunet_values(info: DatasetInfo, classes: Mapping[str, tuple[int, ...]]) -> dict[int, int]:
+    """Source label value -> nnU-Net label value for every value the source's classes use; others are background."""
+    own = channel_values(info, classes)
     lookup = {}
     for entry in info.nnunet_labels.values():
         for value in own[entry["class"]]:
             if value in lookup and lookup[value] != entry["value"]:
-                raise ValueError(f"{info.name}: mask value {value} claimed by two nnU-Net labels")
+                raise ValueError(f"{info.name}: label value {value} claimed by two nnU-Net labels")
             lookup[int(value)] = int(entry["value"])
     return lookup
 
@@ -136,11 +139,9 @@ def case_ids(sources: Iterable[CaseSource]) -> list[str]:
 def is_test(info: DatasetInfo, source: CaseSource) -> bool | None:
     """True for SAT's test split, False for train, None if the patient is in neither list."""
     key = _strip_suffix(str(source.case_id))
-    if key in {_strip_suffix(i) for i in info.test_ids}:
+    if in_split(info, key, "test"):
         return True
-    if key in {_strip_suffix(i) for i in info.train_ids}:
-        return False
-    return None
+    return False if in_split(info, key, "train") else None
 
 
 def _atomic(target: Path, write) -> None:
@@ -243,7 +244,6 @@ def convert_dataset(info: DatasetInfo, sources: list[CaseSource], raw_root: Path
     Cases already written are kept unless `overwrite` (a killed conversion resumes); files are written atomically.
     """
     folder = Path(raw_root) / info.nnunet_name
-    lookup = mask_to_nnunet(info)
     report = ConversionReport(folder)
     splits = [is_test(info, source) for source in sources]
     unknown = [s.case_id for s, split in zip(sources, splits) if split is None]
@@ -257,6 +257,7 @@ def convert_dataset(info: DatasetInfo, sources: list[CaseSource], raw_root: Path
         if not overwrite and image.is_file() and label.is_file():
             report.reused += 1
         else:
+            lookup = to_nnunet_values(info, source.classes)
             report.dropped_values.update(_write_label(source.label, source.image, label, lookup))
             _write_image(source.image, image)
         (report.test if test else report.train).append(case)

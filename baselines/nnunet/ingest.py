@@ -16,7 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bench.catalog import DatasetInfo, nnunet_class_name
+from bench.catalog import DatasetInfo
+from bench.catalog.names import unified_class_name
 from bench.evaluation import RunOutcome, RunSettings, evaluate_folders
 from bench.io import InputError
 
@@ -33,7 +34,7 @@ def label_lookup(info: DatasetInfo, labels: dict) -> dict[int, int]:
             continue
         if isinstance(value, (list, tuple)):  # nnU-Net region-based labels: not a SAT-DS specialist
             raise InputError(f"{info.name}: label {name!r} is a region ({value}); only plain label maps are ingested")
-        cls = by_original.get(name) or nnunet_class_name(name, {})
+        cls = by_original.get(name) or unified_class_name(name)
         if cls not in channel_value:
             unknown.append(name)
             continue

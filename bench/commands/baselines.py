@@ -56,11 +56,11 @@ def convert(
 ) -> None:
     """A SAT-DS dataset as nnU-Net raw data: SAT's split (test cases to imagesTs only), original labels, exact geometry."""
     from baselines.nnunet.convert import convert_dataset
-    from bench.catalog.cases import discover_sources
+    from bench.catalog.cases import dataset_sources
 
     info = _dataset(dataset)
     try:
-        sources = discover_sources(root, manifest)
+        sources = dataset_sources(info.name, root, "all", manifest)
         report = convert_dataset(info, sources, out or _workspace(work).raw, overwrite=overwrite)
     except (InputError, OSError) as error:
         _fail(error)

@@ -77,7 +77,7 @@ def main() -> None:
         workspace = Workspace(scratch / "work")
         case = info.test_ids[0].removesuffix(".nii.gz")
         image = synthetic_ct(AMOS, scratch / f"{case}.nii.gz", rng)
-        convert_dataset(info, [CaseSource(info.test_ids[0], image, AMOS, "CT", {}, info.name)], workspace.raw)
+        convert_dataset(info, [CaseSource(info.test_ids[0], image, AMOS, "CT", info.mask_values, info.name)], workspace.raw)
         raw = workspace.raw / info.nnunet_name
         plans = installed_plans(json.loads(sat_plans_file(args.satds, info).read_text()), raw.name, SAT_PLANS)
         model = write_model(scratch / "model", plans, json.loads((raw / "dataset.json").read_text()), seed=0)
