@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from baselines.nnunet.worker import load_checkpoint  # noqa: E402
+from baselines.nnunet.worker import load_checkpoint
 
 RAN = []
 

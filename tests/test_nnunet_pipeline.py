@@ -82,13 +82,15 @@ def pipeline(shared_dir, tmp_path_factory):
     settings = stages.Settings(workers=1, threads=2, quiet=True)
     workspace = Workspace(work)
     info = load_catalog().dataset(DATASET)
-    stages.plan(workspace, info, use_sat_plans=False, settings=settings)
-    stages.plan(workspace, info, use_sat_plans=True, satds=shared_dir / "satds", settings=settings)
-    model, status = stages.train(workspace, info, "all", trainer=SMOKE_TRAINER, plans_identifier=NNUNET_PLANS,
-                                 settings=settings)
+    stages.plan(workspace, info, use_sat_plans=False, settings=settings)  # nnU-Net's planner
+    outputs["plan"] = bench("plan", "--dataset", DATASET, "--use-sat-plans", "--satds", str(shared_dir / "satds"),
+                            "--workers", "1")
+    outputs["train"] = bench("train", "--dataset", DATASET, "--fold", "all", "--trainer", SMOKE_TRAINER, "--plans",
+                             NNUNET_PLANS, "--device", "cpu", "--workers", "1")
+    model = workspace.model_folder(info.nnunet_name, SMOKE_TRAINER, NNUNET_PLANS, "3d_fullres")
     outputs["predict"] = bench("predict", "--dataset", DATASET, "--trainer", SMOKE_TRAINER, "--plans", NNUNET_PLANS,
                                "--device", "cpu", "--out", str(work / "run"))
-    return {"root": root, "jsonl": jsonl, "workspace": workspace, "info": info, "model": model, "status": status,
+    return {"root": root, "jsonl": jsonl, "workspace": workspace, "info": info, "model": model,
             "outputs": outputs, "run": work / "run"}
 
 
@@ -114,6 +116,7 @@ def test_conversion_respects_sats_split_and_keeps_geometry(pipeline):
 
 
 def test_both_plans_preprocessed_without_colliding(pipeline):
+    assert f"plans {SAT_PLANS}, preprocessed 3d_fullres" in pipeline["outputs"]["plan"]
     preprocessed = pipeline["workspace"].preprocessed / pipeline["info"].nnunet_name
     sat = json.loads((preprocessed / f"{SAT_PLANS}.json").read_text())
     own = json.loads((preprocessed / f"{NNUNET_PLANS}.json").read_text())
@@ -129,7 +132,7 @@ def test_both_plans_preprocessed_without_colliding(pipeline):
 
 
 def test_training_writes_a_checkpoint_and_resumes_as_done(pipeline):
-    assert pipeline["status"] == "trained"
+    assert f"{DATASET}: trained" in pipeline["outputs"]["train"]
     assert (pipeline["model"] / "fold_all" / "checkpoint_final.pth").is_file()
     _, status = stages.train(pipeline["workspace"], pipeline["info"], "all", trainer=SMOKE_TRAINER,
                              plans_identifier=NNUNET_PLANS, settings=stages.Settings(quiet=True))

@@ -105,6 +105,7 @@ def train(
     plans: str = typer.Option(None, help="Plans identifier (default: SAT-DS's plans if installed, else nnU-Net's)."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     da_workers: int = typer.Option(None, min=0, help="Augmentation processes (default 0 on CPU, 12 on GPU)."),
+    workers: int = typer.Option(None, min=1, help="nnU-Net's validation export processes (default cores - 1)."),
     work: Path = typer.Option(Path("results/nnunet"), help=WORK_HELP),
 ) -> None:
     """Train with nnunetv2's run_training, resuming from the latest checkpoint."""
@@ -113,7 +114,7 @@ def train(
     if bool(dataset) == all_datasets:
         _fail(InputError("give either --dataset NAME or --all"))
     workspace = _workspace(work)
-    settings = stages.Settings(device=_device(device), da_workers=da_workers)
+    settings = stages.Settings(device=_device(device), da_workers=da_workers, workers=workers)
     if dataset:
         targets = [_dataset(dataset)]
     else:
