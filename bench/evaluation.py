@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +19,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from bench import store
+from bench.executors import map_cases
 from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
-
-GRIDS = ("native", "satds")
-
+from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -41,6 +40,16 @@ class RunSettings:
     empty_policy: str = "sat"
     grid: str = "native"
     orientation: str = "RAS"
+
+    def __post_init__(self):
+        try:
+            check_tolerance(self.tolerance_mm)
+        except ValueError as error:
+            raise InputError(f"--tolerance: {error}") from None
+        if self.grid not in SCORING_GRIDS:
+            raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
+        if self.empty_policy not in EMPTY_POLICIES:
+            raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
 
     def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
         return {
@@ -144,7 +153,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     return rows[store.METRIC_COLUMNS], meta
 
 
-def _score_and_store(pair: CasePair, settings: RunSettings, out_dir: Path) -> None:
+def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:
     rows, meta = score_case(pair, settings)
     store.write_case(out_dir, pair.case_id, rows, meta)
 
@@ -163,36 +172,51 @@ def _unscored_summary(stored: dict[str, dict]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _failure(error: BaseException) -> str:
+    """A failed case's one-line reason: an InputError's message, or the type and message of anything else."""
+    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+
+
+def check_out_dir(out_dir: Path, *inputs: Path) -> None:
+    """--out must be a folder (or not exist yet) and must not lie inside an input folder."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: exists and is not a folder")
+    for folder in inputs:
+        if folder is not None and out_dir.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"--out {out_dir} is inside the input folder {folder}; choose a folder outside it")
+
+
 def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, settings: RunSettings,
-                   config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True) -> RunOutcome:
+                   config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True,
+                   executor: str = "local", scheduler: str | None = None) -> RunOutcome:
     """Score every pair whose rows are not stored with unchanged inputs; drop stored cases no longer predicted;
-    write metrics.parquet if no case failed."""
+    write metrics.parquet if no case failed. A complete run with nothing to do writes nothing (read-only runs
+    can be re-run)."""
+    store.check_run(out_dir, config, overwrite=overwrite)
+    stored = {} if overwrite else store.stored_cases(out_dir)
+    dropped = sorted(set(stored) - {pair.case_id for pair in pairs})
+    todo = [pair for pair in pairs if not _is_current(pair, stored.get(pair.case_id))]
+    if not todo and not dropped and store.run_status(out_dir) == "complete":
+        unscored = store.read_config(out_dir).get("unscored_labels", {})
+        return RunOutcome(store.read_metrics([out_dir]), 0, len(pairs), unmatched, {}, [], unscored)
+    with store.run_lock(out_dir):
+        return _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, workers=workers,
+                            overwrite=overwrite, progress=progress, executor=executor, scheduler=scheduler)
+
+
+def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, workers, overwrite, progress,
+                 executor, scheduler) -> RunOutcome:
     store.open_run(out_dir, config, overwrite=overwrite)
-    stored = store.stored_cases(out_dir)
-    wanted = {pair.case_id for pair in pairs}
-    dropped = sorted(set(stored) - wanted)
     for case_id in dropped:
         store.drop_case(out_dir, case_id)
-    todo = [pair for pair in pairs if not _is_current(pair, stored.get(pair.case_id))]
     errors: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"scoring {settings.model}", unit="case", disable=not progress or None)
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_score_and_store, pair, settings, out_dir): pair for pair in todo}
-            for future in as_completed(futures):
-                error = future.exception()
-                if isinstance(error, InputError):
-                    errors[futures[future].case_id] = str(error)
-                elif error is not None:
-                    raise error
-                bar.update()
-    else:
-        for pair in todo:
-            try:
-                _score_and_store(pair, settings, out_dir)
-            except InputError as error:
-                errors[pair.case_id] = str(error)
-            bar.update()
+    task = partial(_score_and_store, settings=settings, out_dir=out_dir)
+    for pair, error in map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler,
+                                 caught=(InputError, MemoryError, OSError, ValueError)):
+        if error is not None:
+            errors[pair.case_id] = _failure(error)
+        bar.update()
     bar.close()
     for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind
         store.drop_case(out_dir, case_id)
@@ -202,12 +226,10 @@ def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, s
     return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors, dropped, unscored)
 
 
-def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, *, workers: int = 1,
-                     overwrite: bool = False, progress: bool = True) -> RunOutcome:
-    """`evaluate_pairs` for a prediction folder against a reference folder (cases matched by file name)."""
+def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, **options) -> RunOutcome:
+    """`evaluate_pairs` (same options) for a prediction folder against a reference folder, matched by file name."""
     pairs, unmatched = match_cases(pred_dir, ref_dir)
-    return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir),
-                          workers=workers, overwrite=overwrite, progress=progress)
+    return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir), **options)
 
 
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:
