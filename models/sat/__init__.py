@@ -1,0 +1,1 @@
+"""SAT-Nano and SAT-Pro (zhaoziheng/SAT): text-prompted universal segmentation, reimplemented natively."""
