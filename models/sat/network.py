@@ -59,15 +59,18 @@ class FeatureDecoder(nn.Module):
         self.transpconvs = nn.ModuleList(nn.ConvTranspose3d(below, skip, 2, 2, bias=True) for below, skip in below_skip)
 
     def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
-        """Full-resolution per-pixel features from the encoder outputs (finest first, bottleneck last)."""
-        x = skips[-1]
-        for level, (up, stage) in enumerate(zip(self.transpconvs, self.stages)):
-            x = stage(torch.cat((up(x), skips[-(level + 2)]), dim=1))
+        """Full-resolution per-pixel features from the encoder outputs (finest first, bottleneck last). The list
+        is consumed (emptied), so each skip is freed as soon as it is used: at 288 x 288 x 96 one full-resolution
+        tensor is 2 GiB (Nano) on a CPU."""
+        x = skips.pop()
+        for up, stage in zip(self.transpconvs, self.stages):
+            x = stage(torch.cat((up(x), skips.pop()), dim=1))
         return x
 
 
 class UNetBackbone(nn.Module):
-    """3-channel input, 6 stages with strides (1, 2, 2, 2, 2, 2); returns encoder skips and pixel features."""
+    """3-channel input, 6 stages with strides (1, 2, 2, 2, 2, 2): `encoder` gives the skips, `decoder` the
+    full-resolution pixel features."""
 
     def __init__(self, config: SATConfig):
         super().__init__()
@@ -76,10 +79,6 @@ class UNetBackbone(nn.Module):
                                         config.convs_per_stage, True, nn.InstanceNorm3d, {"eps": 1e-5, "affine": True},
                                         None, None, nn.LeakyReLU, None, return_skips=True, nonlin_first=False)
         self.decoder = FeatureDecoder(config.features, config.convs_per_stage)
-
-    def forward(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        skips = self.encoder(image)
-        return skips, self.decoder(skips)
 
 
 class CrossAttentionLayer(nn.Module):
@@ -170,11 +169,12 @@ class SATNetwork(nn.Module):
         """Backbone pass over windows [B, 3, *image_size]: image tokens and per-pixel features."""
         if tuple(image.shape[2:]) != self.image_size:
             raise ValueError(f"SAT network built for windows {self.image_size}, got input {tuple(image.shape)}")
-        skips, pixels = self.backbone(image)
+        skips = self.backbone.encoder(image)
         last = len(skips) - 1
         pooled = [F.avg_pool3d(skip, 2 ** (last - i)) for i, skip in enumerate(skips[:-1])] + [skips[-1]]
         tokens = self.projection_layer(torch.cat(pooled, dim=1).permute(0, 2, 3, 4, 1))  # B h w d 768
         tokens = tokens.flatten(1, 3).transpose(0, 1)  # (h w d) B 768
+        pixels = self.backbone.decoder(skips)
         return ImageFeatures(tokens, self.pos_embedding.to(tokens.device), pixels)
 
     def decode(self, queries: torch.Tensor, features: ImageFeatures) -> torch.Tensor:
