@@ -1,25 +1,106 @@
-"""The `bench` command line: one typer app; each command lives in its own module under `bench/commands/`."""
+"""The `bench` command line: one typer app; each command lives in its own module under `bench/commands/`.
+
+Commands are imported only when invoked (`LazyGroup`), so `bench --help` and `bench --version` start without
+loading numpy, pandas, scipy or torch. `COMMANDS` holds each command's module and its one-line summary for the
+help listing (a test checks the summaries against the commands' docstrings).
+"""
 
 from __future__ import annotations
 
-import typer
+import os
+import sys
+from importlib import import_module
 
-from bench.commands import clicks, compare, demo, evaluate, leaderboard, report, tables
-from bench.commands.datasets import datasets_app
+import typer
+from typer.core import TyperGroup
+
+# name -> ("module:attribute", summary); the attribute is a command function or a typer sub-app.
+COMMANDS = {
+    "evaluate": ("bench.commands.evaluate:evaluate",
+                 "Score predictions against references: per-case, per-class DSC and NSD, resumable."),
+    "demo": ("bench.commands.demo:demo", "Run everything on a synthetic CT set: score two pretend models, simulate "
+             "clicks, print tables and a leaderboard, write the HTML report."),
+    "tables": ("bench.commands.tables:tables",
+               "Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked."),
+    "leaderboard": ("bench.commands.leaderboard:leaderboard_command",
+                    "Rank runs next to published entries; each compared with the baseline only on what both cover."),
+    "compare": ("bench.commands.compare:compare",
+                "Paired Wilcoxon signed-rank test of DSC and NSD between two runs on the pairs both scored."),
+    "report": ("bench.commands.report:report", "Write the HTML report; open OUT/index.html in a browser."),
+    "clicks": ("bench.commands.clicks:clicks",
+               "Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."),
+    "datasets": ("bench.commands.datasets:datasets_app",
+                 "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
+}
+
+
+def load_command(name: str):
+    """The click command of one entry of COMMANDS (importing its module now)."""
+    module, attribute = COMMANDS[name][0].split(":")
+    target = getattr(import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(pretty_exceptions_enable=False)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """A typer group whose subcommands are imported on first use; the listing uses the summaries in COMMANDS.
+
+    It is also the top-level handler: an exception no command handled is printed as one line naming its type
+    (with the traceback only under `bench --debug ...`), and the exit code is 1.
+    """
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # `bench ... | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
+        except Exception as error:
+            if ctx.params.get("debug") or type(error).__module__.split(".")[0] in ("typer", "click"):
+                raise  # exits, usage errors and aborts are typer's to print
+            message = " ".join(str(error).split()) or "(no message)"
+            typer.secho(f"error: {type(error).__name__}: {message} (run `bench --debug ...` for the traceback)",
+                        fg="red", err=True)
+            raise typer.Exit(1) from None
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, name: str):
+        return load_command(name) if name in COMMANDS else None
+
+    def format_commands(self, ctx: typer.Context, formatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-app.command("evaluate")(evaluate.evaluate)
-app.command("demo")(demo.demo)
-app.command("tables")(tables.tables)
-app.command("leaderboard")(leaderboard.leaderboard_command)
-app.command("compare")(compare.compare)
-app.command("report")(report.report)
-app.command("clicks")(clicks.clicks)
-app.add_typer(datasets_app, name="datasets")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from bench.provenance import git_commit, harness_version
+
+        commit = git_commit()
+        typer.echo(f"medseg-bench {harness_version()}" + (f" (commit {commit})" if commit else ""))
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the harness version and exit."),
+         debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an unexpected error.")) -> None:
+    """Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD)."""
+
 
 if __name__ == "__main__":
     app()

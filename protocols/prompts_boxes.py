@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from protocols.prompts import Box
-from protocols.prompts_distance import bounding_box
+from protocols.boxes import bounding_box
 
 
 def _jittered(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], jitter: int,

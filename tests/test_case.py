@@ -6,7 +6,7 @@ import surface_distance
 from scipy import ndimage
 
 from protocols.boxes import label_boxes
-from protocols.case import evaluate_case
+from protocols.case import SegmentationIndex, evaluate_case
 from protocols.metrics import dice, surface_dice
 
 
@@ -30,7 +30,8 @@ def test_label_boxes_equal_find_objects():
         labels = ((rng.random(shape) < 0.1) * rng.integers(0, 6, shape)).astype(rng.choice([np.uint8, np.int32]))
         if index % 2:
             labels = np.asfortranarray(labels)
-        assert label_boxes(labels) == ndimage.find_objects(labels)
+        expected = {value: box for value, box in enumerate(ndimage.find_objects(labels), 1) if box is not None}
+        assert label_boxes(labels) == expected
 
 
 def test_scores_equal_single_class_metrics_and_oracle():
@@ -84,10 +85,18 @@ def test_union_class_and_empty_policies():
     assert nan_scores["b"].dsc == 0.0
 
 
-def test_unknown_labels_and_bad_inputs_raise():
+def test_unclaimed_labels_are_named_and_not_scored():
     pred, ref = _label_maps()
-    with pytest.raises(ValueError, match=r"pred label values \[3\] are missing from the class map"):
-        evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2})
+    pred_index, ref_index = SegmentationIndex(pred), SegmentationIndex(ref)
+    assert pred_index.unclaimed_labels({"a": 1, "b": 2}) == [3]
+    assert pred_index.unclaimed_labels({"a": 1, "bc": [2, 3]}) == []
+    subset = evaluate_case(pred_index, ref_index, (1.0, 1.0, 1.0), {"a": 1, "b": 2})
+    full = evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2, "c": 3})
+    assert subset == full[:2]
+
+
+def test_bad_inputs_raise():
+    pred, ref = _label_maps()
     with pytest.raises(ValueError, match="shapes differ"):
         evaluate_case(pred[:-1], ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2, "c": 3})
     with pytest.raises(ValueError, match="integer dtype"):

@@ -21,8 +21,9 @@ import typer
 from tqdm import tqdm
 
 from bench import store
-from bench.cases import list_cases, read_class_map
-from bench.commands.evaluate import resolve_classes
+from bench.class_maps import read_class_map
+from bench.matching import case_id_for, list_cases
+from bench.targets import dataset_description, user_classes
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from models.base import Image, Model
 from models.registry import get_model, model_names
@@ -129,7 +130,8 @@ def _write_prompts(out: Path, case_id: str, records: dict[str, dict]) -> None:
 def simulate_folder(images: Path, refs: Path, out: Path, settings: ClickSettings, *,
                     progress: bool = True) -> tuple[pd.DataFrame, int, int]:
     """Run every reference case not yet stored in `out`; returns (all rows, cases run, cases skipped)."""
-    image_files, ref_files = list_cases(images), list_cases(refs)
+    ref_files = list_cases(refs)
+    image_files = {case_id_for(name, ref_files): path for name, path in list_cases(images).items()}
     missing = sorted(set(ref_files) - set(image_files))
     if missing:
         raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
@@ -190,7 +192,7 @@ def clicks(
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
     try:
-        class_map = dict(resolve_classes(classes, labels, refs))
+        class_map = user_classes(classes, labels) or read_class_map(dataset_description(refs)[0] or refs / "dataset.json")
         unknown = sorted(set(only or ()) - set(class_map))
         if unknown:
             raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(class_map)})")
