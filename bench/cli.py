@@ -31,6 +31,7 @@ COMMANDS = {
                "Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."),
     "datasets": ("bench.commands.datasets:datasets_app",
                  "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
+    "baselines": ("bench.commands.baselines:baselines_app", "Baselines: SAT's per-dataset nnU-Net specialists."),
 }
 
 
