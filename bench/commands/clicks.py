@@ -24,10 +24,13 @@ from bench import store
 from bench.cases import list_cases, read_class_map
 from bench.commands.evaluate import resolve_classes
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
+from bench.interactive import run_clicks
+from bench.runner import scorer
+from bench.spaces import model_modality
 from models.base import Image, Model
 from models.registry import get_model, model_names
 from protocols.case import ClassMap, class_mask
-from protocols.interactive import run_clicks, summarise_clicks
+from protocols.interactive import summarise_clicks
 from protocols.prompts import Click, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
@@ -84,7 +87,8 @@ def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
     skipped (a click needs a target)."""
     volume, labels = read_volume(image_path), read_label_map(ref_path)
     check_same_geometry(volume, labels)
-    image = Image(array=volume.array, spacing=tuple(volume.spacing), affine=volume.affine)
+    image = Image(array=volume.array, spacing=tuple(volume.spacing), affine=volume.affine,
+                  modality=model_modality(settings.modality))
     constants = {
         "run": settings.run, "model": settings.model, "dataset": settings.dataset, "modality": settings.modality,
         "case_id": case_id, "tolerance_mm": settings.tolerance_mm,
@@ -97,8 +101,9 @@ def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
         if not reference.any():
             continue
         steps = run_clicks(
-            model=model, image=image, reference=reference, policy=settings.policy, first=settings.first_click,
-            n_clicks=settings.n_clicks, tolerance_mm=settings.tolerance_mm,
+            model=model, image=image, reference=reference, name=name, n_clicks=settings.n_clicks,
+            score=scorer(reference, volume.spacing, tolerance_mm=settings.tolerance_mm),
+            policy_for=lambda k: settings.first_click if k == 1 else settings.policy,
             rng_for=lambda k, name=name: prompt_rng(settings.seed, case_id, name, _policy_of_click(settings, k), k),
             replay=_replayed(settings, case_id, name),
         )
