@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench import store
+from bench.cases import list_cases
 from bench.catalog.cases import CaseSource, load_case
 from bench.interactive import run_clicks
 from bench.io import InputError, write_volume
@@ -281,22 +282,32 @@ def store_case(out: Path, result: CaseResult, write_masks: bool = True) -> None:
     store.write_case(out, result.case_id, result.rows)
 
 
+def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequence[int]], *,
+                   dataset: str | None, modality: str) -> list[CaseSource]:
+    """Cases of ad-hoc folders: `<case>_0000.nii.gz` or `<case>.nii.gz` in `images`, `<case>.nii.gz` in `refs`."""
+    image_files, ref_files = list_cases(images), list_cases(refs)
+    if not ref_files:
+        raise InputError(f"{refs}: no reference volumes found")
+    missing = sorted(set(ref_files) - set(image_files))
+    if missing:
+        raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
+    values = {name: (int(v),) if np.isscalar(v) else tuple(int(x) for x in v) for name, v in classes.items()}
+    return [CaseSource(case, image_files[case], ref_files[case], modality, values, dataset) for case in sorted(ref_files)]
+
+
 def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,
-              progress: Callable[[str], None] | None = None, write_masks: bool = True) -> tuple[pd.DataFrame, int, int]:
-    """Run every case not yet stored in `out`; returns (all rows, cases run, cases skipped). `progress` gets one
-    line per case with its time and the estimated time left."""
+              on_case: Callable[[int, int, CaseResult], None] | None = None,
+              write_masks: bool = True) -> tuple[pd.DataFrame, int, int]:
+    """Run every case not yet stored in `out`; returns (all rows, cases run, cases skipped). `on_case(number,
+    total, result)` is called after each stored case (progress)."""
     if not sources:
         raise InputError("no cases to run")
     model = model_for(spec)
     store.open_run(out, spec.as_config(model, sources_label))
     todo = [source for source in sources if not store.is_done(out, source.case_id)]
-    started = time.perf_counter()
     for number, source in enumerate(todo, 1):
         result = run_case(source, spec)
         store_case(out, result, write_masks)
-        if progress:
-            elapsed = time.perf_counter() - started
-            left = elapsed / number * (len(todo) - number)
-            progress(f"[{number}/{len(todo)}] {source.case_id}: {len(result.prompts)} classes in "
-                     f"{result.seconds:.1f} s (ETA {left:.0f} s)")
+        if on_case:
+            on_case(number, len(todo), result)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

@@ -73,3 +73,26 @@ def model_factory(name: str) -> Callable[..., Model]:
 def get_model(name: str, **options) -> Model:
     """A new model instance by name, with its keyword options; unknown names list the known ones."""
     return model_factory(name)(**options)
+
+
+def describe(name: str) -> dict:
+    """What `bench models show` prints: capabilities, version, checkpoint needs and the parameter count of the
+    network built on the meta device (no memory, no weights)."""
+    factory = model_factory(name)
+    try:
+        import torch
+
+        with torch.device("meta"):
+            model = factory()
+    except ImportError:
+        model = factory()
+    capabilities = model.capabilities
+    info = model.checkpoint_info
+    return {
+        "name": name, "class": f"{type(model).__module__}.{type(model).__qualname__}", "version": model.version,
+        "parameters": model.provenance().parameters, "dimensions": sorted(capabilities.ndims),
+        "prompts": sorted(capabilities.prompts), "accumulates_clicks": capabilities.accumulates_clicks,
+        "previous_logits": capabilities.previous_logits, "input_grid": capabilities.input_grid,
+        "targets_per_call": capabilities.targets_per_call, "devices": sorted(capabilities.devices),
+        "checkpoint_files": list(info.files), "download": info.download, "published_sha256": info.sha256,
+    }

@@ -18,7 +18,7 @@ Pure: a mapping in, a frozen `Protocol` out; no I/O (the files are read by `benc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
@@ -86,9 +86,17 @@ class Protocol:
         return "points" in self.prompts.kinds and self.prompts.segvol_points is None
 
     def to_json(self) -> dict:
-        from dataclasses import asdict
-
         return asdict(self)
+
+
+def with_overrides(protocol: Protocol, *, n_clicks: int | None = None, seed: int | None = None) -> Protocol:
+    """The protocol with another number of clicks or seed (e.g. SAM-Med3D's 10 clicks for its Tables 3-4); the
+    changed values are part of the run's configuration like everything else."""
+    if n_clicks is not None and n_clicks < 1:
+        raise ProtocolError(f"protocol {protocol.name!r}: n_clicks must be >= 1, got {n_clicks}")
+    prompts = replace(protocol.prompts, n_clicks=protocol.prompts.n_clicks if n_clicks is None else int(n_clicks),
+                      seed=protocol.prompts.seed if seed is None else int(seed))
+    return replace(protocol, prompts=prompts)
 
 
 def _choice(preset: str, where: str, value, allowed: Sequence) -> None:

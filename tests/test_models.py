@@ -48,8 +48,8 @@ def _image(shape=(10, 12, 6), spacing=(1.0, 1.0, 2.0)) -> Image:
 
 def test_undeclared_prompt_kind_or_dimensionality_is_a_clear_error():
     model = get_model("region_growing")
-    with pytest.raises(UnsupportedPrompt, match="does not take boxes prompts"):
-        _one(model, _image(), Prompt(boxes=(Box((0, 0, 0), (1, 1, 1)),)))
+    with pytest.raises(UnsupportedPrompt, match="does not take text prompts"):
+        _one(model, _image(), Prompt(text="liver"))
     with pytest.raises(UnsupportedPrompt, match="does not take text prompts"):
         _one(model, _image(), Prompt(points=(Click((1, 1, 1), True),), text="liver"))
     with pytest.raises(UnsupportedPrompt, match="takes \\[2\\]D images"):
@@ -158,3 +158,12 @@ def test_slice_wise_takes_sam_med3d_n_points_per_slice():
     assert sorted(state["t"]) == [1, 2, 3] and mask[:, :, 1:4].sum() == 2 * 3  # two positives per slice
     boxed, _ = _one(model, _image(), Prompt(boxes=slice_boxes(ref, 2)))
     assert (boxed == ref).all()
+
+
+def test_region_growing_seeds_at_a_box_centre_and_stays_inside_the_box():
+    image, a, b = _two_blobs()
+    model = get_model("region_growing")
+    mask, _ = _one(model, image, Prompt(boxes=(Box((5, 5, 2), (17, 17, 9)),)))
+    assert (mask & a).sum() > 0.8 * a.sum() and not (mask & b).any()
+    clipped, _ = _one(model, image, Prompt(boxes=(Box((5, 5, 2), (17, 10, 9)),)))
+    assert clipped.any() and not clipped[:, 11:, :].any()

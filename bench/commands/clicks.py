@@ -1,7 +1,8 @@
 """`bench clicks`: simulated interactive segmentation, DSC/NSD after every click, resumable.
 
 For every case (image `<case>_0000.nii.gz` or `<case>.nii.gz` in --images, label map `<case>.nii.gz` in
---refs) and every class present in the reference, the interactive loop runs N clicks. One row per (case,
+--refs; or the cases of a catalog-style dataset under --root, with its class map) and every class present in
+the reference, the interactive loop runs N clicks. One row per (case,
 class, click) goes to the results store (the evaluation columns plus prompt_policy, first_click, click,
 seed); the clicks themselves go to `prompts/<case>/<class>.json` with the seed that made them. The same
 seed gives every model the same first click; `--replay RUN` gives a model the stored clicks of another run
@@ -21,11 +22,11 @@ import typer
 from tqdm import tqdm
 
 from bench import store
-from bench.cases import list_cases, read_class_map
+from bench.catalog.cases import CaseSource, discover_sources
 from bench.commands.evaluate import resolve_classes
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from bench.interactive import run_clicks
-from bench.runner import scorer
+from bench.runner import folder_sources, scorer
 from bench.spaces import model_modality
 from models.base import Image, Model
 from models.registry import get_model, model_names
@@ -62,8 +63,8 @@ class ClickSettings:
         if self.n_clicks < 1:
             raise InputError(f"--n-clicks must be >= 1, got {self.n_clicks}")
 
-    def as_config(self, images: Path, refs: Path) -> dict:
-        return dict(asdict(self), command="clicks", images=str(images.resolve()), refs=str(refs.resolve()))
+    def as_config(self, sources: str) -> dict:
+        return dict(asdict(self), command="clicks", sources=sources)
 
 
 def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
@@ -131,30 +132,28 @@ def _write_prompts(out: Path, case_id: str, records: dict[str, dict]) -> None:
         store.write_json(path, record)
 
 
-def simulate_folder(images: Path, refs: Path, out: Path, settings: ClickSettings, *,
-                    progress: bool = True) -> tuple[pd.DataFrame, int, int]:
-    """Run every reference case not yet stored in `out`; returns (all rows, cases run, cases skipped)."""
-    image_files, ref_files = list_cases(images), list_cases(refs)
-    missing = sorted(set(ref_files) - set(image_files))
-    if missing:
-        raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
-    if not ref_files:
-        raise InputError(f"{refs}: no reference volumes found")
+def simulate_sources(sources: list[CaseSource], out: Path, settings: ClickSettings, *, sources_label: str,
+                     progress: bool = True) -> tuple[pd.DataFrame, int, int]:
+    """Run every case not yet stored in `out`; returns (all rows, cases run, cases skipped)."""
+    if not sources:
+        raise InputError("no cases found")
     model = get_model(settings.model)
-    store.open_run(out, settings.as_config(images, refs))
-    todo = [case for case in sorted(ref_files) if not store.is_done(out, case)]
-    for case in tqdm(todo, desc=f"clicks {settings.model}", unit="case", disable=not progress or None):
+    store.open_run(out, settings.as_config(sources_label))
+    todo = [source for source in sources if not store.is_done(out, source.case_id)]
+    for source in tqdm(todo, desc=f"clicks {settings.model}", unit="case", disable=not progress or None):
         start = time.perf_counter()
-        rows, records = simulate_case(case, image_files[case], ref_files[case], model, settings)
-        _write_prompts(out, case, records)
-        store.write_case(out, case, rows)
+        rows, records = simulate_case(source.case_id, source.image, source.label, model, settings)
+        _write_prompts(out, source.case_id, records)
+        store.write_case(out, source.case_id, rows)
         if progress:
-            tqdm.write(f"{case}: {len(records)} classes in {time.perf_counter() - start:.1f} s")
-    return store.consolidate(out), len(todo), len(ref_files) - len(todo)
+            tqdm.write(f"{source.case_id}: {len(records)} classes in {time.perf_counter() - start:.1f} s")
+    return store.consolidate(out), len(todo), len(sources) - len(todo)
 
 
-def print_click_summary(rows: pd.DataFrame, title: str) -> None:
-    summary = summarise_clicks(rows)
+def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = None) -> None:
+    """The per-class click table: DSC/NSD at 1, 3, 5, 10 clicks (those within `n_clicks`), final and AUC."""
+    at = tuple(k for k in (1, 3, 5, 10) if n_clicks is None or k <= n_clicks) or (1,)
+    summary = summarise_clicks(rows, at=at)
     typer.echo(f"\n{title}\n")
     columns = [c for c in summary.columns if c.startswith("dsc") or c.startswith("nsd")]
     typer.echo("| class | " + " | ".join(columns) + " |")
@@ -163,21 +162,12 @@ def print_click_summary(rows: pd.DataFrame, title: str) -> None:
         typer.echo(f"| {row.class_name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
-def run_clicks_demo(data_dir: Path, out_dir: Path, *, n_clicks: int = 5, progress: bool = False) -> pd.DataFrame:
-    """The click part of `bench demo`: the weightless region-growing model on the synthetic set
-    (`data_dir/images`, `data_dir/labels`, `data_dir/classes.json`); prints and returns the summary table."""
-    settings = ClickSettings(run="demo-clicks", model="region_growing", dataset="demo", modality="CT",
-                             classes=read_class_map(data_dir / "classes.json"), n_clicks=n_clicks)
-    rows, _, _ = simulate_folder(data_dir / "images", data_dir / "labels", out_dir, settings, progress=progress)
-    print_click_summary(rows, f"region_growing, {n_clicks} clicks ({settings.first_click} first, then "
-                              f"{settings.policy}): mean over {rows.case_id.nunique()} cases")
-    return summarise_clicks(rows)
-
-
 def clicks(
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
-    images: Path = typer.Option(..., help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
-    refs: Path = typer.Option(..., help="Folder of reference label maps (<case>.nii.gz)."),
+    images: Path = typer.Option(None, help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
+    refs: Path = typer.Option(None, help="Folder of reference label maps (<case>.nii.gz)."),
+    root: Path = typer.Option(None, help="Catalog-style dataset folder (nnU-Net raw, MSD; class map from the "
+                                         "catalog or its dataset.json) instead of --images/--refs."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/ and prompts/."),
     classes: Path = typer.Option(None, help="JSON class map ({'liver': 1} or {'1': 'liver'} or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen'."),
@@ -187,7 +177,8 @@ def clicks(
     n_clicks: int = typer.Option(10, help="Clicks per target."),
     seed: int = typer.Option(0, help="Run seed; every prompt's generator is derived from it by hashing."),
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
-    dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: reference folder name)."),
+    dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: catalog name or reference "
+                                           "folder name)."),
     modality: str = typer.Option("CT", help="Modality stored in the rows."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
     replay: Path = typer.Option(None, help="A previous `bench clicks` run folder: give its stored clicks, in "
@@ -195,17 +186,31 @@ def clicks(
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
     try:
-        class_map = dict(resolve_classes(classes, labels, refs))
+        if root is not None:
+            if images or refs or classes or labels:
+                raise InputError("--root takes its cases and class map from the dataset; drop --images/--refs/"
+                                 "--classes/--labels")
+            sources = discover_sources(root)
+            class_map = dict(sources[0].classes) if sources else {}
+            dataset = dataset or sources[0].dataset if sources else dataset
+            modality = sources[0].modality if sources else modality
+            label = f"root={root.resolve()}"
+        elif images and refs:
+            class_map = dict(resolve_classes(classes, labels, refs))
+            sources = folder_sources(images, refs, class_map, dataset=dataset or refs.name, modality=modality)
+            label = f"images={images.resolve()} refs={refs.resolve()}"
+        else:
+            raise InputError("give --images and --refs, or --root")
         unknown = sorted(set(only or ()) - set(class_map))
         if unknown:
             raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(class_map)})")
         settings = ClickSettings(
-            run=run or out.name, model=model, dataset=dataset or refs.name, modality=modality,
-            classes={k: v for k, v in class_map.items() if not only or k in only}, policy=policy,
+            run=run or out.name, model=model, dataset=dataset or (refs.name if refs else root.name),
+            modality=modality, classes={k: v for k, v in class_map.items() if not only or k in only}, policy=policy,
             first_click=first_click, n_clicks=n_clicks, seed=seed, tolerance_mm=tolerance,
             replay=str(replay.resolve()) if replay else None,
         )
-        rows, done, skipped = simulate_folder(images, refs, out, settings)
+        rows, done, skipped = simulate_sources(sources, out, settings, sources_label=label)
     except (InputError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

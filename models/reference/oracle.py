@@ -35,11 +35,12 @@ def degrade(reference: np.ndarray, *, erosion: int, dilation: int, shift: int,
 
 
 class PerturbationOracle(Model):
-    """Degraded reference, repaired within `repair_mm` of every click (all clicks so far)."""
+    """Degraded reference, repaired within `repair_mm` of every click (all clicks so far). It accepts text and
+    boxes too (and ignores them), so every protocol can be run end to end without weights."""
 
     name = "oracle"
     version = "1"
-    capabilities = Capabilities(ndims=frozenset({2, 3}), prompts=frozenset({"points", "reference"}),
+    capabilities = Capabilities(ndims=frozenset({2, 3}), prompts=frozenset({"points", "boxes", "text", "reference"}),
                                 accumulates_clicks=True)
 
     def __init__(self, *, erosion: int = 0, dilation: int = 0, shift: int = 2, repair_mm: float = 10.0,

@@ -1,0 +1,130 @@
+"""`bench run`: a model over a dataset under a protocol: predictions on the native grid, scored rows, resumable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from bench.catalog.cases import discover_sources
+from bench.commands.clicks import print_click_summary
+from bench.commands.evaluate import print_summary, resolve_classes
+from bench.io import InputError
+from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
+from bench.runner import RunSpec, folder_sources, model_for, run_cases
+from models.checkpoints import CheckpointError
+from models.registry import model_names
+from protocols.interactive import max_over_clicks
+from protocols.protocol import ProtocolError, with_overrides
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def parse_model_args(items: list[str] | None) -> dict:
+    """`key=value` pairs; values read as YAML scalars (numbers, true/false), else strings."""
+    import yaml
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--model-args {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def resolve_device(device: str, declared: frozenset[str]) -> str:
+    """`auto`: CUDA when torch sees a GPU and the model declares it, else CPU."""
+    if device not in DEVICES:
+        raise InputError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
+    if device != "auto":
+        return device
+    if "cuda" in declared:
+        try:
+            import torch
+        except ImportError:
+            return "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def _progress(started: float):
+    """One line per case with its time and the estimated time left (stderr for a TTY, stdout otherwise)."""
+    def report(number: int, total: int, result) -> None:
+        elapsed = time.perf_counter() - started
+        left = elapsed / number * (total - number)
+        typer.echo(f"[{number}/{total}] {result.case_id}: {len(result.prompts)} classes in {result.seconds:.1f} s, "
+                   f"ETA {left:.0f} s", err=sys.stdout.isatty())
+    return report
+
+
+def run(
+    model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
+    out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/, prompts/, predictions/."),
+    dataset: str = typer.Option(None, help="Dataset name (catalog name, stored in the rows)."),
+    root: Path = typer.Option(None, help="Dataset folder (nnU-Net raw, MSD task or with a manifest)."),
+    split: str = typer.Option("test", help="Split of a catalog dataset: test or train."),
+    manifest: Path = typer.Option(None, help="Case manifest (YAML/JSON, or SAT-DS .jsonl) under --root."),
+    images: Path = typer.Option(None, help="Ad-hoc folder of images (instead of --root)."),
+    refs: Path = typer.Option(None, help="Ad-hoc folder of reference label maps (with --images)."),
+    classes: Path = typer.Option(None, help="Class map for --refs (JSON or dataset.json)."),
+    labels: str = typer.Option(None, help="Inline class map for --refs, e.g. '1=liver,2=spleen'."),
+    modality: str = typer.Option("CT", help="Modality of --images cases."),
+    protocol: str = typer.Option(DEFAULT_PRESET, help=f"Protocol preset ({', '.join(preset_names())}) or YAML."),
+    n_clicks: int = typer.Option(None, help="Override the protocol's number of clicks."),
+    seed: int = typer.Option(None, help="Override the protocol's seed."),
+    only: list[str] = typer.Option(None, "--class", help="Only this class (repeatable)."),
+    model_args: list[str] = typer.Option(None, "--model-args", help="Model option key=value (repeatable)."),
+    checkpoint: Path = typer.Option(None, help="Official checkpoint file (or folder) to load."),
+    trust_checkpoint: bool = typer.Option(False, help="Unpickle everything in the checkpoint (only for files "
+                                                      "you trust: arbitrary code can run)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    run_name: str = typer.Option(None, "--run", help="Run name stored in the rows (default: output folder name)."),
+) -> None:
+    """Run a model on every case: its own preprocessing, the protocol's prompts, predictions mapped back to the
+    native grid and written as NIfTI, DSC/NSD scored into the results store; re-running resumes."""
+    try:
+        preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
+        if images or refs:
+            if not (images and refs) or root:
+                raise InputError("give --images and --refs together, or --root (not both)")
+            sources = folder_sources(images, refs, resolve_classes(classes, labels, refs),
+                                     dataset=dataset or refs.name, modality=modality)
+            label = f"images={images.resolve()} refs={refs.resolve()}"
+        elif root:
+            sources = discover_sources(root, manifest)
+            if dataset:
+                sources = [replace(source, dataset=dataset) for source in sources]
+            label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
+        else:
+            raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
+        if only:
+            known = set().union(*(source.classes for source in sources))
+            unknown = sorted(set(only) - known)
+            if unknown:
+                raise InputError(f"--class {', '.join(unknown)}: not a class of these cases ({', '.join(sorted(known))})")
+        spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=parse_model_args(model_args),
+                       checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
+                       classes=tuple(only) if only else None)
+        spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
+        rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
+                                        on_case=_progress(time.perf_counter()))
+    except (InputError, ProtocolError, CheckpointError, ValueError) as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"ran {done} case(s), {skipped} already stored in {out} (protocol {preset.name}, device {spec.device})")
+    clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
+    if not clicks.empty:
+        print_click_summary(clicks, f"{model} under {preset.name}: mean over cases of DSC/NSD after k clicks",
+                            n_clicks=preset.prompts.n_clicks)
+        if "max_over_clicks" in preset.scoring.report:
+            table = max_over_clicks(clicks)
+            typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
+            typer.echo(table.to_string(index=False))
+    else:
+        print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
+                            f"{preset.scoring.tolerance_mm:g} mm)")
