@@ -175,6 +175,8 @@ def _schedule(protocol: Protocol) -> str:
 
 def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -> tuple[list, dict, dict]:
     protocol = spec.protocol
+    if protocol.space.grid == "crop":
+        raise InputError(f"protocol {protocol.name!r}: a crop space is implemented for click protocols only")
     oracle = "reference" in model.capabilities.prompts
     satds = protocol.space.grid == "satds" or model.capabilities.input_grid == "satds"
     space = satds_space(volume, source.modality, native.masks) if satds else native
@@ -191,9 +193,8 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
         name = target.name
         pred, ref, spacing = ((masks[name], space.masks[name], space.image.spacing) if in_space
                               else (native_masks[name], native.masks[name], native.image.spacing))
-        if protocol.scoring.grid == "space" and not in_space and protocol.space.grid == "satds":
-            raise InputError("internal: satds scoring needs the satds space")
         dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol)(pred)
+        spacing = (1.0,) * ref.ndim if protocol.scoring.distances == "voxels" else spacing
         rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels, seconds,
                          prompt_policy="+".join(sorted(kinds)), first_click=None, click=None))
     records = {t.name: {"case_id": source.case_id, "class_name": t.name, "text": t.prompt.text,
@@ -222,14 +223,14 @@ def _interactive_case(source, spec, model, native: SpaceCase, volume, names, rep
         if not reference.any():
             continue
         in_space = protocol.scoring.grid == "space"
+        voxels = protocol.scoring.distances == "voxels"
         if in_space:
             score = _score_fn(reference, space.image.spacing, protocol)
-            spacing = space.image.spacing
+            spacing = (1.0,) * reference.ndim if voxels else space.image.spacing
         else:
             native_score = _score_fn(native.masks[name], native.image.spacing, protocol)
             score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
-            spacing = native.image.spacing
-        voxels = protocol.scoring.distances == "voxels"
+            spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
         steps = run_clicks(
             model=model, image=space.image, reference=reference, score=score, n_clicks=prompts.n_clicks,
             policy_for=prompts.policy, name=name, feed=prompts.feed, per_slice_axis=prompts.per_slice_axis,
