@@ -249,3 +249,18 @@ def test_run_cases_writes_native_niftis_and_resumes(dataset, tmp_path):
     config = json.loads((out / "run.json").read_text())
     assert config["model_provenance"]["name"] == "oracle" and config["protocol"]["name"] == "harness"
     assert run_cases([source], out, spec, sources_label="hand")[1:] == (0, 1)
+
+
+def test_run_case_is_a_picklable_task_with_the_same_result_in_another_process(dataset):
+    """The unit of work a process pool or Dask runs: arguments and result pickle, the numbers do not change."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    (source,) = discover_sources(dataset)
+    spec = RunSpec(run="p", model="oracle", protocol=with_overrides(load_protocol("sam-med3d-paper"), n_clicks=2))
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    local = run_case(source, spec)
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        remote = pool.submit(run_case, source, spec).result()
+    columns = ["class_name", "click", "dsc", "nsd", "pred_voxels"]
+    assert remote.rows[columns].equals(local.rows[columns])
