@@ -94,7 +94,8 @@ def given_kinds(model: Model, protocol: Protocol) -> set[str]:
     kinds = set(protocol.prompts.kinds) & model.capabilities.prompts
     if not kinds and "reference" not in model.capabilities.prompts:
         raise InputError(f"model {model.name!r} takes none of protocol {protocol.name!r}'s prompts "
-                         f"({', '.join(protocol.prompts.kinds)}); it takes {', '.join(sorted(model.capabilities.prompts))}")
+                         f"({', '.join(protocol.prompts.kinds)}); it takes "
+                         f"{', '.join(sorted(model.capabilities.prompts))}")
     return kinds
 
 
@@ -293,7 +294,8 @@ def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequenc
     if missing:
         raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
     values = {name: (int(v),) if np.isscalar(v) else tuple(int(x) for x in v) for name, v in classes.items()}
-    return [CaseSource(case, image_files[case], ref_files[case], modality, values, dataset) for case in sorted(ref_files)]
+    return [CaseSource(case, image_files[case], ref_files[case], modality, values, dataset)
+            for case in sorted(ref_files)]
 
 
 def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,

@@ -116,11 +116,13 @@ def _section(preset: str, data: Mapping, name: str, known: set[str]) -> Mapping:
 
 
 def _floats(value) -> tuple[float, ...] | None:
-    return None if value is None else tuple(float(v) for v in (value if isinstance(value, list | tuple) else [value] * 3))
+    values = value if isinstance(value, list | tuple) else [value] * 3
+    return None if value is None else tuple(float(v) for v in values)
 
 
 def _ints(value) -> tuple[int, ...] | None:
-    return None if value is None else tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value] * 3))
+    values = value if isinstance(value, list | tuple) else [value] * 3
+    return None if value is None else tuple(int(v) for v in values)
 
 
 def parse_protocol(data: Mapping) -> Protocol:

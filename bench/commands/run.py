@@ -106,7 +106,8 @@ def run(
             known = set().union(*(source.classes for source in sources))
             unknown = sorted(set(only) - known)
             if unknown:
-                raise InputError(f"--class {', '.join(unknown)}: not a class of these cases ({', '.join(sorted(known))})")
+                raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
+                                 f"({', '.join(sorted(known))})")
         spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=parse_model_args(model_args),
                        checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
                        classes=tuple(only) if only else None)

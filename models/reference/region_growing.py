@@ -4,7 +4,8 @@ From the positive clicks it learns an intensity window (the median of the image 
 `window` robust standard deviations), keeps the connected parts of that window which contain a positive
 click and lie within `reach_mm` of one, and hands every voxel nearer to a negative click than to any
 positive click to the background. Positive clicks add seeds and extend the reach; negative clicks cut
-leaks. A box adds its centre voxel as a positive seed and confines the result to the boxes. No weights, deterministic, tens of milliseconds per call on an abdominal CT: a meaningful floor for
+leaks. A box adds its centre voxel as a positive seed and confines the result to the boxes. No weights,
+deterministic, tens of milliseconds per call on an abdominal CT: a meaningful floor for
 the interactive loop, not a competitor.
 """
 
