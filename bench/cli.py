@@ -1,28 +1,91 @@
-"""The `bench` command line: one typer app; each command lives in its own module under `bench/commands/`."""
+"""The `bench` command line: one typer app; each command lives in its own module under `bench/commands/`.
+
+Commands are imported only when invoked (`LazyGroup`), so `bench --help` and `bench --version` start without
+loading numpy, pandas, scipy or torch. `COMMANDS` holds each command's module and its one-line summary for the
+help listing (a test checks the summaries against the commands' docstrings).
+"""
 
 from __future__ import annotations
 
-import typer
+from importlib import import_module
 
-from bench.commands import clicks, compare, demo, evaluate, leaderboard, report, run, tables
-from bench.commands.datasets import datasets_app
-from bench.commands.models import models_app
+import click
+import typer
+from typer.core import TyperGroup
+
+# name -> ("module:attribute", summary); the attribute is a command function or a typer sub-app.
+COMMANDS = {
+    "evaluate": ("bench.commands.evaluate:evaluate",
+                 "Score predictions against references: per-case, per-class DSC and NSD, resumable."),
+    "demo": ("bench.commands.demo:demo", "Run everything on a synthetic CT set: score two pretend models, run the "
+             "two weightless interactive models with `bench run` (harness protocol, 10 clicks), print tables and a "
+             "leaderboard, write the HTML report."),
+    "tables": ("bench.commands.tables:tables",
+               "Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked."),
+    "leaderboard": ("bench.commands.leaderboard:leaderboard_command",
+                    "Rank runs next to published entries; each compared with the baseline only on what both cover."),
+    "compare": ("bench.commands.compare:compare",
+                "Paired Wilcoxon signed-rank test of DSC and NSD between two runs on the pairs both scored."),
+    "report": ("bench.commands.report:report", "Write the HTML report; open OUT/index.html in a browser."),
+    "clicks": ("bench.commands.clicks:clicks",
+               "Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."),
+    "run": ("bench.commands.run:run", "Run a model on every case: its own preprocessing, the protocol's prompts, "
+            "predictions mapped back to the native grid and written as NIfTI, DSC/NSD scored into the results "
+            "store; re-running resumes."),
+    "datasets": ("bench.commands.datasets:datasets_app",
+                 "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
+    "models": ("bench.commands.models:models_app", "Models: list them, show what one needs, verify a checkpoint."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The click command of one entry of COMMANDS (importing its module now)."""
+    module, attribute = COMMANDS[name][0].split(":")
+    target = getattr(import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(pretty_exceptions_enable=False)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """A typer group whose subcommands are imported on first use; the listing uses the summaries in COMMANDS."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return load_command(name) if name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-app.command("evaluate")(evaluate.evaluate)
-app.command("demo")(demo.demo)
-app.command("tables")(tables.tables)
-app.command("leaderboard")(leaderboard.leaderboard_command)
-app.command("compare")(compare.compare)
-app.command("report")(report.report)
-app.command("clicks")(clicks.clicks)
-app.command("run")(run.run)
-app.add_typer(datasets_app, name="datasets")
-app.add_typer(models_app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from bench.provenance import git_commit, harness_version
+
+        commit = git_commit()
+        typer.echo(f"medseg-bench {harness_version()}" + (f" (commit {commit})" if commit else ""))
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the harness version and exit.")) -> None:
+    """Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD)."""
+
 
 if __name__ == "__main__":
     app()

@@ -1,13 +1,15 @@
-"""Scoring folders of predictions against folders of references: reading, checking, scoring, storing.
+"""Scoring folders of predictions against references: reading, checking, scoring, storing.
 
-This is the side-effect edge around `protocols.case.evaluate_case`: it reads each case, checks that
-prediction and reference share one geometry, scores it, and stores the rows of the case atomically. Cases run
-in a local process pool; a failing case stores nothing and is reported at the end.
+This is the side-effect edge around `protocols.case.evaluate_case`: it reads each case, checks that prediction and
+reference share one geometry, scores it on the chosen grid, and stores the rows of the case atomically with the
+fingerprints of its files. Cases run in a local process pool; a failing case stores nothing and is reported at the
+end. A resumed run re-scores cases whose files changed and drops cases whose prediction is gone.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +19,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from bench import store
-from bench.cases import CasePair, match_cases
+from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
-from protocols.case import ClassMap, evaluate_case
+from bench.matching import CasePair, match_cases
+from bench.provenance import provenance
+from protocols.case import ClassMap, SegmentationIndex, evaluate_case
+
+GRIDS = ("native", "satds")
 
 
 @dataclass(frozen=True)
@@ -33,12 +39,17 @@ class RunSettings:
     classes: ClassMap
     tolerance_mm: float = 1.0
     empty_policy: str = "sat"
+    grid: str = "native"
+    orientation: str = "RAS"
 
     def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
         return {
-            "run": self.run, "model": self.model, "dataset": self.dataset, "modality": self.modality,
-            "classes": dict(self.classes), "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy,
-            "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
+            "command": "evaluate", "run": self.run, "model": self.model, "dataset": self.dataset,
+            "modality": self.modality, "classes": {k: list(v) if not np.isscalar(v) else v
+                                                   for k, v in self.classes.items()},
+            "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy, "grid": self.grid,
+            "orientation": self.orientation, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
+            "provenance": provenance(),
         }
 
 
@@ -49,32 +60,74 @@ class RunOutcome:
     skipped: int
     unmatched_refs: list[str]
     errors: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    unscored: dict[str, int] = field(default_factory=dict)
 
 
-def _read_side(path: Path, classes: ClassMap) -> tuple[np.ndarray | dict[str, np.ndarray], list[Volume]]:
-    """A label map file, or a folder of per-class binary masks named `<class>.<suffix>`."""
-    if volume_suffix(path):
-        volume = read_label_map(path)
-        return volume.array, [volume]
+def _mask_files(folder: Path) -> dict[str, list[Path]]:
+    files: dict[str, list[Path]] = {}
+    for file in sorted(folder.iterdir()):
+        suffix = volume_suffix(file)
+        if suffix and file.is_file():
+            files.setdefault(file.name[: -len(suffix)], []).append(file)
+    return files
+
+
+def _read_mask_folder(folder: Path, classes: ClassMap) -> tuple[dict[str, np.ndarray], list[Volume], list[str]]:
+    """Per-class masks `<class>.<suffix>` for the requested classes; a union class with no file of its own is
+    built from the single-label classes that make it up. Returns masks, volumes, and unrequested file names."""
+    files = _mask_files(folder)
+    for name, found in files.items():
+        if len(found) > 1:
+            raise InputError(f"{folder}: class {name!r} has several mask files ({', '.join(f.name for f in found)})")
+    single = {tuple(np.atleast_1d(v).tolist()): name for name, v in classes.items() if np.size(v) == 1}
     masks, volumes = {}, []
-    for name in classes:
-        files = [f for f in path.iterdir() if volume_suffix(f) and f.name[: -len(volume_suffix(f))] == name]
-        if not files:
-            raise InputError(f"{path}: no mask file for class {name!r} (expected {name}.nii.gz)")
-        volume = read_binary_mask(files[0])
-        masks[name] = volume.array
-        volumes.append(volume)
-    return masks, volumes
+    for name, value in classes.items():
+        if name in files:
+            volume = read_binary_mask(files[name][0])
+            masks[name], volumes = volume.array, volumes + [volume]
+    for name, value in classes.items():
+        if name in masks:
+            continue
+        parts = [single.get((int(v),)) for v in np.atleast_1d(value)]
+        if np.size(value) < 2 or any(p is None or p not in masks for p in parts):
+            raise InputError(f"{folder}: no mask file for class {name!r} (expected {name}.nii.gz)")
+        masks[name] = np.logical_or.reduce([masks[p] for p in parts])
+    unrequested = sorted(f[0].name for name, f in files.items() if name not in classes)
+    return masks, volumes, unrequested
 
 
-def score_case(pair: CasePair, settings: RunSettings) -> pd.DataFrame:
-    """Rows (one per class) for one case; raises InputError naming the files on any problem."""
+def _read_side(path: Path, classes: ClassMap) -> tuple[SegmentationIndex, list[Volume], list[str]]:
+    """A label map file, or a folder of per-class binary masks; with the values or files no class claims."""
+    if volume_suffix(path) and path.is_file():
+        volume = read_label_map(path)
+        index = SegmentationIndex(volume.array)
+        return index, [volume], [str(v) for v in index.unclaimed_labels(classes)]
+    masks, volumes, unrequested = _read_mask_folder(path, classes)
+    return SegmentationIndex(masks), volumes, unrequested
+
+
+def _on_grid(pred: SegmentationIndex, ref: SegmentationIndex, volume: Volume, settings: RunSettings):
+    """Both sides and the spacing on the scoring grid: native as read, or SAT-DS's resampled grid."""
+    if settings.grid == "native":
+        return pred, ref, volume.spacing
+    from bench.scoring_grid import to_scoring_grid  # resampling code is needed only for this grid
+
+    p, r, spacing = to_scoring_grid(pred.segmentation, ref.segmentation, volume.affine, volume.array.shape,
+                                    settings.grid, settings.orientation)
+    return SegmentationIndex(p), SegmentationIndex(r), spacing
+
+
+def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dict]:
+    """Rows (one per class) for one case, and its metadata (file fingerprints, what was not scored); raises
+    InputError naming the files on any problem."""
     start = time.perf_counter()
-    ref, ref_volumes = _read_side(pair.ref, settings.classes)
-    pred, pred_volumes = _read_side(pair.pred, settings.classes)
+    meta = {"pred": fingerprint(pair.pred), "ref": fingerprint(pair.ref)}
+    ref, ref_volumes, ref_unscored = _read_side(pair.ref, settings.classes)
+    pred, pred_volumes, pred_unscored = _read_side(pair.pred, settings.classes)
     for volume in ref_volumes[1:] + pred_volumes:
         check_same_geometry(ref_volumes[0], volume)
-    spacing = ref_volumes[0].spacing
+    pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
         scores = evaluate_case(pred, ref, spacing, settings.classes, settings.tolerance_mm, settings.empty_policy)
     except ValueError as error:
@@ -82,25 +135,45 @@ def score_case(pair: CasePair, settings: RunSettings) -> pd.DataFrame:
     seconds = time.perf_counter() - start
     rows = pd.DataFrame([vars(score) for score in scores])
     rows.insert(0, "case_id", pair.case_id)
-    for column in ("run", "model", "dataset", "modality"):
+    for column in ("run", "model", "dataset", "modality", "grid"):
         rows[column] = getattr(settings, column)
     rows["tolerance_mm"] = settings.tolerance_mm
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
-    return rows[store.METRIC_COLUMNS]
+    meta["unscored"] = {"pred": pred_unscored, "ref": ref_unscored}
+    return rows[store.METRIC_COLUMNS], meta
 
 
 def _score_and_store(pair: CasePair, settings: RunSettings, out_dir: Path) -> None:
-    store.write_case(out_dir, pair.case_id, score_case(pair, settings))
+    rows, meta = score_case(pair, settings)
+    store.write_case(out_dir, pair.case_id, rows, meta)
 
 
-def evaluate_folders(
-    pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, workers: int = 1, progress: bool = True
-) -> RunOutcome:
-    """Score every predicted case not yet stored in `out_dir`; write metrics.parquet if no case failed."""
-    pairs, unmatched = match_cases(pred_dir, ref_dir)
-    store.open_run(out_dir, settings.as_config(pred_dir, ref_dir))
-    todo = [pair for pair in pairs if not store.is_done(out_dir, pair.case_id)]
+def _is_current(pair: CasePair, meta: dict | None) -> bool:
+    return (meta is not None and "pred" in meta and "ref" in meta
+            and unchanged(pair.pred, meta["pred"]) and unchanged(pair.ref, meta["ref"]))
+
+
+def _unscored_summary(stored: dict[str, dict]) -> dict[str, int]:
+    """'pred label 3' / 'ref mask bladder.nii.gz' -> number of cases where it was present but not scored."""
+    counts: Counter[str] = Counter()
+    for meta in stored.values():
+        for side, names in meta.get("unscored", {}).items():
+            counts.update(f"{side} {'mask' if not name.isdigit() else 'label'} {name}" for name in names)
+    return dict(sorted(counts.items()))
+
+
+def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, settings: RunSettings,
+                   config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True) -> RunOutcome:
+    """Score every pair whose rows are not stored with unchanged inputs; drop stored cases no longer predicted;
+    write metrics.parquet if no case failed."""
+    store.open_run(out_dir, config, overwrite=overwrite)
+    stored = store.stored_cases(out_dir)
+    wanted = {pair.case_id for pair in pairs}
+    dropped = sorted(set(stored) - wanted)
+    for case_id in dropped:
+        store.drop_case(out_dir, case_id)
+    todo = [pair for pair in pairs if not _is_current(pair, stored.get(pair.case_id))]
     errors: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"scoring {settings.model}", unit="case", disable=not progress or None)
     if workers > 1 and len(todo) > 1:
@@ -121,8 +194,20 @@ def evaluate_folders(
                 errors[pair.case_id] = str(error)
             bar.update()
     bar.close()
+    for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind
+        store.drop_case(out_dir, case_id)
+    unscored = _unscored_summary(store.stored_cases(out_dir))
+    store.update_config(out_dir, unscored_labels=unscored)
     table = None if errors else store.consolidate(out_dir)
-    return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors)
+    return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors, dropped, unscored)
+
+
+def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, *, workers: int = 1,
+                     overwrite: bool = False, progress: bool = True) -> RunOutcome:
+    """`evaluate_pairs` for a prediction folder against a reference folder (cases matched by file name)."""
+    pairs, unmatched = match_cases(pred_dir, ref_dir)
+    return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir),
+                          workers=workers, overwrite=overwrite, progress=progress)
 
 
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:

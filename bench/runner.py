@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench import store
-from bench.cases import list_cases
-from bench.catalog.cases import CaseSource, load_case
+from bench.catalog import CatalogError, load_catalog
+from bench.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case
 from bench.interactive import run_clicks
+from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, write_volume
+from bench.matching import case_id_for, list_cases
+from bench.provenance import provenance
 from bench.spaces import SpaceCase, crop_space, native_space, resample, satds_space
+from bench.targets import folder_target, user_classes
 from models.base import Model, Target
 from models.registry import get_model
 from protocols.case import evaluate_case
@@ -272,7 +276,7 @@ def run_case(source: CaseSource, spec: RunSpec,
     return CaseResult(source.case_id, table, records, masks, case.affine, time.perf_counter() - start)
 
 
-def store_case(out: Path, result: CaseResult, write_masks: bool = True) -> None:
+def store_case(out: Path, result: CaseResult, meta: dict | None = None, write_masks: bool = True) -> None:
     """Prompts, masks (`predictions/<case>/<class>.nii.gz`, the reference's affine), then the rows (last, so a
     stored case is complete)."""
     folder = store.case_file_name(result.case_id).removesuffix(".parquet")
@@ -281,15 +285,17 @@ def store_case(out: Path, result: CaseResult, write_masks: bool = True) -> None:
     if write_masks:
         for name, mask in result.masks.items():
             write_volume(out / PREDICTIONS_DIR / result.case_id / f"{name}.nii.gz", mask, result.affine)
-    store.write_case(out, result.case_id, result.rows)
+    store.write_case(out, result.case_id, result.rows, meta)
 
 
 def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequence[int]], *,
                    dataset: str | None, modality: str) -> list[CaseSource]:
-    """Cases of ad-hoc folders: `<case>_0000.nii.gz` or `<case>.nii.gz` in `images`, `<case>.nii.gz` in `refs`."""
-    image_files, ref_files = list_cases(images), list_cases(refs)
+    """Cases of ad-hoc folders: an image per reference in `images` (`<case>_0000.nii.gz` or `<case>.nii.gz`,
+    matched to reference names as `bench evaluate` matches predictions), label maps in `refs`."""
+    ref_files = list_cases(refs)
     if not ref_files:
         raise InputError(f"{refs}: no reference volumes found")
+    image_files = {case_id_for(name, ref_files): path for name, path in list_cases(images).items()}
     missing = sorted(set(ref_files) - set(image_files))
     if missing:
         raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
@@ -298,19 +304,60 @@ def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequenc
             for case in sorted(ref_files)]
 
 
+def resolve_sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
+                    manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
+                    classes: Path | None = None, labels: str | None = None,
+                    modality: str | None = None) -> tuple[list[CaseSource], str]:
+    """The cases of `bench run`/`bench clicks` and a label for run.json: a catalog dataset (`--dataset NAME --root
+    DIR`: SAT's split, catalog classes and modality), a catalog-style folder of another dataset (`--root DIR`:
+    its dataset.json or manifest), or ad-hoc folders (`--images DIR --refs DIR`, classes as `bench evaluate`
+    takes them)."""
+    if images is not None or refs is not None:
+        if images is None or refs is None or root is not None:
+            raise InputError("give --images and --refs together, or --root (not both)")
+        target = folder_target(refs, dataset or refs.name, modality, user_classes(classes, labels))
+        sources = folder_sources(images, refs, target.classes, dataset=target.dataset, modality=target.modality)
+        return sources, f"images={images.resolve()} refs={refs.resolve()}"
+    if root is None:
+        raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
+    if classes is not None or labels is not None:
+        raise InputError("--root takes its cases and class map from the dataset; drop --classes/--labels")
+    label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
+    try:
+        info = load_catalog().dataset(dataset) if dataset else None
+    except CatalogError:
+        info = None
+    if info is not None:
+        return dataset_sources(info.name, root, split, manifest), label
+    sources = discover_sources(root, manifest)
+    if dataset:
+        sources = [replace(source, dataset=dataset) for source in sources]
+    return sources, label
+
+
+def _is_current(source: CaseSource, meta: dict | None) -> bool:
+    return (meta is not None and "image" in meta and "label" in meta
+            and unchanged(source.image, meta["image"]) and unchanged(source.label, meta["label"]))
+
+
 def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,
-              on_case: Callable[[int, int, CaseResult], None] | None = None,
-              write_masks: bool = True) -> tuple[pd.DataFrame, int, int]:
-    """Run every case not yet stored in `out`; returns (all rows, cases run, cases skipped). `on_case(number,
-    total, result)` is called after each stored case (progress)."""
+              on_case: Callable[[int, int, CaseResult], None] | None = None, write_masks: bool = True,
+              overwrite: bool = False) -> tuple[pd.DataFrame, int, int]:
+    """Run every case not stored with unchanged inputs in `out` (the resume rules of `bench evaluate`: image
+    and label fingerprints; cases no longer listed are dropped); returns (all rows, cases run, cases kept).
+    `on_case(number, total, result)` is called after each stored case (progress)."""
     if not sources:
         raise InputError("no cases to run")
     model = model_for(spec)
-    store.open_run(out, spec.as_config(model, sources_label))
-    todo = [source for source in sources if not store.is_done(out, source.case_id)]
+    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance()}, overwrite=overwrite)
+    stored = store.stored_cases(out)
+    for case_id in sorted(set(stored) - {source.case_id for source in sources}):
+        store.drop_case(out, case_id)
+    todo = [source for source in sources if not _is_current(source, stored.get(source.case_id))]
     for number, source in enumerate(todo, 1):
         result = run_case(source, spec)
-        store_case(out, result, write_masks)
+        store_case(out, result, {"image": fingerprint(source.image), "label": fingerprint(source.label)},
+                   write_masks)
         if on_case:
             on_case(number, len(todo), result)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

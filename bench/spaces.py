@@ -20,7 +20,7 @@ import numpy as np
 from bench.io import Volume
 from bench.preprocess import SatTransform, from_sat, plan_transform, preprocess, to_sat
 from models.base import Image
-from protocols.prompts_distance import bounding_box
+from protocols.boxes import bounding_box
 from protocols.protocol import Space
 
 

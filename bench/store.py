@@ -1,9 +1,12 @@
 """The results store: tidy rows, one per (case, class[, click]), kept as Parquet.
 
-A run directory holds `run.json` (the configuration that made it), `cases/<key>.parquet` (one file per scored
-case, written atomically: a temporary file renamed into place) and `metrics.parquet` (all case files
-concatenated, rewritten atomically after every run). A run killed midway keeps every case it finished;
-running the same command again skips them, and since a case is one file it can never be stored twice.
+A run directory holds `run.json` (the settings that made it, the provenance and the run's status),
+`cases/<key>.parquet` (one file per scored case, written atomically: a temporary file renamed into place, with the
+fingerprints of the input files and any notes in the Parquet metadata) and `metrics.parquet` (all case files
+concatenated, rewritten when a run completes). The case files are the source of truth: a run killed midway keeps
+every case it finished and stays readable (`read_metrics` then reads the case files and says the run is
+incomplete); running the same command again skips the cases whose inputs are unchanged, and since a case is one
+file it can never be stored twice.
 """
 
 from __future__ import annotations
@@ -12,20 +15,27 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 METRIC_COLUMNS = [
     "run", "model", "dataset", "case_id", "modality", "class_name",
-    "dsc", "nsd", "tolerance_mm", "ref_empty", "pred_empty", "ref_voxels", "pred_voxels",
+    "dsc", "nsd", "tolerance_mm", "grid", "ref_empty", "pred_empty", "ref_voxels", "pred_voxels",
     "spacing", "seconds",
 ]
 METRICS_FILE = "metrics.parquet"
 CONFIG_FILE = "run.json"
 _CASES = "cases"
+_CASE_META = b"medseg_bench_case"
+# run.json keys that describe a run rather than set its numbers: not compared when a run is resumed.
+_UNCOMPARED = ("provenance", "status", "unscored_labels")
 
 
 class RunConfigMismatch(ValueError):
@@ -45,10 +55,17 @@ def _atomic_write(path: Path, write) -> None:
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for others to read too
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, data) -> None:
@@ -56,58 +73,103 @@ def write_json(path: Path, data) -> None:
     _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
-def open_run(out_dir: Path, config: dict) -> None:
-    """Create the run directory, or check that an existing one was made with the same configuration (compared
-    as JSON, so tuples and lists are the same)."""
+def open_run(out_dir: Path, config: dict, *, overwrite: bool = False) -> None:
+    """Create the run directory, or check that an existing one was made with the same settings (compared as JSON,
+    so tuples and lists are the same). A folder that stored no case yet takes the new settings; `overwrite`
+    drops every stored case and starts again."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / CONFIG_FILE
     normalised = json.loads(json.dumps(config, sort_keys=True))
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        if previous != normalised:
-            changed = sorted(k for k in set(previous) | set(normalised) if previous.get(k) != normalised.get(k))
+    if overwrite:
+        shutil.rmtree(out_dir / _CASES, ignore_errors=True)
+        (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    elif config_path.exists() and stored_case_files(out_dir):
+        previous = {k: v for k, v in read_config(out_dir).items() if k not in _UNCOMPARED}
+        current = {k: v for k, v in normalised.items() if k not in _UNCOMPARED}
+        if previous != current:
+            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
             raise RunConfigMismatch(
                 f"{out_dir} holds a run made with different settings ({', '.join(changed)}); "
-                "use another --out directory or remove it"
+                "use another --out directory, or --overwrite to score everything again"
             )
-        return
-    write_json(config_path, normalised)
+        normalised = {**read_config(out_dir), **{k: normalised[k] for k in _UNCOMPARED if k in normalised}}
+    write_json(config_path, {**normalised, "status": "running"})
+
+
+def update_config(out_dir: Path, **values) -> None:
+    """Set run.json entries that do not change the numbers (status, unscored labels)."""
+    write_json(Path(out_dir) / CONFIG_FILE, {**read_config(out_dir), **values})
 
 
 def read_config(out_dir: Path) -> dict:
     return json.loads((Path(out_dir) / CONFIG_FILE).read_text())
 
 
+def stored_case_files(out_dir: Path) -> list[Path]:
+    return sorted((Path(out_dir) / _CASES).glob("*.parquet"))
+
+
 def is_done(out_dir: Path, case_key: str) -> bool:
     return (Path(out_dir) / _CASES / case_file_name(case_key)).exists()
 
 
-def write_case(out_dir: Path, case_key: str, rows: pd.DataFrame) -> Path:
-    """Store all rows of one case at once (atomic)."""
+def write_case(out_dir: Path, case_key: str, rows: pd.DataFrame, meta: dict | None = None) -> Path:
+    """Store all rows of one case at once (atomic), with `meta` (input fingerprints, notes) beside them."""
     path = Path(out_dir) / _CASES / case_file_name(case_key)
-    _atomic_write(path, lambda tmp: rows.to_parquet(tmp, index=False))
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    info = json.dumps({"case": case_key, **(meta or {})}, sort_keys=True).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _CASE_META: info})
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return path
+
+
+def stored_cases(out_dir: Path) -> dict[str, dict]:
+    """Case key -> the metadata stored with its rows (read from the Parquet footers only)."""
+    stored = {}
+    for file in stored_case_files(out_dir):
+        meta = json.loads((pq.read_schema(file).metadata or {}).get(_CASE_META, b"{}"))
+        stored[meta.get("case", file.name)] = meta
+    return stored
+
+
+def drop_case(out_dir: Path, case_key: str) -> None:
+    (Path(out_dir) / _CASES / case_file_name(case_key)).unlink(missing_ok=True)
 
 
 def read_cases(out_dir: Path) -> pd.DataFrame:
     """All stored case rows of a run directory, in a stable order."""
-    files = sorted((Path(out_dir) / _CASES).glob("*.parquet"))
+    files = stored_case_files(out_dir)
     if not files:
         return pd.DataFrame(columns=METRIC_COLUMNS)
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
 def consolidate(out_dir: Path) -> pd.DataFrame:
-    """Rewrite `metrics.parquet` from the case files and return it."""
+    """Rewrite `metrics.parquet` from the case files, mark the run complete, and return the rows."""
     table = read_cases(out_dir)
     _atomic_write(Path(out_dir) / METRICS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
+    if (Path(out_dir) / CONFIG_FILE).is_file():
+        update_config(out_dir, status="complete")
     return table
 
 
+def run_status(run_dir: Path) -> str:
+    """`complete`, or `incomplete` for a run under way, killed, or with failed cases."""
+    config = Path(run_dir) / CONFIG_FILE
+    complete = config.is_file() and json.loads(config.read_text()).get("status", "complete") == "complete"
+    return "complete" if complete and (Path(run_dir) / METRICS_FILE).is_file() else "incomplete"
+
+
 def read_metrics(paths: Iterable[Path]) -> pd.DataFrame:
-    """Rows of one or more runs (each a run directory or a metrics.parquet file)."""
+    """Rows of one or more runs (each a run directory or a metrics.parquet file). A run directory that is not
+    complete is read from its case files, with a note on stderr."""
     tables = []
     for path in map(Path, paths):
+        if path.is_dir() and run_status(path) == "incomplete" and stored_case_files(path):
+            print(f"note: {path} is incomplete (under way, killed or with failed cases): "
+                  f"{len(stored_case_files(path))} stored case(s) read", file=sys.stderr)
+            tables.append(read_cases(path))
+            continue
         file = path / METRICS_FILE if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(f"{path}: no {METRICS_FILE} (run `bench evaluate` first)")

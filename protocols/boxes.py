@@ -1,10 +1,35 @@
-"""Bounding boxes of all labels of a label map in one pass."""
+"""Bounding boxes: of one mask (`bounding_box`), and of every label of a label map in one pass (`label_boxes`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-Box = tuple[slice, ...]
+Crop = tuple[slice, ...]
+
+
+def _span(flags: np.ndarray) -> tuple[int, int] | None:
+    hits = np.flatnonzero(flags)
+    return (int(hits[0]), int(hits[-1]) + 1) if hits.size else None
+
+
+def bounding_box(mask: np.ndarray) -> Crop | None:
+    """Tight bounding box of the True voxels as slices, or None when the mask is empty.
+
+    Reduces the slowest-varying axis over contiguous rows, then only the occupied slab, so it costs about one
+    pass in memory order (NIfTI arrays are usually Fortran-ordered: they are handled through their transpose).
+    """
+    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
+        box = bounding_box(mask.T)
+        return None if box is None else box[::-1]
+    mask = np.ascontiguousarray(mask)
+    first = _span(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if first is None:
+        return None
+    slab = mask[first[0]:first[1]].any(axis=0)
+    spans = [first]
+    for axis in range(slab.ndim):
+        spans.append(_span(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis))))
+    return tuple(slice(start, stop) for start, stop in spans)
 
 
 def _foreground_index(flat: np.ndarray) -> np.ndarray:
@@ -24,7 +49,7 @@ def _foreground_index(flat: np.ndarray) -> np.ndarray:
     return index
 
 
-def label_boxes(label_map: np.ndarray) -> list[Box | None]:
+def label_boxes(label_map: np.ndarray) -> list[Crop | None]:
     """Bounding box of every label value 1..max (None where absent), like `scipy.ndimage.find_objects`.
 
     One scan finds the foreground voxels; their coordinates are then histogrammed per (label, index) along

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from protocols.boxes import label_boxes
+from protocols.boxes import bounding_box
 from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
 
 EMPTY_POLICIES = ("sat", "nan")
@@ -26,16 +26,26 @@ EMPTY_POLICIES = ("sat", "nan")
 _MAX_SHIFTS = 64
 
 
-def _check_pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> None:
+def check_spacing(spacing: Sequence[float], ndim: int) -> None:
+    """Spacing must give one finite, positive length (mm) per axis."""
+    values = np.asarray(spacing, float)
+    if values.shape != (ndim,) or not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"spacing must be {ndim} finite positive numbers, got {[float(v) for v in values.ravel()]}")
+
+
+def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[float] | None = None) -> None:
+    """Boolean 2D/3D masks of one shape (pred may be None) and, if given, a valid spacing for them."""
     for name, mask in (("pred", pred), ("ref", ref)):
+        if mask is None:
+            continue
         if not isinstance(mask, np.ndarray) or mask.dtype != bool:
             raise ValueError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
         if mask.ndim not in (2, 3):
             raise ValueError(f"{name} must be 2D or 3D, got shape {mask.shape}")
-    if pred.shape != ref.shape:
+    if pred is not None and pred.shape != ref.shape:
         raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
-    if spacing is not None and (len(spacing) != pred.ndim or min(spacing) <= 0):
-        raise ValueError(f"spacing must be {pred.ndim} positive numbers, got {tuple(spacing)}")
+    if spacing is not None:
+        check_spacing(spacing, ref.ndim)
 
 
 def _check_policy(empty_policy: str) -> None:
@@ -55,7 +65,7 @@ def empty_score(pred_empty: bool, ref_empty: bool, empty_policy: str = "sat") ->
 
 def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
     """Dice similarity coefficient 2|P and R| / (|P| + |R|)."""
-    _check_pair(pred, ref)
+    check_masks(pred, ref)
     pred_voxels, ref_voxels = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
     fixed = empty_score(pred_voxels == 0, ref_voxels == 0, empty_policy)
     if fixed is not None:
@@ -114,11 +124,11 @@ def surface_dice(
     empty_policy: str = "sat",
 ) -> float:
     """Normalised Surface Dice at `tolerance_mm` (inclusive), with anisotropic `spacing` in mm per axis."""
-    _check_pair(pred, ref, spacing)
+    check_masks(pred, ref, spacing)
     if tolerance_mm < 0:
         raise ValueError(f"tolerance_mm must be >= 0, got {tolerance_mm}")
     fixed = empty_score(not pred.any(), not ref.any(), empty_policy)
     if fixed is not None:
         return fixed
-    (box,) = label_boxes((pred | ref).view(np.uint8))
+    box = bounding_box(pred | ref)
     return surface_overlap(pred[box], ref[box], spacing, tolerance_mm)

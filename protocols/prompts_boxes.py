@@ -10,7 +10,7 @@ import numpy as np
 from scipy.ndimage import label
 
 from protocols.prompts import Box
-from protocols.prompts_distance import bounding_box
+from protocols.boxes import bounding_box
 
 
 def _jittered(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], jitter: int,

@@ -27,19 +27,11 @@ import numpy as np
 from scipy.ndimage import label
 
 from protocols.prompts import Click
-from protocols.prompts_distance import bounding_box, distance_transform
+from protocols.boxes import bounding_box
+from protocols.metrics import check_masks
+from protocols.prompts_distance import distance_transform
 
 Spacing = Sequence[float]
-
-
-def _check(ref: np.ndarray, spacing: Spacing, pred: np.ndarray | None = None) -> None:
-    for name, mask in (("ref", ref), ("pred", pred)):
-        if mask is not None and (not isinstance(mask, np.ndarray) or mask.dtype != bool):
-            raise ValueError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
-    if pred is not None and pred.shape != ref.shape:
-        raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
-    if len(spacing) != ref.ndim or min(spacing) <= 0:
-        raise ValueError(f"spacing must be {ref.ndim} positive numbers, got {tuple(spacing)}")
 
 
 def _offset(crop: tuple[slice, ...], local: Sequence[int]) -> tuple[int, ...]:
@@ -81,14 +73,14 @@ def _centre(mask: np.ndarray, spacing: Spacing) -> tuple[int, ...]:
 
 def random_click(ref: np.ndarray, spacing: Spacing, rng: np.random.Generator) -> Click:
     """First click: a uniformly random target voxel."""
-    _check(ref, spacing)
+    check_masks(None, ref, spacing)
     crop = _require_target(ref)
     return Click(_offset(crop, _uniform(ref[crop], rng)), True)
 
 
 def center_click(ref: np.ndarray, spacing: Spacing, rng: np.random.Generator) -> Click:
     """First click: the distance maximum of the largest target component (`rng` unused: deterministic)."""
-    _check(ref, spacing)
+    check_masks(None, ref, spacing)
     crop = _require_target(ref)
     component, _ = _largest_component(ref[crop])
     return Click(_offset(crop, _centre(component, spacing)), True)
@@ -103,7 +95,7 @@ def _require_target(ref: np.ndarray) -> tuple[slice, ...]:
 
 def _errors(pred: np.ndarray, ref: np.ndarray, spacing: Spacing):
     """(crop, FN, FP) on the bounding box of the error, or None when the prediction is perfect."""
-    _check(ref, spacing, pred)
+    check_masks(pred, ref, spacing)
     crop = bounding_box(pred ^ ref)
     if crop is None:
         return None

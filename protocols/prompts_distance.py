@@ -1,4 +1,4 @@
-"""Geometry helpers for prompt policies: fast bounding boxes and an exact, spacing-aware distance transform.
+"""Geometry helper for prompt policies: an exact, spacing-aware distance transform.
 
 Click policies run once per simulated click on full-resolution volumes (AMOS: 512x512x82), so the error is
 cropped to its bounding box before any distance is computed, and the distance transform exploits that error
@@ -12,33 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-Crop = tuple[slice, ...]
-
-
-def _span(flags: np.ndarray) -> tuple[int, int] | None:
-    hits = np.flatnonzero(flags)
-    return (int(hits[0]), int(hits[-1]) + 1) if hits.size else None
-
-
-def bounding_box(mask: np.ndarray) -> Crop | None:
-    """Tight bounding box of the True voxels as slices, or None when the mask is empty.
-
-    Reduces the slowest-varying axis over contiguous rows, then only the occupied slab, so it costs about one
-    pass in memory order (NIfTI arrays are usually Fortran-ordered: they are handled through their transpose).
-    """
-    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
-        box = bounding_box(mask.T)
-        return None if box is None else box[::-1]
-    mask = np.ascontiguousarray(mask)
-    first = _span(mask.reshape(mask.shape[0], -1).any(axis=1))
-    if first is None:
-        return None
-    slab = mask[first[0]:first[1]].any(axis=0)
-    spans = [first]
-    for axis in range(slab.ndim):
-        spans.append(_span(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis))))
-    return tuple(slice(start, stop) for start, stop in spans)
 
 
 def _axis_distance(mask: np.ndarray, axis: int, step: float) -> np.ndarray:

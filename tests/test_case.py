@@ -6,7 +6,7 @@ import surface_distance
 from scipy import ndimage
 
 from protocols.boxes import label_boxes
-from protocols.case import evaluate_case
+from protocols.case import SegmentationIndex, evaluate_case
 from protocols.metrics import dice, surface_dice
 
 
@@ -84,10 +84,18 @@ def test_union_class_and_empty_policies():
     assert nan_scores["b"].dsc == 0.0
 
 
-def test_unknown_labels_and_bad_inputs_raise():
+def test_unclaimed_labels_are_named_and_not_scored():
     pred, ref = _label_maps()
-    with pytest.raises(ValueError, match=r"pred label values \[3\] are missing from the class map"):
-        evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2})
+    pred_index, ref_index = SegmentationIndex(pred), SegmentationIndex(ref)
+    assert pred_index.unclaimed_labels({"a": 1, "b": 2}) == [3]
+    assert pred_index.unclaimed_labels({"a": 1, "bc": [2, 3]}) == []
+    subset = evaluate_case(pred_index, ref_index, (1.0, 1.0, 1.0), {"a": 1, "b": 2})
+    full = evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2, "c": 3})
+    assert subset == full[:2]
+
+
+def test_bad_inputs_raise():
+    pred, ref = _label_maps()
     with pytest.raises(ValueError, match="shapes differ"):
         evaluate_case(pred[:-1], ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2, "c": 3})
     with pytest.raises(ValueError, match="integer dtype"):

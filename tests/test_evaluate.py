@@ -44,7 +44,10 @@ def _folders(root, n_cases=3, seed=0, shape=(30, 28, 10)):
 
 
 def _evaluate(root, *extra):
-    args = ["evaluate", "--pred", str(root / "pred"), "--ref", str(root / "ref"), "--out", str(root / "out"), *extra]
+    named = [] if "--dataset" in extra else ["--dataset", "d"]
+    named += [] if "--modality" in extra else ["--modality", "CT"]
+    args = ["evaluate", "--pred", str(root / "pred"), "--ref", str(root / "ref"), "--out", str(root / "out"),
+            *named, *extra]
     return CliRunner().invoke(app, args)
 
 
@@ -101,11 +104,19 @@ def test_geometry_mismatch_writes_nothing_for_that_case(tmp_path):
     assert len(list((tmp_path / "out" / "cases").glob("*.parquet"))) == 2
 
 
-def test_label_missing_from_class_map_is_an_error(tmp_path):
-    _folders(tmp_path, n_cases=1)
+def test_a_subset_of_classes_is_scored_and_the_rest_named_once(tmp_path):
+    cases = _folders(tmp_path, n_cases=2)
     result = _evaluate(tmp_path, "--labels", "1=liver,2=spleen")
-    assert result.exit_code == 1
-    assert "[3] are missing from the class map" in result.output and "case_000" in result.output
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert set(table.class_name) == {"liver", "spleen"}
+    for case_id, (pred, ref) in cases.items():
+        expected = {s.class_name: s.dsc for s in evaluate_case(pred, ref, SPACING, {"liver": 1, "spleen": 2})}
+        assert table[table.case_id == case_id].set_index("class_name").dsc.to_dict() == expected
+    assert result.output.count("not in the class map") == 1
+    assert "pred label 3 (2 cases)" in result.output and "ref label 3 (2 cases)" in result.output
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert config["unscored_labels"] == {"pred label 3": 2, "ref label 3": 2}
 
 
 def test_resume_skips_stored_cases_and_refuses_other_settings(tmp_path):
@@ -115,7 +126,7 @@ def test_resume_skips_stored_cases_and_refuses_other_settings(tmp_path):
     first = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     next((tmp_path / "out" / "cases").glob("case_001*")).unlink()
     result = _evaluate(tmp_path, *classes)
-    assert result.exit_code == 0 and "scored 1 case(s), 2 already stored" in result.output
+    assert result.exit_code == 0 and "scored 1 case(s), 2 stored with unchanged inputs" in result.output
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "out" / "metrics.parquet").drop(columns="seconds"), first.drop(columns="seconds")
     )
@@ -129,7 +140,8 @@ def test_workers_give_identical_rows(tmp_path):
     assert serial.exit_code == 0
     parallel = CliRunner().invoke(app, [
         "evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--out", str(tmp_path / "par"),
-        "--classes", str(tmp_path / "classes.json"), "--workers", "2", "--run", "out",
+        "--classes", str(tmp_path / "classes.json"), "--workers", "2", "--run", "out", "--dataset", "d",
+        "--modality", "CT",
     ])
     assert parallel.exit_code == 0, parallel.output
     columns = ["case_id", "class_name", "dsc", "nsd"]
@@ -144,7 +156,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     _folders(tmp_path, n_cases=n_cases, shape=(90, 80, 30))
     command = [
         sys.executable, "-m", "bench.cli", "evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
-        "--out", str(tmp_path / "out"), "--classes", str(tmp_path / "classes.json"),
+        "--dataset", "d", "--modality", "CT", "--out", str(tmp_path / "out"), "--classes", str(tmp_path / "classes.json"),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     cases_dir = tmp_path / "out" / "cases"
@@ -157,7 +169,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert stored_before >= 2, "the run stored no cases before the deadline"
     assert stored_before < n_cases, "the run finished before the kill: make the cases larger"
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "already stored" in result.stdout
+    assert "stored with unchanged inputs" in result.stdout
     table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     assert len(table) == n_cases * len(CLASSES)
     assert not table.duplicated(["case_id", "class_name"]).any()

@@ -249,6 +249,12 @@ def test_run_cases_writes_native_niftis_and_resumes(dataset, tmp_path):
     config = json.loads((out / "run.json").read_text())
     assert config["model_provenance"]["name"] == "oracle" and config["protocol"]["name"] == "harness"
     assert run_cases([source], out, spec, sources_label="hand")[1:] == (0, 1)
+    changed = _labels()
+    changed[LIVER] = 0  # the reference changed: the case is run again (bench evaluate's resume rule)
+    write_volume(source.label, changed, np.eye(4))
+    rows, done, skipped = run_cases([source], out, spec, sources_label="hand")
+    assert (done, skipped) == (1, 0) and set(rows.class_name) == {"spleen"}
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
 
 
 def test_run_case_is_a_picklable_task_with_the_same_result_in_another_process(dataset):

@@ -12,7 +12,8 @@ from scipy.ndimage import distance_transform_edt, find_objects
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, segvol_points
 from protocols.prompts_clicks import next_click
-from protocols.prompts_distance import bounding_box, distance_transform
+from protocols.boxes import bounding_box
+from protocols.prompts_distance import distance_transform
 from protocols.prompts_slices import slice_boxes, slice_points, target_slices
 
 masks = st.integers(2, 3).flatmap(

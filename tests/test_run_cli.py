@@ -95,4 +95,25 @@ def test_bench_clicks_takes_cases_and_classes_from_a_catalog_dataset(raw_dataset
     assert set(rows.class_name) == {"spleen"} and len(rows) == 2
     both = CliRunner().invoke(app, ["clicks", "--model", "oracle", "--root", str(raw_dataset), "--images",
                                     str(raw_dataset), "--out", str(tmp_path / "x")])
-    assert both.exit_code == 2 and "--root takes its cases" in both.output
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+@pytest.mark.slow
+def test_bench_run_on_a_catalog_dataset_by_name(shared_dir, tmp_path):
+    """`--dataset AMOS22_CT --root DIR`: SAT's test split, the catalog's classes (derived `kidney` = left + right)
+    and modality, on the real AMOS label (the image is made from it: the label is what the catalog path reads)."""
+    folder = tmp_path / "Dataset003_AMOS22CT"
+    (folder / "labelsTs").mkdir(parents=True)
+    (folder / "imagesTs").mkdir()
+    (folder / "dataset.json").write_text((shared_dir / "satds" / "nnunet" / "Dataset003_AMOS22CT" /
+                                          "dataset.json").read_text())
+    label = read_label_map(shared_dir / "data" / "amos" / "amos_0013_label.nii.gz")
+    write_volume(folder / "labelsTs" / "amos_0013.nii.gz", label.array, label.affine)
+    write_volume(folder / "imagesTs" / "amos_0013_0000.nii.gz", 40.0 * label.array.astype(np.float32), label.affine)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", "oracle", "--dataset", "AMOS22_CT", "--root", str(folder),
+                                      "--class", "kidney", "--n-clicks", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "metrics.parquet")
+    assert set(rows.class_name) == {"kidney"} and set(rows.dataset) == {"AMOS22_CT"} and set(rows.modality) == {"CT"}
+    assert rows.ref_voxels.iloc[0] == int(np.isin(label.array, (2, 3)).sum())

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from bench.catalog.catalog import Catalog, CatalogError, DatasetInfo, load_catalog
-from bench.catalog.names import class_name, nnunet_class_name
-from bench.catalog.rules import class_masks
-from bench.io import InputError, Volume, check_same_geometry, read_label_map, read_volume
+from bench.catalog.rules import class_masks, resolve_rules
+from bench.class_maps import parse_class_map
+from bench.io import InputError, Volume, check_same_geometry, read_label_map, read_volume, volume_suffix
 
 ClassValues = Mapping[str, tuple[int, ...]]
 
@@ -92,20 +92,6 @@ def _catalog_dataset(name: str | None, catalog: Catalog) -> DatasetInfo | None:
         return None
 
 
-def _plain_classes(labels: Mapping[str, int | list[int]], rename=class_name) -> dict[str, tuple[int, ...]]:
-    """Class map written by hand or in a dataset.json: name -> value(s), background (0) left out."""
-    out = {}
-    for name, value in labels.items():
-        values = tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
-        if values != (0,):
-            out[rename(name)] = values
-    return out
-
-
-def _nnunet_name(label: str) -> str:
-    return nnunet_class_name(label, {})
-
-
 def satds_record_source(record: Mapping, root: str | Path, catalog: Catalog | None = None) -> CaseSource:
     """A SAT-DS jsonl record (paths relative to root); classes and label values come from the catalog."""
     catalog = catalog or load_catalog()
@@ -138,7 +124,7 @@ def nnunet_sources(folder: str | Path, split: str = "Ts", catalog: Catalog | Non
     description = _read_mapping(folder / "dataset.json")
     ending = description.get("file_ending", ".nii.gz")
     info = next((i for i in catalog.datasets.values() if i.nnunet_name == folder.name), None)
-    classes = info.class_values if info else _plain_classes(description.get("labels", {}), _nnunet_name)
+    classes = info.class_values if info else parse_class_map(description.get("labels", {}), str(folder / "dataset.json"))
     dataset = info.name if info else None
     modality = _modality(description, dataset, catalog)
     label_dir = folder / f"labels{split}"
@@ -159,8 +145,7 @@ def msd_sources(folder: str | Path, catalog: Catalog | None = None) -> list[Case
     folder = Path(folder)
     description = _read_mapping(folder / "dataset.json")
     info = _catalog_dataset(f"MSD_{folder.name.split('_', 1)[-1]}", catalog)
-    labels = {name: int(value) for value, name in description.get("labels", {}).items()}  # MSD: {"1": "liver"}
-    classes = info.mask_values if info else _plain_classes(labels, _nnunet_name)
+    classes = info.mask_values if info else parse_class_map(description.get("labels", {}), str(folder / "dataset.json"))
     dataset = info.name if info else None
     modality = _modality(description, dataset, catalog)
     sources = []
@@ -203,7 +188,7 @@ def _manifest_classes(entry: Mapping, manifest: Mapping, catalog: Catalog):
     for level in (entry, manifest):
         info = _catalog_dataset(level.get("dataset"), catalog)
         if "classes" in level:
-            return _plain_classes(level["classes"]), info
+            return parse_class_map(level["classes"], "manifest classes"), info
         if info is not None:
             return info.class_values, info
     return None, None
@@ -227,3 +212,74 @@ def discover_sources(root: str | Path, manifest: str | Path | None = None,
     if "training" in _read_mapping(description_path):
         return msd_sources(root, catalog)
     return nnunet_sources(root, "Tr", catalog)
+
+
+SPLITS = ("test", "train", "all")
+
+
+def _split_keys(ids) -> set[str]:
+    """Case ids a split's patient ids can appear as: without volume suffix, and without nnU-Net's `_0000` channel
+    tag where the id is an image file name (FLARE22 lists `FLARE22_Tr_0020_0000.nii.gz`)."""
+    keys = set()
+    for patient_id in map(str, ids):
+        suffix = volume_suffix(Path(patient_id))
+        stem = patient_id[: -len(suffix)] if suffix else patient_id
+        keys |= {stem, stem.removesuffix("_0000")}
+    return keys
+
+
+def in_split(info: DatasetInfo, case_id: str, split: str) -> bool:
+    """Whether a case belongs to SAT's `test` or `train` split of a dataset (`all`: always)."""
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "all":
+        return True
+    return case_id in _split_keys(info.test_ids if split == "test" else info.train_ids)
+
+
+def dataset_sources(name: str, root: str | Path, split: str = "test", manifest: str | Path | None = None,
+                    catalog: Catalog | None = None) -> list[CaseSource]:
+    """The cases of a catalog dataset under `root` that belong to SAT's split, each with the catalog's classes
+    (derived classes included) and modality. An nnU-Net raw root contributes both `labelsTr` and `labelsTs`,
+    since SAT's split is not nnU-Net's."""
+    catalog = catalog or load_catalog()
+    info = catalog.dataset(name)
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: data root not found")
+    if manifest is None and (root / "dataset.json").is_file() and (root / "labelsTr").is_dir():
+        found = nnunet_sources(root, "Tr", catalog) + (nnunet_sources(root, "Ts", catalog)
+                                                       if (root / "labelsTs").is_dir() else [])
+    else:
+        found = discover_sources(root, manifest, catalog)
+    sources = [replace(s, classes=catalog_classes(info, s.classes, s.label.parent.parent / "dataset.json"),
+                       modality=info.modality, dataset=info.name)
+               for s in found if in_split(info, s.case_id, split)]
+    if not sources:
+        raise InputError(f"{root}: no case of {info.name}'s {split} split found ({len(found)} case(s) under the "
+                         f"root; SAT's {split} split lists e.g. {', '.join(_examples(info, split))})")
+    return sources
+
+
+def catalog_classes(info: DatasetInfo, classes: ClassValues, where: Path) -> ClassValues:
+    """The catalog's classes, in channel order, with the label values of this source's label maps: SAT-DS records use
+    the dataset's own mask values; a folder with its own dataset.json has its channels named there, and the derived
+    classes are rebuilt from them by the catalog's rules (kidney = left kidney + right kidney)."""
+    if classes in (info.mask_values, info.class_values):
+        return dict(classes)
+    channels = {name: values[0] for name, values in classes.items() if len(values) == 1}
+    try:
+        resolved = resolve_rules(channels, info.rules)
+    except KeyError as error:
+        raise InputError(f"{where}: cannot build {info.name}'s classes "
+                         f"({error.args[0]})") from error
+    missing = [name for name in info.classes if name not in resolved]
+    if missing:
+        raise InputError(f"{where}: no label for {info.name} class(es) "
+                         f"{', '.join(missing[:10])}")
+    return {name: resolved[name] for name in info.classes}
+
+
+def _examples(info: DatasetInfo, split: str) -> list[str]:
+    ids = info.test_ids if split == "test" else info.train_ids
+    return sorted(map(str, ids))[:3] or ["(none)"]

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+_LABEL_SETS = Path(__file__).with_name("label_sets.yaml")
+_CURATED = Path(__file__).with_name("curated.yaml")
 
 _SPINE_SEGMENTS = {"c": "cervical vertebrae", "t": "thoracic vertebrae", "l": "lumbar vertebrae",
                    "s": "sacral vertebrae"}
@@ -42,3 +49,22 @@ def nnunet_class_name(label: str, aliases: Mapping[str, str]) -> str:
     if side in ("left", "right") and rest in aliases:
         return f"{side} {aliases[rest]}"
     return aliases.get(name, _vertebra(name))
+
+
+@cache
+def _label_set_aliases() -> dict[str, str]:
+    """Original label name -> SAT-DS class name, over every well-known label set in `label_sets.yaml`."""
+    tables = yaml.safe_load(_LABEL_SETS.read_text())
+    return {label: target for table in tables.values() for label, target in table.items()}
+
+
+@cache
+def _curated_aliases() -> dict[str, str]:
+    return dict(yaml.safe_load(_CURATED.read_text()).get("aliases", {}))
+
+
+def unified_class_name(label: str) -> str:
+    """SAT-DS's name for a class name written by a user, a dataset.json or a well-known label set
+    (`kidney_left` -> `left kidney`, `vertebrae_L1` -> `lumbar vertebrae 1 (l1)`, `Liver` -> `liver`)."""
+    known = _label_set_aliases().get(label.strip())
+    return known if known is not None else nnunet_class_name(label, _curated_aliases())

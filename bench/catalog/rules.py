@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from protocols.case import class_mask
+
 Rule = tuple[str, tuple[str, ...]]
 
 
@@ -38,7 +40,7 @@ def resolve_rules(channels: Mapping[str, int], rules: Sequence[Rule]) -> dict[st
 
 def class_masks(label_map: np.ndarray, class_values: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
     """One boolean mask per class from a label map and each class's label values."""
-    return {name: np.isin(label_map, list(values)) for name, values in class_values.items()}
+    return {name: class_mask(label_map, values) for name, values in class_values.items()}
 
 
 def apply_rules(masks: Mapping[str, np.ndarray], rules: Sequence[Rule]) -> dict[str, np.ndarray]:

@@ -22,11 +22,10 @@ import typer
 from tqdm import tqdm
 
 from bench import store
-from bench.catalog.cases import CaseSource, discover_sources
-from bench.commands.evaluate import resolve_classes
+from bench.catalog.cases import CaseSource
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from bench.interactive import run_clicks
-from bench.runner import folder_sources, scorer
+from bench.runner import resolve_sources, scorer
 from bench.spaces import model_modality
 from models.base import Image, Model
 from models.registry import get_model, model_names
@@ -168,6 +167,7 @@ def clicks(
     refs: Path = typer.Option(None, help="Folder of reference label maps (<case>.nii.gz)."),
     root: Path = typer.Option(None, help="Catalog-style dataset folder (nnU-Net raw, MSD; class map from the "
                                          "catalog or its dataset.json) instead of --images/--refs."),
+    split: str = typer.Option("test", help="SAT's split of a catalog dataset (with --root): test, train or all."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/ and prompts/."),
     classes: Path = typer.Option(None, help="JSON class map ({'liver': 1} or {'1': 'liver'} or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen'."),
@@ -179,34 +179,24 @@ def clicks(
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
     dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: catalog name or reference "
                                            "folder name)."),
-    modality: str = typer.Option("CT", help="Modality stored in the rows."),
+    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's; CT "
+                                            "for --images/--refs)."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
     replay: Path = typer.Option(None, help="A previous `bench clicks` run folder: give its stored clicks, in "
                                            "order, in place of the policy (same prompts for another model)."),
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
     try:
-        if root is not None:
-            if images or refs or classes or labels:
-                raise InputError("--root takes its cases and class map from the dataset; drop --images/--refs/"
-                                 "--classes/--labels")
-            sources = discover_sources(root)
-            class_map = dict(sources[0].classes) if sources else {}
-            dataset = dataset or sources[0].dataset if sources else dataset
-            modality = sources[0].modality if sources else modality
-            label = f"root={root.resolve()}"
-        elif images and refs:
-            class_map = dict(resolve_classes(classes, labels, refs))
-            sources = folder_sources(images, refs, class_map, dataset=dataset or refs.name, modality=modality)
-            label = f"images={images.resolve()} refs={refs.resolve()}"
-        else:
-            raise InputError("give --images and --refs, or --root")
+        sources, label = resolve_sources(dataset=dataset, root=root, split=split, images=images, refs=refs,
+                                         classes=classes, labels=labels,
+                                         modality=modality or ("CT" if root is None else None))
+        class_map = dict(sources[0].classes) if sources else {}
         unknown = sorted(set(only or ()) - set(class_map))
         if unknown:
             raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(class_map)})")
         settings = ClickSettings(
-            run=run or out.name, model=model, dataset=dataset or (refs.name if refs else root.name),
-            modality=modality, classes={k: v for k, v in class_map.items() if not only or k in only}, policy=policy,
+            run=run or out.name, model=model, dataset=sources[0].dataset or dataset or "",
+            modality=sources[0].modality, classes={k: v for k, v in class_map.items() if not only or k in only}, policy=policy,
             first_click=first_click, n_clicks=n_clicks, seed=seed, tolerance_mm=tolerance,
             replay=str(replay.resolve()) if replay else None,
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bench.cases import read_class_map
+from bench.class_maps import read_class_map
 from bench.commands.clicks import print_click_summary
 from bench.commands.evaluate import print_summary
 from bench.commands.leaderboard import leaderboard_text

@@ -1,30 +1,33 @@
-"""`bench evaluate`: per-case, per-class DSC and NSD of a prediction folder against a reference folder."""
+"""`bench evaluate`: per-case, per-class DSC and NSD of a prediction folder against references."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
-from bench.cases import parse_labels, read_class_map
-from bench.evaluation import RunSettings, class_summary, evaluate_folders
+from bench.evaluation import RunSettings, class_summary, evaluate_pairs
 from bench.io import InputError
-from protocols.case import ClassMap
-from protocols.metrics import EMPTY_POLICIES
+from bench.matching import match_predictions
+from bench.store import RunConfigMismatch
+from bench.targets import resolve_target
 
 
-def resolve_classes(classes: Path | None, labels: str | None, ref_dir: Path) -> ClassMap:
-    """--classes file, else --labels text, else the nnU-Net dataset.json next to or inside the references."""
-    if classes and labels:
-        raise InputError("give either --classes or --labels, not both")
-    if classes:
-        return read_class_map(classes)
-    if labels:
-        return parse_labels(labels)
-    for candidate in (ref_dir / "dataset.json", ref_dir.parent / "dataset.json"):
-        if candidate.is_file():
-            return read_class_map(candidate)
-    raise InputError(f"no class map: pass --classes FILE.json or --labels '1=liver,...' (no dataset.json near {ref_dir})")
+class EmptyPolicy(str, Enum):
+    sat = "sat"
+    nan = "nan"
+
+
+class Grid(str, Enum):
+    native = "native"
+    satds = "satds"
+
+
+class Split(str, Enum):
+    test = "test"
+    train = "train"
+    all = "all"
 
 
 def print_summary(table, title: str) -> None:
@@ -36,41 +39,62 @@ def print_summary(table, title: str) -> None:
         typer.echo(f"| {name:<28} | {row.dsc:7.4f} | {row.nsd:7.4f} | {int(row.cases):5d} |")
 
 
+def note(text: str) -> None:
+    typer.secho(text, fg="yellow", err=True)
+
+
 def evaluate(
     pred: Path = typer.Option(..., help="Folder of predictions (label maps, or one folder of class masks per case)."),
-    ref: Path = typer.Option(..., help="Folder of reference segmentations."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json and per-case files."),
+    ref: Path = typer.Option(None, help="Folder of reference segmentations (ad hoc; or use --dataset/--root)."),
+    dataset: str = typer.Option(None, help="Catalog dataset (with --root), or the name of an ad-hoc dataset."),
+    root: Path = typer.Option(None, help="Data root of a catalog dataset (nnU-Net raw folder, MSD task, ...)."),
+    split: Split = typer.Option(Split.test, help="SAT's split of a catalog dataset."),
+    manifest: Path = typer.Option(None, help="Manifest of cases under --root (YAML/JSON, or a SAT-DS .jsonl)."),
     classes: Path = typer.Option(None, help="JSON class map ({'liver': 1} or {'1': 'liver'} or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen,2+3=kidney'."),
+    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's)."),
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
-    empty_policy: str = typer.Option("sat", help=f"Empty-mask policy: {' or '.join(EMPTY_POLICIES)}."),
+    empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
+    grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel."),
     model: str = typer.Option(None, help="Model name stored in the rows (default: prediction folder name)."),
-    dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: reference folder name)."),
-    modality: str = typer.Option("CT", help="Modality stored in the rows (CT, MRI or PET)."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
+    overwrite: bool = typer.Option(False, help="Score every case again, dropping what --out holds."),
 ) -> None:
     """Score predictions against references: per-case, per-class DSC and NSD, resumable."""
-    if empty_policy not in EMPTY_POLICIES:
-        raise typer.BadParameter(f"must be one of {EMPTY_POLICIES}", param_hint="--empty-policy")
     try:
+        target = resolve_target(ref=ref, root=root, dataset=dataset, split=split.value, manifest=manifest,
+                                classes=classes, labels=labels, modality=modality)
         settings = RunSettings(
-            run=run or out.name, model=model or pred.name, dataset=dataset or ref.name, modality=modality,
-            classes=resolve_classes(classes, labels, ref), tolerance_mm=tolerance, empty_policy=empty_policy,
+            run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
+            classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
+            orientation=target.orientation,
         )
-        outcome = evaluate_folders(pred, ref, out, settings, workers=workers)
-    except (InputError, ValueError) as error:
+        pairs, unmatched = match_predictions(pred, target.refs)
+        config = {**settings.as_config(pred, ref or root), "references": target.source}
+        if target.unmapped:
+            note(f"note: {len(target.unmapped)} class(es) have no SAT term for {target.modality} and fall outside "
+                 f"SAT's regions: {', '.join(target.unmapped[:20])}")
+        outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite)
+    except (InputError, RunConfigMismatch) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
-    typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} already stored in {out}")
+    typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} stored with unchanged inputs, in {out}")
+    if outcome.dropped:
+        note(f"dropped {len(outcome.dropped)} stored case(s) whose prediction is gone: {', '.join(outcome.dropped[:10])}")
+    if outcome.unscored:
+        note("warning: present but not in the class map, so not scored (recorded in run.json unscored_labels): "
+             + ", ".join(f"{name} ({n} case{'s' * (n > 1)})" for name, n in list(outcome.unscored.items())[:20]))
     if outcome.unmatched_refs:
-        typer.echo(f"{len(outcome.unmatched_refs)} reference(s) without prediction, not scored: "
-                   f"{', '.join(outcome.unmatched_refs[:10])}")
+        note(f"{len(outcome.unmatched_refs)} reference(s) without prediction, not scored: "
+             f"{', '.join(outcome.unmatched_refs[:10])}")
     if outcome.errors:
         for case, message in outcome.errors.items():
             typer.secho(f"error in case {case}: {message}", fg="red", err=True)
         typer.secho(f"{len(outcome.errors)} case(s) failed; nothing was written for them and metrics.parquet "
                     "was not updated. Fix them and run the same command again to resume.", fg="red", err=True)
         raise typer.Exit(1)
-    print_summary(outcome.table, f"{settings.model} on {settings.dataset}: mean over cases "
-                                 f"(NSD tolerance {tolerance:g} mm, empty policy {empty_policy})")
+    print_summary(outcome.table, f"{settings.model} on {settings.dataset} ({settings.modality}): mean over cases "
+                                 f"(NSD tolerance {tolerance:g} mm, empty policy {settings.empty_policy}, "
+                                 f"{settings.grid} grid)")

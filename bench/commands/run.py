@@ -9,12 +9,11 @@ from pathlib import Path
 
 import typer
 
-from bench.catalog.cases import discover_sources
 from bench.commands.clicks import print_click_summary
-from bench.commands.evaluate import print_summary, resolve_classes
+from bench.commands.evaluate import print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import RunSpec, folder_sources, model_for, run_cases
+from bench.runner import RunSpec, model_for, resolve_sources, run_cases
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks
@@ -67,13 +66,14 @@ def run(
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/, prompts/, predictions/."),
     dataset: str = typer.Option(None, help="Dataset name (catalog name, stored in the rows)."),
     root: Path = typer.Option(None, help="Dataset folder (nnU-Net raw, MSD task or with a manifest)."),
-    split: str = typer.Option("test", help="Split of a catalog dataset: test or train."),
+    split: str = typer.Option("test", help="SAT's split of a catalog dataset: test, train or all."),
     manifest: Path = typer.Option(None, help="Case manifest (YAML/JSON, or SAT-DS .jsonl) under --root."),
     images: Path = typer.Option(None, help="Ad-hoc folder of images (instead of --root)."),
     refs: Path = typer.Option(None, help="Ad-hoc folder of reference label maps (with --images)."),
     classes: Path = typer.Option(None, help="Class map for --refs (JSON or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map for --refs, e.g. '1=liver,2=spleen'."),
-    modality: str = typer.Option("CT", help="Modality of --images cases."),
+    modality: str = typer.Option(None, help="CT, MRI or PET for --images cases (default: the catalog's or the "
+                                            "dataset.json's)."),
     protocol: str = typer.Option(DEFAULT_PRESET, help=f"Protocol preset ({', '.join(preset_names())}) or YAML."),
     n_clicks: int = typer.Option(None, help="Override the protocol's number of clicks."),
     seed: int = typer.Option(None, help="Override the protocol's seed."),
@@ -84,24 +84,14 @@ def run(
                                                       "you trust: arbitrary code can run)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     run_name: str = typer.Option(None, "--run", help="Run name stored in the rows (default: output folder name)."),
+    overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
 ) -> None:
     """Run a model on every case: its own preprocessing, the protocol's prompts, predictions mapped back to the
     native grid and written as NIfTI, DSC/NSD scored into the results store; re-running resumes."""
     try:
         preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
-        if images or refs:
-            if not (images and refs) or root:
-                raise InputError("give --images and --refs together, or --root (not both)")
-            sources = folder_sources(images, refs, resolve_classes(classes, labels, refs),
-                                     dataset=dataset or refs.name, modality=modality)
-            label = f"images={images.resolve()} refs={refs.resolve()}"
-        elif root:
-            sources = discover_sources(root, manifest)
-            if dataset:
-                sources = [replace(source, dataset=dataset) for source in sources]
-            label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
-        else:
-            raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
+        sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
+                                         refs=refs, classes=classes, labels=labels, modality=modality)
         if only:
             known = set().union(*(source.classes for source in sources))
             unknown = sorted(set(only) - known)
@@ -113,11 +103,12 @@ def run(
                        classes=tuple(only) if only else None)
         spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
         rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
-                                        on_case=_progress(time.perf_counter()))
+                                        on_case=_progress(time.perf_counter()), overwrite=overwrite)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
-    typer.echo(f"ran {done} case(s), {skipped} already stored in {out} (protocol {preset.name}, device {spec.device})")
+    typer.echo(f"ran {done} case(s), {skipped} already stored with unchanged inputs in {out} (protocol "
+               f"{preset.name}, device {spec.device})")
     clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
     if not clicks.empty:
         print_click_summary(clicks, f"{model} under {preset.name}: mean over cases of DSC/NSD after k clicks",

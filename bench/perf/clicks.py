@@ -19,7 +19,7 @@ from scipy.ndimage import distance_transform_edt
 
 from bench.io import read_label_map
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS, first_click, next_click
-from protocols.prompts_distance import bounding_box
+from protocols.boxes import bounding_box
 
 AMOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "amos" / "amos_0013_label.nii.gz"
 SHIFT = (3, 3, 1)

@@ -1,0 +1,89 @@
+"""Matching prediction files to reference cases by case id.
+
+A case is a volume file (`case.nii.gz`, a label map) or a folder (`case/<class name>.nii.gz`, one binary mask per
+class: SAT's output layout). Case ids are the reference file names without their volume suffix, unchanged:
+`amos_0013`, `FLARE22_Tr_0031` and `segrap_0000` are three cases. Only a prediction may carry nnU-Net's channel
+suffix (`amos_0013_0000.nii.gz`), and it is stripped only when that names a reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.io import InputError, volume_suffix
+
+_CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
+
+
+@dataclass(frozen=True)
+class CasePair:
+    case_id: str
+    pred: Path
+    ref: Path
+
+
+def entry_name(path: Path) -> str:
+    """A volume file's name without its volume suffix, or a folder's name."""
+    suffix = volume_suffix(path)
+    return path.name[: -len(suffix)] if suffix and path.is_file() else path.name
+
+
+def _is_case_folder(path: Path) -> bool:
+    return path.is_dir() and any(volume_suffix(f) and f.is_file() for f in path.iterdir())
+
+
+def list_cases(folder: Path) -> dict[str, Path]:
+    """Name -> volume file or per-class mask folder, for every case in `folder` (hidden entries, other files and
+    folders holding no volume file, such as `logs/`, are not cases)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a directory")
+    cases: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not ((entry.is_file() and volume_suffix(entry)) or _is_case_folder(entry)):
+            continue
+        key = entry_name(entry)
+        if key in cases:
+            raise InputError(f"{folder}: case {key!r} appears twice ({cases[key].name} and {entry.name})")
+        cases[key] = entry
+    return cases
+
+
+def case_id_for(name: str, refs: Mapping[str, Path]) -> str | None:
+    """The reference case a prediction or image entry names: itself, or itself without a `_0000` channel tag."""
+    for candidate in (name, _CHANNEL_SUFFIX.sub("", name)):
+        if candidate in refs:
+            return candidate
+    return None
+
+
+def match_predictions(pred_dir: Path, refs: Mapping[str, Path]) -> tuple[list[CasePair], list[str]]:
+    """A pair for every prediction, and the ids of references without a prediction.
+
+    Every prediction must name a reference (nnU-Net's evaluator convention): an orphan is an error listing it.
+    """
+    preds = list_cases(pred_dir)
+    if not preds:
+        raise InputError(f"{pred_dir}: no prediction volumes or case folders found")
+    pairs: dict[str, CasePair] = {}
+    orphans = []
+    for name, path in preds.items():
+        case_id = case_id_for(name, refs)
+        if case_id is None:
+            orphans.append(path.name)
+        elif case_id in pairs:
+            raise InputError(f"{pred_dir}: case {case_id!r} is predicted twice ({pairs[case_id].pred.name} and "
+                             f"{path.name})")
+        else:
+            pairs[case_id] = CasePair(case_id, path, refs[case_id])
+    if orphans:
+        raise InputError(f"{pred_dir}: no reference for prediction(s) {', '.join(orphans[:10])}"
+                         + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else ""))
+    return [pairs[key] for key in sorted(pairs)], sorted(set(refs) - set(pairs))
+
+
+def match_cases(pred_dir: Path, ref_dir: Path) -> tuple[list[CasePair], list[str]]:
+    """`match_predictions` against the cases of a reference folder."""
+    return match_predictions(pred_dir, list_cases(ref_dir))

@@ -1,0 +1,37 @@
+"""The `bench` entry point: lazy command loading (start-up), --version, summaries that match the commands."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import COMMANDS, app, load_command
+from bench.provenance import harness_version
+
+
+def test_help_and_version_import_no_numeric_library():
+    code = ("import sys; from bench.cli import app\n"
+            "for argv in (['--help'], ['--version']):\n"
+            "    try: app(argv)\n"
+            "    except SystemExit: pass\n"
+            "heavy = [m for m in ('numpy', 'pandas', 'scipy', 'torch', 'nibabel') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in output and "evaluate" in output and f"medseg-bench {harness_version()}" in output
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_listed_summary_is_the_commands_own(name):
+    command = load_command(name)
+    if hasattr(command, "commands"):  # a group: its own help text
+        assert command.help.split("\n")[0].strip() == COMMANDS[name][1]
+    else:
+        first = " ".join(command.callback.__doc__.split("\n\n")[0].split())
+        assert first == COMMANDS[name][1]
+
+
+def test_every_command_runs_its_help():
+    for name in COMMANDS:
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
