@@ -335,7 +335,13 @@ def resolve_sources(*, dataset: str | None = None, root: Path | None = None, spl
     return sources, label
 
 
-def _is_current(source: CaseSource, meta: dict | None) -> bool:
+def input_meta(source: CaseSource) -> dict:
+    """What a stored case remembers of its inputs: the fingerprints of its image and label files."""
+    return {"image": fingerprint(source.image), "label": fingerprint(source.label)}
+
+
+def is_current(source: CaseSource, meta: dict | None) -> bool:
+    """Whether a stored case was made from the same image and label files (`bench evaluate`'s resume rule)."""
     return (meta is not None and "image" in meta and "label" in meta
             and unchanged(source.image, meta["image"]) and unchanged(source.label, meta["label"]))
 
@@ -353,11 +359,10 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     stored = store.stored_cases(out)
     for case_id in sorted(set(stored) - {source.case_id for source in sources}):
         store.drop_case(out, case_id)
-    todo = [source for source in sources if not _is_current(source, stored.get(source.case_id))]
+    todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
     for number, source in enumerate(todo, 1):
         result = run_case(source, spec)
-        store_case(out, result, {"image": fingerprint(source.image), "label": fingerprint(source.label)},
-                   write_masks)
+        store_case(out, result, input_meta(source), write_masks)
         if on_case:
             on_case(number, len(todo), result)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

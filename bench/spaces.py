@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.io import Volume
+from bench.io import InputError, Volume
 from bench.preprocess import SatTransform, from_sat, plan_transform, preprocess, to_sat
 from models.base import Image
 from protocols.boxes import bounding_box
@@ -35,8 +35,12 @@ class SpaceCase:
 
 def model_modality(modality: str) -> str:
     """A catalog or dataset.json modality ("CT", "MR", "mri_t2", "PET") as an `Image` modality."""
-    upper = modality.upper()
-    return "MRI" if upper.startswith("MR") else upper if upper in ("CT", "PET", "US") else "CT"
+    upper = str(modality).upper()
+    if upper.startswith("MR"):
+        return "MRI"
+    if upper not in ("CT", "PET", "US"):
+        raise InputError(f"modality {modality!r} is none of CT, MRI, PET, US")
+    return upper
 
 
 def native_space(volume: Volume, modality: str, masks: Mapping[str, np.ndarray]) -> SpaceCase:

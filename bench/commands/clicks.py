@@ -25,7 +25,7 @@ from bench import store
 from bench.catalog.cases import CaseSource
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from bench.interactive import run_clicks
-from bench.runner import resolve_sources, scorer
+from bench.runner import input_meta, is_current, resolve_sources, scorer
 from bench.spaces import model_modality
 from models.base import Image, Model
 from models.registry import get_model, model_names
@@ -133,17 +133,21 @@ def _write_prompts(out: Path, case_id: str, records: dict[str, dict]) -> None:
 
 def simulate_sources(sources: list[CaseSource], out: Path, settings: ClickSettings, *, sources_label: str,
                      progress: bool = True) -> tuple[pd.DataFrame, int, int]:
-    """Run every case not yet stored in `out`; returns (all rows, cases run, cases skipped)."""
+    """Run every case not stored with unchanged inputs in `out` (`bench run`'s resume rules); returns (all rows,
+    cases run, cases kept)."""
     if not sources:
         raise InputError("no cases found")
     model = get_model(settings.model)
     store.open_run(out, settings.as_config(sources_label))
-    todo = [source for source in sources if not store.is_done(out, source.case_id)]
+    stored = store.stored_cases(out)
+    for case_id in sorted(set(stored) - {source.case_id for source in sources}):
+        store.drop_case(out, case_id)
+    todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
     for source in tqdm(todo, desc=f"clicks {settings.model}", unit="case", disable=not progress or None):
         start = time.perf_counter()
         rows, records = simulate_case(source.case_id, source.image, source.label, model, settings)
         _write_prompts(out, source.case_id, records)
-        store.write_case(out, source.case_id, rows)
+        store.write_case(out, source.case_id, rows, input_meta(source))
         if progress:
             tqdm.write(f"{source.case_id}: {len(records)} classes in {time.perf_counter() - start:.1f} s")
     return store.consolidate(out), len(todo), len(sources) - len(todo)
@@ -196,8 +200,8 @@ def clicks(
             raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(class_map)})")
         settings = ClickSettings(
             run=run or out.name, model=model, dataset=sources[0].dataset or dataset or "",
-            modality=sources[0].modality, classes={k: v for k, v in class_map.items() if not only or k in only}, policy=policy,
-            first_click=first_click, n_clicks=n_clicks, seed=seed, tolerance_mm=tolerance,
+            modality=sources[0].modality, classes={k: v for k, v in class_map.items() if not only or k in only},
+            policy=policy, first_click=first_click, n_clicks=n_clicks, seed=seed, tolerance_mm=tolerance,
             replay=str(replay.resolve()) if replay else None,
         )
         rows, done, skipped = simulate_sources(sources, out, settings, sources_label=label)
