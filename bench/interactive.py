@@ -55,10 +55,11 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
                policy_for: Callable[[int], str], rng_for: Callable[[int], np.random.Generator],
                name: str = "target", feed: str = "all", click_spacing: Sequence[float] | None = None,
                per_slice_axis: int | None = None, replay: Sequence[Click] = (),
-               state: dict | None = None) -> list[ClickStep]:
+               state: dict | None = None, text: str | None = None) -> list[ClickStep]:
     """Run N clicks (rounds) on one target. `rng_for(k)` gives the generator of click k; `click_spacing` the
     spacing clicks are measured in (default the image's; ones for voxel distances); `replay` clicks, when given,
-    replace the policy for the first clicks (exact replay; not with per-slice rounds)."""
+    replace the policy for the first clicks (exact replay; not with per-slice rounds); `text` goes with every
+    call (a model taking text and clicks)."""
     if n_clicks < 1:
         raise ValueError(f"n_clicks must be >= 1, got {n_clicks}")
     if reference.shape != image.shape or reference.dtype != bool:
@@ -88,7 +89,7 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
             continue
         given.extend(new)
         points = tuple(given) if feed == "all" or model.capabilities.accumulates_clicks else new
-        prompt = Prompt(points=points, reference=reference if oracle else None)
+        prompt = Prompt(points=points, text=text, reference=reference if oracle else None)
         start = time.perf_counter()
         pred = model.segment(image, [Target(name, prompt)], state)[name]
         seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ listed in run.json, and a model that takes none of them is refused. An oracle al
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +35,7 @@ from bench.targets import folder_target, user_classes
 from models.base import Model, Target
 from models.registry import get_model
 from protocols.case import evaluate_case
-from protocols.prompts import Click, Prompt, clicks_to_json, prompt_rng
+from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
 from protocols.prompts_slices import slice_boxes, target_slices
 from protocols.protocol import Protocol
@@ -57,6 +58,7 @@ class RunSpec:
     trust_checkpoint: bool = False
     device: str = "cpu"
     classes: tuple[str, ...] | None = None
+    replay: str | None = None
 
     def as_config(self, model: Model, sources: str) -> dict:
         config = asdict(self)
@@ -80,6 +82,22 @@ class CaseResult:
 
 
 _MODELS: dict[tuple, Model] = {}
+
+
+def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
+    """Where the prompts of one (case, class) are stored in a run folder (safe names, unique by hash)."""
+    folder = store.case_file_name(case_id).removesuffix(".parquet")
+    return Path(out) / PROMPTS_DIR / folder / store.case_file_name(class_name).replace(".parquet", ".json")
+
+
+def replayed_clicks(run_dir: str | None, case_id: str, class_name: str) -> list[Click]:
+    """The clicks another run stored for (case, class), in order; none without a run to replay."""
+    if run_dir is None:
+        return []
+    path = prompt_record_path(Path(run_dir), case_id, class_name)
+    if not path.is_file():
+        raise InputError(f"--replay: no stored clicks for case {case_id!r}, class {class_name!r} ({path})")
+    return clicks_from_json(json.loads(path.read_text()))
 
 
 def model_for(spec: RunSpec) -> Model:
@@ -164,9 +182,7 @@ def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: 
                   reference=reference if oracle else None)
 
 
-def _slice_box(reference: np.ndarray, axis: int, index: int):
-    from protocols.prompts import Box
-
+def _slice_box(reference: np.ndarray, axis: int, index: int) -> Box:
     where = [slice(None)] * reference.ndim
     where[axis] = index
     box = largest_component_box(reference[tuple(where)])
@@ -208,9 +224,12 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
     return rows, records, native_masks
 
 
-def _interactive_case(source, spec, model, native: SpaceCase, volume, names, replay) -> tuple[list, dict, dict]:
+def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, names) -> tuple[list, dict, dict]:
     protocol = spec.protocol
     prompts = protocol.prompts
+    if model.capabilities.input_grid == "satds" and protocol.space.grid != "satds":
+        raise InputError(f"model {model.name!r} works on the SAT-DS grid; click protocol {protocol.name!r} runs on "
+                         f"the {protocol.space.grid} grid")
     shared = None
     if protocol.space.grid == "satds":
         shared = satds_space(volume, source.modality, native.masks)
@@ -242,7 +261,8 @@ def _interactive_case(source, spec, model, native: SpaceCase, volume, names, rep
             click_spacing=(1.0,) * reference.ndim if voxels else None,
             rng_for=lambda k, name=name: prompt_rng(prompts.seed, source.case_id, name,
                                                     f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
-            replay=replay(source.case_id, name), state=state if shared is not None else {},
+            replay=replayed_clicks(spec.replay, source.case_id, name), state=state if shared is not None else {},
+            text=name if "text" in kinds else None,
         )
         ref_for_row = reference if in_space else native.masks[name]
         for step in steps:
@@ -251,14 +271,13 @@ def _interactive_case(source, spec, model, native: SpaceCase, volume, names, rep
                              first_click=prompts.policy(1), click=step.click_index))
         records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_schedule(protocol),
                                        first_click=prompts.policy(1), seed=prompts.seed,
-                                       clicks=[c for step in steps for c in step.clicks])
+                                       clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
         final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(
             native.masks[name])
     return rows, records, final
 
 
-def run_case(source: CaseSource, spec: RunSpec,
-             replay: Callable[[str, str], Sequence[Click]] = lambda case, name: ()) -> CaseResult:
+def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:
     """Rows, prompt records and native-grid masks of one case (reads the case, writes nothing)."""
     start = time.perf_counter()
     case = load_case(source)
@@ -269,7 +288,7 @@ def run_case(source: CaseSource, spec: RunSpec,
     if spec.protocol.scoring.empty == "skip":
         names = [n for n in names if case.masks[n].any()]
     if spec.protocol.interactive:
-        rows, records, masks = _interactive_case(source, spec, model, native, case.image, names, replay)
+        rows, records, masks = _interactive_case(source, spec, model, kinds, native, case.image, names)
     else:
         rows, records, masks = _static_case(source, spec, model, kinds, native, case.image, names)
     table = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
@@ -279,9 +298,8 @@ def run_case(source: CaseSource, spec: RunSpec,
 def store_case(out: Path, result: CaseResult, meta: dict | None = None, write_masks: bool = True) -> None:
     """Prompts, masks (`predictions/<case>/<class>.nii.gz`, the reference's affine), then the rows (last, so a
     stored case is complete)."""
-    folder = store.case_file_name(result.case_id).removesuffix(".parquet")
     for name, record in result.prompts.items():
-        store.write_json(out / PROMPTS_DIR / folder / store.case_file_name(name).replace(".parquet", ".json"), record)
+        store.write_json(prompt_record_path(out, result.case_id, name), record)
     if write_masks:
         for name, mask in result.masks.items():
             write_volume(out / PREDICTIONS_DIR / result.case_id / f"{name}.nii.gz", mask, result.affine)

@@ -270,3 +270,18 @@ def test_run_case_is_a_picklable_task_with_the_same_result_in_another_process(da
         remote = pool.submit(run_case, source, spec).result()
     columns = ["class_name", "click", "dsc", "nsd", "pred_voxels"]
     assert remote.rows[columns].equals(local.rows[columns])
+
+
+def test_replay_gives_another_model_the_stored_clicks(dataset, tmp_path):
+    """Every model under the same stored prompts: a run replaying another gets its clicks, in order."""
+    (source,) = discover_sources(dataset)
+    protocol = with_overrides(load_protocol("sam-med3d-paper"), n_clicks=3)
+    run_cases([source], tmp_path / "a", RunSpec(run="a", model="oracle", protocol=protocol), sources_label="hand")
+    Recorder.hole, Recorder.hole_always = 1, True
+    replayed = RunSpec(run="b", model="test-recorder", protocol=protocol, replay=str(tmp_path / "a"))
+    run_cases([source], tmp_path / "b", replayed, sources_label="hand")
+    stored = json.loads(runner.prompt_record_path(tmp_path / "a", "hand", "liver").read_text())
+    given = [call["prompt"].points[-1].point for call in _calls("liver")]
+    assert given[:len(stored["clicks"])] == [tuple(c["point"]) for c in stored["clicks"]]
+    again = json.loads(runner.prompt_record_path(tmp_path / "b", "hand", "liver").read_text())
+    assert again["replayed_from"] == str(tmp_path / "a")

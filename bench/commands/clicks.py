@@ -11,7 +11,6 @@ in order (after them, the policy takes over), and replays a run exactly for the 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,17 +24,16 @@ from bench import store
 from bench.catalog.cases import CaseSource
 from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from bench.interactive import run_clicks
-from bench.runner import input_meta, is_current, resolve_sources, scorer
+from bench.runner import input_meta, is_current, prompt_record_path, replayed_clicks, resolve_sources, scorer
 from bench.spaces import model_modality
 from models.base import Image, Model
 from models.registry import get_model, model_names
 from protocols.case import ClassMap, class_mask
 from protocols.interactive import summarise_clicks
-from protocols.prompts import Click, clicks_from_json, clicks_to_json, prompt_rng
+from protocols.prompts import clicks_to_json, prompt_rng
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
 CLICK_COLUMNS = store.METRIC_COLUMNS + ["prompt_policy", "first_click", "click", "seed"]
-PROMPTS_DIR = "prompts"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,21 +64,6 @@ class ClickSettings:
         return dict(asdict(self), command="clicks", sources=sources)
 
 
-def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
-    """Where the clicks of one (case, class) are stored in a run folder (safe names, unique by hash)."""
-    folder = store.case_file_name(case_id).removesuffix(".parquet")
-    return out / PROMPTS_DIR / folder / store.case_file_name(class_name).replace(".parquet", ".json")
-
-
-def _replayed(settings: ClickSettings, case_id: str, class_name: str) -> list[Click]:
-    if settings.replay is None:
-        return []
-    path = prompt_record_path(Path(settings.replay), case_id, class_name)
-    if not path.is_file():
-        raise InputError(f"--replay: no stored clicks for case {case_id!r}, class {class_name!r} ({path})")
-    return clicks_from_json(json.loads(path.read_text()))
-
-
 def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
                   settings: ClickSettings) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Click rows of one case and the prompt record of each class; classes absent from the reference are
@@ -105,7 +88,7 @@ def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
             score=scorer(reference, volume.spacing, tolerance_mm=settings.tolerance_mm),
             policy_for=lambda k: settings.first_click if k == 1 else settings.policy,
             rng_for=lambda k, name=name: prompt_rng(settings.seed, case_id, name, _policy_of_click(settings, k), k),
-            replay=_replayed(settings, case_id, name),
+            replay=replayed_clicks(settings.replay, case_id, name),
         )
         ref_voxels = int(np.count_nonzero(reference))
         for step in steps:

@@ -85,6 +85,8 @@ def run(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     run_name: str = typer.Option(None, "--run", help="Run name stored in the rows (default: output folder name)."),
     overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
+    replay: Path = typer.Option(None, help="A previous run folder: give its stored clicks, in order, in place of the "
+                                           "protocol's (the same prompts for another model)."),
 ) -> None:
     """Run a model on every case: its own preprocessing, the protocol's prompts, predictions mapped back to the
     native grid and written as NIfTI, DSC/NSD scored into the results store; re-running resumes."""
@@ -100,7 +102,7 @@ def run(
                                  f"({', '.join(sorted(known))})")
         spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=parse_model_args(model_args),
                        checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
-                       classes=tuple(only) if only else None)
+                       classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
         spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
         rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
                                         on_case=_progress(time.perf_counter()), overwrite=overwrite)
