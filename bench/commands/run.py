@@ -56,7 +56,7 @@ def _progress(started: float):
     def report(number: int, total: int, result) -> None:
         elapsed = time.perf_counter() - started
         left = elapsed / number * (total - number)
-        typer.echo(f"[{number}/{total}] {result.case_id}: {len(result.prompts)} classes in {result.seconds:.1f} s, "
+        typer.echo(f"[{number}/{total}] {result.case_id}: {len(result.prompts)} class(es) in {result.seconds:.1f} s, "
                    f"ETA {left:.0f} s", err=sys.stdout.isatty())
     return report
 
