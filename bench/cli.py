@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from importlib import import_module
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -38,7 +37,7 @@ COMMANDS = {
 }
 
 
-def load_command(name: str) -> click.Command:
+def load_command(name: str):
     """The click command of one entry of COMMANDS (importing its module now)."""
     module, attribute = COMMANDS[name][0].split(":")
     target = getattr(import_module(module), attribute)
@@ -50,15 +49,30 @@ def load_command(name: str) -> click.Command:
 
 
 class LazyGroup(TyperGroup):
-    """A typer group whose subcommands are imported on first use; the listing uses the summaries in COMMANDS."""
+    """A typer group whose subcommands are imported on first use; the listing uses the summaries in COMMANDS.
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    It is also the top-level handler: an exception no command handled is printed as one line naming its type
+    (with the traceback only under `bench --debug ...`), and the exit code is 1.
+    """
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            if ctx.params.get("debug") or type(error).__module__.split(".")[0] in ("typer", "click"):
+                raise  # exits, usage errors and aborts are typer's to print
+            message = " ".join(str(error).split()) or "(no message)"
+            typer.secho(f"error: {type(error).__name__}: {message} (run `bench --debug ...` for the traceback)",
+                        fg="red", err=True)
+            raise typer.Exit(1) from None
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, name: str):
         return load_command(name) if name in COMMANDS else None
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: typer.Context, formatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
@@ -83,7 +97,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Print the harness version and exit.")) -> None:
+                                      help="Print the harness version and exit."),
+         debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an unexpected error.")) -> None:
     """Benchmark universal medical image segmentation models with SAT-DS protocols (DSC, NSD)."""
 
 

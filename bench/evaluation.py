@@ -24,6 +24,7 @@ from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, 
 from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
+from protocols.metrics import EMPTY_POLICIES, check_tolerance
 
 GRIDS = ("native", "satds")
 
@@ -41,6 +42,16 @@ class RunSettings:
     empty_policy: str = "sat"
     grid: str = "native"
     orientation: str = "RAS"
+
+    def __post_init__(self):
+        try:
+            check_tolerance(self.tolerance_mm)
+        except ValueError as error:
+            raise InputError(f"--tolerance: {error}") from None
+        if self.grid not in GRIDS:
+            raise InputError(f"--grid: choose from {', '.join(GRIDS)}, got {self.grid!r}")
+        if self.empty_policy not in EMPTY_POLICIES:
+            raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
 
     def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
         return {
@@ -163,35 +174,62 @@ def _unscored_summary(stored: dict[str, dict]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _die_with_parent() -> None:
+    """Pool worker initializer: on Linux, the kernel kills this worker when its parent dies (even by SIGKILL), so
+    a killed run leaves no orphan writing case files."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _failure(error: BaseException) -> str:
+    """A failed case's one-line reason: an InputError's message, or the type and message of anything else."""
+    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+
+
+def check_out_dir(out_dir: Path, *inputs: Path) -> None:
+    """--out must be a folder (or not exist yet) and must not lie inside an input folder."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: exists and is not a folder")
+    for folder in inputs:
+        if folder is not None and out_dir.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"--out {out_dir} is inside the input folder {folder}; choose a folder outside it")
+
+
 def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, settings: RunSettings,
                    config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True) -> RunOutcome:
     """Score every pair whose rows are not stored with unchanged inputs; drop stored cases no longer predicted;
-    write metrics.parquet if no case failed."""
+    write metrics.parquet if no case failed. A complete run with nothing to do writes nothing (read-only runs
+    can be re-run)."""
+    store.check_run(out_dir, config, overwrite=overwrite)
+    stored = {} if overwrite else store.stored_cases(out_dir)
+    dropped = sorted(set(stored) - {pair.case_id for pair in pairs})
+    todo = [pair for pair in pairs if not _is_current(pair, stored.get(pair.case_id))]
+    if not todo and not dropped and store.run_status(out_dir) == "complete":
+        unscored = store.read_config(out_dir).get("unscored_labels", {})
+        return RunOutcome(store.read_metrics([out_dir]), 0, len(pairs), unmatched, {}, [], unscored)
     store.open_run(out_dir, config, overwrite=overwrite)
-    stored = store.stored_cases(out_dir)
-    wanted = {pair.case_id for pair in pairs}
-    dropped = sorted(set(stored) - wanted)
     for case_id in dropped:
         store.drop_case(out_dir, case_id)
-    todo = [pair for pair in pairs if not _is_current(pair, stored.get(pair.case_id))]
     errors: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"scoring {settings.model}", unit="case", disable=not progress or None)
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
             futures = {pool.submit(_score_and_store, pair, settings, out_dir): pair for pair in todo}
             for future in as_completed(futures):
-                error = future.exception()
-                if isinstance(error, InputError):
-                    errors[futures[future].case_id] = str(error)
-                elif error is not None:
-                    raise error
+                if future.exception() is not None:
+                    errors[futures[future].case_id] = _failure(future.exception())
                 bar.update()
     else:
         for pair in todo:
             try:
                 _score_and_store(pair, settings, out_dir)
-            except InputError as error:
-                errors[pair.case_id] = str(error)
+            except (InputError, MemoryError, OSError, ValueError) as error:
+                errors[pair.case_id] = _failure(error)
             bar.update()
     bar.close()
     for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind

@@ -19,6 +19,9 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 GEOMETRY_TOLERANCE = 1e-4
+# Voxel sizes outside this range (mm) are header errors, not scans: a pixdim of 0 or 1e-3 must not be scored.
+SPACING_RANGE = (0.01, 100.0)
+_MAX_LABEL = 2**31 - 1
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -35,11 +38,6 @@ class Volume:
     affine: np.ndarray
     path: Path | None = None
 
-    def geometry(self) -> str:
-        rows = "; ".join(" ".join(f"{v:.4f}" for v in row) for row in self.affine[:3])
-        spacing = ", ".join(f"{s:.4f}" for s in self.spacing)
-        return f"shape {self.array.shape}, spacing ({spacing}), affine [{rows}]"
-
 
 def volume_suffix(path: Path) -> str | None:
     """The volume file suffix of `path` (".nii.gz", ".mha", ...), or None if it is not a volume file."""
@@ -47,12 +45,34 @@ def volume_suffix(path: Path) -> str | None:
     return next((suffix for suffix in VOLUME_SUFFIXES if name.endswith(suffix)), None)
 
 
+def _spacing_of(affine: np.ndarray, ndim: int) -> tuple[float, ...]:
+    """Voxel size per array axis, from the voxel-to-world affine (the geometry that the checks compare)."""
+    return tuple(float(v) for v in np.linalg.norm(affine[:3, :ndim], axis=0))
+
+
 def _read_nifti(path: Path) -> Volume:
     image = nib.load(str(path))
     array = np.asanyarray(image.dataobj)
-    ndim = array.ndim
-    spacing = tuple(float(z) for z in image.header.get_zooms()[:ndim])
-    return Volume(array, spacing, np.asarray(image.affine, np.float64), path)
+    affine = np.asarray(image.affine, np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise InputError(f"{path}: the header's affine has non-finite values")
+    spacing = _spacing_of(affine, array.ndim)
+    pixdim = [float(z) for z in image.header.get_zooms()[: array.ndim]]
+    if not np.allclose(pixdim, spacing, rtol=1e-3, atol=1e-4):
+        raise InputError(f"{path}: the header is inconsistent: pixdim gives voxel size "
+                         f"{_mm(pixdim)} but the affine (sform/qform) gives {_mm(spacing)}; fix the header")
+    return Volume(array, spacing, affine, path)
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{v:g}" for v in values) + " mm"
+
+
+def _check_spacing(volume: Volume) -> None:
+    low, high = SPACING_RANGE
+    if not all(np.isfinite(s) and low <= s <= high for s in volume.spacing):
+        raise InputError(f"{volume.path}: voxel size {_mm(volume.spacing)} is not plausible (each axis must be "
+                         f"between {low:g} and {high:g} mm); check the header")
 
 
 def _read_itk(path: Path) -> Volume:
@@ -81,6 +101,7 @@ def read_volume(path: str | Path) -> Volume:
         raise InputError(f"{path}: cannot read volume ({type(error).__name__}: {error})") from error
     if volume.array.ndim not in (2, 3):
         raise InputError(f"{path}: expected a 2D or 3D volume, got shape {volume.array.shape}")
+    _check_spacing(volume)
     return volume
 
 
@@ -89,16 +110,18 @@ def _as_labels(array: np.ndarray, path: Path | None) -> np.ndarray:
     if array.dtype == bool:
         return array.astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
-        if np.isnan(array).any():
-            raise InputError(f"{path}: label volume contains NaN values")
+        if not np.isfinite(array).all():
+            raise InputError(f"{path}: label volume contains non-finite values (NaN or infinity)")
         fractional = array[array != np.round(array)]
         if fractional.size:
-            raise InputError(f"{path}: label volume has non-integer values, e.g. {fractional.flat[0]!r}")
+            raise InputError(f"{path}: label volume has non-integer values, e.g. {float(fractional.flat[0]):g}")
+        if array.size and array.max() > _MAX_LABEL:
+            raise InputError(f"{path}: label value {float(array.max()):g} is too large for a label")
         array = array.astype(np.int64)
     elif not np.issubdtype(array.dtype, np.integer):
         raise InputError(f"{path}: label volume has unsupported dtype {array.dtype}")
     if array.size and array.min() < 0:
-        raise InputError(f"{path}: label volume has negative values (min {array.min()})")
+        raise InputError(f"{path}: label volume has negative values (min {int(array.min())})")
     return array.astype(np.min_scalar_type(array.max() if array.size else 0), copy=False)
 
 
@@ -117,18 +140,18 @@ def read_binary_mask(path: str | Path) -> Volume:
 
 
 def check_same_geometry(first: Volume, second: Volume, tolerance: float = GEOMETRY_TOLERANCE) -> None:
-    """Raise InputError naming both files and geometries unless shape, spacing and affine agree."""
-    same = (
-        first.array.shape == second.array.shape
-        and np.allclose(first.spacing, second.spacing, rtol=0, atol=tolerance)
-        and np.allclose(first.affine, second.affine, rtol=0, atol=tolerance)
-    )
-    if not same:
-        raise InputError(
-            "geometry mismatch:\n"
-            f"  {first.path}: {first.geometry()}\n"
-            f"  {second.path}: {second.geometry()}"
-        )
+    """Raise a one-line InputError naming both files and what differs unless shape, spacing and affine agree."""
+    if first.array.shape != second.array.shape:
+        difference = f"shape {first.array.shape} vs {second.array.shape}"
+    elif not np.allclose(first.spacing, second.spacing, rtol=0, atol=tolerance):
+        difference = f"voxel size {_mm(first.spacing)} vs {_mm(second.spacing)}"
+    elif not np.allclose(first.affine, second.affine, rtol=0, atol=tolerance):
+        gap = float(np.abs(first.affine - second.affine).max())
+        difference = (f"affines differ by up to {gap:.4g} (origin {_mm(first.affine[:3, 3])} vs "
+                      f"{_mm(second.affine[:3, 3])})")
+    else:
+        return
+    raise InputError(f"geometry mismatch between {first.path} and {second.path}: {difference}")
 
 
 def write_volume(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:

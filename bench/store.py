@@ -38,6 +38,34 @@ _CASE_META = b"medseg_bench_case"
 _UNCOMPARED = ("provenance", "status", "unscored_labels")
 
 
+class InvalidRows(ValueError):
+    """Stored rows that cannot be results: the message names the file and the column."""
+
+
+_REQUIRED = ("run", "model", "dataset", "case_id", "modality", "class_name", "dsc", "nsd")
+
+
+def validate_rows(table: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """Check rows read from `source` against the results schema; older runs get `grid` = native."""
+    missing = [c for c in _REQUIRED if c not in table.columns]
+    if missing:
+        raise InvalidRows(f"{source}: missing column(s) {', '.join(missing)}")
+    if table.empty:
+        raise InvalidRows(f"{source}: no rows")
+    for column in ("dsc", "nsd"):
+        if not pd.api.types.is_float_dtype(table[column]):
+            raise InvalidRows(f"{source}: column {column} must hold numbers, found {table[column].dtype}")
+        values = table[column].dropna()
+        if ((values < 0) | (values > 1)).any():
+            bad = values[(values < 0) | (values > 1)].iloc[0]
+            raise InvalidRows(f"{source}: column {column} has a value outside [0, 1] ({float(bad):g})")
+    if table["dsc"].isna().all() and table["nsd"].isna().all():
+        raise InvalidRows(f"{source}: every score is NaN: nothing to aggregate")
+    if "grid" not in table.columns:
+        table = table.assign(grid="native")
+    return table
+
+
 class RunConfigMismatch(ValueError):
     """The output directory already holds results made with different settings."""
 
@@ -73,27 +101,36 @@ def write_json(path: Path, data) -> None:
     _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in json.loads(json.dumps(config, sort_keys=True)).items() if k not in _UNCOMPARED}
+
+
+def check_run(out_dir: Path, config: dict, *, overwrite: bool = False) -> None:
+    """Raise RunConfigMismatch if `out_dir` stores cases made with other settings (read-only check). A folder that
+    stored no case yet takes new settings; `overwrite` takes them whatever it holds."""
+    if overwrite or not (out_dir / CONFIG_FILE).is_file() or not stored_case_files(out_dir):
+        return
+    previous, current = _comparable(read_config(out_dir)), _comparable(config)
+    if previous != current:
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        raise RunConfigMismatch(
+            f"{out_dir} holds a run made with different settings ({', '.join(changed)}); "
+            "use another --out directory, or --overwrite to score everything again"
+        )
+
+
 def open_run(out_dir: Path, config: dict, *, overwrite: bool = False) -> None:
-    """Create the run directory, or check that an existing one was made with the same settings (compared as JSON,
-    so tuples and lists are the same). A folder that stored no case yet takes the new settings; `overwrite`
-    drops every stored case and starts again."""
+    """Create or reopen a run directory for writing (after `check_run`); `overwrite` drops every stored case. The
+    settings are compared as JSON, so tuples and lists are the same."""
+    check_run(out_dir, config, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config_path = out_dir / CONFIG_FILE
-    normalised = json.loads(json.dumps(config, sort_keys=True))
     if overwrite:
         shutil.rmtree(out_dir / _CASES, ignore_errors=True)
         (out_dir / METRICS_FILE).unlink(missing_ok=True)
-    elif config_path.exists() and stored_case_files(out_dir):
-        previous = {k: v for k, v in read_config(out_dir).items() if k not in _UNCOMPARED}
-        current = {k: v for k, v in normalised.items() if k not in _UNCOMPARED}
-        if previous != current:
-            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-            raise RunConfigMismatch(
-                f"{out_dir} holds a run made with different settings ({', '.join(changed)}); "
-                "use another --out directory, or --overwrite to score everything again"
-            )
+    normalised = json.loads(json.dumps(config, sort_keys=True))
+    if (out_dir / CONFIG_FILE).is_file() and stored_case_files(out_dir):
         normalised = {**read_config(out_dir), **{k: normalised[k] for k in _UNCOMPARED if k in normalised}}
-    write_json(config_path, {**normalised, "status": "running"})
+    write_json(out_dir / CONFIG_FILE, {**normalised, "status": "running"})
 
 
 def update_config(out_dir: Path, **values) -> None:
@@ -168,10 +205,14 @@ def read_metrics(paths: Iterable[Path]) -> pd.DataFrame:
         if path.is_dir() and run_status(path) == "incomplete" and stored_case_files(path):
             print(f"note: {path} is incomplete (under way, killed or with failed cases): "
                   f"{len(stored_case_files(path))} stored case(s) read", file=sys.stderr)
-            tables.append(read_cases(path))
+            tables.append(validate_rows(read_cases(path), path / _CASES))
             continue
         file = path / METRICS_FILE if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(f"{path}: no {METRICS_FILE} (run `bench evaluate` first)")
-        tables.append(pd.read_parquet(file))
+        try:
+            table = pd.read_parquet(file)
+        except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+            raise InvalidRows(f"{file}: not a readable Parquet file ({type(error).__name__})") from None
+        tables.append(validate_rows(table, file))
     return pd.concat(tables, ignore_index=True)

@@ -49,8 +49,13 @@ def _foreground_index(flat: np.ndarray) -> np.ndarray:
     return index
 
 
-def label_boxes(label_map: np.ndarray) -> list[Crop | None]:
-    """Bounding box of every label value 1..max (None where absent), like `scipy.ndimage.find_objects`.
+# Above this many (label, index) bins per axis, labels are renumbered to 0..n-1 first, so that memory is
+# O(voxels + distinct labels) whatever the label values (one voxel labelled 2**31 - 1 must not ask for terabytes).
+_MAX_BINS = 1 << 22
+
+
+def label_boxes(label_map: np.ndarray) -> dict[int, Crop]:
+    """Bounding box of every non-zero label value present, like `scipy.ndimage.find_objects` but keyed by value.
 
     One scan finds the foreground voxels; their coordinates are then histogrammed per (label, index) along
     each axis. On a typical CT label map (a few percent foreground) this is several times faster than
@@ -60,8 +65,12 @@ def label_boxes(label_map: np.ndarray) -> list[Crop | None]:
     flat = (label_map.T if fortran else np.ascontiguousarray(label_map)).reshape(-1)
     index = _foreground_index(flat)
     if index.size == 0:
-        return []
-    labels = flat[index].astype(np.intp)
+        return {}
+    labels = flat[index]
+    values = None
+    if (int(labels.max()) + 1) * max(label_map.shape) > _MAX_BINS:
+        values, labels = np.unique(labels, return_inverse=True)
+    labels = labels.astype(np.intp)
     if flat.size < 2**31:  # 32-bit index arithmetic is faster
         index = index.astype(np.int32)
     n_labels = int(labels.max()) + 1
@@ -76,7 +85,7 @@ def label_boxes(label_map: np.ndarray) -> list[Crop | None]:
         present = np.bincount(labels * size + coordinates[axis], minlength=n_labels * size).reshape(n_labels, size)
         present = present > 0
         extents.append((present.argmax(axis=1), size - present[:, ::-1].argmax(axis=1), present.any(axis=1)))
-    return [
-        tuple(slice(int(first[v]), int(stop[v])) for first, stop, _ in extents) if extents[0][2][v] else None
-        for v in range(1, n_labels)
-    ]
+    return {
+        int(values[v]) if values is not None else v: tuple(slice(int(first[v]), int(stop[v])) for first, stop, _ in extents)
+        for v in range(n_labels) if extents[0][2][v] and (values is not None or v > 0)
+    }

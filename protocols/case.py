@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from protocols.boxes import Crop, bounding_box, label_boxes
-from protocols.metrics import check_spacing, empty_score, surface_overlap
+from protocols.metrics import check_spacing, check_tolerance, empty_score, surface_overlap
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 ClassMap = Mapping[str, int | Sequence[int]]
@@ -69,12 +69,12 @@ class SegmentationIndex:
         if not self.is_label_map:
             return []
         known = {v for value in classes.values() for v in _label_values(value)}
-        return [i + 1 for i, box in enumerate(self.label_boxes) if box is not None and i + 1 not in known]
+        return sorted(set(self.label_boxes) - known)
 
     def box(self, name: str, values: tuple[int, ...]) -> Crop | None:
         if not self.is_label_map:
             return bounding_box(self.segmentation[name])
-        return _merge_boxes([self.label_boxes[v - 1] for v in values if 0 < v <= len(self.label_boxes)])
+        return _merge_boxes([self.label_boxes.get(v) for v in values])
 
     def mask(self, name: str, values: tuple[int, ...], box: Crop) -> np.ndarray:
         if not self.is_label_map:
@@ -117,6 +117,7 @@ def evaluate_case(
     A class given several label values is their union (e.g. kidney = left + right kidney). A side may be given
     as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass).
     """
+    check_tolerance(tolerance_mm)
     _check_inputs(*(s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref)), spacing, classes)
     pred_side = pred if isinstance(pred, SegmentationIndex) else SegmentationIndex(pred)
     ref_side = ref if isinstance(ref, SegmentationIndex) else SegmentationIndex(ref)

@@ -12,6 +12,7 @@ Empty masks follow an explicit policy:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,8 +23,11 @@ from protocols.surfels import border_vertices, neighbour_codes, offsets_within, 
 
 EMPTY_POLICIES = ("sat", "nan")
 
-# Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs.
+# Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
+# offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
+# the crop for any tolerance).
 _MAX_SHIFTS = 64
+_MAX_OFFSET_BOX = 4096
 
 
 def check_spacing(spacing: Sequence[float], ndim: int) -> None:
@@ -46,6 +50,12 @@ def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[floa
         raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
     if spacing is not None:
         check_spacing(spacing, ref.ndim)
+
+
+def check_tolerance(tolerance_mm: float) -> None:
+    """An NSD tolerance is a finite distance in mm, >= 0."""
+    if not (isinstance(tolerance_mm, int | float) and math.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise ValueError(f"the NSD tolerance must be a finite number of mm >= 0, got {tolerance_mm}")
 
 
 def _check_policy(empty_policy: str) -> None:
@@ -74,16 +84,25 @@ def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
     return 2.0 * overlap / (pred_voxels + ref_voxels)
 
 
+def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarray | None:
+    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT)."""
+    if math.prod(2 * math.floor(tolerance_mm / s) + 1 for s in spacing) > _MAX_OFFSET_BOX:
+        return None
+    offsets = offsets_within(spacing, tolerance_mm)
+    return offsets if len(offsets) <= _MAX_SHIFTS else None
+
+
 def _within(
-    source: np.ndarray, targets: np.ndarray, offsets: np.ndarray, spacing: tuple[float, ...], tolerance_mm: float
+    source: np.ndarray, targets: np.ndarray, offsets: np.ndarray | None, spacing: tuple[float, ...],
+    tolerance_mm: float
 ) -> np.ndarray:
     """For each flat index in `targets`, whether a `source` border vertex lies within the tolerance.
 
-    With a small tolerance ball each offset is one gather at the target vertices (`source` carries a background
-    margin at least as wide as the ball, so no offset wraps around an axis); with a large one, a single exact
-    distance transform is cheaper.
+    With a small tolerance ball (`offsets`) each offset is one gather at the target vertices (`source` carries a
+    background margin at least as wide as the ball, so no offset wraps around an axis); with a large one
+    (`offsets` None), a single exact distance transform of the crop.
     """
-    if len(offsets) > _MAX_SHIFTS:
+    if offsets is None:
         return (distance_transform_edt(~source, sampling=spacing) <= tolerance_mm).reshape(-1)[targets]
     if not source.flags.c_contiguous:
         raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
@@ -103,8 +122,9 @@ def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     surface are visited, never a full distance map of the crop (unless the tolerance ball is large).
     """
     spacing = tuple(float(s) for s in spacing)
-    offsets = offsets_within(spacing, tolerance_mm)
-    margin = np.abs(offsets).max(axis=0)
+    check_tolerance(tolerance_mm)
+    offsets = _tolerance_offsets(spacing, tolerance_mm)
+    margin = np.abs(offsets).max(axis=0) if offsets is not None else np.zeros(len(spacing), int)
     codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
     borders = [border_vertices(c) for c in codes]
     indices = [np.flatnonzero(b) for b in borders]
@@ -125,8 +145,7 @@ def surface_dice(
 ) -> float:
     """Normalised Surface Dice at `tolerance_mm` (inclusive), with anisotropic `spacing` in mm per axis."""
     check_masks(pred, ref, spacing)
-    if tolerance_mm < 0:
-        raise ValueError(f"tolerance_mm must be >= 0, got {tolerance_mm}")
+    check_tolerance(tolerance_mm)
     fixed = empty_score(not pred.any(), not ref.any(), empty_policy)
     if fixed is not None:
         return fixed

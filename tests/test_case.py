@@ -30,7 +30,8 @@ def test_label_boxes_equal_find_objects():
         labels = ((rng.random(shape) < 0.1) * rng.integers(0, 6, shape)).astype(rng.choice([np.uint8, np.int32]))
         if index % 2:
             labels = np.asfortranarray(labels)
-        assert label_boxes(labels) == ndimage.find_objects(labels)
+        expected = {value: box for value, box in enumerate(ndimage.find_objects(labels), 1) if box is not None}
+        assert label_boxes(labels) == expected
 
 
 def test_scores_equal_single_class_metrics_and_oracle():

@@ -45,7 +45,8 @@ def test_geometry_mismatch_names_both_files(tmp_path):
     with pytest.raises(InputError) as error:
         check_same_geometry(first, second)
     message = str(error.value)
-    assert "pred.nii.gz" in message and "ref.nii.gz" in message and "2.5000" in message and "3.0000" in message
+    assert "pred.nii.gz" in message and "ref.nii.gz" in message and "\n" not in message
+    assert "voxel size 0.8 x 0.9 x 2.5 mm vs 0.8 x 0.9 x 3 mm" in message
     shifted = read_label_map(write_volume(tmp_path / "moved.nii.gz", labels, _affine(origin=(-10.0, 20.0, 6.0))))
     with pytest.raises(InputError, match="geometry mismatch"):
         check_same_geometry(first, shifted)

@@ -76,15 +76,15 @@ def _read_mapping(path: Path) -> dict:
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, json.JSONDecodeError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         raise InputError(f"{path}: cannot read ({type(error).__name__}: {error})") from error
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping at the top level")
     return data
 
 
-def _catalog_dataset(name: str | None, catalog: Catalog) -> DatasetInfo | None:
-    if not name:
+def _catalog_dataset(name, catalog: Catalog) -> DatasetInfo | None:
+    if not name or not isinstance(name, str):
         return None
     try:
         return catalog.dataset(name)
@@ -92,10 +92,22 @@ def _catalog_dataset(name: str | None, catalog: Catalog) -> DatasetInfo | None:
         return None
 
 
-def satds_record_source(record: Mapping, root: str | Path, catalog: Catalog | None = None) -> CaseSource:
+_RECORD_KEYS = ("image", "mask", "dataset", "modality")
+
+
+def satds_record_source(record: Mapping, root: str | Path, catalog: Catalog | None = None,
+                        where: str = "SAT-DS record") -> CaseSource:
     """A SAT-DS jsonl record (paths relative to root); classes and label values come from the catalog."""
     catalog = catalog or load_catalog()
-    info = catalog.dataset(record["dataset"])
+    if not isinstance(record, Mapping):
+        raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    missing = [key for key in _RECORD_KEYS if not isinstance(record.get(key), str)]
+    if missing:
+        raise InputError(f"{where}: missing or non-text field(s) {', '.join(missing)}")
+    try:
+        info = catalog.dataset(record["dataset"])
+    except CatalogError as error:
+        raise InputError(f"{where}: {error}") from None
     image = resolve_inside(root, record["image"])
     return CaseSource(str(record.get("patient_id", image.name)), image, resolve_inside(root, record["mask"]),
                       str(record["modality"]), info.mask_values, info.name)
@@ -104,10 +116,19 @@ def satds_record_source(record: Mapping, root: str | Path, catalog: Catalog | No
 def satds_jsonl_sources(path: str | Path, root: str | Path, catalog: Catalog | None = None) -> list[CaseSource]:
     path = Path(path)
     try:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as error:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read SAT-DS records ({error})") from error
-    return [satds_record_source(record, root, catalog) for record in records]
+    sources = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}, line {number}: not JSON ({error.msg})") from None
+        sources.append(satds_record_source(record, root, catalog, f"{path}, line {number}"))
+    return sources
 
 
 def _modality(description: Mapping, info_name: str | None, catalog: Catalog) -> str:
@@ -170,11 +191,13 @@ def manifest_sources(path: str | Path, root: str | Path | None = None,
         raise InputError(f"{path}: expected a non-empty `cases` list of {{image, label}} entries")
     sources = []
     for number, entry in enumerate(entries, 1):
-        classes, info = _manifest_classes(entry, manifest, catalog)
+        if not isinstance(entry, Mapping):
+            raise InputError(f"{path}: case {number} must be a mapping with `image` and `label`, got {entry!r}")
+        classes, info = _manifest_classes(entry, manifest, catalog, f"{path}: case {number}")
         if classes is None:
             raise InputError(f"{path}: case {number} has no `classes` and no known `dataset` to take them from")
         modality = entry.get("modality") or manifest.get("modality") or (info.modality if info else None)
-        if not modality or "image" not in entry or "label" not in entry:
+        if not modality or not isinstance(entry.get("image"), str) or not isinstance(entry.get("label"), str):
             raise InputError(f"{path}: case {number} needs `image`, `label` and a `modality` (or a known dataset)")
         image = resolve_inside(root, entry["image"])
         dataset = info.name if info else entry.get("dataset", manifest.get("dataset"))
@@ -183,12 +206,12 @@ def manifest_sources(path: str | Path, root: str | Path | None = None,
     return sources
 
 
-def _manifest_classes(entry: Mapping, manifest: Mapping, catalog: Catalog):
+def _manifest_classes(entry: Mapping, manifest: Mapping, catalog: Catalog, where: str):
     """(classes, catalog dataset) of a manifest entry: its own class map or dataset, else the manifest's."""
     for level in (entry, manifest):
         info = _catalog_dataset(level.get("dataset"), catalog)
         if "classes" in level:
-            return parse_class_map(level["classes"], "manifest classes"), info
+            return parse_class_map(level["classes"], f"{where} classes"), info
         if info is not None:
             return info.class_values, info
     return None, None
@@ -199,6 +222,8 @@ def discover_sources(root: str | Path, manifest: str | Path | None = None,
     """Cases under root: from a manifest (`.jsonl` = SAT-DS records) if given, else root's own dataset.json
     (nnU-Net raw when it has `labelsTs`/`labelsTr`, MSD when it lists `training` pairs)."""
     root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: data root not found")
     if manifest is not None:
         manifest = Path(manifest)
         if manifest.suffix == ".jsonl":

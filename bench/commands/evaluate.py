@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from bench.evaluation import RunSettings, class_summary, evaluate_pairs
+from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
 from bench.io import InputError
 from bench.matching import match_predictions
 from bench.store import RunConfigMismatch
@@ -71,13 +71,14 @@ def evaluate(
             classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
             orientation=target.orientation,
         )
+        check_out_dir(out, pred, ref, root)
         pairs, unmatched = match_predictions(pred, target.refs)
         config = {**settings.as_config(pred, ref or root), "references": target.source}
         if target.unmapped:
             note(f"note: {len(target.unmapped)} class(es) have no SAT term for {target.modality} and fall outside "
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
         outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite)
-    except (InputError, RunConfigMismatch) as error:
+    except (InputError, RunConfigMismatch, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} stored with unchanged inputs, in {out}")
