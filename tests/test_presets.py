@@ -99,7 +99,7 @@ def _calls(name):
 
 def test_every_preset_parses_and_names_its_sources():
     assert set(preset_names()) == {"sat", "segvol", "sam-med3d-paper", "sam-med3d", "sam-med3d-2d-baseline",
-                                   "sam-med2d", "segfm-cvpr25", "harness"}
+                                   "sam-med2d", "sam-med2d-points", "segfm-cvpr25", "harness"}
     for name in preset_names():
         protocol = load_protocol(name)
         assert protocol.name == name and protocol.sources and protocol.description
@@ -231,6 +231,20 @@ def test_sam_med2d_box_of_the_largest_component_with_exclusive_upper_edge(datase
     assert boxes["spleen"] == tuple(Box((12, 2, z), (18, 8, z)) for z in (3, 4, 5))
     assert all(not c["prompt"].points for c in Recorder.calls)
     assert set(result.rows.class_name) == {"liver", "spleen", "absent"} and result.rows.click.isna().all()
+
+
+def test_sam_med2d_point_mode_random_target_pixel_then_error_points_per_slice(dataset):
+    """models_spec.md lines 555-563: point_num 1 starts with one random foreground pixel per image (slice), each
+    further pass adds one point uniform over that slice's error (1 = missed, 0 = extra), accumulated."""
+    Recorder.hole, Recorder.hole_always = 1, True  # the first plane along axis 0 is always missed
+    result = _run(dataset, "sam-med2d-points", n_clicks=2)
+    first, second = _calls("liver")
+    truth = _labels() == 1
+    assert first["shape"] == (20, 20, 12) and sorted(c.point[2] for c in first["prompt"].points) == list(range(2, 9))
+    assert all(c.positive and truth[c.point] for c in first["prompt"].points)
+    new = second["prompt"].points[len(first["prompt"].points):]
+    assert len(new) == 7 and all(c.positive and c.point[0] == 4 for c in new)  # each slice's only error: plane 4
+    assert set(result.rows.spacing) == {"1x1x1"}
 
 
 def test_a_model_that_takes_none_of_the_prompts_is_refused(dataset):
