@@ -4,8 +4,9 @@
 - `satds`: SAT-DS preprocessing (`bench.preprocess`: RAS, 1 x 1 x 3 mm, foreground crop, normalised image).
 - `crop`: resampled to the protocol's spacing in RAS orientation (image linear, masks nearest), then a box of
   the protocol's size centred on one target's bounding box, zero-padded where it leaves the scan (SAM-Med3D's
-  `Resample` + `ToCanonical` + `CropOrPad(mask_name=label)`; the centre is the mean of the box's first and
-  one-past-last voxel, rounded down, as TorchIO computes it to within one voxel).
+  `Resample` + `ToCanonical` + `CropOrPad(mask_name=label)`; the window starts at floor of the mean of the
+  box's first and one-past-last voxel minus half the size: TorchIO's rule for even sizes, checked voxel for voxel
+  in the tests; the resampling itself is SAT-DS's, not TorchIO's SimpleITK one).
 `to_native` maps a mask made in the space back onto the native grid (nearest), so any space can be scored
 against the untouched reference.
 """
