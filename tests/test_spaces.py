@@ -23,7 +23,8 @@ def test_crop_window_is_torchio_crop_or_pad_around_the_label(seed):
     mask[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
     image = rng.normal(size=shape).astype(np.float32) + 5.0
     size = (32, 32, 32)
-    subject = tio.Subject(image=tio.ScalarImage(tensor=image[None]), label=tio.LabelMap(tensor=mask[None].astype(np.uint8)))
+    subject = tio.Subject(image=tio.ScalarImage(tensor=image[None]),
+                          label=tio.LabelMap(tensor=mask[None].astype(np.uint8)))
     cropped = tio.CropOrPad(size, mask_name="label")(subject)
     start = _crop_window(mask, size)
     assert np.array_equal(cropped["image"].data[0].numpy(), _take(image, start, size))
