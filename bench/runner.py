@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -25,8 +26,9 @@ import pandas as pd
 from bench import store
 from bench.catalog import CatalogError, load_catalog
 from bench.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case
-from bench.interactive import run_clicks
+from bench.evaluation import _die_with_parent as die_with_parent  # one pool-worker initializer
 from bench.fingerprint import fingerprint, unchanged
+from bench.interactive import run_clicks
 from bench.io import InputError, write_volume
 from bench.matching import case_id_for, list_cases
 from bench.provenance import provenance
@@ -366,10 +368,11 @@ def is_current(source: CaseSource, meta: dict | None) -> bool:
 
 def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,
               on_case: Callable[[int, int, CaseResult], None] | None = None, write_masks: bool = True,
-              overwrite: bool = False) -> tuple[pd.DataFrame, int, int]:
+              overwrite: bool = False, workers: int = 1) -> tuple[pd.DataFrame, int, int]:
     """Run every case not stored with unchanged inputs in `out` (the resume rules of `bench evaluate`: image
     and label fingerprints; cases no longer listed are dropped); returns (all rows, cases run, cases kept).
-    `on_case(number, total, result)` is called after each stored case (progress)."""
+    With `workers` > 1, cases run in a process pool (each worker builds the model once); results are stored
+    here as they come. `on_case(number, total, result)` is called after each stored case (progress)."""
     if not sources:
         raise InputError("no cases to run")
     model = model_for(spec)
@@ -378,9 +381,18 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     for case_id in sorted(set(stored) - {source.case_id for source in sources}):
         store.drop_case(out, case_id)
     todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
-    for number, source in enumerate(todo, 1):
-        result = run_case(source, spec)
+
+    def keep(number: int, source: CaseSource, result: CaseResult) -> None:
         store_case(out, result, input_meta(source), write_masks)
         if on_case:
             on_case(number, len(todo), result)
+
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+            futures = {pool.submit(run_case, source, spec): source for source in todo}
+            for number, future in enumerate(as_completed(futures), 1):
+                keep(number, futures[future], future.result())
+    else:
+        for number, source in enumerate(todo, 1):
+            keep(number, source, run_case(source, spec))
     return store.consolidate(out), len(todo), len(sources) - len(todo)

@@ -15,7 +15,12 @@ torch = pytest.importorskip("torch")
 
 from models.base import Capabilities, CheckpointInfo, Model, Target  # noqa: E402
 from models.checkpoints import (  # noqa: E402
-    CheckpointError, CheckpointLayout, DroppedObject, extract_state_dict, load_checkpoint, read_checkpoint,
+    CheckpointError,
+    CheckpointLayout,
+    DroppedObject,
+    extract_state_dict,
+    load_checkpoint,
+    read_checkpoint,
 )
 from models.registry import ModelUnavailable, get_model, model_names, register_model, unregister_model  # noqa: E402
 

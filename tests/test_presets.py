@@ -4,6 +4,7 @@ scores, as the official code behaves (each test cites the models_spec.md lines i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -299,3 +300,18 @@ def test_replay_gives_another_model_the_stored_clicks(dataset, tmp_path):
     assert given[:len(stored["clicks"])] == [tuple(c["point"]) for c in stored["clicks"]]
     again = json.loads(runner.prompt_record_path(tmp_path / "b", "hand", "liver").read_text())
     assert again["replayed_from"] == str(tmp_path / "a")
+
+
+def test_cases_in_a_process_pool_give_the_same_rows(dataset, tmp_path):
+    (source,) = discover_sources(dataset)
+    second = tmp_path / "second"
+    second.mkdir()
+    for name in ("image", "label"):
+        (second / getattr(source, name).name).write_bytes(getattr(source, name).read_bytes())
+    sources = [source, replace(source, case_id="hand2", image=second / source.image.name,
+                               label=second / source.label.name)]
+    spec = RunSpec(run="w", model="oracle", protocol=with_overrides(load_protocol("harness"), n_clicks=2))
+    serial, _, _ = run_cases(sources, tmp_path / "serial", spec, sources_label="hand")
+    pooled, done, _ = run_cases(sources, tmp_path / "pooled", spec, sources_label="hand", workers=2)
+    columns = ["case_id", "class_name", "click", "dsc", "nsd"]
+    assert done == 2 and pooled[columns].equals(serial[columns])

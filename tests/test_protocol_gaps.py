@@ -23,7 +23,7 @@ def test_exact_edt_path_counts_a_surface_exactly_at_the_tolerance():
     ref[20:40, 2:10, 2:10] = True  # every face of the slab moved by 10 voxels x 0.5 mm = exactly 5 mm
     assert surface_dice(pred, ref, spacing, tolerance) == 1.0
     assert surface_dice(pred, ref, spacing, tolerance - 1e-6) < 1.0
-    from surface_distance import compute_surface_distances, compute_surface_dice_at_tolerance
+    from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
 
     oracle = compute_surface_dice_at_tolerance(compute_surface_distances(ref, pred, spacing), tolerance)
     assert oracle == 1.0

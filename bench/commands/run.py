@@ -85,6 +85,7 @@ def run(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     run_name: str = typer.Option(None, "--run", help="Run name stored in the rows (default: output folder name)."),
     overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
+    workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (each loads the model once)."),
     replay: Path = typer.Option(None, help="A previous run folder: give its stored clicks, in order, in place of the "
                                            "protocol's (the same prompts for another model)."),
 ) -> None:
@@ -105,7 +106,8 @@ def run(
                        classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
         spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
         rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
-                                        on_case=_progress(time.perf_counter()), overwrite=overwrite)
+                                        on_case=_progress(time.perf_counter()), overwrite=overwrite,
+                                        workers=workers)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
