@@ -84,6 +84,23 @@ class CaseResult:
 
 
 _MODELS: dict[tuple, Model] = {}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str, declared: frozenset[str]) -> str:
+    """`auto`: CUDA when torch sees a GPU and the model declares it, else CPU."""
+    if device not in DEVICES:
+        raise InputError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
+    if device != "auto":
+        return device
+    if "cuda" in declared:
+        try:
+            import torch
+        except ImportError:
+            return "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
 
 
 def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:

@@ -117,3 +117,11 @@ def test_bench_run_on_a_catalog_dataset_by_name(shared_dir, tmp_path):
     rows = pd.read_parquet(out / "metrics.parquet")
     assert set(rows.class_name) == {"kidney"} and set(rows.dataset) == {"AMOS22_CT"} and set(rows.modality) == {"CT"}
     assert rows.ref_voxels.iloc[0] == int(np.isin(label.array, (2, 3)).sum())
+
+
+def test_device_auto_is_cpu_without_a_declared_or_visible_gpu():
+    from bench.runner import resolve_device
+
+    assert resolve_device("auto", frozenset({"cpu"})) == "cpu" and resolve_device("cpu", frozenset({"cpu"})) == "cpu"
+    with pytest.raises(ValueError, match="--device 'tpu'"):
+        resolve_device("tpu", frozenset({"cpu"}))

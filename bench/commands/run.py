@@ -13,13 +13,11 @@ from bench.commands.clicks import print_click_summary
 from bench.commands.evaluate import print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import RunSpec, model_for, resolve_sources, run_cases
+from bench.runner import RunSpec, model_for, resolve_device, resolve_sources, run_cases
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks
 from protocols.protocol import ProtocolError, with_overrides
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_model_args(items: list[str] | None) -> dict:
@@ -33,22 +31,6 @@ def parse_model_args(items: list[str] | None) -> dict:
             raise InputError(f"--model-args {item!r}: expected key=value")
         out[key.strip()] = yaml.safe_load(value) if value else ""
     return out
-
-
-def resolve_device(device: str, declared: frozenset[str]) -> str:
-    """`auto`: CUDA when torch sees a GPU and the model declares it, else CPU."""
-    if device not in DEVICES:
-        raise InputError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
-    if device != "auto":
-        return device
-    if "cuda" in declared:
-        try:
-            import torch
-        except ImportError:
-            return "cpu"
-        if torch.cuda.is_available():
-            return "cuda"
-    return "cpu"
 
 
 def _progress(started: float):
