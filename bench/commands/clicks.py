@@ -22,9 +22,16 @@ from tqdm import tqdm
 
 from bench import store
 from bench.catalog.cases import CaseSource
-from bench.io import InputError, check_same_geometry, read_label_map, read_volume
 from bench.interactive import run_clicks
-from bench.runner import input_meta, is_current, prompt_record_path, replayed_clicks, resolve_sources, scorer
+from bench.io import InputError, check_same_geometry, read_label_map, read_volume
+from bench.runner import (
+    input_meta,
+    is_current,
+    prompt_record_path,
+    replayed_clicks,
+    resolve_sources,
+    scorer,
+)
 from bench.spaces import model_modality
 from models.base import Image, Model
 from models.registry import get_model, model_names
