@@ -209,8 +209,13 @@ def _slice_box(reference: np.ndarray, axis: int, index: int) -> Box:
     return Box(lift(box.lo, index), lift(box.hi, index))
 
 
-def _schedule(protocol: Protocol) -> str:
-    return ",".join(f"{policy}@{start}" for start, policy in protocol.prompts.clicks)
+def _next_policy(protocol: Protocol) -> str:
+    """The `prompt_policy` of click rows: the policy of clicks 2 and later (`ritm@2,random_error@3` when it
+    changes; `first_click` holds the policy of click 1)."""
+    clicks = protocol.prompts.clicks
+    ranges = [(max(start, 2), policy) for (start, policy), following in zip(clicks, [*clicks[1:], (None, None)])
+              if following[0] is None or following[0] > max(start, 2)]
+    return ranges[0][1] if len(ranges) == 1 else ",".join(f"{policy}@{start}" for start, policy in ranges)
 
 
 def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -> tuple[list, dict, dict]:
@@ -286,9 +291,9 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         ref_for_row = reference if in_space else native.masks[name]
         for step in steps:
             rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
-                             step.pred_voxels, step.seconds, prompt_policy=_schedule(protocol),
+                             step.pred_voxels, step.seconds, prompt_policy=_next_policy(protocol),
                              first_click=prompts.policy(1), click=step.click_index))
-        records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_schedule(protocol),
+        records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_next_policy(protocol),
                                        first_click=prompts.policy(1), seed=prompts.seed,
                                        clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
         final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(

@@ -194,7 +194,8 @@ def test_sam_med3d_paper_crop_ritm_then_random_newest_click_voxel_distances(data
     click = first["prompt"].points[0]
     assert click.positive and depth[click.point] > depth.max() / 2  # RITM on an empty prediction: the core
     rows = result.rows[result.rows.class_name == "liver"]
-    assert set(rows.spacing) == {"1x1x1"} and set(rows.prompt_policy) == {"ritm@1,random_error@3"}
+    assert set(rows.spacing) == {"1x1x1"} and set(rows.first_click) == {"ritm"}
+    assert set(rows.prompt_policy) == {"ritm@2,random_error@3"}
 
 
 def test_sam_med3d_one_accumulated_random_click_scored_on_the_native_grid(dataset):
