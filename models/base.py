@@ -4,8 +4,9 @@
 per target name, in the image's grid. A target is a class name with its prompts (text, points, boxes, previous
 mask). A text-prompted model encodes the image once for all targets; a specialist answers all its classes from
 one forward pass; an interactive model may loop internally. `state` is a dict the caller creates once per image
-and hands to every call on that image: the model keeps there whatever it carries between calls (an image
-embedding, the previous low-resolution logits of each target).
+and hands to every call on that image: the model keeps there whatever it carries between calls (by convention
+per-target memory such as the previous low-resolution logits under the target's name, image-level entries such
+as an image embedding under keys starting with "_").
 
 A model declares what it can do (`Capabilities`); the harness reads the declaration and never probes a model by
 trying a call. `segment` checks every target against it and raises `UnsupportedPrompt` before the model sees
