@@ -7,6 +7,8 @@ help listing (a test checks the summaries against the commands' docstrings).
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib import import_module
 
 import typer
@@ -58,6 +60,9 @@ class LazyGroup(TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `bench ... | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except Exception as error:
             if ctx.params.get("debug") or type(error).__module__.split(".")[0] in ("typer", "click"):
                 raise  # exits, usage errors and aborts are typer's to print

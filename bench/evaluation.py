@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,15 +19,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from bench import store
+from bench.executors import map_cases
 from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
-from protocols.metrics import EMPTY_POLICIES, check_tolerance
-
-GRIDS = ("native", "satds")
-
+from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -48,8 +46,8 @@ class RunSettings:
             check_tolerance(self.tolerance_mm)
         except ValueError as error:
             raise InputError(f"--tolerance: {error}") from None
-        if self.grid not in GRIDS:
-            raise InputError(f"--grid: choose from {', '.join(GRIDS)}, got {self.grid!r}")
+        if self.grid not in SCORING_GRIDS:
+            raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
         if self.empty_policy not in EMPTY_POLICIES:
             raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
 
@@ -155,7 +153,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     return rows[store.METRIC_COLUMNS], meta
 
 
-def _score_and_store(pair: CasePair, settings: RunSettings, out_dir: Path) -> None:
+def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:
     rows, meta = score_case(pair, settings)
     store.write_case(out_dir, pair.case_id, rows, meta)
 
@@ -174,18 +172,6 @@ def _unscored_summary(stored: dict[str, dict]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _die_with_parent() -> None:
-    """Pool worker initializer: on Linux, the kernel kills this worker when its parent dies (even by SIGKILL), so
-    a killed run leaves no orphan writing case files."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _failure(error: BaseException) -> str:
     """A failed case's one-line reason: an InputError's message, or the type and message of anything else."""
     return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
@@ -201,7 +187,8 @@ def check_out_dir(out_dir: Path, *inputs: Path) -> None:
 
 
 def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, settings: RunSettings,
-                   config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True) -> RunOutcome:
+                   config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True,
+                   executor: str = "local", scheduler: str | None = None) -> RunOutcome:
     """Score every pair whose rows are not stored with unchanged inputs; drop stored cases no longer predicted;
     write metrics.parquet if no case failed. A complete run with nothing to do writes nothing (read-only runs
     can be re-run)."""
@@ -212,25 +199,24 @@ def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, s
     if not todo and not dropped and store.run_status(out_dir) == "complete":
         unscored = store.read_config(out_dir).get("unscored_labels", {})
         return RunOutcome(store.read_metrics([out_dir]), 0, len(pairs), unmatched, {}, [], unscored)
+    with store.run_lock(out_dir):
+        return _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, workers=workers,
+                            overwrite=overwrite, progress=progress, executor=executor, scheduler=scheduler)
+
+
+def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, workers, overwrite, progress,
+                 executor, scheduler) -> RunOutcome:
     store.open_run(out_dir, config, overwrite=overwrite)
     for case_id in dropped:
         store.drop_case(out_dir, case_id)
     errors: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"scoring {settings.model}", unit="case", disable=not progress or None)
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
-            futures = {pool.submit(_score_and_store, pair, settings, out_dir): pair for pair in todo}
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    errors[futures[future].case_id] = _failure(future.exception())
-                bar.update()
-    else:
-        for pair in todo:
-            try:
-                _score_and_store(pair, settings, out_dir)
-            except (InputError, MemoryError, OSError, ValueError) as error:
-                errors[pair.case_id] = _failure(error)
-            bar.update()
+    task = partial(_score_and_store, settings=settings, out_dir=out_dir)
+    for pair, error in map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler,
+                                 caught=(InputError, MemoryError, OSError, ValueError)):
+        if error is not None:
+            errors[pair.case_id] = _failure(error)
+        bar.update()
     bar.close()
     for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind
         store.drop_case(out_dir, case_id)
@@ -240,12 +226,10 @@ def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, s
     return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors, dropped, unscored)
 
 
-def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, *, workers: int = 1,
-                     overwrite: bool = False, progress: bool = True) -> RunOutcome:
-    """`evaluate_pairs` for a prediction folder against a reference folder (cases matched by file name)."""
+def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, **options) -> RunOutcome:
+    """`evaluate_pairs` (same options) for a prediction folder against a reference folder, matched by file name."""
     pairs, unmatched = match_cases(pred_dir, ref_dir)
-    return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir),
-                          workers=workers, overwrite=overwrite, progress=progress)
+    return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir), **options)
 
 
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:

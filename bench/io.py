@@ -7,7 +7,6 @@ spacing in that axis order, and a 4x4 voxel-to-world affine in RAS+ millimetres 
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +64,12 @@ def _read_nifti(path: Path) -> Volume:
 
 
 def _mm(values) -> str:
-    return " x ".join(f"{v:g}" for v in values) + " mm"
+    return " x ".join(f"{float(v):g}" for v in values) + " mm"
+
+
+def dims(shape) -> str:
+    """A shape as people write it: 512 x 512 x 82."""
+    return " x ".join(str(int(n)) for n in shape)
 
 
 def _check_spacing(volume: Volume) -> None:
@@ -97,10 +101,13 @@ def read_volume(path: str | Path) -> Volume:
         raise InputError(f"{path}: file not found")
     try:
         volume = _read_nifti(path) if suffix in NIFTI_SUFFIXES else _read_itk(path)
-    except (OSError, EOFError, zlib.error, RuntimeError, ValueError, nib.filebasedimages.ImageFileError) as error:
-        raise InputError(f"{path}: cannot read volume ({type(error).__name__}: {error})") from error
+    except InputError:
+        raise
+    except Exception as error:  # the parsing boundary: whatever a stranger's file makes a reader raise
+        reason = " ".join(str(error).replace(str(path), "the file").split())
+        raise InputError(f"{path}: cannot read volume ({type(error).__name__}: {reason})") from error
     if volume.array.ndim not in (2, 3):
-        raise InputError(f"{path}: expected a 2D or 3D volume, got shape {volume.array.shape}")
+        raise InputError(f"{path}: expected a 2D or 3D volume, got shape {dims(volume.array.shape)}")
     _check_spacing(volume)
     return volume
 
@@ -142,7 +149,7 @@ def read_binary_mask(path: str | Path) -> Volume:
 def check_same_geometry(first: Volume, second: Volume, tolerance: float = GEOMETRY_TOLERANCE) -> None:
     """Raise a one-line InputError naming both files and what differs unless shape, spacing and affine agree."""
     if first.array.shape != second.array.shape:
-        difference = f"shape {first.array.shape} vs {second.array.shape}"
+        difference = f"shape {dims(first.array.shape)} vs {dims(second.array.shape)}"
     elif not np.allclose(first.spacing, second.spacing, rtol=0, atol=tolerance):
         difference = f"voxel size {_mm(first.spacing)} vs {_mm(second.spacing)}"
     elif not np.allclose(first.affine, second.affine, rtol=0, atol=tolerance):

@@ -16,9 +16,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +39,51 @@ _CASES = "cases"
 _CASE_META = b"medseg_bench_case"
 # run.json keys that describe a run rather than set its numbers: not compared when a run is resumed.
 _UNCOMPARED = ("provenance", "status", "unscored_labels")
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLocked(ValueError):
+    """Another live process holds the run folder (its host and pid are named)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(out_dir: Path):
+    """Hold `out_dir` for one client: a second client refuses instead of interleaving its writes. The lock file names
+    the holder's host and pid; a lock left by a dead process on this host is taken over."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / LOCK_FILE
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for _ in range(2):
+        try:
+            with open(lock, "x") as handle:
+                json.dump(holder, handle)
+            break
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                other = {}
+            if other.get("host") == holder["host"] and isinstance(other.get("pid"), int) and not _alive(other["pid"]):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise RunLocked(f"{out_dir} is in use by {other.get('host', '?')} pid {other.get('pid', '?')} since "
+                            f"{other.get('since', '?')}; wait for it, or remove {lock} if that process is gone")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 class InvalidRows(ValueError):

@@ -22,6 +22,8 @@ from protocols.boxes import bounding_box
 from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
 
 EMPTY_POLICIES = ("sat", "nan")
+# Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/scoring_grid.py).
+SCORING_GRIDS = ("native", "satds")
 
 # Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
 # offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
@@ -45,9 +47,10 @@ def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[floa
         if not isinstance(mask, np.ndarray) or mask.dtype != bool:
             raise ValueError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
         if mask.ndim not in (2, 3):
-            raise ValueError(f"{name} must be 2D or 3D, got shape {mask.shape}")
+            raise ValueError(f"{name} must be 2D or 3D, got shape {' x '.join(map(str, mask.shape))}")
     if pred is not None and pred.shape != ref.shape:
-        raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
+        raise ValueError(f"pred and ref shapes differ: {' x '.join(map(str, pred.shape))} vs "
+                         f"{' x '.join(map(str, ref.shape))}")
     if spacing is not None:
         check_spacing(spacing, ref.ndim)
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bench.catalog import CatalogError, load_catalog, modality_prefix, term_key
-from bench.catalog.importer import DATA_DIR, import_satds
+from bench.catalog.importer import CURATED, DATA_DIR, SatdsImportError, import_satds
 
 REGION_COUNTS = {"brain": 137, "head and neck": 92, "thorax": 102, "spine": 56, "abdomen": 57, "pelvis": 29,
                  "lower limb": 10, "upper limb": 9, "whole body": 6}
@@ -75,6 +75,21 @@ def test_dataset_facts(catalog):
     assert all(info.download_url.startswith("http") for info in catalog.datasets.values())
     with pytest.raises(CatalogError, match="unknown dataset 'nope'"):
         catalog.dataset("nope")
+
+
+def test_orientation_is_satds_loaders(catalog):
+    """SAT-DS loader.py reorients to ASR (MRSpineSeg, VerSe), IPL (ToothFairy), LPS (BTCV_Cervix), not at all
+    (MyoPS2020) and to RAS everywhere else."""
+    special = {"MRSpineSeg": "ASR", "VerSe": "ASR", "ToothFairy": "IPL", "BTCV_Cervix": "LPS", "MyoPS2020": "none"}
+    assert {name: info.orientation for name, info in catalog.datasets.items() if info.orientation != "RAS"} == special
+    assert catalog.dataset("AMOS22_CT").orientation == "RAS"
+
+
+def test_bad_curated_orientation_names_the_entry(satds_dir, tmp_path):
+    curated = tmp_path / "curated.yaml"
+    curated.write_text(CURATED.read_text().replace("orientation: IPL", "orientation: IPX"))
+    with pytest.raises(SatdsImportError, match="ToothFairy: orientation 'IPX' is not an axis code"):
+        import_satds(satds_dir, curated)
 
 
 @pytest.mark.parametrize(("modality", "name", "key"), [

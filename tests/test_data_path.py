@@ -291,3 +291,25 @@ def test_ambiguous_inline_labels_are_refused(tmp_path, text):
     result = _invoke("evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out", tmp_path / "out",
                      "--labels", text, "--dataset", "d", "--modality", "CT")
     assert result.exit_code == 2 and "--labels" in result.output
+
+
+def test_grid_satds_scores_on_sat_grid_and_is_recorded(shared_dir, tmp_path):
+    from bench.scoring_grid import to_scoring_grid
+
+    folder, label = _amos_raw(shared_dir, tmp_path)
+    pred = label.array.copy()
+    pred[ndimage.binary_dilation(label.array == 1, iterations=1) & (pred == 0)] = 1  # spleen one voxel too wide
+    write_volume(tmp_path / "pred" / "amos_0013.nii.gz", pred, label.affine)
+    base = ["evaluate", "--dataset", "AMOS22_CT", "--root", folder, "--pred", tmp_path / "pred", "--labels",
+            "1=spleen,6=liver"]
+    assert _invoke(*base, "--out", tmp_path / "native").exit_code == 0
+    result = _invoke(*base, "--out", tmp_path / "satds", "--grid", "satds")
+    assert result.exit_code == 0, result.output
+    native = pd.read_parquet(tmp_path / "native" / "metrics.parquet").set_index("class_name")
+    satds = pd.read_parquet(tmp_path / "satds" / "metrics.parquet").set_index("class_name")
+    assert set(satds.grid) == {"satds"} and set(satds.spacing) == {"1x1x3"} and set(native.grid) == {"native"}
+    p, r, spacing = to_scoring_grid(pred, label.array, label.affine, label.array.shape, "satds", "RAS")
+    expected = evaluate_case(p, r, spacing, {"spleen": 1, "liver": 6})
+    assert [satds.loc[s.class_name, "nsd"] for s in expected] == [s.nsd for s in expected]
+    assert satds.loc["spleen", "nsd"] != native.loc["spleen", "nsd"]
+    assert json.loads((tmp_path / "satds" / "run.json").read_text())["grid"] == "satds"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.catalog.importer import DATA_DIR
+from bench.catalog.orientation import SAT_ORIENTATION
 from bench.catalog.rules import Rule
 from bench.catalog.terms import term_key
 
@@ -28,7 +29,7 @@ class DatasetInfo:
     `class_values` gives each class's label values in the dataset's nnU-Net label map, `mask_values` the same in
     the dataset's own mask files as SAT-DS lists them (equal except for ACDC, LUNA16, MM-WHS), `rules` the
     derived-class unions in the order they apply, `nnunet_labels` each original nnU-Net label name with its value
-    and unified class name.
+    and unified class name, `orientation` the axes SAT-DS reorients scans to (`RAS`, `ASR`, ... or `none`).
     """
 
     name: str
@@ -52,6 +53,7 @@ class DatasetInfo:
     paper_name: str = ""
     regions: tuple[str, ...] = field(default=())
     unlisted_terms: tuple[str, ...] = field(default=())
+    orientation: str = SAT_ORIENTATION
 
     @property
     def derived_classes(self) -> tuple[str, ...]:

@@ -2,8 +2,9 @@
 
 Reads `jsonl/<Dataset>.jsonl` (scans and class lists), `split_json/<Dataset>.json` (SAT's split),
 `terminology_list.json` (the 498 unified terms) and `nnunet/DatasetNNN_Name/dataset.json` (label values of the
-nnU-Net baselines), joins them with `curated.yaml` (download pages, regions, derived-class rules) and checks that
-every class resolves to label values and every nnU-Net label is used. Any SAT-DS checkout can be run through it.
+nnU-Net baselines), joins them with `curated.yaml` (download pages, regions, derived-class rules, SAT-DS's
+reorientation where it is not RAS) and checks that every class resolves to label values and every nnU-Net label
+is used. Any SAT-DS checkout can be run through it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from bench.catalog.names import class_name, nnunet_class_name
+from bench.catalog.orientation import SAT_ORIENTATION, orientation_code
 from bench.catalog.rules import bilateral_rules, resolve_rules
 from bench.catalog.terms import modality_prefix, split_key, term_key
 
@@ -108,11 +110,16 @@ def import_dataset(name: str, satds: Path, folder: Path, curated: Mapping, alias
     if unknown:
         raise SatdsImportError(f"{CURATED}: {name}: mask_values for unknown channels {unknown}")
     mask_channels = {**channels, **curated.get("mask_values", {})}
+    try:
+        orientation = orientation_code(curated.get("orientation", SAT_ORIENTATION))
+    except ValueError as error:
+        raise SatdsImportError(f"{CURATED}: {name}: {error}") from error
     return {
         "name": name,
         "modality": _MODALITY_NAMES[modality],
         "sequences": sorted({record["modality"] for record in records}),
         "region": curated["region"],
+        "orientation": orientation,
         "classes": classes,
         "rules": [[target, list(sources)] for target, sources in rules],
         "class_values": {c: list(values[c]) for c in classes},

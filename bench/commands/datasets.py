@@ -44,7 +44,7 @@ def show(name: str = typer.Argument(..., help="Dataset name, e.g. KiTS23 (case a
     typer.echo(f"{info.name} ({info.modality}; sequences {', '.join(info.sequences)}); region {info.region}")
     typer.echo(f"scans {info.n_scans}; split train {len(info.train_ids)} / test {len(info.test_ids)} ids "
                f"({info.n_test_scans} test scans)")
-    typer.echo(f"download {info.download_url}\nnnU-Net {info.nnunet_name}\n")
+    typer.echo(f"download {info.download_url}\nnnU-Net {info.nnunet_name}\nSAT-DS orientation {info.orientation}\n")
     rules = dict(info.rules)
     for index, (cls, key) in enumerate(info.term_keys().items()):
         term = catalog.term(key)

@@ -10,7 +10,7 @@ import typer
 from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
 from bench.io import InputError
 from bench.matching import match_predictions
-from bench.store import RunConfigMismatch
+from bench.store import RunConfigMismatch, RunLocked
 from bench.targets import resolve_target
 
 
@@ -22,6 +22,11 @@ class EmptyPolicy(str, Enum):
 class Grid(str, Enum):
     native = "native"
     satds = "satds"
+
+
+class Executor(str, Enum):
+    local = "local"
+    dask = "dask"
 
 
 class Split(str, Enum):
@@ -57,7 +62,9 @@ def evaluate(
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
     empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
-    workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel."),
+    workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel (Dask: local cluster size)."),
+    executor: Executor = typer.Option(Executor.local, help="Run cases in local processes or on a Dask cluster."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."),
     model: str = typer.Option(None, help="Model name stored in the rows (default: prediction folder name)."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
     overwrite: bool = typer.Option(False, help="Score every case again, dropping what --out holds."),
@@ -77,8 +84,9 @@ def evaluate(
         if target.unmapped:
             note(f"note: {len(target.unmapped)} class(es) have no SAT term for {target.modality} and fall outside "
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
-        outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite)
-    except (InputError, RunConfigMismatch, OSError) as error:
+        outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite,
+                                 executor=executor.value, scheduler=scheduler)
+    except (InputError, RunConfigMismatch, RunLocked, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} stored with unchanged inputs, in {out}")

@@ -1,0 +1,80 @@
+"""Where the per-case tasks of a run execute: in this process, a local process pool, or a Dask cluster.
+
+Every command hands `map_cases` a picklable task (`case -> None`, storing its own rows atomically) and the list of
+cases; the executor reports each case as it finishes, with the exception if it failed. Workers read the files
+themselves (a task carries paths, never volumes), so on a cluster the data must be on a path every worker sees.
+
+- `local` with `workers=1`: a plain loop in this process.
+- `local` with `workers>1`: a process pool whose workers die with their parent.
+- `dask`: an existing scheduler (`scheduler="tcp://host:8786"`, e.g. from `dask scheduler` / `dask worker` or
+  dask-jobqueue), or a `LocalCluster` of `workers` single-threaded processes started here. A task lost with its
+  worker is retried (`retries`); a retried case rewrites the same case file, so it is never stored twice.
+  `resources={"GPU": 1}` keeps model tasks one per GPU on workers started with `--resources GPU=1`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import TypeVar
+
+EXECUTORS = ("local", "dask")
+Case = TypeVar("Case")
+
+
+def die_with_parent() -> None:
+    """Pool worker initializer: on Linux, the kernel kills this worker when its parent dies (even by SIGKILL), so
+    a killed run leaves no orphan writing case files."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _local(task: Callable[[Case], None], cases: Sequence[Case], workers: int,
+           caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
+    if workers <= 1 or len(cases) <= 1:
+        for case in cases:
+            try:
+                task(case)
+            except caught as error:
+                yield case, error
+            else:
+                yield case, None
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+        futures = {pool.submit(task, case): case for case in cases}
+        for future in as_completed(futures):
+            yield futures[future], future.exception()
+
+
+def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, scheduler: str | None,
+          retries: int, resources: dict | None) -> Iterator[tuple[Case, BaseException | None]]:
+    from distributed import Client, LocalCluster, as_completed as dask_completed
+
+    cluster = None if scheduler else LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    client = Client(scheduler or cluster)
+    try:
+        futures = client.map(task, list(cases), pure=False, retries=retries, resources=resources)
+        case_of = {future.key: case for future, case in zip(futures, cases)}
+        for future in dask_completed(futures):
+            yield case_of[future.key], future.exception() if future.status == "error" else None
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def map_cases(task: Callable[[Case], None], cases: Sequence[Case], *, executor: str = "local", workers: int = 1,
+              scheduler: str | None = None, retries: int = 2, resources: dict | None = None,
+              caught: tuple[type[BaseException], ...] = (Exception,)) -> Iterator[tuple[Case, BaseException | None]]:
+    """Run `task` on every case; yield (case, None) or (case, exception) as each finishes, in completion order."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if executor == "dask":
+        return _dask(task, cases, workers, scheduler, retries, resources)
+    return _local(task, cases, workers, caught)

@@ -1,0 +1,1 @@
+"""nnInteractive through its PyPI package's inference session."""

@@ -1,0 +1,97 @@
+"""Scale-out: the same rows from a Dask cluster as from the local executor, nothing lost or doubled when a worker
+dies mid-run, one client per run folder, and a consolidated file that Dask itself reads."""
+
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bench import store
+from bench.cli import app
+from bench.evaluation import RunSettings, evaluate_folders
+from bench.io import write_volume
+
+distributed = pytest.importorskip("distributed")
+
+AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
+COLUMNS = ["case_id", "class_name", "dsc", "nsd", "ref_voxels", "pred_voxels"]
+
+
+def _cases(root, n, shape=(40, 36, 12)):
+    rng = np.random.default_rng(0)
+    for index in range(n):
+        ref = np.zeros(shape, np.uint8)
+        ref[5:25, 4:20, 2:9] = 1
+        ref[26:34, 22:31, 3:10] = 2
+        pred = np.roll(ref, tuple(rng.integers(-2, 3, 3)), axis=(0, 1, 2))
+        write_volume(root / "ref" / f"case_{index:03d}.nii.gz", ref, AFFINE)
+        write_volume(root / "pred" / f"case_{index:03d}.nii.gz", pred, AFFINE)
+
+
+def _evaluate(root, out, *extra):
+    return CliRunner().invoke(app, [
+        "evaluate", "--pred", str(root / "pred"), "--ref", str(root / "ref"), "--out", str(out), "--run", "r",
+        "--dataset", "d", "--modality", "CT", "--labels", "1=liver,2=spleen", *extra])
+
+
+def _rows(out):
+    return pd.read_parquet(out / "metrics.parquet")[COLUMNS].sort_values(["case_id", "class_name"]).reset_index(
+        drop=True)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_local_rows(tmp_path):
+    _cases(tmp_path, 6)
+    local = _evaluate(tmp_path, tmp_path / "local")
+    assert local.exit_code == 0, local.output
+    dask = _evaluate(tmp_path, tmp_path / "dask", "--executor", "dask", "--workers", "2")
+    assert dask.exit_code == 0, dask.output
+    pd.testing.assert_frame_equal(_rows(tmp_path / "local"), _rows(tmp_path / "dask"))
+    import dask.dataframe as dd
+
+    assert len(dd.read_parquet(str(tmp_path / "dask" / "metrics.parquet")).compute()) == 12
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path):
+    _cases(tmp_path, 16, shape=(110, 100, 36))
+    settings = RunSettings(run="r", model="m", dataset="d", modality="CT", classes={"liver": 1, "spleen": 2})
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        outcome = {}
+        thread = threading.Thread(target=lambda: outcome.update(result=evaluate_folders(
+            tmp_path / "pred", tmp_path / "ref", tmp_path / "out", settings, progress=False, executor="dask",
+            scheduler=cluster.scheduler_address)))
+        thread.start()
+        deadline = time.time() + 240
+        while time.time() < deadline and len(store.stored_case_files(tmp_path / "out")) < 2:
+            time.sleep(0.05)
+        victim = next(iter(client.run(os.getpid).values()))
+        os.kill(victim, 9)
+        thread.join(timeout=600)
+    assert not thread.is_alive()
+    result = outcome["result"]
+    assert not result.errors and result.scored == 16
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert len(table) == 32 and not table.duplicated(["case_id", "class_name"]).any()
+    clean = evaluate_folders(tmp_path / "pred", tmp_path / "ref", tmp_path / "clean", settings, progress=False)
+    pd.testing.assert_frame_equal(_rows(tmp_path / "out"), clean.table[COLUMNS].sort_values(
+        ["case_id", "class_name"]).reset_index(drop=True))
+
+
+def test_a_second_client_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    _cases(tmp_path, 1)
+    out = tmp_path / "out"
+    with store.run_lock(out):
+        busy = _evaluate(tmp_path, out)
+        assert busy.exit_code == 2 and f"pid {os.getpid()}" in busy.output and "in use by" in busy.output
+    assert not (out / store.LOCK_FILE).exists()
+    (out / store.LOCK_FILE).write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 7, "since": "x"}))
+    result = _evaluate(tmp_path, out)
+    assert result.exit_code == 0, result.output
+    assert not (out / store.LOCK_FILE).exists()
