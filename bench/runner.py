@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,17 @@ import pandas as pd
 from bench import store
 from bench.catalog import CatalogError, load_catalog
 from bench.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case
-from bench.evaluation import _die_with_parent as die_with_parent  # one pool-worker initializer
+from bench.executors import map_cases
 from bench.fingerprint import fingerprint, unchanged
 from bench.interactive import run_clicks
 from bench.io import InputError, write_volume
 from bench.matching import case_id_for, list_cases
+from bench.preprocess import SAT_ORIENTATION
 from bench.provenance import provenance
 from bench.spaces import SpaceCase, crop_space, native_space, resample, satds_space
 from bench.targets import folder_target, user_classes
 from models.base import Model, Target
-from models.registry import get_model
+from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
@@ -123,8 +124,11 @@ def model_for(spec: RunSpec) -> Model:
     """The spec's model, built and loaded once per process (a worker reuses it across cases)."""
     key = (spec.model, tuple(sorted(spec.model_args.items())), spec.checkpoint, spec.trust_checkpoint, spec.device)
     if key not in _MODELS:
-        model = get_model(spec.model, **dict(spec.model_args))
-        if spec.checkpoint:
+        options = dict(spec.model_args)
+        if spec.checkpoint and takes_checkpoint(spec.model):  # a trained-model folder the model reads itself
+            options.update(checkpoint=spec.checkpoint, trust_checkpoint=spec.trust_checkpoint)
+        model = get_model(spec.model, **options)
+        if spec.checkpoint and not takes_checkpoint(spec.model):
             model.load_checkpoint(spec.checkpoint, trust=spec.trust_checkpoint)
         _MODELS[key] = model.to(spec.device)
     return _MODELS[key]
@@ -209,6 +213,15 @@ def _slice_box(reference: np.ndarray, axis: int, index: int) -> Box:
     return Box(lift(box.lo, index), lift(box.hi, index))
 
 
+def _orientation(source: CaseSource) -> str:
+    """The SAT-DS orientation of the case's dataset (RAS unless the catalog names another, e.g. ASR for spines)."""
+    try:
+        info = load_catalog().dataset(source.dataset) if source.dataset else None
+    except CatalogError:
+        info = None
+    return getattr(info, "orientation", None) or SAT_ORIENTATION
+
+
 def _next_policy(protocol: Protocol) -> str:
     """The `prompt_policy` of click rows: the policy of clicks 2 and later (`ritm@2,random_error@3` when it
     changes; `first_click` holds the policy of click 1)."""
@@ -224,7 +237,7 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
         raise InputError(f"protocol {protocol.name!r}: a crop space is implemented for click protocols only")
     oracle = "reference" in model.capabilities.prompts
     satds = protocol.space.grid == "satds" or model.capabilities.input_grid == "satds"
-    space = satds_space(volume, source.modality, native.masks) if satds else native
+    space = satds_space(volume, source.modality, native.masks, _orientation(source)) if satds else native
     targets = [Target(name, _static_prompt(name, space.masks[name], kinds, protocol,
                                            prompt_rng(protocol.prompts.seed, source.case_id, name, "static", 1),
                                            oracle)) for name in names]
@@ -256,7 +269,7 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
                          f"the {protocol.space.grid} grid")
     shared = None
     if protocol.space.grid == "satds":
-        shared = satds_space(volume, source.modality, native.masks)
+        shared = satds_space(volume, source.modality, native.masks, _orientation(source))
     elif protocol.space.grid == "native":
         shared = native
     else:
@@ -388,13 +401,29 @@ def is_current(source: CaseSource, meta: dict | None) -> bool:
             and unchanged(source.image, meta["image"]) and unchanged(source.label, meta["label"]))
 
 
+class CaseFailures(InputError):
+    """Cases that could not be run; the others are stored, and running the same command again resumes."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        listed = "; ".join(f"{case}: {message}" for case, message in list(errors.items())[:5])
+        super().__init__(f"{len(errors)} case(s) failed, nothing stored for them ({listed})")
+
+
+def run_and_store(source: CaseSource, *, out: Path, spec: RunSpec, write_masks: bool = True) -> None:
+    """The task an executor runs: one case run and stored atomically (picklable with `functools.partial`)."""
+    store_case(out, run_case(source, spec), input_meta(source), write_masks)
+
+
 def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,
-              on_case: Callable[[int, int, CaseResult], None] | None = None, write_masks: bool = True,
-              overwrite: bool = False, workers: int = 1) -> tuple[pd.DataFrame, int, int]:
+              on_case: Callable[[int, int, str], None] | None = None, write_masks: bool = True,
+              overwrite: bool = False, workers: int = 1, executor: str = "local",
+              scheduler: str | None = None) -> tuple[pd.DataFrame, int, int]:
     """Run every case not stored with unchanged inputs in `out` (the resume rules of `bench evaluate`: image
     and label fingerprints; cases no longer listed are dropped); returns (all rows, cases run, cases kept).
-    With `workers` > 1, cases run in a process pool (each worker builds the model once); results are stored
-    here as they come. `on_case(number, total, result)` is called after each stored case (progress)."""
+    Cases run where `executor` says (`bench.executors`: in this process, a local pool of `workers`, or Dask);
+    each worker builds the model once. `on_case(number, total, case_id)` is called as each case is stored.
+    Failed cases raise `CaseFailures` at the end, after every other case is stored."""
     if not sources:
         raise InputError("no cases to run")
     model = model_for(spec)
@@ -403,18 +432,17 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     for case_id in sorted(set(stored) - {source.case_id for source in sources}):
         store.drop_case(out, case_id)
     todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
-
-    def keep(number: int, source: CaseSource, result: CaseResult) -> None:
-        store_case(out, result, input_meta(source), write_masks)
-        if on_case:
-            on_case(number, len(todo), result)
-
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
-            futures = {pool.submit(run_case, source, spec): source for source in todo}
-            for number, future in enumerate(as_completed(futures), 1):
-                keep(number, futures[future], future.result())
-    else:
-        for number, source in enumerate(todo, 1):
-            keep(number, source, run_case(source, spec))
+    task = partial(run_and_store, out=out, spec=spec, write_masks=write_masks)
+    errors: dict[str, str] = {}
+    results = map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler,
+                        caught=(InputError, ValueError))
+    for number, (source, error) in enumerate(results, 1):
+        if isinstance(error, (InputError, ValueError)):
+            errors[source.case_id] = str(error)
+        elif error is not None:
+            raise error
+        elif on_case:
+            on_case(number, len(todo), source.case_id)
+    if errors:
+        raise CaseFailures(errors)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.io import InputError, Volume
-from bench.preprocess import SatTransform, from_sat, plan_transform, preprocess, to_sat
+from bench.preprocess import SAT_ORIENTATION, SatTransform, from_sat, plan_transform, preprocess, to_sat
 from models.base import Image
 from protocols.boxes import bounding_box
 from protocols.protocol import Space
@@ -50,8 +50,11 @@ def native_space(volume: Volume, modality: str, masks: Mapping[str, np.ndarray])
     return SpaceCase(image, dict(masks), lambda mask: mask)
 
 
-def satds_space(volume: Volume, modality: str, masks: Mapping[str, np.ndarray]) -> SpaceCase:
-    sat = preprocess(volume, modality, {name: mask.astype(np.uint8) for name, mask in masks.items()})
+def satds_space(volume: Volume, modality: str, masks: Mapping[str, np.ndarray],
+                orientation: str = SAT_ORIENTATION) -> SpaceCase:
+    """SAT-DS preprocessing (the dataset's `orientation`, RAS unless the catalog says otherwise)."""
+    sat = preprocess(volume, modality, {name: mask.astype(np.uint8) for name, mask in masks.items()},
+                     orientation=orientation)
     transform = sat.transform
     image = Image(array=sat.image, spacing=transform.target_spacing, affine=transform.sat_affine,
                   modality=model_modality(modality))

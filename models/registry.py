@@ -9,24 +9,39 @@ it also runs under `with torch.device("meta")`. `register_model` adds a factory 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import import_module
 
+from models.adapters import SliceWise
 from models.base import Model
 
+
+@dataclass(frozen=True)
+class Entry:
+    """A built-in model: its factory (`module:function`), default options, whether it is a 2D model run slice
+    by slice on volumes (`models.adapters.SliceWise`, axial), and whether its factory takes the weights itself
+    (`checkpoint=`: a trained-model folder) instead of `Model.load_checkpoint` after construction."""
+
+    target: str
+    options: dict = field(default_factory=dict)
+    slicewise: bool = False
+    checkpoint_argument: bool = False
+
+
 _BUILTIN = {
-    "region_growing": "models.reference.region_growing:RegionGrowing",
-    "oracle": "models.reference.oracle:PerturbationOracle",
-    "sat-nano": "models.sat:sat_nano",
-    "sat-pro": "models.sat:sat_pro",
-    "segvol": "models.segvol:segvol",
-    "sam-med3d": "models.sam_med3d:sam_med3d",
-    "sam-med3d-turbo": "models.sam_med3d:sam_med3d_turbo",
-    "sam-vit-b": "models.sam:sam_vit_b",
-    "sam-vit-l": "models.sam:sam_vit_l",
-    "sam-vit-h": "models.sam:sam_vit_h",
-    "sam-med2d": "models.sam_med2d:sam_med2d",
-    "nninteractive": "models.nninteractive:nninteractive",
-    "nnunet": "baselines.nnunet:nnunet",
+    "region_growing": Entry("models.reference.region_growing:RegionGrowing"),
+    "oracle": Entry("models.reference.oracle:PerturbationOracle"),
+    "sat-nano": Entry("models.sat:sat_nano"),
+    "sat-pro": Entry("models.sat:sat_pro"),
+    "segvol": Entry("models.segvol:segvol"),
+    "sam-med3d": Entry("models.sam_med3d:sam_med3d"),
+    "sam-med3d-turbo": Entry("models.sam_med3d:sam_med3d_turbo"),
+    "sam-vit-b": Entry("models.sam.model:sam", {"variant": "vit_b"}, slicewise=True),
+    "sam-vit-l": Entry("models.sam.model:sam", {"variant": "vit_l"}, slicewise=True),
+    "sam-vit-h": Entry("models.sam.model:sam", {"variant": "vit_h"}, slicewise=True),
+    "sam-med2d": Entry("models.sam.model:sam_med2d", slicewise=True),
+    "nninteractive": Entry("models.nninteractive.session:NnInteractive", checkpoint_argument=True),
+    "nnunet": Entry("baselines.nnunet:nnunet", checkpoint_argument=True),
 }
 _REGISTERED: dict[str, Callable[..., Model]] = {}
 
@@ -55,37 +70,57 @@ def model_names() -> list[str]:
 
 
 def model_factory(name: str) -> Callable[..., Model]:
-    """The factory registered under `name`; ModelUnavailable names the module when it cannot be imported."""
+    """A function building the model registered under `name` from keyword options (defaults bound, 2D models
+    wrapped slice-wise); ModelUnavailable names the module when it cannot be imported."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in _BUILTIN:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    module_name, factory = _BUILTIN[name].split(":")
+    entry = _BUILTIN[name]
+    module_name, function = entry.target.split(":")
     try:
         module = import_module(module_name)
     except ImportError as error:
-        raise ModelUnavailable(f"model {name!r} ({_BUILTIN[name]}) is not available here: {error}") from error
-    if not hasattr(module, factory):
-        raise ModelUnavailable(f"model {name!r}: module {module_name} has no factory {factory!r}")
-    return getattr(module, factory)
+        raise ModelUnavailable(f"model {name!r} ({entry.target}) is not available here: {error}") from error
+    if not hasattr(module, function):
+        raise ModelUnavailable(f"model {name!r}: module {module_name} has no factory {function!r}")
+    factory = getattr(module, function)
+
+    def build(**options) -> Model:
+        model = factory(**{**entry.options, **options})
+        return SliceWise(model=model, axis=2) if entry.slicewise else model
+
+    return build
+
+
+def takes_checkpoint(name: str) -> bool:
+    """Whether the model's factory takes its weights itself (`checkpoint=`, e.g. a trained-model folder)."""
+    return name in _BUILTIN and _BUILTIN[name].checkpoint_argument
 
 
 def get_model(name: str, **options) -> Model:
-    """A new model instance by name, with its keyword options; unknown names list the known ones."""
-    return model_factory(name)(**options)
+    """A new model instance by name, with its keyword options; unknown names list the known ones, a missing
+    or unknown option is named."""
+    factory = model_factory(name)
+    try:
+        return factory(**options)
+    except TypeError as error:
+        if "required" in str(error) or "unexpected keyword" in str(error):
+            raise ValueError(f"model {name!r}: {error} (options go in --model-args key=value; weights in "
+                             "--checkpoint)") from None
+        raise
 
 
 def describe(name: str) -> dict:
     """What `bench models show` prints: capabilities, version, checkpoint needs and the parameter count of the
     network built on the meta device (no memory, no weights)."""
-    factory = model_factory(name)
     try:
         import torch
 
         with torch.device("meta"):
-            model = factory()
+            model = get_model(name)
     except ImportError:
-        model = factory()
+        model = get_model(name)
     capabilities = model.capabilities
     info = model.checkpoint_info
     return {

@@ -13,6 +13,7 @@ from scipy.ndimage import distance_transform_edt
 import bench.runner as runner
 from bench.catalog.cases import discover_sources
 from bench.io import read_volume, write_volume
+from bench.preprocess import plan_transform
 from bench.presets import load_protocol, preset_names
 from bench.runner import RunSpec, run_case, run_cases
 from models.base import Capabilities, Model
@@ -146,7 +147,8 @@ def test_sat_text_prompts_all_classes_in_one_call_scored_on_the_satds_grid(datas
     result = _run(dataset, "sat", model="test-recorder-text")
     assert [c["name"] for c in Recorder.calls] == ["liver", "spleen", "absent"]
     call = Recorder.calls[0]
-    assert call["shape"] == (20, 20, 4) and call["spacing"] == (1.0, 1.0, 3.0)
+    sat_grid = plan_transform(np.eye(4), (20, 20, 12)).resampled_shape  # MONAI Spacing's grid; no crop (all > 0)
+    assert sat_grid[:2] == (20, 20) and call["shape"] == sat_grid and call["spacing"] == (1.0, 1.0, 3.0)
     assert abs(float(call["image"].mean())) < 1e-5 and float(call["image"].std()) == pytest.approx(1.0, abs=1e-4)
     assert all(c["prompt"].text == c["name"] and not c["prompt"].points and not c["prompt"].boxes
                for c in Recorder.calls)

@@ -125,3 +125,21 @@ def test_device_auto_is_cpu_without_a_declared_or_visible_gpu():
     assert resolve_device("auto", frozenset({"cpu"})) == "cpu" and resolve_device("cpu", frozenset({"cpu"})) == "cpu"
     with pytest.raises(ValueError, match="--device 'tpu'"):
         resolve_device("tpu", frozenset({"cpu"}))
+
+
+def test_a_broken_case_fails_alone_and_the_run_resumes(raw_dataset, tmp_path):
+    root = tmp_path / "Dataset992_Broken"
+    (root / "imagesTs").mkdir(parents=True)
+    (root / "labelsTs").mkdir()
+    for name in ("dataset.json", "imagesTs/ts_0001_0000.nii.gz", "labelsTs/ts_0001.nii.gz"):
+        (root / name).write_bytes((raw_dataset / name).read_bytes())
+    label = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz")
+    write_volume(root / "labelsTs" / "ts_0002.nii.gz", label.array[:50], label.affine)  # not the image's grid
+    (root / "imagesTs" / "ts_0002_0000.nii.gz").write_bytes((raw_dataset / "imagesTs/ts_0001_0000.nii.gz").read_bytes())
+    args = ["run", "--model", "oracle", "--root", str(root), "--class", "spleen", "--n-clicks", "1",
+            "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "error in case ts_0002" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "o" / "predictions" / "ts_0001" / "spleen.nii.gz").is_file()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "[1/1] ts_0002" not in again.output and "error in case ts_0002" in again.output

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from models.checkpoints import CheckpointError
-from models.registry import ModelUnavailable, describe, get_model, model_names
+from models.registry import ModelUnavailable, describe, get_model, model_names, takes_checkpoint
 
 models_app = typer.Typer(help="Models: list them, show what one needs, verify a checkpoint.", no_args_is_help=True)
 
@@ -25,8 +25,10 @@ def list_models() -> None:
     for name in model_names():
         try:
             info = describe(name)
-        except ModelUnavailable as error:
-            typer.echo(f"| {name:<18} | {'-':>13} | not available: {str(error).split(': ', 1)[-1][:60]}")
+        except (ModelUnavailable, ValueError) as error:
+            reason = "needs its model folder (--checkpoint)" if takes_checkpoint(name) else \
+                f"not available: {str(error).split(': ', 1)[-1][:60]}"
+            typer.echo(f"| {name:<18} | {'-':>13} | {reason}")
             continue
         typer.echo(f"| {name:<18} | {info['parameters']:>13,} | {', '.join(info['prompts']):<24} | "
                    f"{info['input_grid']:<6} |")

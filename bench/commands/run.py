@@ -13,7 +13,7 @@ from bench.commands.clicks import print_click_summary
 from bench.commands.evaluate import print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import RunSpec, model_for, resolve_device, resolve_sources, run_cases
+from bench.runner import CaseFailures, RunSpec, model_for, resolve_device, resolve_sources, run_cases
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks
@@ -34,12 +34,12 @@ def parse_model_args(items: list[str] | None) -> dict:
 
 
 def _progress(started: float):
-    """One line per case with its time and the estimated time left (stderr for a TTY, stdout otherwise)."""
-    def report(number: int, total: int, result) -> None:
+    """One line per case with the time so far and the estimated time left (stderr on a terminal)."""
+    def report(number: int, total: int, case_id: str) -> None:
         elapsed = time.perf_counter() - started
         left = elapsed / number * (total - number)
-        typer.echo(f"[{number}/{total}] {result.case_id}: {len(result.prompts)} class(es) in {result.seconds:.1f} s, "
-                   f"ETA {left:.0f} s", err=sys.stdout.isatty())
+        typer.echo(f"[{number}/{total}] {case_id} done, {elapsed:.1f} s so far, ETA {left:.0f} s",
+                   err=sys.stdout.isatty())
     return report
 
 
@@ -68,6 +68,8 @@ def run(
     run_name: str = typer.Option(None, "--run", help="Run name stored in the rows (default: output folder name)."),
     overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
     workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (each loads the model once)."),
+    executor: str = typer.Option("local", help="Where cases run: local (this process or a pool) or dask."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
     replay: Path = typer.Option(None, help="A previous run folder: give its stored clicks, in order, in place of the "
                                            "protocol's (the same prompts for another model)."),
 ) -> None:
@@ -89,7 +91,13 @@ def run(
         spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
         rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
                                         on_case=_progress(time.perf_counter()), overwrite=overwrite,
-                                        workers=workers)
+                                        workers=workers, executor=executor, scheduler=scheduler)
+    except CaseFailures as failures:
+        for case, message in failures.errors.items():
+            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
+        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
+                    "same command again to resume.", fg="red", err=True)
+        raise typer.Exit(1) from failures
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
