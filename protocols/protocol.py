@@ -165,6 +165,10 @@ def parse_protocol(data: Mapping) -> Protocol:
         _choice(name, "prompts.clicks policy", policy, CLICK_POLICIES)
     for start, policy in clicks[1:]:
         _choice(name, f"prompts.clicks policy from click {start}", policy, sorted(NEXT_CLICKS))
+    if prompts.per_slice_axis is not None and prompts.per_slice_axis not in (0, 1, 2):
+        raise ProtocolError(f"protocol {name!r}: prompts.per_slice_axis must be 0, 1 or 2")
+    if prompts.segvol_points is not None and min(prompts.segvol_points) < 0:
+        raise ProtocolError(f"protocol {name!r}: prompts.segvol_points must be two counts >= 0")
     if prompts.n_clicks < 1:
         raise ProtocolError(f"protocol {name!r}: prompts.n_clicks must be >= 1")
     scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report"})

@@ -109,6 +109,8 @@ def test_every_preset_parses_and_names_its_sources():
         parse_protocol({"name": "x", "scoring": {"dice_kind": "plus_one"}})
     with pytest.raises(ProtocolError, match="must start at click 1"):
         parse_protocol({"name": "x", "prompts": {"clicks": [[2, "ritm"]]}})
+    with pytest.raises(ProtocolError, match="per_slice_axis must be 0, 1 or 2"):
+        parse_protocol({"name": "x", "prompts": {"per_slice_axis": 3}})
     with pytest.raises(ProtocolError, match="from click 2.*choose from"):
         parse_protocol({"name": "x", "prompts": {"clicks": [[1, "center"], [2, "center"]]}})
 
