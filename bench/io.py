@@ -7,12 +7,16 @@ spacing in that axis order, and a 4x4 voxel-to-world affine in RAS+ millimetres 
 
 from __future__ import annotations
 
+import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from isal import igzip
+from nibabel.volumeutils import apply_read_scaling
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -49,14 +53,30 @@ def _spacing_of(affine: np.ndarray, ndim: int) -> tuple[float, ...]:
     return tuple(float(v) for v in np.linalg.norm(affine[:3, :ndim], axis=0))
 
 
+def _nifti_gz(path: Path) -> tuple[np.ndarray, nib.Nifti1Header]:
+    """A .nii.gz read whole and inflated with ISA-L (about twice as fast as nibabel's gzip stream), its voxels a
+    view of the inflated bytes; the header goes through nibabel's own checks and fixes."""
+    data = igzip.decompress(path.read_bytes())
+    header_class = nib.Nifti2Header if int.from_bytes(data[:4], "little") == 540 else nib.Nifti1Header
+    header = header_class.from_fileobj(io.BytesIO(data))
+    shape, dtype = header.get_data_shape(), header.get_data_dtype()
+    array = np.frombuffer(data, dtype, count=math.prod(shape), offset=int(header.get_data_offset()))
+    array = apply_read_scaling(array.reshape(shape, order="F"), *header.get_slope_inter())
+    return array, header
+
+
 def _read_nifti(path: Path) -> Volume:
-    image = nib.load(str(path))
-    array = np.asanyarray(image.dataobj)
-    affine = np.asarray(image.affine, np.float64)
+    if path.name.lower().endswith(".gz"):
+        array, header = _nifti_gz(path)
+        affine = np.asarray(header.get_best_affine(), np.float64)
+    else:
+        image = nib.load(str(path))
+        array, header = np.asanyarray(image.dataobj), image.header
+        affine = np.asarray(image.affine, np.float64)
     if not np.all(np.isfinite(affine)):
         raise InputError(f"{path}: the header's affine has non-finite values")
     spacing = _spacing_of(affine, array.ndim)
-    pixdim = [float(z) for z in image.header.get_zooms()[: array.ndim]]
+    pixdim = [float(z) for z in header.get_zooms()[: array.ndim]]
     if not np.allclose(pixdim, spacing, rtol=1e-3, atol=1e-4):
         raise InputError(f"{path}: the header is inconsistent: pixdim gives voxel size "
                          f"{_mm(pixdim)} but the affine (sform/qform) gives {_mm(spacing)}; fix the header")

@@ -97,3 +97,21 @@ def test_missing_and_unsupported_files(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InputError, match="not a supported volume"):
         read_volume(tmp_path / "notes.txt")
+
+
+@pytest.mark.parametrize("dtype, slope, inter", [(np.uint8, None, None), (np.int16, 2.0, 1.0), (np.float32, None, None),
+                                                 (np.uint16, 1.0, 0.0)])
+def test_fast_gzip_reader_equals_nibabel(tmp_path, dtype, slope, inter):
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    image = nib.Nifti1Image(rng.integers(0, 9, (7, 6, 5)).astype(dtype), _affine())
+    if slope is not None:
+        image.header.set_slope_inter(slope, inter)
+    path = tmp_path / "v.nii.gz"
+    nib.save(image, str(path))
+    expected = nib.load(str(path))
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, np.asanyarray(expected.dataobj))
+    assert volume.array.dtype == np.asanyarray(expected.dataobj).dtype
+    np.testing.assert_array_equal(volume.affine, expected.affine)
