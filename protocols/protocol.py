@@ -11,7 +11,9 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
 - `scoring`: the grid (`native`, or `space`: where the loop ran), distances in `mm` or `voxels` of that grid,
   the Dice variant (`standard`, or `plus_one`: SegVol's 2|P and R| / (|P| + |R| + 1)), empty targets (`sat`: both
   empty = 1, `nan`, `skip`: left out), the NSD tolerance, and what is reported (`per_click`, `auc`, `final`,
-  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such).
+  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such);
+- `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
+  baseline), under any the user gives.
 Pure: a mapping in, a frozen `Protocol` out; no I/O (the files are read by `bench.presets`).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from fnmatch import fnmatchcase
 
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
@@ -80,6 +83,16 @@ class Protocol:
     space: Space = field(default_factory=Space)
     prompts: Prompts = field(default_factory=Prompts)
     scoring: Scoring = field(default_factory=Scoring)
+    model_args: dict = field(default_factory=dict)
+
+    def model_args_for(self, model: str) -> dict:
+        """Options the protocol sets for a model (e.g. SAM's intensity path), by name pattern (`sam-vit-*`);
+        later patterns win, and options given on the command line win over all of them."""
+        out: dict = {}
+        for pattern, options in self.model_args.items():
+            if fnmatchcase(model, pattern):
+                out.update(options)
+        return out
 
     @property
     def interactive(self) -> bool:
@@ -130,7 +143,7 @@ def parse_protocol(data: Mapping) -> Protocol:
     if not isinstance(data, Mapping) or "name" not in data:
         raise ProtocolError("a protocol needs a mapping with a `name`")
     name = str(data["name"])
-    unknown = sorted(set(data) - {"name", "description", "sources", "space", "prompts", "scoring"})
+    unknown = sorted(set(data) - {"name", "description", "sources", "space", "prompts", "scoring", "model_args"})
     if unknown:
         raise ProtocolError(f"protocol {name!r}: unknown field(s) {', '.join(unknown)}")
     space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre"})
@@ -185,4 +198,8 @@ def parse_protocol(data: Mapping) -> Protocol:
     for item in scoring.report:
         _choice(name, "scoring.report", item, REPORTS)
     sources = data.get("sources") or ()
-    return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring)
+    model_args = data.get("model_args") or {}
+    if not isinstance(model_args, Mapping) or not all(isinstance(v, Mapping) for v in model_args.values()):
+        raise ProtocolError(f"protocol {name!r}: model_args must map model name patterns to options")
+    return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
+                    {str(k): dict(v) for k, v in model_args.items()})

@@ -320,3 +320,22 @@ def test_cases_in_a_process_pool_give_the_same_rows(dataset, tmp_path):
     pooled, done, _ = run_cases(sources, tmp_path / "pooled", spec, sources_label="hand", workers=2)
     columns = ["case_id", "class_name", "click", "dsc", "nsd"]
     assert done == 2 and pooled[columns].equals(serial[columns])
+
+
+def test_protocol_sets_model_options_by_name_and_the_user_overrides_them(dataset, tmp_path):
+    """SAM-Med3D's 2D baseline feeds SAM and SAM-Med2D its own intensity path (models_spec.md lines 506-507)."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    built = []
+    register_model("sam-vit-test")(lambda **options: built.append(options) or Recorder())
+    protocol = load_protocol("sam-med3d-2d-baseline")
+    assert protocol.model_args_for("sam-vit-h") == {"path": "sam-med3d-2d-baseline"}
+    assert protocol.model_args_for("oracle") == {}
+    args = ["run", "--model", "sam-vit-test", "--root", str(dataset), "--protocol", "sam-med3d-2d-baseline",
+            "--n-clicks", "1", "--class", "liver"]
+    assert CliRunner().invoke(app, args + ["--out", str(tmp_path / "a")]).exit_code == 0
+    assert CliRunner().invoke(app, args + ["--out", str(tmp_path / "b"), "--model-args", "path=sam-api"]).exit_code == 0
+    assert built == [{"path": "sam-med3d-2d-baseline"}, {"path": "sam-api"}]
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["model_args"] == {"path": "sam-api"}

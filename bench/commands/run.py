@@ -85,7 +85,8 @@ def run(
             if unknown:
                 raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
                                  f"({', '.join(sorted(known))})")
-        spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=parse_model_args(model_args),
+        options = {**preset.model_args_for(model), **parse_model_args(model_args)}
+        spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=options,
                        checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
                        classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
         spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
