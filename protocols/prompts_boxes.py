@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import label
 
-from protocols.prompts import Box
 from protocols.boxes import bounding_box
+from protocols.prompts import Box
 
 
 def _jittered(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], jitter: int,
