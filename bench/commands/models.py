@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from models.checkpoints import CheckpointError
-from models.registry import ModelUnavailable, describe, get_model, model_names, takes_checkpoint
+from models.registry import ModelUnavailable, describe, get_model, model_names
 
 models_app = typer.Typer(help="Models: list them, show what one needs, verify a checkpoint.", no_args_is_help=True)
 
@@ -25,10 +25,11 @@ def list_models() -> None:
     for name in model_names():
         try:
             info = describe(name)
-        except (ModelUnavailable, ValueError) as error:
-            reason = "needs its model folder (--checkpoint)" if takes_checkpoint(name) else \
-                f"not available: {str(error).split(': ', 1)[-1][:60]}"
-            typer.echo(f"| {name:<18} | {'-':>13} | {reason}")
+        except ModelUnavailable as error:
+            typer.echo(f"| {name:<18} | {'-':>13} | not available: {str(error).split(': ', 1)[-1][:60]}")
+            continue
+        except ValueError:  # built from a trained-model folder only
+            typer.echo(f"| {name:<18} | {'-':>13} | built from its model folder (--checkpoint)")
             continue
         typer.echo(f"| {name:<18} | {info['parameters']:>13,} | {', '.join(info['prompts']):<24} | "
                    f"{info['input_grid']:<6} |")
