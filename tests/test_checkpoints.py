@@ -229,3 +229,16 @@ def test_meta_built_model_loads_a_checkpoint_by_assignment(tmp_path):
         model = FakeTorchModel()
     model.load_checkpoint(str(path))
     assert not any(p.is_meta for p in model.network.parameters()) and _same_weights(model.network, net)
+
+
+def test_registry_names_build_the_published_networks():
+    """Parameter counts of the networks each name builds (meta device) equal the official ones
+    (models_spec.md sections 4.1 and 4.3): the names map to the right variants."""
+    pytest.importorskip("segment_anything")
+    from models.registry import describe
+
+    expected = {"sam-vit-b": 93_735_472, "sam-vit-l": 312_342_832, "sam-vit-h": 641_090_608,
+                "sam-med2d": 271_241_776}
+    for name, count in expected.items():
+        info = describe(name)
+        assert info["parameters"] == count and info["dimensions"] == [3], name
