@@ -339,3 +339,17 @@ def test_protocol_sets_model_options_by_name_and_the_user_overrides_them(dataset
     assert CliRunner().invoke(app, args + ["--out", str(tmp_path / "b"), "--model-args", "path=sam-api"]).exit_code == 0
     assert built == [{"path": "sam-med3d-2d-baseline"}, {"path": "sam-api"}]
     assert json.loads((tmp_path / "b" / "run.json").read_text())["model_args"] == {"path": "sam-api"}
+
+
+def test_a_protocol_file_of_ones_own(tmp_path):
+    from bench.presets import load_protocol as load
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nprompts: {kinds: [points], clicks: [[1, random], [2, fn_fp_coin]], n_clicks: 3}\n")
+    protocol = load(path)
+    assert protocol.name == "mine" and protocol.prompts.policy(3) == "fn_fp_coin" and protocol.interactive
+    path.write_text("name: bad\nscoring: {dice: plus_two}\n")
+    with pytest.raises(ProtocolError, match="mine.yaml: protocol 'bad': scoring.dice = 'plus_two'"):
+        load(path)
+    with pytest.raises(ProtocolError, match="unknown protocol 'nope'; presets: harness"):
+        load("nope")
