@@ -36,6 +36,7 @@ COMMANDS = {
     "datasets": ("bench.commands.datasets:datasets_app",
                  "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
     "models": ("bench.commands.models:models_app", "Models: list them, show what one needs, verify a checkpoint."),
+    "baselines": ("bench.commands.baselines:baselines_app", "Baselines: SAT's per-dataset nnU-Net specialists."),
 }
 
 

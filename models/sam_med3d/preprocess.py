@@ -1,0 +1,116 @@
+"""SAM-Med3D's official preprocessing with TorchIO, and the way back to the native grid.
+
+Official (SAM-Med3D utils/infer_utils.py:201-272, 275-353; models_spec.md section 3.3): Resample to 1.5 mm
+(image linear, label nearest) -> ToCanonical (RAS) -> CropOrPad to 128^3 centred on the target's bounding box
+(TorchIO's own centring and rounding) -> ZNormalization with mean/std over voxels > 0. The 128^3 prediction goes
+back with a nearest-neighbour TorchIO Resample onto the native image grid.
+
+Two crop centres: `crop_around_label` is the official one (the crop knows where the target is: oracle
+localisation); `crop_around_point` centres the same TorchIO crop on a click instead (the `harness` preset, where
+a model sees nothing but the clicks). Arrays are in native voxel order with a RAS voxel-to-world affine, as
+`bench.io` reads them and as TorchIO holds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchio as tio
+
+TARGET_SPACING = (1.5, 1.5, 1.5)
+CROP_SIZE = 128
+
+
+@dataclass(frozen=True, eq=False)
+class Crop:
+    """The model's 128^3 view of a case and what it takes to map a prediction back.
+
+    image: (1, 1, 128, 128, 128) float32, z-normalised, canonical (RAS) voxel order.
+    label: the target cropped the same way (bool 128^3), when the crop was made from a label, else None.
+    affine: voxel-to-world (RAS) of the crop; native_shape/native_affine: the native image grid.
+    """
+
+    image: torch.Tensor
+    label: np.ndarray | None
+    affine: np.ndarray
+    native_shape: tuple[int, ...]
+    native_affine: np.ndarray
+
+
+def _scalar(array: np.ndarray, affine: np.ndarray) -> tio.ScalarImage:
+    """A TorchIO image keeping the array's dtype (an int16 CT is resampled as int16, as when TorchIO reads it)."""
+    data = np.asarray(array)
+    if data.ndim != 3:
+        raise ValueError(f"SAM-Med3D takes 3D images, got an array of shape {data.shape}")
+    if data.dtype == np.uint16 or data.dtype == np.uint32:  # torch lacks them; TorchIO's reader widens the same way
+        data = data.astype(np.int32 if data.dtype == np.uint16 else np.int64)
+    return tio.ScalarImage(tensor=torch.as_tensor(np.ascontiguousarray(data))[None], affine=np.asarray(affine, float))
+
+
+def _label(mask: np.ndarray, affine: np.ndarray) -> tio.LabelMap:
+    return tio.LabelMap(tensor=torch.as_tensor(np.ascontiguousarray(mask, dtype=np.uint8))[None],
+                        affine=np.asarray(affine, float))
+
+
+def _canonical(subject: tio.Subject, spacing: tuple[float, float, float]) -> tio.Subject:
+    return tio.ToCanonical()(tio.Resample(target=spacing)(subject))
+
+
+def _finish(canonical: tio.Subject, center_on: str, native_shape, native_affine, size: int,
+            keep_label: bool) -> Crop:
+    cropped = tio.CropOrPad(target_shape=(size, size, size), mask_name=center_on)(canonical)
+    normalised = tio.ZNormalization(masking_method=lambda x: x > 0)(cropped.image.data)
+    label = cropped["label"].data[0].numpy() > 0 if keep_label else None
+    return Crop(image=normalised.float()[None], label=label, affine=cropped.image.affine.copy(),
+                native_shape=tuple(native_shape), native_affine=np.asarray(native_affine, float))
+
+
+def crop_around_label(image: np.ndarray, affine: np.ndarray, label: np.ndarray, *,
+                      spacing: tuple[float, float, float] = TARGET_SPACING, size: int = CROP_SIZE) -> Crop:
+    """The official crop: centred by TorchIO on the bounding box of `label` (a binary target on the image grid)."""
+    if label.shape != image.shape:
+        raise ValueError(f"label of shape {label.shape} does not match the image's {image.shape}")
+    if not np.any(label):
+        raise ValueError("the target is empty: the official crop is centred on it")
+    subject = tio.Subject(image=_scalar(image, affine), label=_label(label > 0, affine))
+    return _finish(_canonical(subject, spacing), "label", image.shape, affine, size, keep_label=True)
+
+
+def crop_around_point(image: np.ndarray, affine: np.ndarray, point: tuple[float, float, float], *,
+                      spacing: tuple[float, float, float] = TARGET_SPACING, size: int = CROP_SIZE) -> Crop:
+    """The same TorchIO crop centred on one native voxel (the first click), for models that see no label.
+
+    The point goes to world coordinates, then to the nearest voxel of the resampled canonical grid, where a
+    one-voxel mask tells CropOrPad where to centre (its rounding rules, as for a label)."""
+    canonical = _canonical(tio.Subject(image=_scalar(image, affine)), spacing)
+    world = np.asarray(affine, float) @ np.append(np.asarray(point, float), 1.0)
+    voxel = np.rint((np.linalg.inv(canonical.image.affine) @ world)[:3]).astype(int)
+    grid = canonical.image.spatial_shape
+    if np.any(voxel < 0) or np.any(voxel >= grid):
+        raise ValueError(f"point {tuple(point)} lies outside the image")
+    marker = np.zeros(grid, np.uint8)
+    marker[tuple(voxel)] = 1
+    canonical.add_image(_label(marker, canonical.image.affine), "click")
+    return _finish(canonical, "click", image.shape, affine, size, keep_label=False)
+
+
+def native_to_crop(points: np.ndarray, crop: Crop) -> np.ndarray:
+    """Native voxel indices (N, 3) -> crop voxel coordinates (N, 3), float (a point may fall outside the crop)."""
+    points = np.asarray(points, float).reshape(-1, 3)
+    world = np.c_[points, np.ones(len(points))] @ np.asarray(crop.native_affine, float).T
+    return (world @ np.linalg.inv(crop.affine).T)[:, :3]
+
+
+def to_native(mask: np.ndarray, crop: Crop) -> np.ndarray:
+    """A 128^3 crop mask back on the native grid (bool), by TorchIO's nearest-neighbour Resample onto the whole
+    native grid, as the official `data_postprocess`; voxels outside the crop are background.
+
+    The whole grid, not just the part the crop covers: native voxel centres often fall exactly halfway between
+    crop voxels (3 mm onto 1.5 mm), and a sub-grid's origin, rounded differently in the last bits, breaks those
+    ties differently (about 200 of 100,000 voxels on the real CT)."""
+    if mask.shape != crop.image.shape[2:]:
+        raise ValueError(f"mask of shape {mask.shape} is not the crop's {tuple(crop.image.shape[2:])}")
+    reference = tio.ScalarImage(tensor=torch.zeros((1, *crop.native_shape)), affine=crop.native_affine)
+    return tio.Resample(target=reference)(_label(mask, crop.affine)).data[0].numpy() > 0

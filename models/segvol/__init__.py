@@ -1,0 +1,6 @@
+"""SegVol (BAAI-DCAI/SegVol): text, point and box prompts with zoom-out-zoom-in inference, natively.
+
+`network` (the model, key for key), `checkpoint` (official state-dict layout and strict loading), `text` (CLIP
+tokenisation with SegVol's template), `preprocess` (the demo's preprocessing and its inverse), `inference`
+(zoom-out-zoom-in). Facts and file:line evidence: ../shared/reference/models_spec.md section 2.
+"""
