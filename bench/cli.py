@@ -18,8 +18,9 @@ from typer.core import TyperGroup
 COMMANDS = {
     "evaluate": ("bench.commands.evaluate:evaluate",
                  "Score predictions against references: per-case, per-class DSC and NSD, resumable."),
-    "demo": ("bench.commands.demo:demo", "Run everything on a synthetic CT set: score two pretend models, simulate "
-             "clicks, print tables and a leaderboard, write the HTML report."),
+    "demo": ("bench.commands.demo:demo", "Run everything on a synthetic CT set: score two pretend models, run the "
+             "two weightless interactive models with `bench run` (harness protocol, 10 clicks), print tables and a "
+             "leaderboard, write the HTML report."),
     "tables": ("bench.commands.tables:tables", "Tables like SAT Table 1 (by region) and Table 2 (by dataset or "
                "class); best values marked among comparables."),
     "leaderboard": ("bench.commands.leaderboard:leaderboard_command", "Rank runs on the keys they all share, "
@@ -31,8 +32,12 @@ COMMANDS = {
                "Export a run's per-case rows as CSV, JSON, or nnU-Net's summary.json (read by nnU-Net's tooling)."),
     "clicks": ("bench.commands.clicks:clicks",
                "Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."),
+    "run": ("bench.commands.run:run", "Run a model on every case: its own preprocessing, the protocol's prompts, "
+            "predictions mapped back to the native grid and written as NIfTI, DSC/NSD scored into the results "
+            "store; re-running resumes."),
     "datasets": ("bench.commands.datasets:datasets_app",
                  "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
+    "models": ("bench.commands.models:models_app", "Models: list them, show what one needs, verify a checkpoint."),
     "baselines": ("bench.commands.baselines:baselines_app", "Baselines: SAT's per-dataset nnU-Net specialists."),
 }
 

@@ -2,19 +2,20 @@
 
 3D prompts are routed to slices: a click goes to the slice holding it; a box goes to every slice it spans
 (a per-slice box from `protocols.prompts_slices` is one slice thick). Slices that never received a prompt
-stay empty. Each slice keeps its own model state and mask, so a model that takes only the newest click
-refines the slice that click is on and leaves the others as they were. A slice is given as a 2D image with
-the in-plane spacing and the volume's affine (for reference; 2D models work in pixel coordinates).
+stay empty. Each (target, slice) keeps its own model state and mask, so a model that takes only the newest
+click refines the slice that click is on and leaves the others as they were. A slice is given as a 2D image
+with the in-plane spacing, the volume's affine (for reference; 2D models work in pixel coordinates) and modality.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from models.base import Capabilities, Image, Model
+from models.base import Capabilities, Image, Model, Target
 from protocols.prompts import Box, Click, Prompt
 
 SLICE_PROMPTS = frozenset({"points", "boxes"})
@@ -35,10 +36,12 @@ class SliceWise(Model):
         self.model = model
         self.axis = axis
         self.name = f"{model.name}@slices{axis}"
+        self.version = model.version
+        self.network = model.network
+        inner = model.capabilities
         self.capabilities = Capabilities(
-            ndims=frozenset({3}),
-            prompts=model.capabilities.prompts & SLICE_PROMPTS,
-            accumulates_clicks=model.capabilities.accumulates_clicks,
+            ndims=frozenset({3}), prompts=inner.prompts & SLICE_PROMPTS, accumulates_clicks=inner.accumulates_clicks,
+            previous_logits=inner.previous_logits, devices=inner.devices,
         )
 
     def _route(self, prompt: Prompt, depth: int) -> dict[int, Prompt]:
@@ -52,15 +55,22 @@ class SliceWise(Model):
         return {index: Prompt(points=tuple(points[index]), boxes=tuple(boxes[index]))
                 for index in sorted(set(points) | set(boxes))}
 
-    def _segment(self, image: Image, prompt: Prompt, state: Any) -> tuple[np.ndarray, Any]:
-        slices = dict(state or {})
+    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
+        if image.channels != 1:
+            raise ValueError(f"SliceWise takes one-channel volumes, got {image.channels} channels")
         array = np.moveaxis(image.array, self.axis, 0)
         plane_spacing = _drop(tuple(image.spacing), self.axis)
-        for index, slice_prompt in self._route(prompt, array.shape[0]).items():
-            plane = Image(array=array[index], spacing=plane_spacing, affine=image.affine)
-            previous = slices.get(index, (None, None))[1]
-            slices[index] = self.model.segment(plane, slice_prompt, previous)
-        mask = np.zeros(array.shape, bool)
-        for index, (plane_mask, _) in slices.items():
-            mask[index] = plane_mask
-        return np.moveaxis(mask, 0, self.axis), slices
+        masks = {}
+        for target in targets:
+            slices = state.setdefault(target.name, {})  # slice index -> (inner state, mask)
+            for index, slice_prompt in self._route(target.prompt, array.shape[0]).items():
+                plane = Image(array=array[index], spacing=plane_spacing, affine=image.affine,
+                              modality=image.modality)
+                inner_state = slices[index][0] if index in slices else {}
+                inner = self.model.segment(plane, [Target(target.name, slice_prompt)], inner_state)
+                slices[index] = (inner_state, inner[target.name])
+            mask = np.zeros(array.shape, bool)
+            for index, (_, plane_mask) in slices.items():
+                mask[index] = plane_mask
+            masks[target.name] = np.moveaxis(mask, 0, self.axis)
+        return masks

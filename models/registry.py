@@ -1,21 +1,53 @@
-"""Models by name (lm-evaluation-harness style): the CLI, configs and tests all say "region_growing" or "oracle".
+"""Models by name (lm-evaluation-harness style): the CLI, presets and tests say "sat-nano" or "region_growing".
 
-Built-in entries name a module and a factory, imported only when asked for, so heavy back-ends (torch,
-checkpoints) load only for the model in use. `register_model` adds a factory under a new name.
+Built-in entries name a module and a factory (`module:factory`), imported only when asked for, so heavy
+back-ends (torch, checkpoints) load only for the model in use. A factory builds the model without any checkpoint,
+tokenizer folder or network access (weights random until `load_checkpoint`), and does no data-dependent work, so
+it also runs under `with torch.device("meta")`. `register_model` adds a factory under a new name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import import_module
 
+from models.adapters import SliceWise
 from models.base import Model
 
+
+@dataclass(frozen=True)
+class Entry:
+    """A built-in model: its factory (`module:function`), default options, whether it is a 2D model run slice
+    by slice on volumes (`models.adapters.SliceWise`, axial), and whether its factory takes the weights itself
+    (`checkpoint=`: a trained-model folder) instead of `Model.load_checkpoint` after construction."""
+
+    target: str
+    options: dict = field(default_factory=dict)
+    slicewise: bool = False
+    checkpoint_argument: bool = False
+
+
 _BUILTIN = {
-    "region_growing": "models.reference.region_growing:RegionGrowing",
-    "oracle": "models.reference.oracle:PerturbationOracle",
+    "region_growing": Entry("models.reference.region_growing:RegionGrowing"),
+    "oracle": Entry("models.reference.oracle:PerturbationOracle"),
+    "sat-nano": Entry("models.sat:sat_nano"),
+    "sat-pro": Entry("models.sat:sat_pro"),
+    "segvol": Entry("models.segvol:segvol"),
+    "sam-med3d": Entry("models.sam_med3d:sam_med3d"),
+    "sam-med3d-turbo": Entry("models.sam_med3d:sam_med3d_turbo"),
+    "sam-vit-b": Entry("models.sam.model:sam", {"variant": "vit_b"}, slicewise=True),
+    "sam-vit-l": Entry("models.sam.model:sam", {"variant": "vit_l"}, slicewise=True),
+    "sam-vit-h": Entry("models.sam.model:sam", {"variant": "vit_h"}, slicewise=True),
+    "sam-med2d": Entry("models.sam.model:sam_med2d", slicewise=True),
+    "nninteractive": Entry("models.nninteractive.session:NnInteractive", checkpoint_argument=True),
+    "nnunet": Entry("baselines.nnunet:nnunet", checkpoint_argument=True),
 }
 _REGISTERED: dict[str, Callable[..., Model]] = {}
+
+
+class ModelUnavailable(ValueError):
+    """A registered model whose implementation cannot be imported here (not written yet, or a missing package)."""
 
 
 def register_model(name: str) -> Callable[[Callable[..., Model]], Callable[..., Model]]:
@@ -28,15 +60,74 @@ def register_model(name: str) -> Callable[[Callable[..., Model]], Callable[..., 
     return decorate
 
 
+def unregister_model(name: str) -> None:
+    """Remove a model added with `register_model` (tests register throw-away models)."""
+    _REGISTERED.pop(name, None)
+
+
 def model_names() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTERED))
 
 
-def get_model(name: str, **options) -> Model:
-    """A new model instance by name, with its keyword options; unknown names list the known ones."""
+def model_factory(name: str) -> Callable[..., Model]:
+    """A function building the model registered under `name` from keyword options (defaults bound, 2D models
+    wrapped slice-wise); ModelUnavailable names the module when it cannot be imported."""
     if name in _REGISTERED:
-        return _REGISTERED[name](**options)
+        return _REGISTERED[name]
     if name not in _BUILTIN:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    module, factory = _BUILTIN[name].split(":")
-    return getattr(import_module(module), factory)(**options)
+    entry = _BUILTIN[name]
+    module_name, function = entry.target.split(":")
+    try:
+        module = import_module(module_name)
+    except ImportError as error:
+        raise ModelUnavailable(f"model {name!r} ({entry.target}) is not available here: {error}") from error
+    if not hasattr(module, function):
+        raise ModelUnavailable(f"model {name!r}: module {module_name} has no factory {function!r}")
+    factory = getattr(module, function)
+
+    def build(**options) -> Model:
+        model = factory(**{**entry.options, **options})
+        return SliceWise(model=model, axis=2) if entry.slicewise else model
+
+    return build
+
+
+def takes_checkpoint(name: str) -> bool:
+    """Whether the model's factory takes its weights itself (`checkpoint=`, e.g. a trained-model folder)."""
+    return name in _BUILTIN and _BUILTIN[name].checkpoint_argument
+
+
+def get_model(name: str, **options) -> Model:
+    """A new model instance by name, with its keyword options; unknown names list the known ones, a missing
+    or unknown option is named."""
+    factory = model_factory(name)
+    try:
+        return factory(**options)
+    except TypeError as error:
+        if "required" in str(error) or "unexpected keyword" in str(error):
+            raise ValueError(f"model {name!r}: {error} (options go in --model-args key=value; weights in "
+                             "--checkpoint)") from None
+        raise
+
+
+def describe(name: str) -> dict:
+    """What `bench models show` prints: capabilities, version, checkpoint needs and the parameter count of the
+    network built on the meta device (no memory, no weights)."""
+    try:
+        import torch
+
+        with torch.device("meta"):
+            model = get_model(name)
+    except ImportError:
+        model = get_model(name)
+    capabilities = model.capabilities
+    info = model.checkpoint_info
+    return {
+        "name": name, "class": f"{type(model).__module__}.{type(model).__qualname__}", "version": model.version,
+        "parameters": model.provenance().parameters, "dimensions": sorted(capabilities.ndims),
+        "prompts": sorted(capabilities.prompts), "accumulates_clicks": capabilities.accumulates_clicks,
+        "previous_logits": capabilities.previous_logits, "input_grid": capabilities.input_grid,
+        "targets_per_call": capabilities.targets_per_call, "devices": sorted(capabilities.devices),
+        "checkpoint_files": list(info.files), "download": info.download, "published_sha256": info.sha256,
+    }

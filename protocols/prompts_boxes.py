@@ -7,9 +7,10 @@ for slice boxes), then clips to the image and keeps `lo <= hi`; jitter 0 gives t
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import label
 
-from protocols.prompts import Box
 from protocols.boxes import bounding_box
+from protocols.prompts import Box
 
 
 def _jittered(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], jitter: int,
@@ -69,3 +70,16 @@ def segvol_points(ref: np.ndarray, rng: np.random.Generator, *, n_positive_extra
     coords.extend([(-1,) * ref.ndim] * padding)
     labels.extend([-1] * padding)
     return np.asarray(coords, dtype=np.int64).reshape(-1, ref.ndim), np.asarray(labels, dtype=np.int64)
+
+
+def largest_component_box(mask: np.ndarray) -> Box:
+    """SAM-Med2D's `get_boxes_from_mask(max_pixel=0)`: the box of the largest connected component (8-connected
+    in 2D, as skimage's `label` defaults to full connectivity), upper edge exclusive as regionprops reports it;
+    as a `Box`, `hi` is therefore one past the component's last pixel on every axis."""
+    labels, count = label(mask, structure=np.ones((3,) * mask.ndim, bool))
+    if count == 0:
+        raise ValueError("cannot make a box from an empty mask")
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    crop = bounding_box(labels == int(np.argmax(sizes)))
+    return Box(tuple(s.start for s in crop), tuple(s.stop for s in crop))

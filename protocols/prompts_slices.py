@@ -70,3 +70,17 @@ def slice_boxes(ref: np.ndarray, axis: int, *, source: str = "slice", jitter: in
         box = box_from_mask(plane, jitter=jitter, rng=rng)
         boxes.append(Box(_lift(box.lo, axis, index), _lift(box.hi, axis, index)))
     return tuple(boxes)
+
+
+def slice_round(pred: np.ndarray, ref: np.ndarray, axis: int, spacing, click_for) -> tuple[Click, ...]:
+    """One click on every target slice along `axis` whose prediction is not yet perfect (SAM-Med3D's 2D
+    baseline: round k gives the k-th point of each slice). `click_for(pred2d, ref2d, spacing2d)` makes a slice's
+    click (None when that slice is perfect); slices are visited in index order, so one generator is enough."""
+    plane_spacing = tuple(s for a, s in enumerate(spacing) if a != axis)
+    clicks = []
+    for index in target_slices(ref, axis):
+        where = _slice_index(axis, index, ref.ndim)
+        click = click_for(pred[where], ref[where], plane_spacing)
+        if click is not None:
+            clicks.append(Click(_lift(click.point, axis, index), click.positive))
+    return tuple(clicks)

@@ -1,4 +1,4 @@
-"""The interactive loop, curve summaries, `bench clicks`, and the reference model on a real CT."""
+"""The interactive loop (bench.interactive), curve summaries, `bench clicks`, the reference model on a real CT."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.interactive import run_clicks
 from bench.io import read_label_map, read_volume, write_volume
+from bench.runner import scorer
 from models.base import Capabilities, Image, Model
 from models.registry import get_model
-from protocols.interactive import mean_curves, normalised_auc, run_clicks, summarise_clicks
+from protocols.interactive import max_over_clicks, mean_curves, normalised_auc, summarise_clicks
 from protocols.prompts import clicks_from_json, prompt_rng
 
 
@@ -28,13 +30,15 @@ class Recorder(Model):
                                          accumulates_clicks=accumulates)
         self.seen: list[tuple] = []
 
-    def _segment(self, image, prompt, state):
-        self.seen.append(prompt.points)
-        mask = np.zeros(image.array.shape, bool) if state is None else state.copy()
-        for click in prompt.points:
+    def _segment(self, image, targets, state):
+        (target,) = targets
+        self.seen.append(target.prompt.points)
+        mask = state.get(target.name, np.zeros(image.shape, bool)).copy()
+        for click in target.prompt.points:
             box = tuple(slice(max(c - 3, 0), c + 4) for c in click.point)
             mask[box] = self.reference[box]
-        return mask, mask
+        state[target.name] = mask
+        return {target.name: mask}
 
 
 def _case() -> tuple[Image, np.ndarray]:
@@ -47,12 +51,17 @@ def _rng_for(case: str = "c"):
     return lambda k: prompt_rng(0, case, "target", "random_error", k)
 
 
+def _loop(model, image, ref, policy, first, n_clicks, rng_for, **options):
+    return run_clicks(model=model, image=image, reference=ref, score=scorer(ref, image.spacing), n_clicks=n_clicks,
+                      policy_for=lambda k: first if k == 1 else policy, rng_for=rng_for, **options)
+
+
 @pytest.mark.parametrize("accumulates", [True, False])
 def test_loop_gives_accumulated_or_newest_clicks_and_scores_every_click(accumulates):
     image, ref = _case()
     model = Recorder(reference=ref, accumulates=accumulates)
-    steps = run_clicks(model=model, image=image, reference=ref, policy="random_error", first="random",
-                       n_clicks=4, rng_for=_rng_for())
+    steps = _loop(model, image, ref, "random_error", "random", 4, _rng_for(),
+                  feed="all" if accumulates else "newest")
     assert [s.click_index for s in steps] == [1, 2, 3, 4]
     assert [len(p) for p in model.seen] == ([1, 2, 3, 4] if accumulates else [1, 1, 1, 1])
     assert all(seen[-1] == step.click for seen, step in zip(model.seen, steps))
@@ -63,8 +72,7 @@ def test_loop_gives_accumulated_or_newest_clicks_and_scores_every_click(accumula
 def test_loop_stops_on_a_perfect_mask_and_repeats_its_scores():
     image, ref = _case()
     oracle = get_model("oracle", shift=0)
-    steps = run_clicks(model=oracle, image=image, reference=ref, policy="ritm", first="center", n_clicks=5,
-                       rng_for=_rng_for())
+    steps = _loop(oracle, image, ref, "ritm", "center", 5, _rng_for())
     assert [s.dsc for s in steps] == [1.0] * 5 and [s.nsd for s in steps] == [1.0] * 5
     assert steps[0].click is not None and all(s.click is None for s in steps[1:])
 
@@ -72,18 +80,16 @@ def test_loop_stops_on_a_perfect_mask_and_repeats_its_scores():
 def test_oracle_curve_rises_and_replay_reproduces_it():
     image, ref = _case()
     oracle = get_model("oracle", shift=2, repair_mm=4.0)
-    steps = run_clicks(model=oracle, image=image, reference=ref, policy="center_largest_error", first="center",
-                       n_clicks=6, rng_for=_rng_for())
+    steps = _loop(oracle, image, ref, "center_largest_error", "center", 6, _rng_for())
     assert steps[-1].dsc > steps[0].dsc
-    replayed = run_clicks(model=oracle, image=image, reference=ref, policy="ritm", first="random", n_clicks=6,
-                          rng_for=_rng_for("other"), replay=[s.click for s in steps if s.click is not None])
+    replayed = _loop(oracle, image, ref, "ritm", "random", 6, _rng_for("other"),
+                     replay=[s.click for s in steps if s.click is not None])
     assert [s.dsc for s in replayed] == [s.dsc for s in steps]
 
 
 def test_same_seed_same_clicks_for_every_model():
     image, ref = _case()
-    first = [run_clicks(model=model, image=image, reference=ref, policy="random_error", first="random",
-                        n_clicks=1, rng_for=_rng_for())[0].click
+    first = [_loop(model, image, ref, "random_error", "random", 1, _rng_for())[0].click
              for model in (get_model("oracle"), get_model("region_growing"))]
     assert first[0] == first[1]
 
@@ -120,6 +126,8 @@ def test_summary_per_model_and_class_never_takes_the_maximum():
     assert row["dsc_final"] == pytest.approx(0.5) and np.isnan(row["dsc@5"])
     assert row["dsc_auc"] == pytest.approx((normalised_auc(curve) + 0.5) / 2)
     assert row["nsd_auc"] == pytest.approx(0.2)
+    paper = max_over_clicks(rows).iloc[0]
+    assert paper.iloc[-1] == pytest.approx((0.9 + 0.6) / 2) and "paper-era only" in paper.index[-1]
 
 
 def _write_set(root) -> None:
@@ -177,8 +185,8 @@ def test_reference_model_improves_with_clicks_on_a_real_ct(shared_dir):
     first, last = [], []
     for organ in ("liver", "spleen", "kidney_left", "kidney_right"):
         ref = labels.array == names[organ]
-        steps = run_clicks(model=model, image=image, reference=ref, policy="center_largest_error", first="center",
-                           n_clicks=10, rng_for=lambda k, organ=organ: prompt_rng(0, "ct", organ, "cle", k))
+        steps = _loop(model, image, ref, "center_largest_error", "center", 10,
+                      lambda k, organ=organ: prompt_rng(0, "ct", organ, "cle", k))
         first.append(steps[0].dsc)
         last.append(steps[-1].dsc)
     assert np.mean(last) > np.mean(first) + 0.15 and np.mean(last) > 0.7

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.adapters import SliceWise
-from models.base import Capabilities, Image, Model, UnsupportedPrompt
+from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
 from models.reference.oracle import PerturbationOracle, degrade
 from models.registry import get_model, model_names, register_model
 from protocols.prompts import Box, Click, Prompt
@@ -23,14 +23,23 @@ class BoxAndPoints(Model):
                                          accumulates_clicks=accumulates)
         self.calls = 0
 
-    def _segment(self, image, prompt, state):
-        self.calls += 1
-        mask = np.zeros(image.array.shape, bool) if state is None else state.copy()
-        for box in prompt.boxes:
-            mask[box.lo[0]:box.hi[0] + 1, box.lo[1]:box.hi[1] + 1] = True
-        for click in prompt.points:
-            mask[click.point] = click.positive
-        return mask, mask
+    def _segment(self, image, targets, state):
+        masks = {}
+        for target in targets:
+            self.calls += 1
+            mask = state.get(target.name, np.zeros(image.shape, bool)).copy()
+            for box in target.prompt.boxes:
+                mask[box.lo[0]:box.hi[0] + 1, box.lo[1]:box.hi[1] + 1] = True
+            for click in target.prompt.points:
+                mask[click.point] = click.positive
+            state[target.name] = masks[target.name] = mask
+        return masks
+
+
+def _one(model, image, prompt, state=None):
+    """Segment one target named "t"; returns (mask, state) as the tests below read it."""
+    state = {} if state is None else state
+    return model.segment(image, [Target("t", prompt)], state)["t"], state
 
 
 def _image(shape=(10, 12, 6), spacing=(1.0, 1.0, 2.0)) -> Image:
@@ -39,12 +48,12 @@ def _image(shape=(10, 12, 6), spacing=(1.0, 1.0, 2.0)) -> Image:
 
 def test_undeclared_prompt_kind_or_dimensionality_is_a_clear_error():
     model = get_model("region_growing")
-    with pytest.raises(UnsupportedPrompt, match="does not take boxes prompts"):
-        model.segment(_image(), Prompt(boxes=(Box((0, 0, 0), (1, 1, 1)),)))
     with pytest.raises(UnsupportedPrompt, match="does not take text prompts"):
-        model.segment(_image(), Prompt(points=(Click((1, 1, 1), True),), text="liver"))
+        _one(model, _image(), Prompt(text="liver"))
+    with pytest.raises(UnsupportedPrompt, match="does not take text prompts"):
+        _one(model, _image(), Prompt(points=(Click((1, 1, 1), True),), text="liver"))
     with pytest.raises(UnsupportedPrompt, match="takes \\[2\\]D images"):
-        BoxAndPoints().segment(_image(), Prompt())
+        _one(BoxAndPoints(), _image(), Prompt())
     with pytest.raises(ValueError, match="invalid capabilities"):
         Capabilities(ndims=frozenset({3}), prompts=frozenset({"scribbles"}), accumulates_clicks=True)
 
@@ -54,18 +63,18 @@ def test_slice_wise_routes_prompts_and_leaves_unprompted_slices_empty():
     model = SliceWise(model=inner, axis=2)
     assert model.capabilities.ndims == {3} and model.capabilities.prompts == {"points", "boxes"}
     prompt = Prompt(points=(Click((2, 3, 1), True),), boxes=(Box((5, 5, 3), (6, 7, 4)),))
-    mask, state = model.segment(_image(), prompt)
+    mask, state = _one(model, _image(), prompt)
     assert mask.shape == (10, 12, 6)
     assert mask[2, 3, 1] and mask[:, :, 1].sum() == 1
     assert mask[5:7, 5:8, 3:5].all() and mask[:, :, 3:5].sum() == 12
     assert not mask[:, :, [0, 2, 5]].any()
-    assert sorted(state) == [1, 3, 4] and inner.calls == 3
+    assert sorted(state["t"]) == [1, 3, 4] and inner.calls == 3
 
 
 def test_slice_wise_along_another_axis_and_newest_click_keeps_other_slices():
     model = SliceWise(model=BoxAndPoints(accumulates=False), axis=0)
-    mask, state = model.segment(_image(), Prompt(points=(Click((4, 1, 1), True),)))
-    mask, state = model.segment(_image(), Prompt(points=(Click((7, 2, 2), True),)), state)
+    mask, state = _one(model, _image(), Prompt(points=(Click((4, 1, 1), True),)))
+    mask, state = _one(model, _image(), Prompt(points=(Click((7, 2, 2), True),)), state)
     assert mask[4, 1, 1] and mask[7, 2, 2] and mask.sum() == 2
     assert not model.capabilities.accumulates_clicks
 
@@ -79,8 +88,8 @@ class _ThreeDOnly(Model):
     name = "three_d_only"
     capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points"}), accumulates_clicks=True)
 
-    def _segment(self, image, prompt, state):
-        return np.zeros(image.array.shape, bool), None
+    def _segment(self, image, targets, state):
+        return {target.name: np.zeros(image.shape, bool) for target in targets}
 
 
 def test_registry_lists_builds_and_rejects():
@@ -107,9 +116,9 @@ def test_oracle_degrades_deterministically_and_repairs_around_clicks():
     assert degrade(ref, erosion=1, dilation=0, shift=0, rng=np.random.default_rng(0)).sum() == 8 * 8 * 4
     oracle = PerturbationOracle(shift=2, repair_mm=3.0, seed=0)
     image = _image((20, 20, 10), (1.0, 1.0, 1.0))
-    start, state = oracle.segment(image, Prompt(reference=ref))
+    start, state = _one(oracle, image, Prompt(reference=ref))
     assert (start == moved).all()
-    repaired, _ = oracle.segment(image, Prompt(points=(Click((10, 10, 5), True),), reference=ref), state)
+    repaired, _ = _one(oracle, image, Prompt(points=(Click((10, 10, 5), True),), reference=ref), state)
     i, j, k = np.indices(ref.shape)
     ball = (i - 10) ** 2 + (j - 10) ** 2 + (k - 5) ** 2 <= 9
     assert (repaired[ball] == ref[ball]).all() and (repaired[~ball] == start[~ball]).all()
@@ -131,13 +140,13 @@ def _two_blobs() -> tuple[Image, np.ndarray, np.ndarray]:
 def test_region_growing_follows_positive_clicks_and_obeys_negative_ones():
     image, a, b = _two_blobs()
     model = get_model("region_growing")
-    mask, state = model.segment(image, Prompt(points=(Click((11, 11, 6), True),)))
+    mask, state = _one(model, image, Prompt(points=(Click((11, 11, 6), True),)))
     assert (mask & a).sum() > 0.8 * a.sum() and not (mask & b).any()
-    both, _ = model.segment(image, Prompt(points=(Click((11, 11, 6), True), Click((30, 30, 6), True))), state)
+    both, _ = _one(model, image, Prompt(points=(Click((11, 11, 6), True), Click((30, 30, 6), True))), state)
     assert (both & b).sum() > 0.8 * b.sum()
-    cut, _ = model.segment(image, Prompt(points=(Click((11, 11, 6), True), Click((11, 16, 6), False))), state)
+    cut, _ = _one(model, image, Prompt(points=(Click((11, 11, 6), True), Click((11, 16, 6), False))), state)
     assert cut.sum() < mask.sum() and not cut[11, 16, 6]
-    assert not model.segment(image, Prompt(points=(Click((11, 16, 6), False),)))[0].any()
+    assert not _one(model, image, Prompt(points=(Click((11, 16, 6), False),)))[0].any()
 
 
 def test_slice_wise_takes_sam_med3d_n_points_per_slice():
@@ -145,7 +154,16 @@ def test_slice_wise_takes_sam_med3d_n_points_per_slice():
     ref[2:8, 3:9, 1:4] = True
     model = SliceWise(model=BoxAndPoints(), axis=2)
     points = slice_points(ref, 2, 3, np.random.default_rng(0), ring_width=2)
-    mask, state = model.segment(_image(), Prompt(points=points))
-    assert sorted(state) == [1, 2, 3] and mask[:, :, 1:4].sum() == 2 * 3  # two positives per slice
-    boxed, _ = model.segment(_image(), Prompt(boxes=slice_boxes(ref, 2)))
+    mask, state = _one(model, _image(), Prompt(points=points))
+    assert sorted(state["t"]) == [1, 2, 3] and mask[:, :, 1:4].sum() == 2 * 3  # two positives per slice
+    boxed, _ = _one(model, _image(), Prompt(boxes=slice_boxes(ref, 2)))
     assert (boxed == ref).all()
+
+
+def test_region_growing_seeds_at_a_box_centre_and_stays_inside_the_box():
+    image, a, b = _two_blobs()
+    model = get_model("region_growing")
+    mask, _ = _one(model, image, Prompt(boxes=(Box((5, 5, 2), (17, 17, 9)),)))
+    assert (mask & a).sum() > 0.8 * a.sum() and not (mask & b).any()
+    clipped, _ = _one(model, image, Prompt(boxes=(Box((5, 5, 2), (17, 10, 9)),)))
+    assert clipped.any() and not clipped[:, 11:, :].any()

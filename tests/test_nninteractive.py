@@ -9,7 +9,7 @@ import pytest
 import torch
 
 pytest.importorskip("nnInteractive")
-from models.base import Image
+from models.base import Image, Target
 from models.nninteractive.folder import write_random_model_folder
 from models.nninteractive.session import NnInteractive, checkpoint_path
 from protocols.prompts import Click, Prompt
@@ -70,9 +70,10 @@ def test_boxes_are_inclusive_and_must_be_flat(model, volume):
 
 def test_model_interface_takes_the_newest_click_and_keeps_the_rest(model, volume):
     image = Image(array=volume, spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
-    mask, state = model.segment(image, Prompt(points=(Click((20, 20, 18), True),)))
+    state = {}
+    mask = model.segment(image, [Target("t", Prompt(points=(Click((20, 20, 18), True),)))], state)["t"]
     assert model.capabilities.accumulates_clicks is False and mask.any()
-    mask, state = model.segment(image, Prompt(points=(Click((5, 5, 5), False),)), state)
+    mask = model.segment(image, [Target("t", Prompt(points=(Click((5, 5, 5), False),)))], state)["t"]
     _, negative = _channels(model, "points")
     positive, _ = _channels(model, "points")
     assert float(model.session.interactions[positive, 20, 20, 18]) > 0  # the first click is still there

@@ -169,7 +169,7 @@ def test_to_uint8_windows_and_keeps_uint8():
 
 def test_model_encodes_a_slice_once_and_refines_with_all_clicks_and_the_previous_mask():
     from models.adapters import SliceWise
-    from models.base import Image
+    from models.base import Image, Target
     from models.sam.model import SamSlices
     from protocols.prompts import Box, Click, Prompt
 
@@ -181,11 +181,12 @@ def test_model_encodes_a_slice_once_and_refines_with_all_clicks_and_the_previous
     image = Image(array=volume, spacing=(1.0, 1.0, 2.0), affine=np.eye(4))
     adapter = SliceWise(model=model, axis=2)
 
+    state = {}
     first = Prompt(points=(Click((15, 20, 1), True),))
-    mask, state = adapter.segment(image, first)
+    mask = adapter.segment(image, [Target("t", first)], state)["t"]
     second = Prompt(points=(Click((15, 20, 1), True), Click((35, 3, 1), False)))
-    mask, state = adapter.segment(image, second, state)
-    assert len(calls) == 1 and set(state) == {1}
+    mask = adapter.segment(image, [Target("t", second)], state)["t"]
+    assert len(calls) == 1 and set(state["t"]) == {1}
     assert not mask[..., [0, 2, 3]].any()
 
     encoded = encode(sam, volume[..., 1], "sam-med3d-2d-baseline")
@@ -193,8 +194,8 @@ def test_model_encodes_a_slice_once_and_refines_with_all_clicks_and_the_previous
     expected = decode(sam, encoded, np.array([[20.0, 15.0], [3.0, 35.0]]), np.array([1, 0]), previous=expected)
     np.testing.assert_array_equal(mask[..., 1], expected.mask)
 
-    boxed, _ = model.segment(Image(array=volume[..., 2], spacing=(1.0, 1.0), affine=np.eye(4)),
-                             Prompt(boxes=(Box((8, 10), (26, 30)),)))
+    boxed = model.segment(Image(array=volume[..., 2], spacing=(1.0, 1.0), affine=np.eye(4)),
+                          [Target("t", Prompt(boxes=(Box((8, 10), (26, 30)),)))])["t"]
     reference = decode(sam, encode(sam, volume[..., 2], "sam-med3d-2d-baseline"), box_xyxy=np.array([10, 8, 31, 27]))
     np.testing.assert_array_equal(boxed, reference.mask)
 

@@ -1,157 +1,52 @@
-"""`bench clicks`: simulated interactive segmentation, DSC/NSD after every click, resumable.
+"""`bench clicks`: simulated interactive segmentation with a click policy given on the command line.
 
-For every case (image `<case>_0000.nii.gz` or `<case>.nii.gz` in --images, label map `<case>.nii.gz` in
---refs) and every class present in the reference, the interactive loop runs N clicks. One row per (case,
-class, click) goes to the results store (the evaluation columns plus prompt_policy, first_click, click,
-seed); the clicks themselves go to `prompts/<case>/<class>.json` with the seed that made them. The same
-seed gives every model the same first click; `--replay RUN` gives a model the stored clicks of another run
-in order (after them, the policy takes over), and replays a run exactly for the same model.
+It is `bench run` under an ad-hoc protocol: native grid, millimetre distances, `--first-click` for click 1 and
+`--policy` for every later one, `--n-clicks`, `--seed`. For every case (image `<case>_0000.nii.gz` or
+`<case>.nii.gz` in --images, label map `<case>.nii.gz` in --refs; or the cases of a catalog-style dataset under
+--root, with its class map) and every class present in the reference, one row per (case, class, click) goes to
+the results store; the clicks go to `prompts/<case>/<class>.json` with the seed that made them. The same seed
+gives every model the same first click; `--replay RUN` gives a model the stored clicks of another run in order
+(after them, the policy takes over), and replays a run exactly for the same model.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import typer
-from tqdm import tqdm
 
-from bench import store
-from bench.class_maps import read_class_map
-from bench.matching import case_id_for, list_cases
-from bench.targets import dataset_description, user_classes
-from bench.io import InputError, check_same_geometry, read_label_map, read_volume
-from models.base import Image, Model
-from models.registry import get_model, model_names
-from protocols.case import ClassMap, class_mask
-from protocols.interactive import run_clicks, summarise_clicks
-from protocols.prompts import Click, clicks_from_json, clicks_to_json, prompt_rng
+from bench.io import InputError
+from bench.runner import RunSpec, resolve_sources, run_cases
+from models.registry import model_names
+from protocols.interactive import summarise_clicks
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
-
-CLICK_COLUMNS = store.METRIC_COLUMNS + ["prompt_policy", "first_click", "click", "seed"]
-PROMPTS_DIR = "prompts"
+from protocols.protocol import FEEDS, Protocol, parse_protocol
 
 
-@dataclass(frozen=True, kw_only=True)
-class ClickSettings:
-    """Everything that determines the numbers of a click run (stored in run.json; resuming requires equality)."""
-
-    run: str
-    model: str
-    dataset: str
-    modality: str
-    classes: ClassMap
-    policy: str = "center_largest_error"
-    first_click: str = "center"
-    n_clicks: int = 10
-    seed: int = 0
-    tolerance_mm: float = 1.0
-    replay: str | None = None
-
-    def __post_init__(self):
-        if self.policy not in NEXT_CLICKS:
-            raise InputError(f"unknown --policy {self.policy!r}; choose from {', '.join(sorted(NEXT_CLICKS))}")
-        if self.first_click not in FIRST_CLICKS:
-            raise InputError(f"unknown --first-click {self.first_click!r}; choose from {', '.join(FIRST_CLICKS)}")
-        if self.n_clicks < 1:
-            raise InputError(f"--n-clicks must be >= 1, got {self.n_clicks}")
-
-    def as_config(self, images: Path, refs: Path) -> dict:
-        return dict(asdict(self), command="clicks", images=str(images.resolve()), refs=str(refs.resolve()))
+def click_protocol(*, first_click: str, policy: str, n_clicks: int, seed: int, tolerance_mm: float,
+                   feed: str = "all") -> Protocol:
+    """The protocol `bench clicks` runs: one first-click and one next-click policy on the native grid."""
+    if policy not in NEXT_CLICKS:
+        raise InputError(f"unknown --policy {policy!r}; choose from {', '.join(sorted(NEXT_CLICKS))}")
+    if first_click not in FIRST_CLICKS:
+        raise InputError(f"unknown --first-click {first_click!r}; choose from {', '.join(FIRST_CLICKS)}")
+    if n_clicks < 1:
+        raise InputError(f"--n-clicks must be >= 1, got {n_clicks}")
+    if feed not in FEEDS:
+        raise InputError(f"unknown --feed {feed!r}; choose from {', '.join(FEEDS)}")
+    return parse_protocol({
+        "name": "clicks", "description": f"{first_click} first click, then {policy}", "space": {"grid": "native"},
+        "prompts": {"kinds": ["points"], "clicks": [[1, first_click], [2, policy]], "feed": feed,
+                    "n_clicks": n_clicks, "seed": seed},
+        "scoring": {"grid": "native", "tolerance_mm": tolerance_mm, "report": ["per_click", "auc", "final"]},
+    })
 
 
-def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
-    """Where the clicks of one (case, class) are stored in a run folder (safe names, unique by hash)."""
-    folder = store.case_file_name(case_id).removesuffix(".parquet")
-    return out / PROMPTS_DIR / folder / store.case_file_name(class_name).replace(".parquet", ".json")
-
-
-def _replayed(settings: ClickSettings, case_id: str, class_name: str) -> list[Click]:
-    if settings.replay is None:
-        return []
-    path = prompt_record_path(Path(settings.replay), case_id, class_name)
-    if not path.is_file():
-        raise InputError(f"--replay: no stored clicks for case {case_id!r}, class {class_name!r} ({path})")
-    return clicks_from_json(json.loads(path.read_text()))
-
-
-def simulate_case(case_id: str, image_path: Path, ref_path: Path, model: Model,
-                  settings: ClickSettings) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """Click rows of one case and the prompt record of each class; classes absent from the reference are
-    skipped (a click needs a target)."""
-    volume, labels = read_volume(image_path), read_label_map(ref_path)
-    check_same_geometry(volume, labels)
-    image = Image(array=volume.array, spacing=tuple(volume.spacing), affine=volume.affine)
-    constants = {
-        "run": settings.run, "model": settings.model, "dataset": settings.dataset, "modality": settings.modality,
-        "case_id": case_id, "tolerance_mm": settings.tolerance_mm,
-        "spacing": "x".join(f"{s:g}" for s in volume.spacing),
-        "prompt_policy": settings.policy, "first_click": settings.first_click, "seed": settings.seed,
-    }
-    rows, records = [], {}
-    for name, value in settings.classes.items():
-        reference = class_mask(labels.array, value)
-        if not reference.any():
-            continue
-        steps = run_clicks(
-            model=model, image=image, reference=reference, policy=settings.policy, first=settings.first_click,
-            n_clicks=settings.n_clicks, tolerance_mm=settings.tolerance_mm,
-            rng_for=lambda k, name=name: prompt_rng(settings.seed, case_id, name, _policy_of_click(settings, k), k),
-            replay=_replayed(settings, case_id, name),
-        )
-        ref_voxels = int(np.count_nonzero(reference))
-        for step in steps:
-            rows.append({**constants, "class_name": name, "dsc": step.dsc, "nsd": step.nsd, "ref_empty": False,
-                         "pred_empty": step.pred_voxels == 0, "ref_voxels": ref_voxels,
-                         "pred_voxels": step.pred_voxels, "seconds": step.seconds, "click": step.click_index})
-        records[name] = clicks_to_json(case_id=case_id, class_name=name, policy=settings.policy,
-                                       first_click=settings.first_click, seed=settings.seed,
-                                       clicks=[step.click for step in steps if step.click is not None],
-                                       replayed_from=settings.replay)
-    return pd.DataFrame(rows, columns=CLICK_COLUMNS), records
-
-
-def _policy_of_click(settings: ClickSettings, k: int) -> str:
-    """The policy that makes click k; it names the click's generator, so the first click of a case does not
-    change with the next-click policy and runs of different policies start from the same click."""
-    return f"first:{settings.first_click}" if k == 1 else settings.policy
-
-
-def _write_prompts(out: Path, case_id: str, records: dict[str, dict]) -> None:
-    for name, record in records.items():
-        path = prompt_record_path(out, case_id, name)
-        store.write_json(path, record)
-
-
-def simulate_folder(images: Path, refs: Path, out: Path, settings: ClickSettings, *,
-                    progress: bool = True) -> tuple[pd.DataFrame, int, int]:
-    """Run every reference case not yet stored in `out`; returns (all rows, cases run, cases skipped)."""
-    ref_files = list_cases(refs)
-    image_files = {case_id_for(name, ref_files): path for name, path in list_cases(images).items()}
-    missing = sorted(set(ref_files) - set(image_files))
-    if missing:
-        raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
-    if not ref_files:
-        raise InputError(f"{refs}: no reference volumes found")
-    model = get_model(settings.model)
-    store.open_run(out, settings.as_config(images, refs))
-    todo = [case for case in sorted(ref_files) if not store.is_done(out, case)]
-    for case in tqdm(todo, desc=f"clicks {settings.model}", unit="case", disable=not progress or None):
-        start = time.perf_counter()
-        rows, records = simulate_case(case, image_files[case], ref_files[case], model, settings)
-        _write_prompts(out, case, records)
-        store.write_case(out, case, rows)
-        if progress:
-            tqdm.write(f"{case}: {len(records)} classes in {time.perf_counter() - start:.1f} s")
-    return store.consolidate(out), len(todo), len(ref_files) - len(todo)
-
-
-def print_click_summary(rows: pd.DataFrame, title: str) -> None:
-    summary = summarise_clicks(rows)
+def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = None) -> None:
+    """The per-class click table: DSC/NSD at 1, 3, 5, 10 clicks (those within `n_clicks`), final and AUC."""
+    at = tuple(k for k in (1, 3, 5, 10) if n_clicks is None or k <= n_clicks) or (1,)
+    summary = summarise_clicks(rows, at=at)
     typer.echo(f"\n{title}\n")
     columns = [c for c in summary.columns if c.startswith("dsc") or c.startswith("nsd")]
     typer.echo("| class | " + " | ".join(columns) + " |")
@@ -160,21 +55,13 @@ def print_click_summary(rows: pd.DataFrame, title: str) -> None:
         typer.echo(f"| {row.class_name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
-def run_clicks_demo(data_dir: Path, out_dir: Path, *, n_clicks: int = 5, progress: bool = False) -> pd.DataFrame:
-    """The click part of `bench demo`: the weightless region-growing model on the synthetic set
-    (`data_dir/images`, `data_dir/labels`, `data_dir/classes.json`); prints and returns the summary table."""
-    settings = ClickSettings(run="demo-clicks", model="region_growing", dataset="demo", modality="CT",
-                             classes=read_class_map(data_dir / "classes.json"), n_clicks=n_clicks)
-    rows, _, _ = simulate_folder(data_dir / "images", data_dir / "labels", out_dir, settings, progress=progress)
-    print_click_summary(rows, f"region_growing, {n_clicks} clicks ({settings.first_click} first, then "
-                              f"{settings.policy}): mean over {rows.case_id.nunique()} cases")
-    return summarise_clicks(rows)
-
-
 def clicks(
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
-    images: Path = typer.Option(..., help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
-    refs: Path = typer.Option(..., help="Folder of reference label maps (<case>.nii.gz)."),
+    images: Path = typer.Option(None, help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
+    refs: Path = typer.Option(None, help="Folder of reference label maps (<case>.nii.gz)."),
+    root: Path = typer.Option(None, help="Catalog-style dataset folder (nnU-Net raw, MSD; class map from the "
+                                         "catalog or its dataset.json) instead of --images/--refs."),
+    split: str = typer.Option("test", help="SAT's split of a catalog dataset (with --root): test, train or all."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/ and prompts/."),
     classes: Path = typer.Option(None, help="JSON class map ({'liver': 1} or {'1': 'liver'} or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen'."),
@@ -183,29 +70,39 @@ def clicks(
     first_click: str = typer.Option("center", help=f"First click: {' or '.join(FIRST_CLICKS)}."),
     n_clicks: int = typer.Option(10, help="Clicks per target."),
     seed: int = typer.Option(0, help="Run seed; every prompt's generator is derived from it by hashing."),
+    feed: str = typer.Option("all", help="Give the model all clicks so far, or only the newest (a model that "
+                                         "feeds back its previous logits)."),
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
-    dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: reference folder name)."),
-    modality: str = typer.Option("CT", help="Modality stored in the rows."),
+    dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: catalog name or reference "
+                                           "folder name)."),
+    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's; CT "
+                                            "for --images/--refs)."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
-    replay: Path = typer.Option(None, help="A previous `bench clicks` run folder: give its stored clicks, in "
-                                           "order, in place of the policy (same prompts for another model)."),
+    replay: Path = typer.Option(None, help="A previous `bench clicks` or `bench run` folder: give its stored "
+                                           "clicks, in order, in place of the policy (same prompts for another "
+                                           "model)."),
+    workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (Dask: local cluster size)."),
+    executor: str = typer.Option("local", help="Where cases run: local (this process or a pool) or dask."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
     try:
-        class_map = user_classes(classes, labels) or read_class_map(dataset_description(refs)[0] or refs / "dataset.json")
-        unknown = sorted(set(only or ()) - set(class_map))
+        protocol = click_protocol(first_click=first_click, policy=policy, n_clicks=n_clicks, seed=seed,
+                                  tolerance_mm=tolerance, feed=feed)
+        sources, label = resolve_sources(dataset=dataset, root=root, split=split, images=images, refs=refs,
+                                         classes=classes, labels=labels,
+                                         modality=modality or ("CT" if root is None else None))
+        known = set().union(*(source.classes for source in sources))
+        unknown = sorted(set(only or ()) - known)
         if unknown:
-            raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(class_map)})")
-        settings = ClickSettings(
-            run=run or out.name, model=model, dataset=dataset or refs.name, modality=modality,
-            classes={k: v for k, v in class_map.items() if not only or k in only}, policy=policy,
-            first_click=first_click, n_clicks=n_clicks, seed=seed, tolerance_mm=tolerance,
-            replay=str(replay.resolve()) if replay else None,
-        )
-        rows, done, skipped = simulate_folder(images, refs, out, settings)
+            raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(sorted(known))})")
+        spec = RunSpec(run=run or out.name, model=model, protocol=protocol, classes=tuple(only) if only else None,
+                       replay=str(replay.resolve()) if replay else None)
+        rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False, workers=workers,
+                                        executor=executor, scheduler=scheduler)
     except (InputError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"simulated {done} case(s), {skipped} already stored in {out}")
     print_click_summary(rows, f"{model}: mean over cases of DSC/NSD after k clicks ({first_click} first click, "
-                              f"then {policy}; NSD tolerance {tolerance:g} mm)")
+                              f"then {policy}; NSD tolerance {tolerance:g} mm)", n_clicks=n_clicks)

@@ -18,14 +18,14 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.base import Capabilities, Image, Model
-from protocols.prompts import Prompt
+from models.base import Capabilities, Image, Model, Target
 
 _REQUIRED = ("plans.json", "dataset.json")
 
@@ -72,10 +72,6 @@ def check_checkpoint(path: Path) -> None:
     missing = [key for key in ("trainer_name", "init_args", "network_weights") if key not in checkpoint]
     if missing:
         raise ValueError(f"{path}: not an nnInteractive checkpoint (missing {', '.join(missing)})")
-
-
-class _Started:
-    """State after the first call for an object: the session holds the image and the interactions so far."""
 
 
 class NnInteractive(Model):
@@ -137,11 +133,19 @@ class NnInteractive(Model):
             raise RuntimeError("nnInteractive: no image set")
         return self.buffer.astype(bool)
 
-    def _segment(self, image: Image, prompt: Prompt, state: Any) -> tuple[np.ndarray, Any]:
-        if state is None:
+    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """One object at a time: a new target starts a new object (its interactions so far are forgotten), so
+        a target's calls must come in one run, as the interactive loop makes them."""
+        if "_object" not in state:
             self.start(image.array)
-        for box in prompt.boxes:
-            self.add_box(box.lo, box.hi, positive=True)
-        for click in prompt.points:
-            self.add_point(click.point, click.positive)
-        return self.mask, _Started()
+        masks = {}
+        for target in targets:
+            if state.get("_object", target.name) != target.name:
+                self.new_object()
+            state["_object"] = target.name
+            for box in target.prompt.boxes:
+                self.add_box(box.lo, box.hi, positive=True)
+            for click in target.prompt.points:
+                self.add_point(click.point, click.positive)
+            masks[target.name] = self.mask
+        return masks

@@ -8,14 +8,14 @@ ball of `repair_mm` around it. Its curves therefore rise with clicks by construc
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from models.base import Capabilities, Image, Model
+from models.base import Capabilities, Image, Model, Target
 from models.reference.clicks import nearest_click_distance
-from protocols.prompts import Prompt
 
 
 def degrade(reference: np.ndarray, *, erosion: int, dilation: int, shift: int,
@@ -35,10 +35,12 @@ def degrade(reference: np.ndarray, *, erosion: int, dilation: int, shift: int,
 
 
 class PerturbationOracle(Model):
-    """Degraded reference, repaired within `repair_mm` of every click (all clicks so far)."""
+    """Degraded reference, repaired within `repair_mm` of every click (all clicks so far). It accepts text and
+    boxes too (and ignores them), so every protocol can be run end to end without weights."""
 
     name = "oracle"
-    capabilities = Capabilities(ndims=frozenset({2, 3}), prompts=frozenset({"points", "reference"}),
+    version = "1"
+    capabilities = Capabilities(ndims=frozenset({2, 3}), prompts=frozenset({"points", "boxes", "text", "reference"}),
                                 accumulates_clicks=True)
 
     def __init__(self, *, erosion: int = 0, dilation: int = 0, shift: int = 2, repair_mm: float = 10.0,
@@ -49,12 +51,16 @@ class PerturbationOracle(Model):
         self.repair_mm = repair_mm
         self.seed = seed
 
-    def _segment(self, image: Image, prompt: Prompt, state: Any) -> tuple[np.ndarray, Any]:
-        if prompt.reference is None:
-            raise ValueError(f"model {self.name!r} needs the reference prompt")
-        reference = prompt.reference.astype(bool)
-        start = state if state is not None else degrade(
-            reference, erosion=self.erosion, dilation=self.dilation, shift=self.shift,
-            rng=np.random.default_rng(self.seed))
-        repaired = nearest_click_distance(reference.shape, image.spacing, prompt.points) <= self.repair_mm
-        return np.where(repaired, reference, start), start
+    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
+        masks = {}
+        for target in targets:
+            prompt = target.prompt
+            if prompt.reference is None:
+                raise ValueError(f"model {self.name!r} needs the reference prompt (target {target.name!r})")
+            reference = prompt.reference.astype(bool)
+            if target.name not in state:  # the degraded start of this target, drawn once per image
+                state[target.name] = degrade(reference, erosion=self.erosion, dilation=self.dilation,
+                                             shift=self.shift, rng=np.random.default_rng(self.seed))
+            repaired = nearest_click_distance(reference.shape, image.spacing, prompt.points) <= self.repair_mm
+            masks[target.name] = np.where(repaired, reference, state[target.name])
+        return masks

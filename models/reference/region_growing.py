@@ -4,28 +4,32 @@ From the positive clicks it learns an intensity window (the median of the image 
 `window` robust standard deviations), keeps the connected parts of that window which contain a positive
 click and lie within `reach_mm` of one, and hands every voxel nearer to a negative click than to any
 positive click to the background. Positive clicks add seeds and extend the reach; negative clicks cut
-leaks. No weights, deterministic, tens of milliseconds per call on an abdominal CT: a meaningful floor for
+leaks. A box adds its centre voxel as a positive seed and confines the result to the boxes. No weights,
+deterministic, tens of milliseconds per call on an abdominal CT: a meaningful floor for
 the interactive loop, not a competitor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy.ndimage import label
 
-from models.base import Capabilities, Image, Model
+from models.base import Capabilities, Image, Model, Target
 from models.reference.clicks import nearest_click_distance
 from protocols.prompts import Click, Prompt
 
 
 class RegionGrowing(Model):
-    """Click-seeded region growing (2D or 3D). The state keeps the image's spread floor between clicks."""
+    """Click-seeded region growing (2D or 3D), each target on its own clicks. The state keeps the image's
+    spread floor between calls."""
 
     name = "region_growing"
-    capabilities = Capabilities(ndims=frozenset({2, 3}), prompts=frozenset({"points"}), accumulates_clicks=True)
+    version = "1"
+    capabilities = Capabilities(ndims=frozenset({2, 3}), prompts=frozenset({"points", "boxes"}),
+                                accumulates_clicks=True)
 
     def __init__(self, *, window: float = 2.5, neighbourhood_mm: float = 3.0, reach_mm: float = 80.0,
                  floor_fraction: float = 0.01):
@@ -53,19 +57,30 @@ class RegionGrowing(Model):
         centre, spread = float(np.median(medians)), max(min(spreads), floor)
         return centre - self.window * spread, centre + self.window * spread
 
-    def _segment(self, image: Image, prompt: Prompt, state: Any) -> tuple[np.ndarray, Any]:
-        floor = state if state is not None else self._floor(image)
-        positives = [c for c in prompt.points if c.positive]
+    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
+        if "_floor" not in state:
+            state["_floor"] = self._floor(image)
+        return {target.name: self._grow(image, target.prompt, state["_floor"]) for target in targets}
+
+    def _grow(self, image: Image, prompt: Prompt, floor: float) -> np.ndarray:
+        centres = [Click(tuple(int(np.clip((lo + hi) // 2, 0, n - 1))
+                               for lo, hi, n in zip(box.lo, box.hi, image.shape)), True) for box in prompt.boxes]
+        positives = [c for c in prompt.points if c.positive] + centres
         negatives = [c for c in prompt.points if not c.positive]
         if not positives:
-            return np.zeros(image.array.shape, bool), floor
+            return np.zeros(image.shape, bool)
         low, high = self._window(image, positives, floor)
-        to_positive = nearest_click_distance(image.array.shape, image.spacing, positives)
-        to_negative = nearest_click_distance(image.array.shape, image.spacing, negatives)
+        to_positive = nearest_click_distance(image.shape, image.spacing, positives)
+        to_negative = nearest_click_distance(image.shape, image.spacing, negatives)
         candidate = (image.array >= low) & (image.array <= high) & (to_positive <= self.reach_mm)
         candidate &= to_positive < to_negative
+        if prompt.boxes:
+            inside = np.zeros(image.shape, bool)
+            for box in prompt.boxes:
+                inside[tuple(slice(lo, hi + 1) for lo, hi in zip(box.lo, box.hi))] = True
+            candidate &= inside
         for click in positives:
             candidate[click.point] = True
         components, _ = label(candidate)
         seeds = np.unique([components[c.point] for c in positives])
-        return np.isin(components, seeds[seeds > 0]), floor
+        return np.isin(components, seeds[seeds > 0])

@@ -10,7 +10,7 @@ most one box per round. 3D volumes go through `models.adapters.SliceWise`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from models.base import Capabilities, Image, Model, UnsupportedPrompt
+from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
 from models.sam.network import build_sam, load_strict
 from models.sam.slices import PATHS, EncodedSlice, SliceResult, decode, encode
 from models.sam_med2d.network import build_sam_med2d, sam_med2d_from_checkpoint
-from protocols.prompts import Prompt
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,21 +38,31 @@ class SamSlices(Model):
             raise ValueError(f"unknown slice path {path!r}; known: {', '.join(PATHS)}")
         self.network, self.path, self.name, self.window = network, path, name, window
         self.capabilities = Capabilities(ndims=frozenset({2}), prompts=frozenset({"points", "boxes"}),
-                                         accumulates_clicks=True)
+                                         accumulates_clicks=True, previous_logits=True,
+                                         devices=frozenset({"cpu", "cuda"}))
 
-    def _segment(self, image: Image, prompt: Prompt, state: Any) -> tuple[np.ndarray, Any]:
-        if len(prompt.boxes) > 1:
-            raise UnsupportedPrompt(f"model {self.name!r} takes at most one box per slice, got {len(prompt.boxes)}")
-        encoded = state.encoded if state is not None else encode(self.network, image.array, self.path, self.window)
-        points = np.array([[c.point[1], c.point[0]] for c in prompt.points], np.float64).reshape(-1, 2)
-        labels = np.array([int(c.positive) for c in prompt.points], np.int64)
-        box = None
-        if prompt.boxes:
-            lo, hi = prompt.boxes[0].lo, prompt.boxes[0].hi
-            box = np.array([lo[1], lo[0], hi[1] + 1, hi[0] + 1], np.float64)
-        result = decode(self.network, encoded, points, labels, box,
-                        previous=state.result if state is not None else None)
-        return result.mask, SliceState(encoded, result)
+    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> dict[str, np.ndarray]:
+        if "_encoded" not in state:  # one encoder pass per slice, shared by its targets
+            state["_encoded"] = encode(self.network, image.array, self.path, self.window)
+        encoded = state["_encoded"]
+        masks = {}
+        for target in targets:
+            prompt = target.prompt
+            if len(prompt.boxes) > 1:
+                raise UnsupportedPrompt(f"model {self.name!r} takes at most one box per slice, "
+                                        f"got {len(prompt.boxes)}")
+            points = np.array([[c.point[1], c.point[0]] for c in prompt.points], np.float64).reshape(-1, 2)
+            labels = np.array([int(c.positive) for c in prompt.points], np.int64)
+            box = None
+            if prompt.boxes:
+                lo, hi = prompt.boxes[0].lo, prompt.boxes[0].hi
+                box = np.array([lo[1], lo[0], hi[1] + 1, hi[0] + 1], np.float64)
+            previous = state.get(target.name)
+            result = decode(self.network, encoded, points, labels, box,
+                            previous=previous.result if previous is not None else None)
+            state[target.name] = SliceState(encoded, result)
+            masks[target.name] = result.mask
+        return masks
 
 
 def sam(variant: str = "vit_b", *, state_dict: Mapping[str, torch.Tensor] | None = None, path: str = "sam-api",

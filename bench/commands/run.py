@@ -1,0 +1,117 @@
+"""`bench run`: a model over a dataset under a protocol: predictions on the native grid, scored rows, resumable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from bench.commands.clicks import print_click_summary
+from bench.commands.evaluate import print_summary
+from bench.io import InputError
+from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
+from bench.runner import CaseFailures, RunSpec, model_for, resolve_device, resolve_sources, run_cases
+from models.checkpoints import CheckpointError
+from models.registry import model_names
+from protocols.interactive import max_over_clicks
+from protocols.protocol import ProtocolError, with_overrides
+
+
+def parse_model_args(items: list[str] | None) -> dict:
+    """`key=value` pairs; values read as YAML scalars (numbers, true/false), else strings."""
+    import yaml
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--model-args {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _progress(started: float):
+    """One line per case with the time so far and the estimated time left (stderr on a terminal)."""
+    def report(number: int, total: int, case_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        left = elapsed / number * (total - number)
+        typer.echo(f"[{number}/{total}] {case_id} done, {elapsed:.1f} s so far, ETA {left:.0f} s",
+                   err=sys.stdout.isatty())
+    return report
+
+
+def run(
+    model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
+    out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/, prompts/, predictions/."),
+    dataset: str = typer.Option(None, help="Dataset name (catalog name, stored in the rows)."),
+    root: Path = typer.Option(None, help="Dataset folder (nnU-Net raw, MSD task or with a manifest)."),
+    split: str = typer.Option("test", help="SAT's split of a catalog dataset: test, train or all."),
+    manifest: Path = typer.Option(None, help="Case manifest (YAML/JSON, or SAT-DS .jsonl) under --root."),
+    images: Path = typer.Option(None, help="Ad-hoc folder of images (instead of --root)."),
+    refs: Path = typer.Option(None, help="Ad-hoc folder of reference label maps (with --images)."),
+    classes: Path = typer.Option(None, help="Class map for --refs (JSON or dataset.json)."),
+    labels: str = typer.Option(None, help="Inline class map for --refs, e.g. '1=liver,2=spleen'."),
+    modality: str = typer.Option(None, help="CT, MRI or PET for --images cases (default: the catalog's or the "
+                                            "dataset.json's)."),
+    protocol: str = typer.Option(DEFAULT_PRESET, help=f"Protocol preset ({', '.join(preset_names())}) or YAML."),
+    n_clicks: int = typer.Option(None, help="Override the protocol's number of clicks."),
+    seed: int = typer.Option(None, help="Override the protocol's seed."),
+    only: list[str] = typer.Option(None, "--class", help="Only this class (repeatable)."),
+    model_args: list[str] = typer.Option(None, "--model-args", help="Model option key=value (repeatable)."),
+    checkpoint: Path = typer.Option(None, help="Official checkpoint file (or folder) to load."),
+    trust_checkpoint: bool = typer.Option(False, help="Unpickle everything in the checkpoint (only for files "
+                                                      "you trust: arbitrary code can run)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    run_name: str = typer.Option(None, "--run", help="Run name stored in the rows (default: output folder name)."),
+    overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
+    workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (each loads the model once)."),
+    executor: str = typer.Option("local", help="Where cases run: local (this process or a pool) or dask."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
+    replay: Path = typer.Option(None, help="A previous run folder: give its stored clicks, in order, in place of the "
+                                           "protocol's (the same prompts for another model)."),
+) -> None:
+    """Run a model on every case: its own preprocessing, the protocol's prompts, predictions mapped back to the
+    native grid and written as NIfTI, DSC/NSD scored into the results store; re-running resumes."""
+    try:
+        preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
+        sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
+                                         refs=refs, classes=classes, labels=labels, modality=modality)
+        if only:
+            known = set().union(*(source.classes for source in sources))
+            unknown = sorted(set(only) - known)
+            if unknown:
+                raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
+                                 f"({', '.join(sorted(known))})")
+        options = {**preset.model_args_for(model), **parse_model_args(model_args)}
+        spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=options,
+                       checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
+                       classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
+        spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
+        rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
+                                        on_case=_progress(time.perf_counter()), overwrite=overwrite,
+                                        workers=workers, executor=executor, scheduler=scheduler)
+    except CaseFailures as failures:
+        for case, message in failures.errors.items():
+            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
+        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
+                    "same command again to resume.", fg="red", err=True)
+        raise typer.Exit(1) from failures
+    except (InputError, ProtocolError, CheckpointError, ValueError) as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"ran {done} case(s), {skipped} already stored with unchanged inputs in {out} (protocol "
+               f"{preset.name}, device {spec.device})")
+    clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
+    if not clicks.empty:
+        print_click_summary(clicks, f"{model} under {preset.name}: mean over cases of DSC/NSD after k clicks",
+                            n_clicks=preset.prompts.n_clicks)
+        if "max_over_clicks" in preset.scoring.report:
+            table = max_over_clicks(clicks)
+            typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
+            typer.echo(table.to_string(index=False))
+    else:
+        print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
+                            f"{preset.scoring.tolerance_mm:g} mm)")

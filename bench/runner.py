@@ -1,0 +1,457 @@
+"""The model runner: a catalog case in, scored rows and native-grid predictions out, under one protocol.
+
+The unit of work is `run_case(source, spec) -> CaseResult`: it reads one case, builds (once per process) the
+model the spec names, runs it in the protocol's working space (`bench.spaces`), maps predictions back to the
+native grid and scores them on the grid the protocol names. It writes nothing and depends only on its
+(picklable) arguments, so a process pool or Dask can run it unchanged; `run_cases` is the local driver that
+stores each case atomically (rows, prompts, NIfTI masks with the reference's affine) and resumes.
+
+Prompts: each target gets the protocol's prompt kinds that the model declares (`text` = the class name;
+`boxes`; SegVol-style point sets; clicks in the interactive loop); kinds it does not declare are left out and
+listed in run.json, and a model that takes none of them is refused. An oracle also gets the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import store
+from bench.catalog import CatalogError, load_catalog
+from bench.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case
+from bench.executors import map_cases
+from bench.fingerprint import fingerprint, unchanged
+from bench.interactive import run_clicks
+from bench.io import InputError, write_volume
+from bench.matching import case_id_for, list_cases
+from bench.preprocess import SAT_ORIENTATION
+from bench.provenance import provenance
+from bench.spaces import SpaceCase, crop_space, native_space, resample, satds_space
+from bench.targets import folder_target, user_classes
+from models.base import Model, Target
+from models.registry import get_model, takes_checkpoint
+from protocols.case import evaluate_case
+from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
+from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
+from protocols.prompts_slices import slice_boxes, target_slices
+from protocols.protocol import Protocol
+
+EXTRA_COLUMNS = ["protocol", "prompt_policy", "first_click", "click", "seed"]
+RUN_COLUMNS = store.METRIC_COLUMNS + [c for c in EXTRA_COLUMNS if c not in store.METRIC_COLUMNS]
+PREDICTIONS_DIR = "predictions"
+PROMPTS_DIR = "prompts"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that determines the numbers of a `bench run` (stored in run.json; resuming requires equality)."""
+
+    run: str
+    model: str
+    protocol: Protocol
+    model_args: Mapping[str, object] = field(default_factory=dict)
+    checkpoint: str | None = None
+    trust_checkpoint: bool = False
+    device: str = "cpu"
+    classes: tuple[str, ...] | None = None
+    replay: str | None = None
+
+    def as_config(self, model: Model, sources: str) -> dict:
+        config = asdict(self)
+        config.update(command="run", protocol=self.protocol.to_json(), sources=sources,
+                      model_provenance=model.provenance().to_json(),
+                      prompts_given=sorted(given_kinds(model, self.protocol)))
+        config.pop("trust_checkpoint")
+        return config
+
+
+@dataclass(frozen=True, eq=False)
+class CaseResult:
+    """What one case produced: its rows, its prompt records and its final native-grid masks."""
+
+    case_id: str
+    rows: pd.DataFrame
+    prompts: dict[str, dict]
+    masks: dict[str, np.ndarray]
+    affine: np.ndarray
+    seconds: float
+
+
+_MODELS: dict[tuple, Model] = {}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str, declared: frozenset[str]) -> str:
+    """`auto`: CUDA when torch sees a GPU and the model declares it, else CPU."""
+    if device not in DEVICES:
+        raise InputError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
+    if device != "auto":
+        return device
+    if "cuda" in declared:
+        try:
+            import torch
+        except ImportError:
+            return "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
+    """Where the prompts of one (case, class) are stored in a run folder (safe names, unique by hash)."""
+    folder = store.case_file_name(case_id).removesuffix(".parquet")
+    return Path(out) / PROMPTS_DIR / folder / store.case_file_name(class_name).replace(".parquet", ".json")
+
+
+def replayed_clicks(run_dir: str | None, case_id: str, class_name: str) -> list[Click]:
+    """The clicks another run stored for (case, class), in order; none without a run to replay."""
+    if run_dir is None:
+        return []
+    path = prompt_record_path(Path(run_dir), case_id, class_name)
+    if not path.is_file():
+        raise InputError(f"--replay: no stored clicks for case {case_id!r}, class {class_name!r} ({path})")
+    return clicks_from_json(json.loads(path.read_text()))
+
+
+def model_for(spec: RunSpec) -> Model:
+    """The spec's model, built and loaded once per process (a worker reuses it across cases)."""
+    key = (spec.model, tuple(sorted(spec.model_args.items())), spec.checkpoint, spec.trust_checkpoint, spec.device)
+    if key not in _MODELS:
+        options = dict(spec.model_args)
+        if spec.checkpoint and takes_checkpoint(spec.model):  # a trained-model folder the model reads itself
+            options.update(checkpoint=spec.checkpoint, trust_checkpoint=spec.trust_checkpoint)
+        model = get_model(spec.model, **options)
+        if spec.checkpoint and not takes_checkpoint(spec.model):
+            model.load_checkpoint(spec.checkpoint, trust=spec.trust_checkpoint)
+        _MODELS[key] = model.to(spec.device)
+    return _MODELS[key]
+
+
+def given_kinds(model: Model, protocol: Protocol) -> set[str]:
+    """Prompt kinds of the protocol the model declares; InputError when it takes none of them."""
+    kinds = set(protocol.prompts.kinds) & model.capabilities.prompts
+    if not kinds and "reference" not in model.capabilities.prompts:
+        raise InputError(f"model {model.name!r} takes none of protocol {protocol.name!r}'s prompts "
+                         f"({', '.join(protocol.prompts.kinds)}); it takes "
+                         f"{', '.join(sorted(model.capabilities.prompts))}")
+    return kinds
+
+
+def scorer(reference: np.ndarray, spacing, *, tolerance_mm: float = 1.0, dice: str = "standard",
+           empty: str = "sat") -> Callable[[np.ndarray], tuple[float, float, int]]:
+    """A function scoring a boolean prediction against `reference`: (DSC, NSD@tolerance, predicted voxels).
+    `dice="plus_one"` is SegVol's 2|P and R| / (|P| + |R| + 1); `empty` is the policy for empty masks."""
+    empty = "nan" if empty == "nan" else "sat"
+
+    def score(pred: np.ndarray) -> tuple[float, float, int]:
+        result = evaluate_case(pred.astype(np.uint8), reference.astype(np.uint8), spacing, {"target": 1},
+                               tolerance_mm, empty)[0]
+        dsc = result.dsc
+        if dice == "plus_one":
+            overlap = int(np.count_nonzero(pred & reference))
+            dsc = 2.0 * overlap / (result.pred_voxels + result.ref_voxels + 1.0)
+        return dsc, result.nsd, result.pred_voxels
+
+    return score
+
+
+def _score_fn(reference: np.ndarray, spacing, protocol: Protocol) -> Callable[[np.ndarray], tuple[float, float, int]]:
+    scoring = protocol.scoring
+    spacing = (1.0,) * reference.ndim if scoring.distances == "voxels" else tuple(spacing)
+    return scorer(reference, spacing, tolerance_mm=scoring.tolerance_mm, dice=scoring.dice, empty=scoring.empty)
+
+
+def _row(case_id: str, name: str, source: CaseSource, spec: RunSpec, reference: np.ndarray, spacing,
+         dsc: float, nsd: float, pred_voxels: int, seconds: float, **extra) -> dict:
+    row = {"run": spec.run, "model": spec.model, "dataset": source.dataset or "", "case_id": case_id,
+           "modality": source.modality, "class_name": name, "dsc": dsc, "nsd": nsd,
+           "tolerance_mm": spec.protocol.scoring.tolerance_mm, "ref_empty": not reference.any(),
+           "pred_empty": pred_voxels == 0, "ref_voxels": int(np.count_nonzero(reference)),
+           "pred_voxels": int(pred_voxels), "spacing": "x".join(f"{s:g}" for s in spacing), "seconds": seconds,
+           "grid": "native" if spec.protocol.scoring.grid == "native" else spec.protocol.space.grid,
+           "protocol": spec.protocol.name, "seed": spec.protocol.prompts.seed}
+    row.update(extra)
+    return row
+
+
+def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: Protocol, rng, oracle: bool) -> Prompt:
+    """The one-shot prompt of a target: text, boxes, SegVol points (only the declared kinds)."""
+    prompts = protocol.prompts
+    boxes: tuple = ()
+    points: tuple[Click, ...] = ()
+    if "boxes" in kinds and reference.any():
+        if prompts.per_slice_axis is not None:
+            axis = prompts.per_slice_axis
+            if prompts.boxes == "largest_component_exclusive":
+                boxes = tuple(_slice_box(reference, axis, index) for index in target_slices(reference, axis))
+            else:
+                boxes = slice_boxes(reference, axis)
+        else:
+            boxes = ((largest_component_box(reference) if prompts.boxes == "largest_component_exclusive"
+                      else box_from_mask(reference)),)
+    if "points" in kinds and prompts.segvol_points is not None and reference.any():
+        coords, labels = segvol_points(reference, rng, n_positive_extra=prompts.segvol_points[0],
+                                       n_negative_extra=prompts.segvol_points[1])
+        points = tuple(Click(tuple(int(c) for c in point), bool(label)) for point, label in zip(coords, labels)
+                       if label >= 0)
+    return Prompt(points=points, boxes=boxes, text=name if "text" in kinds else None,
+                  reference=reference if oracle else None)
+
+
+def _slice_box(reference: np.ndarray, axis: int, index: int) -> Box:
+    where = [slice(None)] * reference.ndim
+    where[axis] = index
+    box = largest_component_box(reference[tuple(where)])
+    lift = lambda values, value: tuple(values[:axis]) + (value,) + tuple(values[axis:])  # noqa: E731
+    return Box(lift(box.lo, index), lift(box.hi, index))
+
+
+def _orientation(source: CaseSource) -> str:
+    """The SAT-DS orientation of the case's dataset (RAS unless the catalog names another, e.g. ASR for spines)."""
+    try:
+        info = load_catalog().dataset(source.dataset) if source.dataset else None
+    except CatalogError:
+        info = None
+    return getattr(info, "orientation", None) or SAT_ORIENTATION
+
+
+def _next_policy(protocol: Protocol) -> str:
+    """The `prompt_policy` of click rows: the policy of clicks 2 and later (`ritm@2,random_error@3` when it
+    changes; `first_click` holds the policy of click 1)."""
+    clicks = protocol.prompts.clicks
+    ranges = [(max(start, 2), policy) for (start, policy), following in zip(clicks, [*clicks[1:], (None, None)])
+              if following[0] is None or following[0] > max(start, 2)]
+    return ranges[0][1] if len(ranges) == 1 else ",".join(f"{policy}@{start}" for start, policy in ranges)
+
+
+def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -> tuple[list, dict, dict]:
+    protocol = spec.protocol
+    if protocol.space.grid == "crop":
+        raise InputError(f"protocol {protocol.name!r}: a crop space is implemented for click protocols only")
+    oracle = "reference" in model.capabilities.prompts
+    satds = protocol.space.grid == "satds" or model.capabilities.input_grid == "satds"
+    space = satds_space(volume, source.modality, native.masks, _orientation(source)) if satds else native
+    targets = [Target(name, _static_prompt(name, space.masks[name], kinds, protocol,
+                                           prompt_rng(protocol.prompts.seed, source.case_id, name, "static", 1),
+                                           oracle)) for name in names]
+    start = time.perf_counter()
+    masks = model.segment(space.image, targets, {})
+    seconds = (time.perf_counter() - start) / max(len(targets), 1)
+    native_masks = {name: space.to_native(mask) for name, mask in masks.items()}
+    in_space = protocol.scoring.grid == "space" and (protocol.space.grid == "satds") == satds
+    rows = []
+    for target in targets:
+        name = target.name
+        pred, ref, spacing = ((masks[name], space.masks[name], space.image.spacing) if in_space
+                              else (native_masks[name], native.masks[name], native.image.spacing))
+        dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol)(pred)
+        spacing = (1.0,) * ref.ndim if protocol.scoring.distances == "voxels" else spacing
+        rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels, seconds,
+                         prompt_policy="+".join(sorted(kinds)), first_click=None, click=None))
+    records = {t.name: {"case_id": source.case_id, "class_name": t.name, "text": t.prompt.text,
+                        "boxes": [{"lo": list(b.lo), "hi": list(b.hi)} for b in t.prompt.boxes],
+                        "points": [c.to_json() for c in t.prompt.points]} for t in targets}
+    return rows, records, native_masks
+
+
+def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, names) -> tuple[list, dict, dict]:
+    protocol = spec.protocol
+    prompts = protocol.prompts
+    if model.capabilities.input_grid == "satds" and protocol.space.grid != "satds":
+        raise InputError(f"model {model.name!r} works on the SAT-DS grid; click protocol {protocol.name!r} runs on "
+                         f"the {protocol.space.grid} grid")
+    shared = None
+    if protocol.space.grid == "satds":
+        shared = satds_space(volume, source.modality, native.masks, _orientation(source))
+    elif protocol.space.grid == "native":
+        shared = native
+    else:
+        resampled = resample(volume, source.modality, native.masks, protocol.space)
+    state: dict = {}
+    rows, records, final = [], {}, {}
+    for name in names:
+        if not native.masks[name].any():
+            continue  # a click needs a target
+        space = shared if shared is not None else crop_space(resampled, name, protocol.space)
+        reference = space.masks[name]
+        if not reference.any():
+            continue
+        in_space = protocol.scoring.grid == "space"
+        voxels = protocol.scoring.distances == "voxels"
+        if in_space:
+            score = _score_fn(reference, space.image.spacing, protocol)
+            spacing = (1.0,) * reference.ndim if voxels else space.image.spacing
+        else:
+            native_score = _score_fn(native.masks[name], native.image.spacing, protocol)
+            score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
+            spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
+        steps = run_clicks(
+            model=model, image=space.image, reference=reference, score=score, n_clicks=prompts.n_clicks,
+            policy_for=prompts.policy, name=name, feed=prompts.feed, per_slice_axis=prompts.per_slice_axis,
+            click_spacing=(1.0,) * reference.ndim if voxels else None,
+            rng_for=lambda k, name=name: prompt_rng(prompts.seed, source.case_id, name,
+                                                    f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
+            replay=replayed_clicks(spec.replay, source.case_id, name), state=state if shared is not None else {},
+            text=name if "text" in kinds else None,
+        )
+        ref_for_row = reference if in_space else native.masks[name]
+        for step in steps:
+            rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
+                             step.pred_voxels, step.seconds, prompt_policy=_next_policy(protocol),
+                             first_click=prompts.policy(1), click=step.click_index))
+        records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_next_policy(protocol),
+                                       first_click=prompts.policy(1), seed=prompts.seed,
+                                       clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
+        final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(
+            native.masks[name])
+    return rows, records, final
+
+
+def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:
+    """Rows, prompt records and native-grid masks of one case (reads the case, writes nothing)."""
+    start = time.perf_counter()
+    case = load_case(source)
+    names = [n for n in case.masks if spec.classes is None or n in spec.classes]
+    model = model_for(spec)
+    kinds = given_kinds(model, spec.protocol)
+    native = native_space(case.image, source.modality, case.masks)
+    if spec.protocol.scoring.empty == "skip":
+        names = [n for n in names if case.masks[n].any()]
+    if spec.protocol.interactive:
+        rows, records, masks = _interactive_case(source, spec, model, kinds, native, case.image, names)
+    else:
+        rows, records, masks = _static_case(source, spec, model, kinds, native, case.image, names)
+    table = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+    return CaseResult(source.case_id, table, records, masks, case.affine, time.perf_counter() - start)
+
+
+def store_case(out: Path, result: CaseResult, meta: dict | None = None, write_masks: bool = True) -> None:
+    """Prompts, masks (`predictions/<case>/<class>.nii.gz`, the reference's affine), then the rows (last, so a
+    stored case is complete)."""
+    for name, record in result.prompts.items():
+        store.write_json(prompt_record_path(out, result.case_id, name), record)
+    if write_masks:
+        for name, mask in result.masks.items():
+            write_volume(out / PREDICTIONS_DIR / result.case_id / f"{name}.nii.gz", mask, result.affine)
+    store.write_case(out, result.case_id, result.rows, meta)
+
+
+def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequence[int]], *,
+                   dataset: str | None, modality: str) -> list[CaseSource]:
+    """Cases of ad-hoc folders: an image per reference in `images` (`<case>_0000.nii.gz` or `<case>.nii.gz`,
+    matched to reference names as `bench evaluate` matches predictions), label maps in `refs`."""
+    ref_files = list_cases(refs)
+    if not ref_files:
+        raise InputError(f"{refs}: no reference volumes found")
+    image_files = {case_id_for(name, ref_files): path for name, path in list_cases(images).items()}
+    missing = sorted(set(ref_files) - set(image_files))
+    if missing:
+        raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
+    values = {name: (int(v),) if np.isscalar(v) else tuple(int(x) for x in v) for name, v in classes.items()}
+    return [CaseSource(case, image_files[case], ref_files[case], modality, values, dataset)
+            for case in sorted(ref_files)]
+
+
+def resolve_sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
+                    manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
+                    classes: Path | None = None, labels: str | None = None,
+                    modality: str | None = None) -> tuple[list[CaseSource], str]:
+    """The cases of `bench run`/`bench clicks` and a label for run.json: a catalog dataset (`--dataset NAME --root
+    DIR`: SAT's split, catalog classes and modality), a catalog-style folder of another dataset (`--root DIR`:
+    its dataset.json or manifest), or ad-hoc folders (`--images DIR --refs DIR`, classes as `bench evaluate`
+    takes them)."""
+    if images is not None or refs is not None:
+        if images is None or refs is None or root is not None:
+            raise InputError("give --images and --refs together, or --root (not both)")
+        target = folder_target(refs, dataset or refs.name, modality, user_classes(classes, labels))
+        sources = folder_sources(images, refs, target.classes, dataset=target.dataset, modality=target.modality)
+        return sources, f"images={images.resolve()} refs={refs.resolve()}"
+    if root is None:
+        raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
+    if classes is not None or labels is not None:
+        raise InputError("--root takes its cases and class map from the dataset; drop --classes/--labels")
+    label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
+    try:
+        info = load_catalog().dataset(dataset) if dataset else None
+    except CatalogError:
+        info = None
+    if info is not None:
+        return dataset_sources(info.name, root, split, manifest), label
+    sources = discover_sources(root, manifest)
+    if dataset:
+        sources = [replace(source, dataset=dataset) for source in sources]
+    return sources, label
+
+
+def input_meta(source: CaseSource) -> dict:
+    """What a stored case remembers of its inputs: the fingerprints of its image and label files."""
+    return {"image": fingerprint(source.image), "label": fingerprint(source.label)}
+
+
+def is_current(source: CaseSource, meta: dict | None) -> bool:
+    """Whether a stored case was made from the same image and label files (`bench evaluate`'s resume rule)."""
+    return (meta is not None and "image" in meta and "label" in meta
+            and unchanged(source.image, meta["image"]) and unchanged(source.label, meta["label"]))
+
+
+class CaseFailures(InputError):
+    """Cases that could not be run; the others are stored, and running the same command again resumes."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        listed = "; ".join(f"{case}: {message}" for case, message in list(errors.items())[:5])
+        super().__init__(f"{len(errors)} case(s) failed, nothing stored for them ({listed})")
+
+
+def run_and_store(source: CaseSource, *, out: Path, spec: RunSpec, write_masks: bool = True) -> None:
+    """The task an executor runs: one case run and stored atomically (picklable with `functools.partial`)."""
+    store_case(out, run_case(source, spec), input_meta(source), write_masks)
+
+
+def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,
+              on_case: Callable[[int, int, str], None] | None = None, write_masks: bool = True,
+              overwrite: bool = False, workers: int = 1, executor: str = "local",
+              scheduler: str | None = None) -> tuple[pd.DataFrame, int, int]:
+    """Run every case not stored with unchanged inputs in `out` (the resume rules of `bench evaluate`: image
+    and label fingerprints; cases no longer listed are dropped); returns (all rows, cases run, cases kept).
+    Cases run where `executor` says (`bench.executors`: in this process, a local pool of `workers`, or Dask);
+    each worker builds the model once. `on_case(number, total, case_id)` is called as each case is stored.
+    Failed cases raise `CaseFailures` at the end, after every other case is stored."""
+    if not sources:
+        raise InputError("no cases to run")
+    with store.run_lock(out):
+        return _run_locked(sources, out, spec, sources_label=sources_label, on_case=on_case,
+                           write_masks=write_masks, overwrite=overwrite, workers=workers, executor=executor,
+                           scheduler=scheduler)
+
+
+def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, overwrite, workers, executor,
+                scheduler) -> tuple[pd.DataFrame, int, int]:
+    model = model_for(spec)
+    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance()}, overwrite=overwrite)
+    stored = store.stored_cases(out)
+    for case_id in sorted(set(stored) - {source.case_id for source in sources}):
+        store.drop_case(out, case_id)
+    todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
+    task = partial(run_and_store, out=out, spec=spec, write_masks=write_masks)
+    errors: dict[str, str] = {}
+    gpu = {"GPU": 1} if executor == "dask" and spec.device.startswith("cuda") else None  # one model per GPU
+    results = map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler, resources=gpu,
+                        caught=(InputError, ValueError))
+    for number, (source, error) in enumerate(results, 1):
+        if isinstance(error, (InputError, ValueError)):
+            errors[source.case_id] = str(error)
+        elif error is not None:
+            raise error
+        elif on_case:
+            on_case(number, len(todo), source.case_id)
+    if errors:
+        raise CaseFailures(errors)
+    return store.consolidate(out), len(todo), len(sources) - len(todo)

@@ -1,0 +1,1 @@
+"""Protocol presets as YAML files, read by `bench.presets` and parsed by `protocols.protocol`."""

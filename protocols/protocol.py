@@ -1,0 +1,205 @@
+"""Protocols as data: everything that changes the numbers of a run, parsed and checked from a mapping.
+
+A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
+- `space`: where the model is run and clicks are made: `native` grid, `satds` (SAT-DS preprocessing: RAS,
+  1 x 1 x 3 mm, foreground crop) or `crop` (resampled to `spacing`, canonical orientation, a `size` box centred
+  on the label's bounding box, zero-padded), as SAM-Med3D's validation does;
+- `prompts`: the kinds given (`text`, `points`, `boxes`), the box rule, SegVol-style point sets, and, for click
+  protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
+  prediction for click 1), whether the model gets all clicks or only the newest (the model then carries its
+  previous logits), the number of clicks, per-slice prompting for 2D models, and the seed;
+- `scoring`: the grid (`native`, or `space`: where the loop ran), distances in `mm` or `voxels` of that grid,
+  the Dice variant (`standard`, or `plus_one`: SegVol's 2|P and R| / (|P| + |R| + 1)), empty targets (`sat`: both
+  empty = 1, `nan`, `skip`: left out), the NSD tolerance, and what is reported (`per_click`, `auc`, `final`,
+  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such);
+- `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
+  baseline), under any the user gives.
+Pure: a mapping in, a frozen `Protocol` out; no I/O (the files are read by `bench.presets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from fnmatch import fnmatchcase
+
+from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
+
+SPACES = ("native", "satds", "crop")
+PROMPT_KINDS = ("text", "points", "boxes")
+BOX_RULES = ("tight", "largest_component_exclusive")
+FEEDS = ("all", "newest")
+SCORING_GRIDS = ("native", "space")
+DISTANCES = ("mm", "voxels")
+DICE_VARIANTS = ("standard", "plus_one")
+EMPTY_TARGETS = ("sat", "nan", "skip")
+REPORTS = ("per_click", "auc", "final", "max_over_clicks")
+CLICK_POLICIES = tuple(sorted(set(FIRST_CLICKS) | set(NEXT_CLICKS)))
+
+
+class ProtocolError(ValueError):
+    """A protocol mapping with an unknown key or value; the message names the preset and the field."""
+
+
+@dataclass(frozen=True)
+class Space:
+    grid: str = "native"
+    spacing: tuple[float, ...] | None = None
+    size: tuple[int, ...] | None = None
+    centre: str = "label"
+
+
+@dataclass(frozen=True)
+class Prompts:
+    kinds: tuple[str, ...] = ("points",)
+    boxes: str = "tight"
+    clicks: tuple[tuple[int, str], ...] = ((1, "center"), (2, "center_largest_error"))
+    feed: str = "all"
+    n_clicks: int = 5
+    per_slice_axis: int | None = None
+    segvol_points: tuple[int, int] | None = None
+    seed: int = 0
+
+    def policy(self, click: int) -> str:
+        """The policy that makes click `click` (1-based): the last schedule entry starting at or before it."""
+        return [name for start, name in self.clicks if start <= click][-1]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    grid: str = "native"
+    distances: str = "mm"
+    dice: str = "standard"
+    empty: str = "sat"
+    tolerance_mm: float = 1.0
+    report: tuple[str, ...] = ("per_click", "auc", "final")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str = ""
+    sources: tuple[str, ...] = ()
+    space: Space = field(default_factory=Space)
+    prompts: Prompts = field(default_factory=Prompts)
+    scoring: Scoring = field(default_factory=Scoring)
+    model_args: dict = field(default_factory=dict)
+
+    def model_args_for(self, model: str) -> dict:
+        """Options the protocol sets for a model (e.g. SAM's intensity path), by name pattern (`sam-vit-*`);
+        later patterns win, and options given on the command line win over all of them."""
+        out: dict = {}
+        for pattern, options in self.model_args.items():
+            if fnmatchcase(model, pattern):
+                out.update(options)
+        return out
+
+    @property
+    def interactive(self) -> bool:
+        return "points" in self.prompts.kinds and self.prompts.segvol_points is None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def with_overrides(protocol: Protocol, *, n_clicks: int | None = None, seed: int | None = None) -> Protocol:
+    """The protocol with another number of clicks or seed (e.g. SAM-Med3D's 10 clicks for its Tables 3-4); the
+    changed values are part of the run's configuration like everything else."""
+    if n_clicks is not None and n_clicks < 1:
+        raise ProtocolError(f"protocol {protocol.name!r}: n_clicks must be >= 1, got {n_clicks}")
+    prompts = replace(protocol.prompts, n_clicks=protocol.prompts.n_clicks if n_clicks is None else int(n_clicks),
+                      seed=protocol.prompts.seed if seed is None else int(seed))
+    return replace(protocol, prompts=prompts)
+
+
+def _choice(preset: str, where: str, value, allowed: Sequence) -> None:
+    if value not in allowed:
+        raise ProtocolError(f"protocol {preset!r}: {where} = {value!r}; choose from {', '.join(map(str, allowed))}")
+
+
+def _section(preset: str, data: Mapping, name: str, known: set[str]) -> Mapping:
+    section = data.get(name) or {}
+    if not isinstance(section, Mapping):
+        raise ProtocolError(f"protocol {preset!r}: `{name}` must be a mapping")
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ProtocolError(f"protocol {preset!r}: unknown {name} field(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+    return section
+
+
+def _floats(value) -> tuple[float, ...] | None:
+    values = value if isinstance(value, list | tuple) else [value] * 3
+    return None if value is None else tuple(float(v) for v in values)
+
+
+def _ints(value) -> tuple[int, ...] | None:
+    values = value if isinstance(value, list | tuple) else [value] * 3
+    return None if value is None else tuple(int(v) for v in values)
+
+
+def parse_protocol(data: Mapping) -> Protocol:
+    """A checked `Protocol` from a mapping (a parsed preset file); unknown keys or values are errors."""
+    if not isinstance(data, Mapping) or "name" not in data:
+        raise ProtocolError("a protocol needs a mapping with a `name`")
+    name = str(data["name"])
+    unknown = sorted(set(data) - {"name", "description", "sources", "space", "prompts", "scoring", "model_args"})
+    if unknown:
+        raise ProtocolError(f"protocol {name!r}: unknown field(s) {', '.join(unknown)}")
+    space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre"})
+    space = Space(str(space_data.get("grid", "native")), _floats(space_data.get("spacing")),
+                  _ints(space_data.get("size")), str(space_data.get("centre", "label")))
+    _choice(name, "space.grid", space.grid, SPACES)
+    _choice(name, "space.centre", space.centre, ("label",))
+    if space.grid == "crop" and (space.spacing is None or space.size is None):
+        raise ProtocolError(f"protocol {name!r}: a crop space needs `spacing` and `size`")
+    prompt_data = _section(name, data, "prompts", {"kinds", "boxes", "clicks", "feed", "n_clicks", "per_slice_axis",
+                                                   "segvol_points", "seed"})
+    defaults = Prompts()
+    clicks = tuple((int(start), str(policy)) for start, policy in prompt_data.get("clicks", defaults.clicks))
+    segvol = prompt_data.get("segvol_points")
+    prompts = Prompts(
+        kinds=tuple(prompt_data.get("kinds", defaults.kinds)), boxes=str(prompt_data.get("boxes", defaults.boxes)),
+        clicks=clicks, feed=str(prompt_data.get("feed", defaults.feed)),
+        n_clicks=int(prompt_data.get("n_clicks", defaults.n_clicks)),
+        per_slice_axis=prompt_data.get("per_slice_axis"),
+        segvol_points=None if segvol is None else (int(segvol[0]), int(segvol[1])),
+        seed=int(prompt_data.get("seed", defaults.seed)),
+    )
+    for kind in prompts.kinds:
+        _choice(name, "prompts.kinds", kind, PROMPT_KINDS)
+    if not prompts.kinds:
+        raise ProtocolError(f"protocol {name!r}: prompts.kinds is empty")
+    _choice(name, "prompts.boxes", prompts.boxes, BOX_RULES)
+    _choice(name, "prompts.feed", prompts.feed, FEEDS)
+    if not clicks or clicks[0][0] != 1 or [s for s, _ in clicks] != sorted({s for s, _ in clicks}):
+        raise ProtocolError(f"protocol {name!r}: prompts.clicks must start at click 1 and increase")
+    for _, policy in clicks:
+        _choice(name, "prompts.clicks policy", policy, CLICK_POLICIES)
+    for start, policy in clicks[1:]:
+        _choice(name, f"prompts.clicks policy from click {start}", policy, sorted(NEXT_CLICKS))
+    if prompts.per_slice_axis is not None and prompts.per_slice_axis not in (0, 1, 2):
+        raise ProtocolError(f"protocol {name!r}: prompts.per_slice_axis must be 0, 1 or 2")
+    if prompts.segvol_points is not None and min(prompts.segvol_points) < 0:
+        raise ProtocolError(f"protocol {name!r}: prompts.segvol_points must be two counts >= 0")
+    if prompts.n_clicks < 1:
+        raise ProtocolError(f"protocol {name!r}: prompts.n_clicks must be >= 1")
+    scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report"})
+    scoring = Scoring(
+        grid=str(scoring_data.get("grid", "native")), distances=str(scoring_data.get("distances", "mm")),
+        dice=str(scoring_data.get("dice", "standard")), empty=str(scoring_data.get("empty", "sat")),
+        tolerance_mm=float(scoring_data.get("tolerance_mm", 1.0)),
+        report=tuple(scoring_data.get("report", Scoring().report)),
+    )
+    _choice(name, "scoring.grid", scoring.grid, SCORING_GRIDS)
+    _choice(name, "scoring.distances", scoring.distances, DISTANCES)
+    _choice(name, "scoring.dice", scoring.dice, DICE_VARIANTS)
+    _choice(name, "scoring.empty", scoring.empty, EMPTY_TARGETS)
+    for item in scoring.report:
+        _choice(name, "scoring.report", item, REPORTS)
+    sources = data.get("sources") or ()
+    model_args = data.get("model_args") or {}
+    if not isinstance(model_args, Mapping) or not all(isinstance(v, Mapping) for v in model_args.values()):
+        raise ProtocolError(f"protocol {name!r}: model_args must map model name patterns to options")
+    return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
+                    {str(k): dict(v) for k, v in model_args.items()})

@@ -1,0 +1,145 @@
+"""`bench run`, `bench models` and `bench clicks --root` as a user runs them, on a catalog-style (nnU-Net raw)
+dataset built from the real TotalSegmentator CT in ../shared."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import bench.runner as runner
+from bench.cli import app
+from bench.io import read_label_map, read_volume, write_volume
+from bench.presets import preset_names
+
+KEEP = {"spleen": 1, "kidney_right": 2, "gallbladder": 4}
+
+
+@pytest.fixture(scope="module")
+def raw_dataset(shared_dir, tmp_path_factory):
+    """Dataset991_TSExample: the real CT as imagesTs/ts_0001_0000.nii.gz, three of its classes as labelsTs."""
+    source = shared_dir / "data" / "totalsegmentator_example"
+    ct, seg = read_volume(source / "ct.nii.gz"), read_label_map(source / "seg_total.nii.gz")
+    root = tmp_path_factory.mktemp("raw") / "Dataset991_TSExample"
+    labels = np.zeros(seg.array.shape, np.uint8)
+    for new, value in enumerate(KEEP.values(), 1):
+        labels[seg.array == value] = new
+    write_volume(root / "imagesTs" / "ts_0001_0000.nii.gz", ct.array, ct.affine)
+    write_volume(root / "labelsTs" / "ts_0001.nii.gz", labels, ct.affine)
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTest": 1,
+        "labels": {"background": 0, **{name: i for i, name in enumerate(KEEP, 1)}}}))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_models():
+    runner._MODELS.clear()
+    yield
+    runner._MODELS.clear()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", preset_names())
+@pytest.mark.parametrize("model", ["region_growing", "oracle"])
+def test_bench_run_every_preset_end_to_end(raw_dataset, tmp_path, model, preset):
+    out = tmp_path / "run"
+    args = ["run", "--model", model, "--dataset", "TSExample", "--root", str(raw_dataset), "--protocol", preset,
+            "--class", "gallbladder", "--n-clicks", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    if model == "region_growing" and preset == "sat":  # text prompts only: refused, with the reason
+        assert result.exit_code == 2 and "takes none of protocol 'sat''s prompts (text)" in result.output
+        assert "Traceback" not in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert "ran 1 case(s), 0 already stored" in result.output and "[1/1] ts_0001" in result.output
+    rows = pd.read_parquet(out / "metrics.parquet")
+    assert set(rows.class_name) == {"gallbladder"} and set(rows.protocol) == {preset}
+    assert rows.dsc.between(0, 1).all() and set(rows.dataset) == {"TSExample"}
+    reference = nib.load(raw_dataset / "labelsTs" / "ts_0001.nii.gz")
+    mask = nib.load(out / "predictions" / "ts_0001" / "gallbladder.nii.gz")
+    assert mask.shape == reference.shape and np.allclose(mask.affine, reference.affine)
+    assert CliRunner().invoke(app, args).output.count("ran 0 case(s), 1 already stored") == 1
+
+
+def test_bench_run_clear_errors(raw_dataset, tmp_path):
+    base = ["run", "--root", str(raw_dataset), "--out", str(tmp_path / "o")]
+    for extra, message in [(["--model", "sam9"], "unknown model 'sam9'"),
+                           (["--model", "oracle", "--protocol", "sam-med4d"], "unknown protocol 'sam-med4d'"),
+                           (["--model", "oracle", "--class", "lung"], "--class lung"),
+                           (["--model", "sat-nano"], "model 'sat-nano'"),
+                           (["--model", "oracle", "--model-args", "shift"], "expected key=value")]:
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_bench_models_list_show_verify(tmp_path):
+    listing = CliRunner().invoke(app, ["models", "list"])
+    assert listing.exit_code == 0 and "region_growing" in listing.output and "sam-med3d-turbo" in listing.output
+    shown = CliRunner().invoke(app, ["models", "show", "oracle"])
+    assert shown.exit_code == 0 and "reference" in shown.output and "parameters: 0" in shown.output
+    missing = CliRunner().invoke(app, ["models", "verify", "oracle", "--checkpoint", str(tmp_path / "x.pth")])
+    assert missing.exit_code == 2 and "no weights to load" in missing.output
+
+
+def test_bench_clicks_takes_cases_and_classes_from_a_catalog_dataset(raw_dataset, tmp_path):
+    out = tmp_path / "clicks"
+    result = CliRunner().invoke(app, ["clicks", "--model", "oracle", "--root", str(raw_dataset), "--n-clicks", "2",
+                                      "--class", "spleen", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "metrics.parquet")
+    assert set(rows.class_name) == {"spleen"} and len(rows) == 2
+    both = CliRunner().invoke(app, ["clicks", "--model", "oracle", "--root", str(raw_dataset), "--images",
+                                    str(raw_dataset), "--out", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+@pytest.mark.slow
+def test_bench_run_on_a_catalog_dataset_by_name(shared_dir, tmp_path):
+    """`--dataset AMOS22_CT --root DIR`: SAT's test split, the catalog's classes (derived `kidney` = left + right)
+    and modality, on the real AMOS label (the image is made from it: the label is what the catalog path reads)."""
+    folder = tmp_path / "Dataset003_AMOS22CT"
+    (folder / "labelsTs").mkdir(parents=True)
+    (folder / "imagesTs").mkdir()
+    (folder / "dataset.json").write_text((shared_dir / "satds" / "nnunet" / "Dataset003_AMOS22CT" /
+                                          "dataset.json").read_text())
+    label = read_label_map(shared_dir / "data" / "amos" / "amos_0013_label.nii.gz")
+    write_volume(folder / "labelsTs" / "amos_0013.nii.gz", label.array, label.affine)
+    write_volume(folder / "imagesTs" / "amos_0013_0000.nii.gz", 40.0 * label.array.astype(np.float32), label.affine)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", "oracle", "--dataset", "AMOS22_CT", "--root", str(folder),
+                                      "--class", "kidney", "--n-clicks", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "metrics.parquet")
+    assert set(rows.class_name) == {"kidney"} and set(rows.dataset) == {"AMOS22_CT"} and set(rows.modality) == {"CT"}
+    assert rows.ref_voxels.iloc[0] == int(np.isin(label.array, (2, 3)).sum())
+
+
+def test_device_auto_is_cpu_without_a_declared_or_visible_gpu():
+    from bench.runner import resolve_device
+
+    assert resolve_device("auto", frozenset({"cpu"})) == "cpu" and resolve_device("cpu", frozenset({"cpu"})) == "cpu"
+    with pytest.raises(ValueError, match="--device 'tpu'"):
+        resolve_device("tpu", frozenset({"cpu"}))
+
+
+def test_a_broken_case_fails_alone_and_the_run_resumes(raw_dataset, tmp_path):
+    root = tmp_path / "Dataset992_Broken"
+    (root / "imagesTs").mkdir(parents=True)
+    (root / "labelsTs").mkdir()
+    for name in ("dataset.json", "imagesTs/ts_0001_0000.nii.gz", "labelsTs/ts_0001.nii.gz"):
+        (root / name).write_bytes((raw_dataset / name).read_bytes())
+    label = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz")
+    write_volume(root / "labelsTs" / "ts_0002.nii.gz", label.array[:50], label.affine)  # not the image's grid
+    (root / "imagesTs" / "ts_0002_0000.nii.gz").write_bytes((raw_dataset / "imagesTs/ts_0001_0000.nii.gz").read_bytes())
+    args = ["run", "--model", "oracle", "--root", str(root), "--class", "spleen", "--n-clicks", "1",
+            "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "error in case ts_0002" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "o" / "predictions" / "ts_0001" / "spleen.nii.gz").is_file()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "[1/1] ts_0002" not in again.output and "error in case ts_0002" in again.output
