@@ -144,3 +144,22 @@ def test_a_folder_that_is_no_model_is_one_line(trained, tmp_path):
     assert result.exit_code == 2 and "not a trained nnU-Net model folder" in result.output
     with pytest.raises(ValueError, match="--checkpoint"):  # what `bench models list` shows as "built from its folder"
         get_model("nnunet")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_in_one_line(trained, tmp_path):
+    folder = tmp_path / "model"
+    (folder / "fold_all").mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        (folder / name).write_text((trained["model"] / name).read_text())
+    torch.save({"network_weights": {}, "trainer_name": Payload()}, folder / "fold_all" / "checkpoint_final.pth")
+    result = CliRunner().invoke(app, ["run", "--model", "nnunet", "--checkpoint", str(folder), "--dataset", DATASET,
+                                      "--root", str(trained["root"]), "--manifest", str(trained["jsonl"]),
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "outside the allow-list" in result.output
+    assert "pickled code ran" not in result.output and "Traceback" not in result.output
+

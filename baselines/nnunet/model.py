@@ -17,8 +17,10 @@ otherwise flip between the two paths (`threads=N` overrides).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,14 +105,22 @@ class NnUNet(Model):
         self.lookup = ingest.model_lookup(self.info, folder)
         self.classes = self.info.nnunet_classes()
         fold_ids = [fold if fold == "all" else int(fold) for fold in fold_names]
-        self.predictor = nnUNetPredictor(tile_step_size=float(step_size), use_gaussian=True,
-                                         use_mirroring=bool(mirroring), perform_everything_on_device=False,
-                                         device=torch.device("cpu"), verbose=False, allow_tqdm=False)
-        with _project_trainers():
+        with contextlib.redirect_stdout(io.StringIO()), _project_trainers():  # nnU-Net prints as it looks things up
+            self.predictor = nnUNetPredictor(tile_step_size=float(step_size), use_gaussian=True,
+                                             use_mirroring=bool(mirroring), perform_everything_on_device=False,
+                                             device=torch.device("cpu"), verbose=False, allow_tqdm=False)
             if trust_checkpoint:
                 self.predictor.initialize_from_trained_model_folder(str(folder), fold_ids, checkpoint_name)
             else:
-                initialise_predictor(self.predictor, folder, fold_ids, checkpoint_name)
+                try:
+                    initialise_predictor(self.predictor, folder, fold_ids, checkpoint_name)
+                except pickle.UnpicklingError as error:
+                    reason = (str(error).strip().splitlines() or ["unpickling refused"])[0]
+                    raise ValueError(f"{folder}: a checkpoint holds objects outside the allow-list ({reason}); load "
+                                     "it only if you trust it (--trust-checkpoint)") from None
+                except (KeyError, RuntimeError, EOFError) as error:
+                    raise ValueError(f"{folder}: not a readable nnU-Net checkpoint ({type(error).__name__}: "
+                                     f"{error})") from None
         self.network = self.predictor.network
         self.threads = int(threads) if threads else min(allowed_workers(), torch.get_num_threads())
         self.checkpoint = str(folder)
