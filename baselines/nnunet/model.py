@@ -147,7 +147,7 @@ class NnUNet(Model):
         manager = self.predictor.plans_manager
         io = manager.image_reader_writer_class()
         with tempfile.TemporaryDirectory(prefix="nnunet-") as tmp:
-            image_file, seg_file = Path(tmp) / "case_0000.nii.gz", Path(tmp) / "case.nii.gz"
+            image_file, seg_file = Path(tmp) / "case_0000.nii", Path(tmp) / "case.nii"  # uncompressed: fast
             nib.save(nib.Nifti1Image(np.asarray(image.array, np.float32), image.affine), str(image_file))
             data, properties = io.read_images([str(image_file)])
             with _torch_threads(self.threads):
