@@ -41,9 +41,9 @@ def write_model_folder(workspace: Workspace, info, folder):
     plans = json.loads((workspace.preprocessed / info.nnunet_name / f"{NNUNET_PLANS}.json").read_text())
     dataset_json = json.loads((workspace.raw / info.nnunet_name / "dataset.json").read_text())
     manager = PlansManager(plans)
-    network = nnUNetTrainer.build_network_architecture(
-        manager, manager.get_configuration("3d_fullres"), 1, manager.get_label_manager(dataset_json).num_segmentation_heads,
-        enable_deep_supervision=False)
+    heads = manager.get_label_manager(dataset_json).num_segmentation_heads
+    network = nnUNetTrainer.build_network_architecture(manager, manager.get_configuration("3d_fullres"), 1, heads,
+                                                       enable_deep_supervision=False)
     load_parity_weights(network)  # then saved as the network holds them: aliased keys (all_modules.0) agree
     (folder / "fold_all").mkdir(parents=True)
     (folder / "plans.json").write_text(json.dumps(plans))
