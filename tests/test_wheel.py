@@ -28,7 +28,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_data_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    published = {n for n in names if n.startswith("bench/published/") and n.endswith(".csv")}
+    published = {n for n in names if n.startswith("bench/published_tables/") and n.endswith(".csv")}
     assert len(published) == len(list((PROJECT / "results" / "published").glob("*.csv"))) >= 10
     assert {"bench/catalog/data/datasets.json", "bench/catalog/data/terms.json", "bench/catalog/label_sets.yaml",
             "bench/catalog/curated.yaml", "protocols/presets/harness.yaml"} <= names
