@@ -28,17 +28,20 @@ from typer.testing import CliRunner
 import bench.runner as runner
 from bench.cli import app
 from bench.io import read_label_map, read_volume, write_volume
+from bench.preprocess import from_sat, preprocess
 from models.base import Image, Target
 from models.parity import parity_state_dict
 from models.registry import describe, get_model
+from models.sat.inference import encode_prompts, predict_volume
 from models.sat.network import NANO, SATNetwork
-from models.sat.text import SATTextEncoder
+from models.sat.text import SATTextEncoder, SATTokenizer
+from models.sat.weights import load_official
 
 GOLDENS = Path(__file__).parent / "goldens"
 WINDOW = "64,64,32"  # test knob: the official window is 288 x 288 x 96
 CLASSES = {"liver": 5, "kidney_left": 3}  # TotalSegmentator values in seg_total.nii.gz
 SAT_TERMS = {"liver": "liver", "kidney_left": "left kidney"}  # the runner prompts with SAT's unified terms
-CROP = (slice(28, 56), slice(25, 55), slice(None))  # native voxels holding part of both
+CROP = (slice(30, 51), slice(28, 49), slice(None))  # native voxels holding part of both: one SAT window
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +124,17 @@ def test_one_backbone_pass_per_window_batch_for_all_classes_and_each_name_encode
     masks = model.segment(image, [Target(name) for name in names])
     assert list(masks) == names and all(m.shape == image.shape and m.dtype == bool for m in masks.values())
     assert passes == [1, 1] and encoded == [3]  # 80 -> 2 windows of 64 (SAT's split), 3 classes, 1 window a pass
-    again = model.segment(image, [Target("spleen"), Target("Liver")])
-    assert encoded == [3, 1]  # "liver" comes from the cache (lower-cased as SAT prompts)
-    assert np.array_equal(again["Liver"], masks["liver"])  # classes are independent queries: batching is invisible
+    tensors = [*model.network.parameters(), *model.text_network.parameters(), *model.text_network.buffers()]
+    assert not any(t.is_meta for t in tensors)  # built on the meta device, everything assigned from the files
+    encoder = load_official(SATTextEncoder(), torch.load(weights / "text.pth")["model_state_dict"])
+    expected = encode_prompts(encoder, SATTokenizer.from_folder(weights / "tokenizer"), ["liver", "spleen"], "CT")
+    torch.testing.assert_close(model.text_embeddings(["Liver", "spleen"], "CT"), expected, rtol=1e-5, atol=1e-5)
+    assert encoded == [3, 1]  # "liver" came from the cache (lower-cased as SAT prompts), "spleen" was new
 
 
 def test_refuses_to_run_without_its_weights(weights):
-    model = get_model("sat-nano", window=WINDOW, tokenizer=str(weights / "tokenizer"))
+    with torch.device("meta"):  # loading assigns the weights: no random initialisation
+        model = get_model("sat-nano", window=WINDOW, tokenizer=str(weights / "tokenizer"))
     with pytest.raises(ValueError, match="missing: --checkpoint MODEL.pth, --model-args text_encoder"):
         model.to("cpu")
     model.load_checkpoint(str(weights / "nano.pth"))
@@ -170,9 +177,6 @@ def test_bench_run_sat_nano_under_the_sat_protocol(weights, dataset, tmp_path):
     assert provenance["sha256"] == hashlib.sha256((weights / "nano.pth").read_bytes()).hexdigest()
 
     # the oracle: the same case through the proven pieces, by hand (the run's loaded networks and tokenizer)
-    from bench.preprocess import from_sat, preprocess
-    from models.sat.inference import encode_prompts, predict_volume
-
     (model,) = runner._MODELS.values()
     image = read_volume(dataset / "imagesTs" / "ct_0001_0000.nii.gz")
     labels = read_label_map(dataset / "labelsTs" / "ct_0001.nii.gz")

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from models.base import Capabilities, CheckpointInfo, Image, Model, Target
-from models.checkpoints import CheckpointError, CheckpointLayout, extract_state_dict, read_checkpoint, sha256_of
+from models.checkpoints import (
+    CheckpointError,
+    CheckpointLayout,
+    extract_state_dict,
+    read_checkpoint,
+    sha256_of,
+)
 from models.sat.inference import THRESHOLD, encode_prompts, predict_volume
 from models.sat.network import NANO, PRO, WINDOW, SATConfig, SATNetwork
 from models.sat.text import SATTextEncoder, SATTokenizer, modality_code
@@ -43,6 +49,14 @@ def load_official_file(module: torch.nn.Module, path: str | Path, *, trust: bool
         raise CheckpointError(f"{path}: {error}") from None
     module.load_state_dict(entries, strict=True, assign=any(p.is_meta for p in module.parameters()))
     return sha256_of(path)
+
+
+def _rebuild_position_ids(text_network: SATTextEncoder) -> None:
+    """MPNet's `position_ids` (0, 1, ..., 513) is a non-persistent buffer: not in any checkpoint, so a tower
+    built on the meta device gets it back here."""
+    embeddings = text_network.text_tower.biolord.embeddings
+    if embeddings.position_ids.is_meta:
+        embeddings.position_ids = torch.arange(embeddings.position_ids.shape[-1]).expand((1, -1))
 
 
 def parse_window(window: str | Sequence[int] | None) -> tuple[int, int, int]:
@@ -85,8 +99,9 @@ class SAT(Model):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size={batch_size}: at least 1 window per pass")
         self.name = name
-        self.network = SATNetwork(config, image_size=parse_window(window))
-        self.text_network = SATTextEncoder()
+        with torch.device("meta"):  # no random initialisation: SAT runs only with its official weights, assigned
+            self.network = SATNetwork(config, image_size=parse_window(window))  # by `load_checkpoint`
+            self.text_network = SATTextEncoder()
         self.text_encoder = str(text_encoder) if text_encoder else None
         self.text_encoder_sha256: str | None = None
         self.tokenizer = load_tokenizer(tokenizer) if tokenizer else None
@@ -100,6 +115,7 @@ class SAT(Model):
         self.checkpoint = str(path)
         if self.text_encoder is not None:
             self.text_encoder_sha256 = load_official_file(self.text_network, self.text_encoder, trust=trust)
+            _rebuild_position_ids(self.text_network)
         self._embeddings.clear()
         return self
 
