@@ -10,7 +10,8 @@ draws its own prompts from the resized label:
 - a click becomes the zoom-out voxel whose cell holds the native voxel's centre (`native_to_zoom_out`).
 The prompt kinds SegVol uses are chosen with `prompts` (SegVol Table 1: text, box, point, box+text, point+text;
 the demo's default is text+box) and declared as the model's capabilities, so the runner hands over exactly those.
-Every call gets all clicks so far (`accumulates_clicks`); the preprocessed scan is kept in the image's state.
+Every call gets all clicks so far (`accumulates_clicks`); the preprocessed scan and its zoom-out embedding are
+kept in the image's state, so a new click costs a decoder pass (plus the zoom-in windows).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import numpy as np
 from models.base import Capabilities, CheckpointInfo, Image, Model, Target, UnsupportedPrompt
 from models.checkpoints import CheckpointError, CheckpointLayout, extract_state_dict, read_checkpoint, sha256_of
 from models.segvol.checkpoint import CheckpointMismatch, load_official_state_dict
-from models.segvol.inference import SegVolPrompt, segment_volume
+from models.segvol.inference import SegVolPrompt, segment_volume, zoom_out_embedding
 from models.segvol.preprocess import ROI, Geometry, native_to_zoom_out, preprocess, resize_nearest_exact
 from protocols.prompts import Box, Prompt
 
 # SegVol's names for its prompt kinds -> the interface's
 KINDS = {"text": "text", "box": "boxes", "point": "points"}
-STATE = "_segvol_preprocessed"
+STATE = "_segvol_preprocessed"  # per image: the preprocessed scan and its zoom-out embedding
+EMBEDDING = "_segvol_embedding"
 
 
 def parse_prompts(prompts: str) -> frozenset[str]:
@@ -140,9 +142,11 @@ class SegVol(Model):
         given = [name for name, prompt in prompts.items() if prompt is not None]
         masks = {name: np.zeros(image.shape, bool) for name, prompt in prompts.items() if prompt is None}
         if given:
+            if EMBEDDING not in state:
+                state[EMBEDDING] = zoom_out_embedding(self.network, volume)
             texts = any(prompts[name].text is not None for name in given)
             found = segment_volume(self.network, volume, [prompts[name] for name in given],
                                    tokenizer=self.tokenizer() if texts else None, use_zoom_in=self.zoom_in,
-                                   rng=np.random.default_rng(self.seed))
+                                   rng=np.random.default_rng(self.seed), embedding=state[EMBEDDING])
             masks.update(zip(given, found))
         return masks
