@@ -157,19 +157,20 @@ def test_verify_and_run_under_the_segvol_preset_with_an_official_checkpoint(chec
     network = runner._MODELS[next(iter(runner._MODELS))].network  # the run's model, loaded from the file
     key = "mask_decoder.output_upscaling.1.weight"
     assert torch.equal(network.state_dict()[key], parity_tensor(key, network.state_dict()[key]))
-    tokenizer = load_tokenizer(clip)
+    demo = [official_prompt(label_zoom_out(labels == value, volume.geometry), name, "box+text")
+            for value, name in enumerate(KEEP, 1)]
+    expected = segment_volume(network, volume, demo, tokenizer=load_tokenizer(clip), use_zoom_in=False)
     for value, name in enumerate(KEEP, 1):
         record = json.loads(next((out / "prompts").glob(f"*/{name}*.json")).read_text())
         assert record["boxes"] == [{"lo": list(box_from_mask(labels == value).lo),
                                     "hi": list(box_from_mask(labels == value).hi)}] and not record["points"]
-        demo = official_prompt(label_zoom_out(labels == value, volume.geometry), name, "box+text")
-        expected, = segment_volume(network, volume, [demo], tokenizer=tokenizer, use_zoom_in=False)
         stored = nib.load(out / "predictions" / "ts_0001" / f"{name}.nii.gz")
         assert stored.shape == labels.shape and np.allclose(stored.affine, image.affine)
-        np.testing.assert_array_equal(np.asarray(stored.dataobj) > 0, expected)
+        mask = expected[value - 1]
+        np.testing.assert_array_equal(np.asarray(stored.dataobj) > 0, mask)
         row = rows[rows.class_name == name].iloc[0]
-        overlap = int((expected & (labels == value)).sum())
-        assert row.dsc == pytest.approx(2 * overlap / (expected.sum() + (labels == value).sum() + 1))
+        overlap = int((mask & (labels == value)).sum())
+        assert row.dsc == pytest.approx(2 * overlap / (mask.sum() + (labels == value).sum() + 1))
     assert "ran 0 case(s), 1 already stored" in CliRunner().invoke(app, args).output
 
 
