@@ -22,11 +22,30 @@ from typing import Any
 
 import numpy as np
 
-from models.base import Capabilities, CheckpointInfo, Image, Model, Target, UnsupportedPrompt
-from models.checkpoints import CheckpointError, CheckpointLayout, extract_state_dict, read_checkpoint, sha256_of
+from models.base import (
+    Capabilities,
+    CheckpointInfo,
+    Image,
+    Model,
+    Target,
+    UnsupportedPrompt,
+)
+from models.checkpoints import (
+    CheckpointError,
+    CheckpointLayout,
+    extract_state_dict,
+    read_checkpoint,
+    sha256_of,
+)
 from models.segvol.checkpoint import CheckpointMismatch, load_official_state_dict
 from models.segvol.inference import SegVolPrompt, segment_volume, zoom_out_embedding
-from models.segvol.preprocess import ROI, Geometry, native_to_zoom_out, preprocess, resize_nearest_exact
+from models.segvol.preprocess import (
+    ROI,
+    Geometry,
+    native_to_zoom_out,
+    preprocess,
+    resize_nearest_exact,
+)
 from protocols.prompts import Box, Prompt
 
 # SegVol's names for its prompt kinds -> the interface's
@@ -99,7 +118,7 @@ class SegVol(Model):
         from models.segvol.network import SegVolNetwork
 
         kinds = parse_prompts(prompts)
-        if not isinstance(zoom_in, bool):
+        if type(zoom_in) is not bool:  # a ValueError, so the CLI reports it as a bad option
             raise ValueError(f"segvol zoom_in={zoom_in!r}: true or false")
         if zoom_in and {"boxes", "points"} <= kinds:
             raise ValueError("segvol: zoom-in takes a box or points, not both (prompts=box+point needs zoom_in=false)")
