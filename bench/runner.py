@@ -426,6 +426,14 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     Failed cases raise `CaseFailures` at the end, after every other case is stored."""
     if not sources:
         raise InputError("no cases to run")
+    with store.run_lock(out):
+        return _run_locked(sources, out, spec, sources_label=sources_label, on_case=on_case,
+                           write_masks=write_masks, overwrite=overwrite, workers=workers, executor=executor,
+                           scheduler=scheduler)
+
+
+def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, overwrite, workers, executor,
+                scheduler) -> tuple[pd.DataFrame, int, int]:
     model = model_for(spec)
     store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance()}, overwrite=overwrite)
     stored = store.stored_cases(out)
@@ -434,7 +442,8 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
     task = partial(run_and_store, out=out, spec=spec, write_masks=write_masks)
     errors: dict[str, str] = {}
-    results = map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler,
+    gpu = {"GPU": 1} if executor == "dask" and spec.device.startswith("cuda") else None  # one model per GPU
+    results = map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler, resources=gpu,
                         caught=(InputError, ValueError))
     for number, (source, error) in enumerate(results, 1):
         if isinstance(error, (InputError, ValueError)):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bench import store
 from bench.cli import app
 from bench.evaluation import RunSettings, evaluate_folders
-from bench.io import write_volume
+from bench.io import read_label_map, write_volume
 
 distributed = pytest.importorskip("distributed")
 
@@ -95,3 +95,22 @@ def test_a_second_client_is_refused_and_a_stale_lock_taken_over(tmp_path):
     result = _evaluate(tmp_path, out)
     assert result.exit_code == 0, result.output
     assert not (out / store.LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_clicks_on_dask_give_the_local_rows(tmp_path):
+    _cases(tmp_path, 3)
+    for ref in sorted((tmp_path / "ref").iterdir()):  # an image where each organ is brighter than the body
+        volume = read_label_map(ref)
+        write_volume(tmp_path / "images" / ref.name.replace(".nii.gz", "_0000.nii.gz"),
+                     (volume.array * 100.0).astype(np.float32), volume.affine)
+    runs = {}
+    for name, extra in (("local", []), ("dask", ["--executor", "dask", "--workers", "2"])):
+        result = CliRunner().invoke(app, [
+            "clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+            str(tmp_path / "ref"), "--labels", "1=liver,2=spleen", "--n-clicks", "3", "--out", str(tmp_path / name),
+            "--run", "r", *extra])
+        assert result.exit_code == 0, result.output
+        runs[name] = pd.read_parquet(tmp_path / name / "metrics.parquet").sort_values(
+            ["case_id", "class_name", "click"]).reset_index(drop=True)[["case_id", "class_name", "click", "dsc", "nsd"]]
+    pd.testing.assert_frame_equal(runs["local"], runs["dask"])

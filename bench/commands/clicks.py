@@ -81,6 +81,9 @@ def clicks(
     replay: Path = typer.Option(None, help="A previous `bench clicks` or `bench run` folder: give its stored "
                                            "clicks, in order, in place of the policy (same prompts for another "
                                            "model)."),
+    workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (Dask: local cluster size)."),
+    executor: str = typer.Option("local", help="Where cases run: local (this process or a pool) or dask."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
     try:
@@ -95,7 +98,8 @@ def clicks(
             raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(sorted(known))})")
         spec = RunSpec(run=run or out.name, model=model, protocol=protocol, classes=tuple(only) if only else None,
                        replay=str(replay.resolve()) if replay else None)
-        rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False)
+        rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False, workers=workers,
+                                        executor=executor, scheduler=scheduler)
     except (InputError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
