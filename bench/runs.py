@@ -16,7 +16,7 @@ from bench import store
 from bench.catalog import CatalogError, load_catalog, term_key
 from bench.tables import published_entries, run_entries
 from protocols import aggregate, stats
-from protocols.published import load_published
+from bench.published import load_published
 
 DEFAULT_GRID = "native"
 DEFAULT_POLICY = "sat"

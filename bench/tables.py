@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from protocols.aggregate import METRICS, OVERALL
-from protocols.published import paper_grid
+from bench.published import paper_grid
 
 ENTRY_COLUMNS = [
     "method", "level", "key", "metric", "value", "lo", "hi", "cases", "datasets", "classes", "source",
@@ -53,7 +53,7 @@ def run_entries(scores: pd.DataFrame, intervals: pd.DataFrame | None = None) -> 
 def published_entries(
     published: pd.DataFrame, key_of: Callable[[str, str], str], dataset_of: Callable[[str], str] = str,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Entries from `protocols.published` rows, labelled ``method (paper)``; notes say what was not usable.
+    """Entries from `bench.published` rows, labelled ``method (paper)``; notes say what was not usable.
 
     Only DSC and NSD at class, region, dataset or overall level are comparable with a run; class keys are
     mapped to the unified ``modality_class`` keys with ``key_of``, dataset names as printed (``TS Organs``) to

@@ -19,7 +19,7 @@ from bench.leaderboard import (
 )
 from bench.runs import satds_dataset_name
 from protocols import aggregate
-from protocols.published import load_published
+from bench.published import load_published
 from tests.test_aggregate import TERMS, key_of, rows_for
 
 

@@ -104,5 +104,9 @@ def clicks(
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"simulated {done} case(s), {skipped} already stored in {out}")
+    if rows.empty:
+        typer.secho(f"error: no reference of the {done + skipped} case(s) contains any requested class, so there was "
+                    "nothing to click on; check --class and the class map", fg="red", err=True)
+        raise typer.Exit(1)
     print_click_summary(rows, f"{model}: mean over cases of DSC/NSD after k clicks ({first_click} first click, "
                               f"then {policy}; NSD tolerance {tolerance:g} mm)", n_clicks=n_clicks)

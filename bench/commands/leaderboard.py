@@ -11,7 +11,7 @@ import typer
 from bench.commands.tables import POLICY_HELP, EmptyPolicy, Format, echo_notes
 from bench.leaderboard import ranked, render_leaderboard
 from bench.runs import collect_entries, empty_lines, load_runs
-from protocols.published import list_published
+from bench.published import list_published
 
 
 def leaderboard_output(

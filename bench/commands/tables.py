@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import typer
 
+from bench.published import load_published
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
     best_mask,
@@ -129,8 +130,31 @@ def echo_notes(notes: Sequence[str]) -> None:
         typer.echo(f"- {line}", err=True)
 
 
+def published_text(names: Sequence[str], fmt: str) -> str:
+    """Published tables alone (no run): one row per (level, key), one column per (method, metric), as printed."""
+    parts = []
+    for name in names:
+        rows = load_published(name)
+        wide = rows.pivot_table(index=["level", "key"], columns=["method", "metric"], values="value", sort=False)
+        wide.columns = [f"{method} {metric}" for method, metric in wide.columns]
+        wide = wide.reset_index()
+        if fmt == "csv":
+            parts.append(wide.to_csv(index=False))
+            continue
+        cells = [[str(v) if not isinstance(v, float) else ("-" if np.isnan(v) else f"{v:.2f}") for v in row]
+                 for row in wide.itertuples(index=False)]
+        if fmt == "latex":
+            lines = [f"% {name}: {rows['caption'].iloc[0]}", "\\begin{tabular}{" + "l" * len(wide.columns) + "}",
+                     " & ".join(wide.columns) + " \\\\", *(" & ".join(c) + " \\\\" for c in cells), "\\end{tabular}"]
+        else:
+            lines = [f"{name}: {rows['caption'].iloc[0]}", "", "| " + " | ".join(wide.columns) + " |",
+                     "|" + "---|" * len(wide.columns), *("| " + " | ".join(c) + " |" for c in cells)]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
 def tables(
-    run: list[Path] = typer.Option(..., "--run", help="Run folder (or metrics.parquet); repeat for several runs."),
+    run: list[Path] = typer.Option([], "--run", help="Run folder (or metrics.parquet); repeat for several runs."),
     published: list[str] = typer.Option([], "--published", help="Published table, e.g. sat-table1; repeatable."),
     by: Literal["class", "region", "dataset"] = typer.Option("region", "--by", help="Rows: class, region or dataset."),
     metric: Literal["dsc", "nsd", "both"] = typer.Option("both", "--metric", help="Metric(s) to show."),
@@ -143,6 +167,11 @@ def tables(
 
     The table goes to stdout, notes to stderr."""
     try:
+        if not run and not published:
+            raise ValueError("give --run RUN (repeatable) and/or --published TABLE (e.g. sat-table1)")
+        if not run:
+            typer.echo(published_text(published, fmt), nl=False)
+            return
         body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)

@@ -35,7 +35,7 @@ from bench.tables import (
 )
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
-from protocols.published import load_published
+from bench.published import load_published
 from protocols.stats import mean_interval, paired_tests
 
 _FIGURES = "figures"

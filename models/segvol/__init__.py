@@ -4,3 +4,11 @@
 tokenisation with SegVol's template), `preprocess` (the demo's preprocessing and its inverse), `inference`
 (zoom-out-zoom-in). Facts and file:line evidence: ../shared/reference/models_spec.md section 2.
 """
+
+
+def segvol(**options):
+    """The registry's factory (`models.segvol:segvol`): `SegVol(clip=DIR, zoom_in=True, prompts="text+box",
+    seed=0)`, weights random until `load_checkpoint`. Imported lazily so the pure pieces stay light."""
+    from models.segvol.model import SegVol
+
+    return SegVol(**options)

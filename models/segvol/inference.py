@@ -174,10 +174,17 @@ def _zoom_out(network, embedding, prompts: list[SegVolPrompt], text_embeddings: 
     return out
 
 
+def zoom_out_embedding(network, volume: Preprocessed) -> torch.Tensor:
+    """The image embedding of the zoom-out scan (1, 768, 8, 16, 16): one encoder forward, shared by every prompt."""
+    with torch.no_grad():
+        return network.encode_image(torch.from_numpy(volume.zoom_out)[None, None].to(_device(network)))
+
+
 def segment_volume(network, volume: Preprocessed, prompts: list[SegVolPrompt], *, tokenizer=None,
-                   use_zoom_in: bool = True, rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """One boolean mask on the native grid per prompt. The zoom-out image embedding is computed once for all
-    prompts; texts are encoded in one batch. Points in the zoom-in step are drawn with `rng`."""
+                   use_zoom_in: bool = True, rng: np.random.Generator | None = None,
+                   embedding: torch.Tensor | None = None) -> list[np.ndarray]:
+    """One boolean mask on the native grid per prompt. The zoom-out image embedding (`zoom_out_embedding`, computed
+    here unless given) serves all prompts; texts are encoded in one batch. Zoom-in points are drawn with `rng`."""
     if use_zoom_in and any(p.box is not None and p.points is not None for p in prompts):
         raise ValueError("SegVol's zoom-in takes a box or points, not both")
     if any(p.points is not None for p in prompts) and use_zoom_in and rng is None:
@@ -194,8 +201,9 @@ def segment_volume(network, volume: Preprocessed, prompts: list[SegVolPrompt], *
         text_embeddings = {t: embedded[i:i + 1] for i, t in enumerate(texts)}
     image = torch.from_numpy(volume.image)
     shape = tuple(image.shape)
+    if embedding is None:
+        embedding = zoom_out_embedding(network, volume)
     with torch.no_grad():
-        embedding = network.encode_image(torch.from_numpy(volume.zoom_out)[None, None].to(device))
         zoomed_out = _zoom_out(network, embedding, prompts, text_embeddings)
     masks = []
     for prompt, low in zip(prompts, zoomed_out):

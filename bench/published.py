@@ -1,6 +1,7 @@
 """Published result tables of the seed papers (SAT, SegVol, SAM-Med3D), read from the packaged tidy CSV files.
 
-Each file ``results/published/<name>.csv`` holds one paper table, one row per printed cell, with the columns
+Each file ``results/published/<name>.csv`` (packaged as ``bench/published_tables``, a link to that folder, so that a
+wheel carries the tables) holds one paper table, one row per printed cell, with the columns
 ``COLUMNS``; ``results/published/README.md`` describes every entry and the conventions (units, metric names).
 Each paper scored on its own grid (``PAPER_GRIDS``, see the README): a run is compared with a published number
 as like for like only when it was scored on the same grid.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "results" / "published"
+PUBLISHED_DIR = Path(__file__).resolve().parent / "published_tables"
 COLUMNS = ["paper", "table", "caption", "method", "metric", "level", "key", "modality", "value", "note"]
 # The grid each paper scored on (models_spec rule 0.2.4 and the papers' evaluation sections):
 # SAT scores in SAT-DS's preprocessed space (RAS, 1 x 1 x 3 mm, NSD with spacing (1, 1, 3)); SegVol in the raw voxel
