@@ -21,13 +21,15 @@ COMMANDS = {
     "demo": ("bench.commands.demo:demo", "Run everything on a synthetic CT set: score two pretend models, run the "
              "two weightless interactive models with `bench run` (harness protocol, 10 clicks), print tables and a "
              "leaderboard, write the HTML report."),
-    "tables": ("bench.commands.tables:tables",
-               "Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked."),
-    "leaderboard": ("bench.commands.leaderboard:leaderboard_command",
-                    "Rank runs next to published entries; each compared with the baseline only on what both cover."),
-    "compare": ("bench.commands.compare:compare",
-                "Paired Wilcoxon signed-rank test of DSC and NSD between two runs on the pairs both scored."),
+    "tables": ("bench.commands.tables:tables", "Tables like SAT Table 1 (by region) and Table 2 (by dataset or "
+               "class); best values marked among comparables."),
+    "leaderboard": ("bench.commands.leaderboard:leaderboard_command", "Rank runs on the keys they all share, "
+                    "published entries beside them; deltas on the keys both cover."),
+    "compare": ("bench.commands.compare:compare", "Patient-level paired tests of each run against the first: "
+                "Wilcoxon over cases, interval, effect size, Holm."),
     "report": ("bench.commands.report:report", "Write the HTML report; open OUT/index.html in a browser."),
+    "export": ("bench.commands.export:export",
+               "Export a run's per-case rows as CSV, JSON, or nnU-Net's summary.json (read by nnU-Net's tooling)."),
     "clicks": ("bench.commands.clicks:clicks",
                "Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."),
     "run": ("bench.commands.run:run", "Run a model on every case: its own preprocessing, the protocol's prompts, "

@@ -27,7 +27,7 @@ from monai.transforms import Orientation, Spacing
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from bench.catalog.orientation import AXIS_LABELS, NO_REORIENTATION, SAT_ORIENTATION, orientation_code
-from bench.catalog.terms import modality_prefix
+from protocols.terms import modality_prefix
 from bench.io import InputError, Volume
 from protocols.boxes import bounding_box
 

@@ -8,7 +8,8 @@ stores each case atomically (rows, prompts, NIfTI masks with the reference's aff
 
 Prompts: each target gets the protocol's prompt kinds that the model declares (`text` = the class name;
 `boxes`; SegVol-style point sets; clicks in the interactive loop); kinds it does not declare are left out and
-listed in run.json, and a model that takes none of them is refused. An oracle also gets the reference.
+listed in run.json, and a model that takes none of them is refused, unless it declares no prompt kind at all (a
+specialist such as nnU-Net: one call per case, every class, under any protocol). An oracle also gets the reference.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def model_for(spec: RunSpec) -> Model:
 def given_kinds(model: Model, protocol: Protocol) -> set[str]:
     """Prompt kinds of the protocol the model declares; InputError when it takes none of them."""
     kinds = set(protocol.prompts.kinds) & model.capabilities.prompts
-    if not kinds and "reference" not in model.capabilities.prompts:
+    if not kinds and model.capabilities.prompts and "reference" not in model.capabilities.prompts:
         raise InputError(f"model {model.name!r} takes none of protocol {protocol.name!r}'s prompts "
                          f"({', '.join(protocol.prompts.kinds)}); it takes "
                          f"{', '.join(sorted(model.capabilities.prompts))}")
@@ -324,7 +325,7 @@ def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:
     native = native_space(case.image, source.modality, case.masks)
     if spec.protocol.scoring.empty == "skip":
         names = [n for n in names if case.masks[n].any()]
-    if spec.protocol.interactive:
+    if spec.protocol.interactive and kinds:  # a specialist (no prompts) runs once under any protocol
         rows, records, masks = _interactive_case(source, spec, model, kinds, native, case.image, names)
     else:
         rows, records, masks = _static_case(source, spec, model, kinds, native, case.image, names)

@@ -1,11 +1,14 @@
 """Result tables in the SAT paper's layouts, and the leaderboard, from one long format of entries.
 
-An *entry* row is (method, level, key, metric, value, lo, hi, cases, datasets, classes, source): ``value`` and
-its bootstrap interval ``lo``/``hi`` in percent (the papers print percent; runs store fractions and are
-converted here); intervals and counts are NaN for published numbers.
+An *entry* row is (method, level, key, metric, value, lo, hi, cases, datasets, classes, source, grid, policy,
+full): ``value`` and its bootstrap interval ``lo``/``hi`` in percent (the papers print percent; runs store
+fractions and are converted here); intervals and counts are NaN for published numbers. ``grid`` is where the
+scores were computed (``native``, ``satds``, or a paper's own grid), ``policy`` the empty-mask policy and
+``full`` whether the entry rests on a complete test split (always for a published number).
 Layouts: by region like SAT Table 1 (rows metric x method, columns regions); by class or dataset like SAT
-Table 2 (keys as rows, columns metric x method). The best value of each comparison is marked: bold in
-Markdown, underlined in LaTeX (as in the paper), a trailing ``*`` in CSV.
+Table 2 (keys as rows, columns metric x method). The best value of each comparison is marked, only among
+comparable entries (`comparability`): bold in Markdown, underlined in LaTeX (as in the paper); CSV keeps plain
+numbers.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import numpy as np
 import pandas as pd
 
 from protocols.aggregate import METRICS, OVERALL
+from protocols.published import paper_grid
 
-ENTRY_COLUMNS = ["method", "level", "key", "metric", "value", "lo", "hi", "cases", "datasets", "classes", "source"]
+ENTRY_COLUMNS = [
+    "method", "level", "key", "metric", "value", "lo", "hi", "cases", "datasets", "classes", "source",
+    "grid", "policy", "full",
+]
 REGION_LABELS = {
     "brain": "Brain", "head and neck": "H&N", "upper limb": "UL", "thorax": "Thorax", "spine": "Spine",
     "abdomen": "Abdomen", "lower limb": "LL", "pelvis": "Pelvis", "whole body": "WB", "lesion": "Lesion",
@@ -32,7 +39,8 @@ def run_entries(scores: pd.DataFrame, intervals: pd.DataFrame | None = None) -> 
     """Entries from `protocols.aggregate` scores and optional `protocols.stats` intervals (fractions to percent)."""
     ids = ["method", "level", "key", "cases", "datasets", "classes"]
     long = scores.melt(id_vars=ids, value_vars=list(METRICS), var_name="metric", value_name="value")
-    long = long.assign(value=long["value"] * 100, lo=np.nan, hi=np.nan, source="run")
+    long = long.assign(value=long["value"] * 100, lo=np.nan, hi=np.nan, source="run", grid="native", policy="sat",
+                       full=False)
     for side in ("lo", "hi") if intervals is not None else ():
         bound = intervals.melt(id_vars=["method", "key"], value_vars=[f"{m}_{side}" for m in METRICS],
                                var_name="metric", value_name=side)
@@ -68,6 +76,7 @@ def published_entries(
         "method": frame["method"] + " (" + frame["paper"] + ")", "level": frame["level"], "key": keys,
         "metric": frame["metric"], "value": frame["value"], "lo": np.nan, "hi": np.nan,
         "cases": np.nan, "datasets": np.nan, "classes": np.nan, "source": "published",
+        "grid": frame["paper"].map(paper_grid), "policy": "sat", "full": True,
     })
     return entries.drop_duplicates(["method", "level", "key", "metric"]).reset_index(drop=True), notes
 
@@ -126,17 +135,24 @@ def regions_on_shared_classes(entries: pd.DataFrame, groups: pd.Series) -> pd.Da
     ``groups`` maps a class key to its region group. The ``classes`` count says how many classes remain.
     """
     classes = entries[entries["level"] == "class"]
+    protocol = classes.drop_duplicates("method").set_index("method")[["grid", "policy"]]
+    full = classes.set_index(["method", "key"])["full"].astype(bool)
+    full = full[~full.index.duplicated()]
     parts = []
     for metric, frame in classes.groupby("metric", sort=False):
         wide = frame.pivot_table(index="key", columns="method", values="value", aggfunc="first").dropna()
         long = wide.stack().rename("value").reset_index().assign(group=lambda f: f["key"].map(groups))
+        long["full"] = full.reindex(pd.MultiIndex.from_frame(long[["method", "key"]])).to_numpy(dtype=bool)
         for level, by in (("region", ["method", "group"]), ("overall", ["method"])):
-            summary = long.groupby(by, sort=False)["value"].agg(["mean", "count"]).reset_index()
+            summary = long.groupby(by, sort=False).agg(
+                mean=("value", "mean"), count=("value", "count"), full=("full", "all")).reset_index()
             parts.append(pd.DataFrame({
                 "method": summary["method"], "level": "region",
                 "key": summary["group"] if level == "region" else OVERALL, "metric": metric,
                 "value": summary["mean"], "lo": np.nan, "hi": np.nan, "cases": np.nan, "datasets": np.nan,
                 "classes": summary["count"], "source": "shared",
+                "grid": summary["method"].map(protocol["grid"]), "policy": summary["method"].map(protocol["policy"]),
+                "full": summary["full"],
             }))
     if not parts:
         return pd.DataFrame(columns=ENTRY_COLUMNS)
@@ -175,134 +191,164 @@ def with_intervals(values: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFrame) -> 
     )
 
 
-def best_mask(table: pd.DataFrame) -> pd.DataFrame:
-    """True where a value is the best of its comparison (methods of one metric), given two or more values."""
-    if isinstance(table.index, pd.MultiIndex):  # region layout: compare down each column within a metric
-        best = table.groupby(level="metric", sort=False).transform("max")
-        counts = table.groupby(level="metric", sort=False).transform("count")
-    else:  # key layout: compare along each row within a metric
-        best = table.T.groupby(level="metric", sort=False).transform("max").T
-        counts = table.T.groupby(level="metric", sort=False).transform("count").T
-    return (table == best) & (counts >= 2)
+def comparability(entries: pd.DataFrame) -> pd.Series:
+    """A label per entry: entries with equal labels may be ranked against each other.
+
+    Same grid and empty policy, and the same coverage: either both complete (a published number, or a run on a
+    whole test split) or both resting on the same numbers of cases, datasets and classes.
+    """
+    counts = entries[["cases", "datasets", "classes"]].astype("float64").fillna(-1).astype(int).astype(str)
+    partial = "cases " + counts["cases"] + ", datasets " + counts["datasets"] + ", classes " + counts["classes"]
+    coverage = partial.where(~entries["full"].fillna(False).astype(bool), "complete")
+    return entries["grid"].astype(str) + " | " + entries["policy"].astype(str) + " | " + coverage
+
+
+def comparability_layout(entries: pd.DataFrame, by: str, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """The `comparability` labels arranged like ``layout(entries, by, metrics)``."""
+    return layout(entries.assign(comparable=comparability(entries)), by, metrics, value="comparable")
+
+
+def best_mask(
+    table: pd.DataFrame, groups: pd.DataFrame | None = None, runs: Sequence[str] = ()
+) -> pd.DataFrame:
+    """True where a value is the best of its comparison (methods of one metric) among two or more comparable values.
+
+    ``groups`` (same shape as ``table``, from `comparability_layout`) splits a comparison into comparable sets;
+    without it every value is comparable. Only sets holding one of the ``runs`` are marked when any run has a
+    value in the comparison, so a published number is never marked above a run it cannot be compared with.
+    """
+    region = isinstance(table.index, pd.MultiIndex)  # region layout: methods down the rows, else across columns
+    values = table if region else table.T
+    labels = (groups if region else groups.T) if groups is not None else pd.DataFrame("", values.index, values.columns)
+    marks = pd.DataFrame(False, index=values.index, columns=values.columns)
+    methods = values.index.get_level_values("method")
+    is_run = np.isin(methods, list(runs))
+    for metric in dict.fromkeys(values.index.get_level_values("metric")):
+        rows = np.flatnonzero(values.index.get_level_values("metric") == metric)
+        for column in range(values.shape[1]):
+            scores = values.iloc[rows, column].to_numpy(dtype=float)
+            kinds = labels.iloc[rows, column].to_numpy()
+            present = ~np.isnan(scores)
+            runs_present = (present & is_run[rows]).any()
+            for kind in set(kinds[present]):
+                members = present & (kinds == kind)
+                if members.sum() < 2 or (runs_present and not (members & is_run[rows]).any()):
+                    continue
+                best = scores[members].max()
+                marks.iloc[rows[members & (scores == best)], column] = True
+    return marks if region else marks.T
+
+
+def cross_notes(entries: pd.DataFrame) -> list[str]:
+    """What the marks leave out: runs beside published numbers of another grid, protocol or coverage."""
+    runs = entries[entries["source"] == "run"].drop_duplicates("method")
+    published = entries[entries["source"] == "published"].drop_duplicates("method")
+    notes = []
+    for grid, papers in published.groupby("grid", sort=False):
+        crossed = runs[runs["grid"] != grid]
+        if len(crossed):
+            notes.append(f"{', '.join(papers['method'])}: scored on the {grid} grid, the runs "
+                         f"{', '.join(crossed['method'] + ' (' + crossed['grid'] + ')')} on another: cross-grid, "
+                         "shown side by side, never marked against each other")
+    others = runs[runs["grid"] != runs["grid"].iloc[0]] if len(runs) else runs
+    if len(others):
+        notes.append("runs scored on different grids (" + ", ".join(dict.fromkeys(runs["grid"])) + ") are not "
+                     "marked against each other")
+    if runs["policy"].nunique() > 1:
+        notes.append("runs scored under different empty-mask policies are not marked against each other "
+                     "(re-apply one with --empty-policy)")
+    if len(published) and len(runs):
+        partial = entries[(entries["source"] == "run") & entries["level"].isin(["class", "dataset"])]
+        partial = partial[~partial["full"].fillna(False).astype(bool)]
+        if len(partial):
+            notes.append("published numbers rest on complete SAT-DS test splits: a run's class or dataset value "
+                         "is marked against them only where it covers the complete test split "
+                         f"({partial.drop_duplicates(['method', 'key'])['key'].nunique()} keys are not)")
+    return notes
+
+
+def interval_columns(values: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFrame) -> pd.DataFrame:
+    """Numeric table with each value column followed by its ``lo`` and ``hi`` columns (for CSV)."""
+    parts = {}
+    for column in values.columns:
+        name = " ".join(map(str, column)) if isinstance(column, tuple) else str(column)
+        parts[name], parts[f"{name} lo"], parts[f"{name} hi"] = values[column], lo[column], hi[column]
+    return pd.DataFrame(parts, index=values.index)
 
 
 def render(table: pd.DataFrame, fmt: str, best: pd.DataFrame | None = None) -> str:
-    """The table as Markdown, CSV or LaTeX text with two decimals, best values marked."""
+    """The table as Markdown, CSV or LaTeX text. Markdown and LaTeX print two decimals and mark the best values;
+    CSV keeps plain numbers (full precision, empty for missing) and marks nothing, so it parses as data."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    best = best_mask(table) if best is None else best
-    mark = {"md": "**{}**", "csv": "{}*", "latex": r"\underline{{{}}}"}[fmt]
-    text = table.apply(lambda column: [
-        mark.format(_cell(v)) if b else _cell(v) for v, b in zip(column, best[column.name])
-    ])
     header = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in table.columns]
     index_names = [str(n) for n in table.index.names]
-    labels = [map(str, i if isinstance(i, tuple) else (i,)) for i in table.index]
-    body = [[*label, *row] for label, row in zip(labels, text.to_numpy().tolist())]
+    labels = [list(map(str, i if isinstance(i, tuple) else (i,))) for i in table.index]
     head = [*index_names, *header]
     if fmt == "csv":
+        body = [[*label, *map(_csv_number, row)] for label, row in zip(labels, table.to_numpy().tolist())]
         return "\n".join(",".join(_csv_cell(c) for c in line) for line in [head, *body]) + "\n"
+    best = best_mask(table) if best is None else best
+    mark = {"md": "**{}**", "latex": r"\underline{{{}}}"}[fmt]
+    text = table.apply(lambda column: [
+        mark.format(_cell(v, fmt)) if b else _cell(v, fmt) for v, b in zip(column, best[column.name])
+    ])
+    body = [[*label, *row] for label, row in zip(labels, text.to_numpy().tolist())]
     if fmt == "latex":
-        escape = lambda c: c.replace("&", r"\&").replace("_", r"\_").replace("%", r"\%")  # noqa: E731
         spec = "l" * len(index_names) + "r" * len(header)
-        lines = [" & ".join(map(escape, head)) + r" \\ \midrule"]
-        lines += [" & ".join(escape(c) if not c.startswith("\\underline") else c for c in row) + r" \\" for row in body]
+        lines = [" & ".join(map(_latex_escape, head)) + r" \\ \midrule"]
+        lines += [" & ".join([*map(_latex_escape, row[: len(index_names)]), *row[len(index_names):]]) + r" \\"
+                  for row in body]
         wrapped = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *lines, r"\bottomrule", r"\end{tabular}"]
         return "\n".join(wrapped) + "\n"
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(index_names) + ["---:"] * len(header)) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
 
 
-def _cell(value) -> str:
+_LATEX_SPECIAL = {"&": r"\&", "_": r"\_", "%": r"\%", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "Δ": r"$\Delta$"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def _cell(value, fmt: str = "md") -> str:
     if isinstance(value, str):
-        return value
+        return _latex_escape(value) if fmt == "latex" else value
     return "-" if pd.isna(value) else f"{value:.2f}"
 
 
+def _csv_number(value) -> str:
+    if isinstance(value, str):
+        return value
+    if pd.isna(value):
+        return ""
+    rounded = round(float(value), 6)  # percent to 1e-6: beyond float noise, below any printed digit
+    return str(int(rounded)) if rounded.is_integer() else repr(rounded)
+
+
 def _csv_cell(cell: str) -> str:
-    return f'"{cell}"' if any(c in cell for c in ',"\n') else cell
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\n') else cell
 
 
 def coverage_lines(entries: pd.DataFrame) -> list[str]:
-    """One line per run: how many classes, datasets and cases its numbers rest on."""
+    """One line per run (how many classes, datasets and cases its numbers rest on, its grid and policy) and per
+    published method (complete test sets, its grid)."""
     overall = entries[(entries["source"] == "run") & (entries["level"] == "overall")].drop_duplicates("method")
-    return [f"{entry['method']}: {_counts(entry)}" for _, entry in overall.iterrows()]
+    lines = [f"{entry['method']}: {counts(entry)}; {entry['grid']} grid, empty policy {entry['policy']}"
+             for _, entry in overall.iterrows()]
+    published = entries[entries["source"] == "published"].drop_duplicates("method")
+    lines += [f"{entry['method']}: published, on the paper's complete test sets; {entry['grid']} grid"
+              for _, entry in published.iterrows()]
+    return lines
 
 
-def default_baseline(methods: Sequence[str]) -> str | None:
-    """The nnU-Net specialists when present (a run or published entry named nnU-Net...), else none."""
-    return next((m for m in methods if m.lower().startswith("nnu-net")), None)
+def counts(entry: pd.Series) -> str:
+    """``N classes, N datasets, N cases`` of a run entry."""
+    return ", ".join(plural(int(entry[c]), c) for c in ("classes", "datasets", "cases"))
 
 
-def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | None = None) -> pd.DataFrame:
-    """Methods ranked on ``level`` entries, each compared with the baseline only on the keys both cover.
-
-    ``<metric>`` is a method's mean over its own keys. With a baseline, ``common_<metric>`` is its mean over the
-    keys it shares with the baseline, ``d_<metric>`` that minus the baseline's mean on the same keys, and methods
-    are ranked by ``d_dsc``. Without: ``common_<metric>`` over the keys every method covers, ranked by it.
-    """
-    frame = entries[entries["level"] == level]
-    wide = frame.pivot_table(index="key", columns=["metric", "method"], values="value", aggfunc="first")
-    methods = list(dict.fromkeys(frame["method"]))
-    if baseline is not None and baseline not in methods:
-        raise ValueError(f"baseline {baseline!r} has no {level} entries; methods: {', '.join(methods)}")
-    rows = []
-    for method in methods:
-        own = frame[frame["method"] == method]
-        row = {"method": method, "source": own["source"].iloc[0], "keys": own["key"].nunique()}
-        row |= {m: own.loc[own["metric"] == m, "value"].mean() for m in METRICS}
-        others = [baseline] if baseline else methods
-        for metric in METRICS:
-            name = f"d_{metric}" if baseline else f"common_{metric}"
-            columns = list(dict.fromkeys([(metric, method), *[(metric, o) for o in others]]))
-            if any(column not in wide.columns for column in columns):
-                row[name] = row[f"common_{metric}"] = np.nan
-                row[f"common_{metric}_keys"] = 0
-                continue
-            shared = wide[columns].dropna()
-            mine = shared[(metric, method)].mean()
-            row[f"common_{metric}"] = mine
-            if baseline:
-                row[name] = mine - shared[(metric, baseline)].mean()
-            row[f"common_{metric}_keys"] = len(shared)
-        row["coverage"] = _coverage(entries, method, row["keys"], level)
-        rows.append(row)
-    board = pd.DataFrame(rows)
-    score = "d_dsc" if baseline else "common_dsc"
-    board = board.sort_values([score, "dsc"], ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    board.insert(0, "rank", np.arange(1, len(board) + 1))
-    return board
-
-
-def _coverage(entries: pd.DataFrame, method: str, keys: int, level: str) -> str:
-    """A run's counts (as in `coverage_lines`); a published entry's number of keys."""
-    overall = entries[(entries["method"] == method) & (entries["level"] == "overall") & (entries["source"] == "run")]
-    if len(overall):
-        return _counts(overall.iloc[0])
-    return f"{keys} {'classes' if level == 'class' else level + 's'} (published)"
-
-
-def _counts(entry: pd.Series) -> str:
-    return f"{int(entry['classes'])} classes, {int(entry['datasets'])} datasets, {int(entry['cases'])} cases"
-
-
-def leaderboard_view(board: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """The leaderboard as display text: scores in percent, deltas signed, common-key counts."""
-    columns = {"rank": "rank", "method": "method", "dsc": "DSC", "nsd": "NSD",
-               "common_dsc": "DSC (common)", "common_nsd": "NSD (common)"}
-    if baseline:
-        columns |= {"d_dsc": "ΔDSC", "d_nsd": "ΔNSD"}
-    columns |= {"common_dsc_keys": "common", "coverage": "coverage"}
-    view = board.reindex(columns=list(columns)).rename(columns=columns)
-    signed = ("ΔDSC", "ΔNSD") if baseline else ()
-    for name in ("DSC", "NSD", "DSC (common)", "NSD (common)", *signed):
-        if name in view.columns:
-            view[name] = view[name].map(lambda v, s=name in signed: "-" if pd.isna(v) else f"{v:{'+' if s else ''}.2f}")
-    view["common"] = view["common"].map(lambda v: "-" if pd.isna(v) else str(int(v)))
-    return view.set_index(["rank", "method"]).astype(str)
-
-
-def render_leaderboard(board: pd.DataFrame, baseline: str | None, fmt: str = "md") -> str:
-    """The leaderboard as Markdown, CSV or LaTeX text (nothing marked: the rank says it)."""
-    view = leaderboard_view(board, baseline)
-    return render(view, fmt, best=pd.DataFrame(False, index=view.index, columns=view.columns))
+def plural(count: int, noun: str) -> str:
+    """``1 class``, ``2 classes``, ``1 dataset`` (``noun`` in the plural)."""
+    return f"{count} {noun if count != 1 else noun.removesuffix('es' if noun.endswith('sses') else 's')}"

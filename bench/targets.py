@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.catalog import CatalogError, load_catalog
 from bench.catalog.cases import catalog_classes, dataset_sources
 from bench.catalog.catalog import DatasetInfo
-from bench.catalog.terms import modality_prefix, term_key
+from protocols.terms import modality_prefix, term_key
 from bench.class_maps import ClassValues, parse_labels, read_class_map, read_json_mapping
 from bench.io import InputError
 from bench.matching import list_cases

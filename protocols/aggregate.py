@@ -58,6 +58,37 @@ def attach_terms(rows: pd.DataFrame, terms: pd.DataFrame, key_of: Callable[[str,
     return labelled
 
 
+EMPTY_POLICIES = ("sat", "nan")
+
+
+def apply_empty_policy(rows: pd.DataFrame, policy: str) -> pd.DataFrame:
+    """Rows re-scored under an empty-mask policy from their ``ref_empty``/``pred_empty`` flags, without rescoring.
+
+    Only rows empty on both sides change (``sat``: 1, ``nan``: NaN); a row empty on one side scores 0 under both
+    policies and is set so, whatever was stored.
+    """
+    if policy not in EMPTY_POLICIES:
+        raise ValueError(f"unknown empty policy {policy!r}; choose one of {', '.join(EMPTY_POLICIES)}")
+    missing = [c for c in ("ref_empty", "pred_empty") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"rows lack {', '.join(missing)}: the policy cannot be re-applied without rescoring")
+    ref, pred = rows["ref_empty"].eq(True), rows["pred_empty"].eq(True)
+    both, one = ref & pred, ref ^ pred
+    scores = {m: rows[m].mask(both, 1.0 if policy == "sat" else np.nan).mask(one, 0.0) for m in METRICS}
+    return rows.assign(**scores)
+
+
+def both_empty(rows: pd.DataFrame) -> pd.Series:
+    """Per method: how many (case, class) rows are empty in both reference and prediction; NaN for a method
+    whose rows carry no flags."""
+    if not {"ref_empty", "pred_empty"} <= set(rows.columns):
+        return pd.Series(np.nan, index=pd.Index(rows["method"].unique(), name="method"))
+    flags = (rows["ref_empty"].eq(True) & rows["pred_empty"].eq(True)).astype(float)
+    flagged = rows[["ref_empty", "pred_empty"]].notna().all(axis=1)
+    counts = flags.groupby(rows["method"], sort=False).sum()
+    return counts.where(flagged.groupby(rows["method"], sort=False).all())
+
+
 def class_groups(rows: pd.DataFrame) -> pd.Series:
     """The region group of each class key seen in labelled rows."""
     return rows.drop_duplicates("key").set_index("key")["group"]

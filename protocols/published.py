@@ -2,6 +2,8 @@
 
 Each file ``results/published/<name>.csv`` holds one paper table, one row per printed cell, with the columns
 ``COLUMNS``; ``results/published/README.md`` describes every entry and the conventions (units, metric names).
+Each paper scored on its own grid (``PAPER_GRIDS``, see the README): a run is compared with a published number
+as like for like only when it was scored on the same grid.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import pandas as pd
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "results" / "published"
 COLUMNS = ["paper", "table", "caption", "method", "metric", "level", "key", "modality", "value", "note"]
+# The grid each paper scored on (models_spec rule 0.2.4 and the papers' evaluation sections):
+# SAT scores in SAT-DS's preprocessed space (RAS, 1 x 1 x 3 mm, NSD with spacing (1, 1, 3)); SegVol in the raw voxel
+# grid (no resampling; the foreground crop and padding leave Dice unchanged); SAM-Med3D on volumes resampled to
+# 1.5 mm isotropic and cropped to 128^3 around the target, a grid no run of this harness uses.
+PAPER_GRIDS = {"SAT": "satds", "SegVol": "native", "SAM-Med3D": "sammed3d-1.5mm"}
 _DTYPES = {column: str for column in COLUMNS if column != "value"} | {"value": float}
 
 
@@ -31,6 +38,11 @@ def load_published(name: str) -> pd.DataFrame:
     if list(frame.columns) != COLUMNS:
         raise ValueError(f"{name}.csv has columns {list(frame.columns)}, expected {COLUMNS}")
     return frame
+
+
+def paper_grid(paper: str) -> str:
+    """The grid a paper's numbers were scored on (``PAPER_GRIDS``); ``unknown`` (cross-grid to every run) else."""
+    return PAPER_GRIDS.get(paper, "unknown")
 
 
 def published_entries() -> pd.DataFrame:

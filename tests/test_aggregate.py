@@ -146,3 +146,18 @@ def test_benchmark_data_aggregates_at_small_scale():
     assert len(tables["dataset"]) == 6
     assert tables["overall"]["cases"].item() == len(rows[["dataset", "case_id"]].drop_duplicates())
     assert tables["overall"]["classes"].item() == len(tables["class"])
+
+
+def test_empty_policy_is_reapplied_from_the_flags():
+    rows = pd.DataFrame({"dsc": [0.8, 1.0, np.nan, 0.3, 0.0], "nsd": [0.7, 1.0, np.nan, 0.2, 0.0],
+                         "ref_empty": [False, True, True, False, True], "pred_empty": [False, True, True, False, False],
+                         "method": "A"})
+    sat = aggregate.apply_empty_policy(rows, "sat")
+    assert sat["dsc"].tolist() == [0.8, 1.0, 1.0, 0.3, 0.0]  # a NaN stored under "nan" becomes 1
+    nan = aggregate.apply_empty_policy(rows, "nan")
+    assert nan["nsd"].isna().tolist() == [False, True, True, False, False] and nan["nsd"].iloc[4] == 0.0
+    assert aggregate.both_empty(rows).to_dict() == {"A": 2}
+    with pytest.raises(ValueError, match="flags|ref_empty"):
+        aggregate.apply_empty_policy(rows.drop(columns="ref_empty"), "sat")
+    with pytest.raises(ValueError, match="unknown empty policy"):
+        aggregate.apply_empty_policy(rows, "zero")

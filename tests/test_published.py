@@ -279,3 +279,13 @@ def test_every_row_is_printed_in_the_paper(name, shared_dir):
         values = tuple(cells.set_index(cell_columns).value.reindex(order))
         label = "\t" + "\t".join(leading(row)) + "\t"
         assert any(label in text and numbers[-len(values):] == values for text, numbers in lines), (row, values)
+
+
+def test_every_packaged_paper_records_the_grid_it_scored_on():
+    """SAT scores in SAT-DS space, SegVol on the raw voxel grid, SAM-Med3D on 1.5 mm crops (README, Scoring grids)."""
+    from protocols.published import PAPER_GRIDS, paper_grid
+
+    papers = set(published_entries()["paper"])
+    assert papers <= set(PAPER_GRIDS)
+    assert (paper_grid("SAT"), paper_grid("SegVol"), paper_grid("SAM-Med3D")) == ("satds", "native", "sammed3d-1.5mm")
+    assert paper_grid("Someone else") == "unknown"

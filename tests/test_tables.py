@@ -10,7 +10,14 @@ from typer.testing import CliRunner
 from bench import tables
 from bench.catalog import load_catalog
 from bench.cli import app
-from bench.commands.tables import satds_dataset_name
+from bench.leaderboard import (
+    board_notes,
+    default_baseline,
+    leaderboard,
+    ranked,
+    render_leaderboard,
+)
+from bench.runs import satds_dataset_name
 from protocols import aggregate
 from protocols.published import load_published
 from tests.test_aggregate import TERMS, key_of, rows_for
@@ -83,11 +90,50 @@ def test_best_marks_compare_methods_within_a_metric():
     assert not single.to_numpy().any()
 
 
-@pytest.mark.parametrize(("fmt", "marked"), [("md", "**66.67**"), ("csv", "66.67*"), ("latex", r"\underline{66.67}")])
+@pytest.mark.parametrize(("fmt", "marked"), [("md", "**66.67**"), ("latex", r"\underline{66.67}")])
 def test_render_marks_best_values(fmt, marked):
     text = tables.render(tables.layout(entries_of("A", "B"), "region"), fmt)
     assert marked in text
     assert "56.67" in text and "**56.67**" not in text
+
+
+def test_csv_keeps_plain_numbers_that_parse():
+    import io
+
+    text = tables.render(tables.layout(entries_of("A", "B"), "region"), "csv")
+    frame = pd.read_csv(io.StringIO(text))
+    assert list(frame.columns) == ["metric", "method", "Abdomen", "WB", "Lesion"]
+    assert frame["Abdomen"].dtype == float and "*" not in text
+    assert frame.loc[0, "Abdomen"] == pytest.approx(100 * 2.0 / 3, abs=1e-6)
+    assert frame.loc[1, "WB"] == 60  # float noise (60.00000000000001) rounded away
+
+
+def test_marks_only_among_comparable_entries():
+    """A run beside a published number of another grid: neither is marked against the other; two runs of the
+    same grid and coverage are; a run of another grid or policy is left out of their comparison."""
+    a = entries_of("A", "B", "C")
+    pub, _ = tables.published_entries(published([("X", m, "class", "liver", "ct", 99.0) for m in ("dsc", "nsd")]),
+                                      key_of)
+    b = a.copy()
+    b.loc[b["method"] == "C", "grid"] = "satds"  # C scored on SAT's grid
+    entries = pd.concat([b, pub.assign(grid="satds")], ignore_index=True)
+    values = tables.layout(entries, "class")
+    groups = tables.comparability_layout(entries, "class")
+    marks = tables.best_mask(values, groups, runs=["A", "B", "C"])
+    assert marks.loc["ct_liver", ("dsc", "A")]  # best among the native runs A and B
+    assert not marks.loc["ct_liver", ("dsc", "X (P)")]  # 99 > every run, but a complete test set vs a partial run
+    assert not marks.loc["ct_liver", ("dsc", "C")]  # C is alone on its grid among runs with partial coverage
+    full = entries.copy()
+    full.loc[(full["method"] == "C") & (full["key"] == "ct_liver"), "full"] = True
+    marks = tables.best_mask(values, tables.comparability_layout(full, "class"), runs=["A", "B", "C"])
+    assert marks.loc["ct_liver", ("dsc", "X (P)")] and not marks.loc["ct_liver", ("dsc", "C")]
+    assert marks.loc["ct_liver", ("dsc", "A")]  # the native runs keep their own comparison
+    policy = entries.copy()
+    policy.loc[policy["method"] == "B", "policy"] = "nan"
+    marks = tables.best_mask(values, tables.comparability_layout(policy, "class"), runs=["A", "B", "C"])
+    assert not marks.loc["ct_liver"].any()  # A, B (other policy) and C (other grid) each stand alone
+    notes = tables.cross_notes(entries)
+    assert any("cross-grid" in n and "A (native)" in n for n in notes)
 
 
 def test_render_rejects_unknown_format():
@@ -108,27 +154,71 @@ def test_leaderboard_deltas_use_only_keys_shared_with_the_baseline():
         ]), key_of)[0],
         entries_of("A"),
     ])
-    assert tables.default_baseline(["A", "nnU-Nets (P)"]) == "nnU-Nets (P)"
-    assert tables.default_baseline(["A", "B"]) is None
-    board = tables.leaderboard(entries, "class", "nnU-Nets (P)").set_index("method")
+    assert default_baseline(["A", "nnU-Nets (P)"]) == "nnU-Nets (P)"
+    assert default_baseline(["A", "B"]) is None
+    board = leaderboard(entries, "class", "nnU-Nets (P)").set_index("method")
     # A on ct_liver 70 and ct_spleen 90 (its other classes are left out): mean 80 vs baseline 85
     assert board.loc["A", "d_dsc"] == pytest.approx(80.0 - 85.0)
-    assert board.loc["A", "common_dsc"] == pytest.approx(80.0)  # the basis of the rank, shown beside the delta
-    assert board.loc["A", "common_dsc_keys"] == 2
+    assert board.loc["A", "d_keys"] == 2
+    assert board.loc["A", "common_dsc"] == pytest.approx(64.0)  # A alone: its common keys are all 5 of its own
     assert board.loc["A", "dsc"] == pytest.approx(64.0)
     assert board.loc["A", "coverage"] == "5 classes, 3 datasets, 7 cases"
-    assert board.loc["nnU-Nets (P)", "coverage"] == "2 classes (published)"
-    assert board.loc["nnU-Nets (P)", "rank"] == 1
-    text = tables.render_leaderboard(board.reset_index(), "nnU-Nets (P)")
-    assert "-5.00" in text and "+0.00" in text
+    assert board.loc["nnU-Nets (P)", "coverage"] == "2 classes (published, complete test sets)"
+    assert board.loc["A", "rank"] == 1 and pd.isna(board.loc["nnU-Nets (P)", "rank"])  # published: beside, unranked
+    assert (board.loc["nnU-Nets (P)", "common_keys"], board.loc["nnU-Nets (P)", "common_of"]) == (2, 5)
+    text = render_leaderboard(board.reset_index(), "nnU-Nets (P)")
+    assert "-5.00" in text and "+0.00" in text and "| 2/5 |" in text
 
 
 def test_leaderboard_without_baseline_ranks_on_keys_all_methods_cover():
-    board = tables.leaderboard(entries_of("A", "B").iloc[::-1], "class")  # B is listed first, A scores higher
+    board = leaderboard(entries_of("A", "B").iloc[::-1], "class")  # B is listed first, A scores higher
     assert board["method"].tolist() == ["A", "B"]
-    assert board["common_dsc_keys"].tolist() == [5, 5]
+    assert board["common_keys"].tolist() == [5, 5]
     with pytest.raises(ValueError, match="baseline"):
-        tables.leaderboard(entries_of("A"), "class", "nnU-Nets")
+        leaderboard(entries_of("A"), "class", "nnU-Nets")
+
+
+def demo_situation() -> pd.DataFrame:
+    """The demo's two runs on its 5 CT organs (class means as the demo prints them) and a published baseline that
+    covers only liver and spleen, where the worse run happens to be closer to the baseline."""
+    careful = {"aorta": 82.91, "left kidney": 80.22, "liver": 92.29, "right kidney": 81.22, "spleen": 84.29}
+    coarse = {"aorta": 77.85, "left kidney": 74.09, "liver": 94.19, "right kidney": 18.86, "spleen": 83.46}
+    rows = [dict(run=run, dataset="demo", case_id=f"c{i}", modality="CT", class_name=name, dsc=v / 100, nsd=v / 100)
+            for run, means in (("careful_net", careful), ("coarse_net", coarse)) for name, v in means.items()
+            for i in range(4)]
+    labelled = aggregate.attach_terms(pd.DataFrame(rows), TERMS_DEMO, key_of)
+    scores = aggregate.all_scores(labelled)
+    runs = pd.concat([tables.run_entries(scores[level]) for level in aggregate.LEVELS], ignore_index=True)
+    baseline, _ = tables.published_entries(published([
+        ("nnU-Nets", m, "class", k, "ct", v) for m in ("dsc", "nsd") for k, v in (("liver", 94.06), ("spleen", 94.34))
+    ]), key_of)
+    return pd.concat([runs, baseline], ignore_index=True)
+
+
+TERMS_DEMO = pd.DataFrame([(f"ct_{c}", ("abdomen",), False) for c in
+                           ("aorta", "left kidney", "liver", "right kidney", "spleen")],
+                          columns=["key", "regions", "abnormal"])
+
+
+def test_demo_leaderboard_ranks_the_better_model_first():
+    """Issue 15: ranking on the 2 classes shared with the baseline put coarse_net (69.7 mean) above careful_net
+    (84.2); runs are now ranked on the 5 classes both runs cover."""
+    entries = demo_situation()
+    board, chosen, notes = ranked(entries, "class")
+    assert chosen == "nnU-Nets (P)"
+    assert board["method"].tolist()[:2] == ["careful_net", "coarse_net"]
+    assert board["rank"].tolist()[:2] == [1, 2] and board["rank"].isna().tolist()[2:] == [True]
+    assert board.loc[0, "common_dsc"] == pytest.approx(84.186) and board.loc[1, "common_dsc"] == pytest.approx(69.69)
+    assert board.loc[1, "d_dsc"] > board.loc[0, "d_dsc"]  # the deltas on the 2 shared keys still show it
+    assert any("on the 5 class keys all 2 of them cover" in n for n in notes)
+
+
+def test_runs_of_other_grids_are_ranked_apart():
+    entries = entries_of("A", "B")
+    entries.loc[entries["method"] == "B", "grid"] = "satds"
+    board = leaderboard(entries, "class")
+    assert board["rank"].tolist() == [1, 1]
+    assert any("ranked separately" in n for n in board_notes(board, "class", None))
 
 
 def write_runs(folder) -> list:
@@ -161,20 +251,83 @@ def test_commands_print_tables_leaderboard_and_comparison(run_dirs):
     runs = [arg for path in run_dirs for arg in ("--run", str(path))]
     result = runner.invoke(app, ["tables", *runs, "--published", "sat-table1", "--by", "region"])
     assert result.exit_code == 0, result.output
-    assert "| dsc | nnU-Nets (SAT) |" in result.output and "Lesion" in result.output
-    assert "nnU-Nets: 3 classes, 3 datasets, 9 cases" in result.output
+    assert "| dsc | nnU-Nets (SAT) |" in result.stdout and "Lesion" in result.stdout
+    assert "nnU-Nets: 3 classes, 3 datasets, 9 cases; native grid" in result.stderr
+    assert "cross-grid" in result.stderr and result.stdout.splitlines()[-1].startswith("| ")
     result = runner.invoke(app, ["tables", *runs, "--by", "class", "--ci-seed", "0", "--n-boot", "50"])
     assert result.exit_code == 0, result.output
-    assert "ct_liver" in result.output and "mri_liver" in result.output and "[" in result.output
+    assert "ct_liver" in result.stdout and "mri_liver" in result.stdout and "[" in result.stdout
     result = runner.invoke(app, ["leaderboard", *runs, "--published", "sat-table3", "--published", "sat-table4"])
     assert result.exit_code == 0, result.output
-    assert "deltas against nnU-Nets on the class keys both cover" in result.output
-    assert "SAT-Pro (SAT)" in result.output and "not covered by any run left out" in result.output
+    assert "deltas against nnU-Nets" in result.stdout and "ranked by DSC on the 3 class keys" in result.stderr
+    assert "SAT-Pro (SAT)" in result.stdout and "not covered by any run left out" in result.stderr
     result = runner.invoke(app, ["compare", *map(str, run_dirs)])
     assert result.exit_code == 0, result.output
-    assert "| dsc | 12 |" in result.output
+    assert "| dsc | 9 | 3 | 3 |" in result.stdout and "Holm" in result.stderr
     result = runner.invoke(app, ["tables", *runs, "--by", "organ"])
-    assert result.exit_code == 2 and "unknown --by" in result.output
+    assert result.exit_code == 2 and "organ" in result.output
+
+
+def test_csv_and_latex_on_stdout_alone(run_dirs):
+    """`> table.csv` parses (numbers stay numbers, intervals in lo/hi columns); `> table.tex` holds one tabular."""
+    import io
+
+    runs = [arg for path in run_dirs for arg in ("--run", str(path))]
+    result = CliRunner().invoke(app, ["tables", *runs, "--by", "class", "--format", "csv", "--ci-seed", "0",
+                                      "--n-boot", "20", "--published", "sat-table3"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(io.StringIO(result.stdout))
+    assert frame["class"].tolist() == ["ct_kidney tumor", "ct_liver", "mri_liver"]
+    assert frame["dsc nnU-Nets"].dtype == float and frame["dsc nnU-Nets lo"].dtype == float
+    assert (frame["dsc nnU-Nets lo"] <= frame["dsc nnU-Nets"]).all()
+    assert "bootstrap" in result.stderr
+    result = CliRunner().invoke(app, ["tables", *runs, "--format", "latex"])
+    tex = result.stdout
+    assert tex.startswith("\\begin{tabular}") and tex.rstrip().endswith("\\end{tabular}")
+    assert tex.count("\\begin{tabular}") == 1 and "\\underline{" in tex
+    result = CliRunner().invoke(app, ["leaderboard", *runs, "--published", "sat-table3", "--format", "csv"])
+    board = pd.read_csv(io.StringIO(result.stdout))
+    assert board.loc[0, "method"] == "nnU-Nets" and board["common_dsc"].dtype == float
+
+
+def test_choices_are_listed_in_help():
+    for command in ("tables", "leaderboard", "report"):
+        text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert "sat|nan" in text and "--empty-policy" in text
+    assert "md|csv|latex" in CliRunner().invoke(app, ["tables", "--help"], env={"COLUMNS": "200"}).output
+    result = CliRunner().invoke(app, ["tables", "--run", "x", "--format", "html"])
+    assert result.exit_code == 2 and "html" in result.output
+
+
+def write_flagged_run(folder, name="flagged"):
+    """Liver in 3 cases; case c2 has neither reference nor prediction of the liver (stored as 1 under sat)."""
+    rows = pd.DataFrame([
+        dict(run=name, model=name, dataset="KiTS23", case_id=f"c{i}", modality="CT", class_name="liver",
+             dsc=d, nsd=d, ref_empty=i == 2, pred_empty=i == 2)
+        for i, d in enumerate((0.8, 0.6, 1.0))
+    ])
+    path = folder / name
+    path.mkdir()
+    rows.to_parquet(path / "metrics.parquet")
+    return path
+
+
+def test_empty_policy_is_reapplied_from_the_flags(tmp_path):
+    path = write_flagged_run(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["tables", "--run", str(path), "--by", "class"])
+    assert "| ct_liver | 80.00 | 80.00 |" in result.stdout  # (0.8 + 0.6 + 1.0) / 3
+    assert "flagged: 1 (case, class) rows empty in both reference and prediction, each scored 1" in result.stderr
+    assert "3 cases" in result.stderr
+    result = runner.invoke(app, ["tables", "--run", str(path), "--by", "class", "--empty-policy", "nan"])
+    assert "| ct_liver | 70.00 | 70.00 |" in result.stdout  # the empty case left out
+    assert "left out of means and counts (policy nan)" in result.stderr and "2 cases" in result.stderr
+    result = runner.invoke(app, ["leaderboard", "--run", str(path), "--published", "sat-table3",
+                                 "--empty-policy", "nan"])
+    assert "| 70.00 |" in result.stdout
+    plain = write_runs(tmp_path)[0]
+    result = runner.invoke(app, ["tables", "--run", str(plain), "--empty-policy", "sat"])
+    assert result.exit_code == 2 and "flags" in result.output
 
 
 def write_click_run(folder):
@@ -205,3 +358,69 @@ def test_published_dataset_names_map_to_the_names_runs_use():
     assert entries["key"].tolist() == ["TotalSegmentator_Organs", "MM_WHS_MRI", "X"]  # unknown names unchanged
     resolved = {satds_dataset_name(name) for name in load_published("sat-table2")["key"]}
     assert len(resolved) == 72 and all(name in load_catalog().datasets for name in resolved)
+
+
+def write_spleen_run(folder, grid: str | None, dsc: float, n_cases: int = 8):
+    """MSD_Spleen (8 test scans, one class) scored case by case, on the given grid (None: an older run without a
+    grid column)."""
+    rows = pd.DataFrame([
+        {"run": f"spleen-{grid}", "model": "m", "dataset": "MSD_Spleen", "case_id": f"spleen_{i}", "modality": "CT",
+         "class_name": "spleen", "dsc": dsc, "nsd": dsc, "ref_empty": False, "pred_empty": False}
+        for i in range(n_cases)
+    ])
+    if grid is not None:
+        rows["grid"] = grid
+    path = folder / f"spleen-{grid}-{n_cases}"
+    path.mkdir()
+    rows.to_parquet(path / "metrics.parquet")
+    return path
+
+
+@pytest.mark.parametrize(("grid", "dsc", "marked"), [
+    ("satds", 0.99, "**99.00**"),     # a complete test split on SAT's grid: compared with SAT's numbers, and best
+    ("satds", 0.90, "**94.15**"),     # ... and SAT-Pro's 94.15 is marked above it
+    (None, 0.99, None),               # an older run (native grid): cross-grid, nothing marked
+])
+def test_published_dataset_numbers_are_marked_only_on_the_same_grid_and_a_complete_split(tmp_path, grid, dsc, marked):
+    path = write_spleen_run(tmp_path, grid, dsc)
+    result = CliRunner().invoke(app, ["tables", "--run", str(path), "--by", "dataset", "--metric", "dsc",
+                                      "--published", "sat-table2"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
+    if marked:
+        assert marked in line and line.count("**") == 2
+    else:
+        assert "**" not in line and "cross-grid" in result.stderr
+        assert "spleen-None (native)" in result.stderr
+
+
+def test_partial_split_is_not_marked_against_a_paper(tmp_path):
+    path = write_spleen_run(tmp_path, "satds", 0.99, n_cases=3)
+    result = CliRunner().invoke(app, ["tables", "--run", str(path), "--by", "dataset", "--metric", "dsc",
+                                      "--published", "sat-table2"])
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
+    assert "**" not in line and "complete test split" in result.stderr
+
+
+def test_compare_says_when_the_protocols_differ(tmp_path):
+    a, b = write_spleen_run(tmp_path, "satds", 0.9), write_spleen_run(tmp_path, "native", 0.8)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "| dsc | 8 | 1 | 1 | 90.00 | 80.00 | -10.00 | [-10.00, -10.00] |" in result.stdout
+    assert "another grid or empty policy (native, sat) than A (satds, sat)" in result.stderr
+
+
+def test_compare_per_class_with_holm_over_classes(run_dirs):
+    result = CliRunner().invoke(app, ["compare", *map(str, run_dirs), "--per-class"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ") and ("ct_" in line or "mri_" in line)]
+    assert len(lines) == 6  # 3 classes x 2 metrics
+    assert "Holm correction over all 6 tests" in result.stderr
+
+
+def test_more_cases_than_the_test_split_is_not_the_papers_test_set(tmp_path):
+    path = write_spleen_run(tmp_path, "satds", 0.99, n_cases=41)  # --split all: train cases too
+    result = CliRunner().invoke(app, ["tables", "--run", str(path), "--by", "dataset", "--metric", "dsc",
+                                      "--published", "sat-table2"])
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
+    assert "**" not in line

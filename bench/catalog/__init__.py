@@ -3,7 +3,7 @@
 from bench.catalog.catalog import Catalog, CatalogError, DatasetInfo, build_catalog, load_catalog
 from bench.catalog.names import class_name, nnunet_class_name
 from bench.catalog.rules import apply_rules, class_masks, resolve_rules
-from bench.catalog.terms import MODALITIES, modality_prefix, term_key
+from protocols.terms import MODALITIES, modality_prefix, term_key
 
 __all__ = [
     "MODALITIES",

@@ -12,7 +12,7 @@ import pandas as pd
 from bench.catalog.importer import DATA_DIR
 from bench.catalog.orientation import SAT_ORIENTATION
 from bench.catalog.rules import Rule
-from bench.catalog.terms import term_key
+from protocols.terms import term_key
 
 TERM_COLUMNS = ["key", "modality", "class_name", "regions", "abnormal"]
 _VALUE_FIELDS = ("rules", "class_values", "mask_values")

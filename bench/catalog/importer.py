@@ -18,7 +18,7 @@ import yaml
 from bench.catalog.names import class_name, nnunet_class_name
 from bench.catalog.orientation import SAT_ORIENTATION, orientation_code
 from bench.catalog.rules import bilateral_rules, resolve_rules
-from bench.catalog.terms import modality_prefix, split_key, term_key
+from protocols.terms import modality_prefix, split_key, term_key
 
 CURATED = Path(__file__).with_name("curated.yaml")
 DATA_DIR = Path(__file__).with_name("data")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from protocols.terms import class_name
+
 _LABEL_SETS = Path(__file__).with_name("label_sets.yaml")
 _CURATED = Path(__file__).with_name("curated.yaml")
 
@@ -21,11 +23,6 @@ _SPINE_SEGMENTS = {"c": "cervical vertebrae", "t": "thoracic vertebrae", "l": "l
                    "s": "sacral vertebrae"}
 _VERTEBRA = re.compile(r"^([ctls])(\d+)$")
 _DISC = re.compile(r"^disc ([ctls]\d+) ([ctls]\d+|sacrum)$")
-
-
-def class_name(label: str) -> str:
-    """The unified spelling of a SAT-DS label: lower case, single spaces."""
-    return " ".join(label.lower().split())
 
 
 def _vertebra(code: str) -> str:

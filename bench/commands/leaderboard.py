@@ -1,59 +1,58 @@
-"""`bench leaderboard`: runs and published entries ranked, with deltas against a baseline and coverage."""
+"""`bench leaderboard`: runs ranked on the keys they all share, published entries beside them, deltas, coverage."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-import pandas as pd
 import typer
 
-from bench.commands.tables import collect_entries, load_runs
-from bench.tables import default_baseline, leaderboard, render_leaderboard, restrict_to_runs
+from bench.commands.tables import POLICY_HELP, EmptyPolicy, Format, echo_notes
+from bench.leaderboard import ranked, render_leaderboard
+from bench.runs import collect_entries, empty_lines, load_runs
 from protocols.published import list_published
 
 
-def ranked(
-    entries: pd.DataFrame, by: str = "class", baseline: str | None = None
-) -> tuple[pd.DataFrame, str | None, list[str]]:
-    """(leaderboard, the baseline used, what the comparisons left out) from collected entries."""
-    if by not in ("class", "dataset"):
-        raise ValueError(f"unknown --by {by!r}; choose class or dataset")
-    level_entries, left_out = restrict_to_runs(entries, by)
-    chosen = baseline or default_baseline(list(dict.fromkeys(level_entries["method"])))
-    board = leaderboard(pd.concat([level_entries, entries[entries["level"] == "overall"]]), by, chosen)
-    return board, chosen, left_out
+def leaderboard_output(
+    run_dirs: Sequence[Path], published: Sequence[str] | None = None, baseline: str | None = None,
+    by: str = "class", fmt: str = "md", empty_policy: str | None = None,
+) -> tuple[str, list[str]]:
+    """(title and leaderboard, notes). ``published`` defaults to every packaged table; ``baseline`` to the
+    nnU-Net specialists when present."""
+    runs = load_runs(run_dirs, empty_policy)
+    entries, notes = collect_entries(runs, list_published() if published is None else list(published))
+    board, chosen, board_lines = ranked(entries, by, baseline)
+    title = f"Leaderboard ({by}-wise, percent)" + (f", deltas against {chosen}" if chosen else "")
+    table = render_leaderboard(board, chosen, fmt)
+    text = table if fmt != "md" else f"{title}\n\n{table}"
+    return text, list(dict.fromkeys([*board_lines, *empty_lines(runs), *notes]))
 
 
 def leaderboard_text(
     run_dirs: Sequence[Path], published: Sequence[str] | None = None, baseline: str | None = None,
-    by: str = "class", fmt: str = "md",
+    by: str = "class", fmt: str = "md", empty_policy: str | None = None,
 ) -> str:
-    """The leaderboard as text, then notes on what each comparison left out.
-
-    ``published`` defaults to every packaged table; ``baseline`` to the nnU-Net specialists when present.
-    """
-    entries, notes = collect_entries(load_runs(run_dirs), list_published() if published is None else list(published))
-    board, chosen, left_out = ranked(entries, by, baseline)
-    title = f"Leaderboard ({by}-wise, percent)"
-    title += f", deltas against {chosen} on the {by} keys both cover" if chosen else ""
-    basis = (f"ranked by ΔDSC on the 'common' keys each method shares with {chosen}; DSC/NSD (common) are the "
-             "method's means on those keys, DSC/NSD on all of its own keys") if chosen else (
-             "ranked by DSC on the keys every method covers ('common')")
-    lines = [f"- {line}" for line in [basis, *left_out, *notes]]
-    return f"{title}\n\n{render_leaderboard(board, chosen, fmt)}" + ("\n" + "\n".join(lines) + "\n" if lines else "")
+    """The leaderboard followed by its notes, as one text (for the demo and for reading in a terminal)."""
+    text, notes = leaderboard_output(run_dirs, published, baseline, by, fmt, empty_policy)
+    return text + "\n" + "".join(f"- {line}\n" for line in notes)
 
 
 def leaderboard_command(
     run: list[Path] = typer.Option(..., "--run", help="Run folder (or metrics.parquet); repeat for several runs."),
     published: list[str] = typer.Option(None, "--published", help="Published tables to include (default: all)."),
     baseline: str = typer.Option(None, "--baseline", help="Method to compare with (default: nnU-Nets if present)."),
-    by: str = typer.Option("class", "--by", help="class | dataset"),
-    fmt: str = typer.Option("md", "--format", help="md | csv | latex"),
+    by: Literal["class", "dataset"] = typer.Option("class", "--by", help="Keys: class or dataset."),
+    fmt: Format = typer.Option("md", "--format", help="md | csv | latex"),
+    empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
 ) -> None:
-    """Rank runs next to published entries; each compared with the baseline only on what both cover."""
+    """Rank runs on the keys they all share, published entries beside them; deltas on the keys both cover.
+
+    The leaderboard goes to stdout, notes to stderr."""
     try:
-        typer.echo(leaderboard_text(run, published or None, baseline, by, fmt), nl=False)
+        text, notes = leaderboard_output(run, published or None, baseline, by, fmt, empty_policy)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
+    typer.echo(text, nl=False)
+    echo_notes(notes)

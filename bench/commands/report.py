@@ -1,4 +1,4 @@
-"""`bench report`: a static HTML page (tables, figures, run metadata, coverage) that opens from disk."""
+"""`bench report`: a static HTML page (tables, figures, pictures, run metadata, coverage) that opens from disk."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from bench.commands.tables import POLICY_HELP, EmptyPolicy
 
 
 def report(
@@ -15,12 +16,18 @@ def report(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap intervals."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap replicates per interval."),
     baseline: str = typer.Option(None, "--baseline", help="Leaderboard baseline (default: nnU-Nets if present)."),
+    empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
+    pictures: int = typer.Option(6, "--pictures", help="Classes of the first run to picture (lowest DSC first); 0: none."),
+    picture_case: str = typer.Option(None, "--picture-case", help="Picture this case instead of best/median/worst."),
 ) -> None:
     """Write the HTML report; open OUT/index.html in a browser."""
-    from bench.report import write_report  # here, not at import: matplotlib slows every CLI start
+    from bench.report import (
+        write_report,  # here, not at import: matplotlib slows every CLI start
+    )
 
     try:
-        index = write_report(run, out, published, seed, n_boot, baseline)
+        index = write_report(run, out, published, seed, n_boot, baseline, empty_policy=empty_policy,
+                             pictures=pictures, picture_case=picture_case)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -1,81 +1,55 @@
-"""`bench tables`: class-, region- or dataset-wise macro averages of runs next to published numbers."""
+"""`bench tables`: class-, region- or dataset-wise macro averages of runs next to published numbers.
+
+The table goes to stdout alone and the notes to stderr, so ``bench tables ... --format latex > table.tex``
+holds only LaTeX and ``--format csv > table.csv`` parses as one CSV table of plain numbers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import typer
 
-from bench import store
-from bench.catalog import CatalogError, load_catalog, term_key
+from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
-    best_mask, comparable, coverage_lines, layout, published_entries, render, run_entries, shared_region_entries,
+    best_mask,
+    comparability_layout,
+    comparable,
+    coverage_lines,
+    cross_notes,
+    interval_columns,
+    layout,
+    render,
+    shared_region_entries,
     with_intervals,
 )
-from protocols import aggregate, stats
+from protocols import aggregate
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
-from protocols.published import load_published
 
 BY = ("class", "region", "dataset")
 METRIC_CHOICES = {"dsc": ("dsc",), "nsd": ("nsd",), "both": aggregate.METRICS}
+Format = Literal["md", "csv", "latex"]
+EmptyPolicy = Literal["sat", "nan"]
+FORMAT_HELP = "md | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs tabular)"
+POLICY_HELP = ("Re-apply this empty-mask policy from the stored ref_empty/pred_empty flags (sat: both empty -> 1; "
+               "nan: left out); default: each run as stored.")
 
 
-@dataclass(frozen=True)
-class Runs:
-    """Rows of one or more runs: standard rows labelled with the catalog's terms, interactive click rows apart."""
-
-    rows: pd.DataFrame
-    clicks: pd.DataFrame
-    notes: list[str]
+def marked(values: pd.DataFrame, entries: pd.DataFrame, by: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Best-value marks among comparable entries only (same grid, policy and coverage; see bench.tables)."""
+    runs = entries.loc[entries["source"] == "run", "method"].unique()
+    return best_mask(values, comparability_layout(entries, by, metrics).reindex_like(values), runs)
 
 
-def load_runs(run_dirs: Sequence[Path]) -> Runs:
-    """Read the runs' metrics; click rows (a ``click`` value) are summarised per click, not macro-averaged."""
-    rows = store.read_metrics(run_dirs)
-    is_click = rows["click"].notna() if "click" in rows.columns else pd.Series(False, index=rows.index)
-    standard = rows[~is_click]
-    labelled = aggregate.attach_terms(standard, load_catalog().terms, term_key)
-    unassigned = sorted(labelled.loc[labelled["group"] == aggregate.UNASSIGNED, "key"].unique())
-    notes = [f"classes not in the catalog (region 'unassigned'): {', '.join(unassigned)}"] if unassigned else []
-    return Runs(rows=labelled, clicks=rows[is_click], notes=notes)
-
-
-def satds_dataset_name(name: str) -> str:
-    """The SAT-DS name of a dataset named as a paper prints it; unknown names stay as they are."""
-    try:
-        return load_catalog().dataset(name).name
-    except CatalogError:
-        return name
-
-
-def collect_entries(
-    runs: Runs, published: Sequence[str] = (), intervals: np.random.Generator | None = None, n_boot: int = 1000,
-) -> tuple[pd.DataFrame, list[str]]:
-    """(entries of runs and published tables in run order, notes); bootstrap intervals if a generator is given."""
-    if runs.rows.empty:
-        raise ValueError("the runs hold no standard (non-click) rows to macro-average")
-    scores = aggregate.all_scores(runs.rows)
-    ci = stats.bootstrap_ci(runs.rows, intervals, n_boot=n_boot) if intervals is not None else None
-    parts = [run_entries(scores[level], ci[level] if ci else None) for level in aggregate.LEVELS]
-    notes = list(runs.notes)
-    for name in published:
-        entries, skipped = published_entries(load_published(name), term_key, satds_dataset_name)
-        parts.append(entries)
-        notes += skipped
-    entries = pd.concat(parts, ignore_index=True)
-    position = {method: i for i, method in enumerate(dict.fromkeys([*runs.rows["method"], *entries["method"]]))}
-    return entries.sort_values("method", key=lambda m: m.map(position), kind="stable"), notes
-
-
-def protocol_text(
+def protocol_table(
     runs: Runs, published: Sequence[str] = (), by: str = "region", metric: str = "both", fmt: str = "md",
     seed: int | None = None, n_boot: int = 1000,
-) -> str:
-    """The table of one protocol (with 95% bootstrap intervals when a seed is given), then notes."""
+) -> tuple[str, list[str]]:
+    """(the table of one protocol, with 95% bootstrap intervals when a seed is given; notes)."""
     generator = np.random.default_rng(seed) if seed is not None else None
     entries, notes = collect_entries(runs, published, generator, n_boot)
     chosen, left_out = comparable(entries, by)
@@ -84,17 +58,23 @@ def protocol_text(
     text = values
     if seed is not None:
         lo, hi = (layout(chosen, by, metrics, value=v) for v in ("lo", "hi"))
-        text = with_intervals(values, lo, hi)
-        notes.append(f"[lo, hi]: 95% bootstrap interval over cases ({n_boot} replicates, seed {seed})")
-    body = render(text, fmt, best=best_mask(values))
+        text = interval_columns(values, lo, hi) if fmt == "csv" else with_intervals(values, lo, hi)
+        notes.append(f"[lo, hi]: 95% bootstrap interval, cases resampled within each dataset ({n_boot} replicates, "
+                     f"seed {seed})")
+    body = render(text, fmt, best=None if fmt == "csv" else marked(values, chosen, by, metrics))
     shared = shared_region_entries(entries, aggregate.class_groups(runs.rows)) if by == "region" else None
     if shared is not None:
-        values = layout(shared, "region", metrics)
         count = int(shared.loc[shared["key"] == aggregate.OVERALL, "classes"].max())
-        body += f"\nOn the {count} classes every method covers (published class values):\n\n"
-        body += render(values, fmt, best=best_mask(values))
-    lines = [*coverage_lines(entries), *left_out, *notes]
-    return body + "".join(f"\n- {line}" for line in lines) + ("\n" if lines else "")
+        if fmt == "csv":
+            notes.append(f"a second table (regions on the {count} classes every method covers) is printed only "
+                         "with --format md or latex")
+        else:
+            shared_values = layout(shared, "region", metrics)
+            heading = f"On the {count} classes every method covers (published class values):"
+            body += ("\n% " if fmt == "latex" else "\n") + heading + "\n\n"
+            body += render(shared_values, fmt, best=marked(shared_values, shared, "region", metrics))
+    lines = [*coverage_lines(entries), *empty_lines(runs), *left_out, *cross_notes(chosen), *notes]
+    return body, list(dict.fromkeys(lines))
 
 
 def clicks_table(clicks: pd.DataFrame) -> pd.DataFrame:
@@ -107,37 +87,65 @@ def clicks_table(clicks: pd.DataFrame) -> pd.DataFrame:
 def clicks_text(clicks: pd.DataFrame, fmt: str = "md") -> str:
     table = clicks_table(clicks)
     unmarked = pd.DataFrame(False, index=table.index, columns=table.columns)
-    return "Interactive clicks (percent):\n\n" + render(table, fmt, best=unmarked)
+    return render(table, fmt, best=unmarked)
 
 
-def tables_text(
+def tables_output(
     run_dirs: Sequence[Path], published: Sequence[str] = (), by: str = "region", metric: str = "both",
-    fmt: str = "md", seed: int | None = None, n_boot: int = 1000,
-) -> str:
-    """`bench tables` output: the protocol table of the standard rows, then the click summary if any."""
+    fmt: str = "md", seed: int | None = None, n_boot: int = 1000, empty_policy: str | None = None,
+) -> tuple[str, list[str]]:
+    """(`bench tables` output: the protocol table of the standard rows, then the click summary if any; notes)."""
     if by not in BY:
         raise ValueError(f"unknown --by {by!r}; choose one of {', '.join(BY)}")
     if metric not in METRIC_CHOICES:
         raise ValueError(f"unknown --metric {metric!r}; choose one of {', '.join(METRIC_CHOICES)}")
-    runs = load_runs(run_dirs)
-    parts = [protocol_text(runs, published, by, metric, fmt, seed, n_boot)] if not runs.rows.empty else []
+    runs = load_runs(run_dirs, empty_policy)
+    parts, notes = [], []
+    if not runs.rows.empty:
+        body, notes = protocol_table(runs, published, by, metric, fmt, seed, n_boot)
+        parts.append(body)
     if not runs.clicks.empty:
-        parts.append(clicks_text(runs.clicks, fmt))
-    return "\n".join(parts)
+        if parts and fmt == "csv":
+            notes.append("the interactive click summary is left out of CSV beside a protocol table: "
+                         "run `bench tables` on the click runs alone")
+        else:
+            heading = {"md": "Interactive clicks (percent):\n\n", "latex": "% Interactive clicks (percent)\n", "csv": ""}
+            parts.append(heading[fmt] + clicks_text(runs.clicks, fmt))
+    return "\n".join(parts), notes
+
+
+def tables_text(
+    run_dirs: Sequence[Path], published: Sequence[str] = (), by: str = "region", metric: str = "both",
+    fmt: str = "md", seed: int | None = None, n_boot: int = 1000, empty_policy: str | None = None,
+) -> str:
+    """The tables followed by their notes, as one text (for the demo and for reading in a terminal)."""
+    body, notes = tables_output(run_dirs, published, by, metric, fmt, seed, n_boot, empty_policy)
+    return body + "".join(f"\n- {line}" for line in notes) + ("\n" if notes else "")
+
+
+def echo_notes(notes: Sequence[str]) -> None:
+    """Notes go to stderr, one per line, so stdout holds only the table."""
+    for line in notes:
+        typer.echo(f"- {line}", err=True)
 
 
 def tables(
     run: list[Path] = typer.Option(..., "--run", help="Run folder (or metrics.parquet); repeat for several runs."),
     published: list[str] = typer.Option([], "--published", help="Published table, e.g. sat-table1; repeatable."),
-    by: str = typer.Option("region", "--by", help="class | region | dataset"),
-    metric: str = typer.Option("both", "--metric", help="dsc | nsd | both"),
-    fmt: str = typer.Option("md", "--format", help="md | csv | latex"),
+    by: Literal["class", "region", "dataset"] = typer.Option("region", "--by", help="Rows: class, region or dataset."),
+    metric: Literal["dsc", "nsd", "both"] = typer.Option("both", "--metric", help="Metric(s) to show."),
+    fmt: Format = typer.Option("md", "--format", help=FORMAT_HELP),
     seed: int = typer.Option(None, "--ci-seed", help="Add 95% bootstrap intervals over cases, with this seed."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates for --ci-seed."),
+    empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
 ) -> None:
-    """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked."""
+    """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparables.
+
+    The table goes to stdout, notes to stderr."""
     try:
-        typer.echo(tables_text(run, published, by, metric, fmt, seed, n_boot), nl=False)
+        body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
+    typer.echo(body, nl=False)
+    echo_notes(notes)

@@ -1,97 +1,252 @@
-"""Write ``index.html`` and ``figures/`` for runs (the only I/O of the report; layout lives in page/figures)."""
+"""Write ``index.html`` and ``figures/`` for runs (the only I/O of the report; layout lives in page/figures).
+
+Sections: a header (date, harness version and commit, settings, each run's protocol, grid and coverage), the
+leaderboard, region/class/dataset tables with 95% intervals, Fig. 3 bars with error bars, per-region class
+panels, the interactive clicks section (curves with intervals, SAM-Med3D Table 3 layout) and pictures of the
+segmentations. A run with only click rows gets the header and the clicks section.
+"""
 
 from __future__ import annotations
 
+import html
+import platform
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench import store
-from bench.commands.leaderboard import ranked
-from bench.commands.tables import clicks_table, collect_entries, load_runs
+from bench.leaderboard import leaderboard_view, ranked
+from bench.provenance import git_commit, harness_version
 from bench.report import figures
-from bench.report.page import figure, html_table, page
+from bench.report.page import anchor, figure, html_table, page
+from bench.report.pictures import picture_sections
+from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
-    best_mask, comparable, coverage_lines, layout, leaderboard_view, shared_region_entries, with_intervals,
+    best_mask,
+    comparability_layout,
+    comparable,
+    coverage_lines,
+    cross_notes,
+    layout,
+    plural,
+    shared_region_entries,
 )
 from protocols.aggregate import METRICS, OVERALL, class_groups
-from protocols.interactive import mean_curves
+from protocols.interactive import SUMMARY_KEYS, summarise_clicks
+from protocols.published import load_published
+from protocols.stats import mean_interval, paired_tests
 
 _FIGURES = "figures"
+_TABLE3_CLICKS = {1: "1 point", 3: "3 points", 5: "5 points", 10: "10 points"}
+_TABLE3_PUBLISHED = {"dsc@1point": "1 point", "dsc@3points": "3 points", "dsc@5points": "5 points",
+                     "dsc@10points": "10 points"}
 
 
 def write_report(
     run_dirs: Sequence[Path], out_dir: Path, published: Sequence[str] = (), seed: int = 0, n_boot: int = 200,
-    baseline: str | None = None, title: str = "Segmentation benchmark report",
+    baseline: str | None = None, title: str = "Segmentation benchmark report", empty_policy: str | None = None,
+    pictures: int = 6, picture_case: str | None = None,
 ) -> Path:
     """Write the report for ``run_dirs`` (with ``published`` tables) under ``out_dir``; returns index.html.
 
-    Every aggregate shows a 95% bootstrap interval over cases (``n_boot`` replicates from ``seed``).
+    Every aggregate shows a 95% bootstrap interval over cases resampled within datasets (``n_boot`` replicates
+    from ``seed``). ``pictures`` classes of the first run (its lowest mean DSC first) get best/median/worst
+    case pictures, or only ``picture_case``; 0 turns pictures off.
     """
     out_dir = Path(out_dir)
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs, empty_policy)
+    _clear_figures(out_dir / _FIGURES)
+    sections, notes = [], []
+    picture_html, picture_notes, pictured = [], [], []
+    if pictures and not runs.rows.empty:
+        picture_html, picture_notes, pictured = picture_sections(runs, out_dir, pictures, picture_case)
+    if not runs.rows.empty:
+        links = {key: "#" + anchor("pictures", key) for key in pictured}
+        standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline, links)
+        sections += standard
+    if not runs.clicks.empty:
+        sections += _click_sections(runs.clicks, out_dir, np.random.default_rng(seed), n_boot)
+        notes.append("SAM-Med3D Table 3 was scored on volumes resampled to 1.5 mm and cropped to 128^3 around the "
+                     "target: cross-grid context beside any run of this harness")
+    sections += picture_html
+    notes += picture_notes
+    facts = _facts(runs, run_dirs, seed, n_boot, empty_policy, published)
+    metadata_ = {str(path): runs.configs.get(str(path)) or {"metrics": str(path)} for path in run_dirs}
+    index = out_dir / "index.html"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index.write_text(page(title, sections, metadata_, list(dict.fromkeys(notes)), facts))
+    return index
+
+
+def _clear_figures(folder: Path) -> None:
+    """Remove the figures of an earlier report in the same folder, so none is left stale beside the new ones."""
+    for pattern in ("*.png", "*.svg", "pictures/*.png"):
+        for path in folder.glob(pattern):
+            path.unlink()
+
+
+def _standard_sections(
+    runs: Runs, out_dir: Path, published: Sequence[str], seed: int, n_boot: int, baseline: str | None,
+    links: dict[str, str],
+) -> tuple[list[tuple[str, str]], list[str]]:
     rows = runs.rows
     entries, notes = collect_entries(runs, published, np.random.default_rng(seed), n_boot)
-    notes.append(f"[lo, hi]: 95% bootstrap interval over cases ({n_boot} replicates, seed {seed})")
+    notes = [*coverage_lines(entries), *empty_lines(runs), *notes,
+             f"[lo, hi]: 95% bootstrap interval, cases resampled within each dataset ({n_boot} replicates, seed {seed})"]
     groups = class_groups(rows)
+    run_names = list(dict.fromkeys(rows["method"]))
+    board, chosen, board_notes = ranked(entries, "class", baseline)
+    notes += board_notes
+    heading = "Leaderboard (class-wise)" + (f", deltas against {chosen}" if chosen else "")
+    sections = [(heading, html_table(leaderboard_view(board, chosen)))]
     regions, left_out = comparable(entries, "region")
-    notes += left_out
-    sections = [("Region-wise (SAT Table 1 layout)", _table(regions, "region"))]
+    notes += left_out + cross_notes(regions)
+    sections.append(("Region-wise (SAT Table 1 layout)", _table(regions, "region", run_names)))
     shared = shared_region_entries(entries, groups)
     if shared is not None:
         count = int(shared.loc[shared["key"] == OVERALL, "classes"].max())
         values = layout(shared, "region")
-        heading = f"Region-wise on the {count} classes every method covers"
-        sections.append((heading, html_table(values, best_mask(values))))
+        marks = best_mask(values, comparability_layout(shared, "region").reindex_like(values), run_names)
+        sections.append((f"Region-wise on the {count} classes every method covers", html_table(values, marks)))
     for metric in METRICS:
-        values = layout(regions, "region", (metric,)).droplevel("metric")
+        values, lo, hi = (layout(regions, "region", (metric,), value=v).droplevel("metric") for v in ("value", "lo", "hi"))
         stem = f"{_FIGURES}/regions_{metric}"
-        figures.save(figures.region_bars(values, metric), out_dir / stem)
-        sections.append((f"{metric.upper()} per region (Fig. 3 style)", figure(stem, f"{metric.upper()} per region")))
+        figures.save(figures.region_bars(values, metric, lo, hi), out_dir / stem)
+        caption = f"{metric.upper()} per region; error bars: 95% bootstrap intervals of the runs"
+        sections.append((f"{metric.upper()} per region (Fig. 3 style)", figure(stem, caption)))
     classes, left_out = comparable(entries, "class")
     notes += left_out
-    order_by = rows["method"].iloc[0]
+    order_by = run_names[0]
     for metric in METRICS:
-        values = layout(classes, "class", (metric,)).droplevel("metric", axis=1)
-        stem = f"{_FIGURES}/classes_{metric}"
-        figures.save(figures.class_dots(values, groups, metric, order_by), out_dir / stem)
-        caption = f"{metric.upper()} per class, grouped by region, sorted by {order_by} (Fig. 4/5 style)"
-        sections.append((f"{metric.upper()} per class", figure(stem, caption)))
-    sections.append(("Class-wise", _table(classes, "class")))
+        values, lo, hi = (layout(classes, "class", (metric,), value=v).droplevel("metric", axis=1)
+                          for v in ("value", "lo", "hi"))
+        panels = figures.class_panels(values, groups, order_by)
+        parts = []
+        for i, (panel_title, keys) in enumerate(panels):
+            stem = f"{_FIGURES}/classes_{metric}_{i:02d}"
+            figures.save(figures.class_dots(values.loc[keys], metric, panel_title, lo.loc[keys], hi.loc[keys]),
+                         out_dir / stem)
+            parts.append(figure(stem, f"{metric.upper()}, {panel_title}: {len(keys)} classes sorted by {order_by}"))
+        heading = f"{metric.upper()} per class, one panel per region (Fig. 4/5 style, whiskers: 95% intervals)"
+        sections.append((heading, "".join(parts)))
+    sections.append(("Class-wise", _table(classes, "class", run_names, links)))
+    if len(run_names) > 1:
+        sections.append(("Paired tests at the patient level, each run against " + run_names[0],
+                         _paired_table(rows, run_names, np.random.default_rng(seed), n_boot)))
     datasets, left_out = comparable(entries, "dataset")
     notes += left_out
-    sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset")))
-    if not runs.clicks.empty:
-        heading = "Interactive clicks (DSC/NSD@k, final, normalised AUC)"
-        sections.append((heading, html_table(clicks_table(runs.clicks))))
-        curves = mean_curves(runs.clicks)
-        curves = curves.assign(
-            series=curves["model"] + " / " + curves["first_click"] + " + " + curves["prompt_policy"],
-            dsc=curves["dsc"] * 100, nsd=curves["nsd"] * 100,
-        )
-        for metric in METRICS:
-            stem = f"{_FIGURES}/clicks_{metric}"
-            figures.save(figures.click_curves(curves, metric), out_dir / stem)
-            caption = f"{metric.upper()} after k clicks: mean over cases per class (thin) and over classes (bold)"
-            sections.append((f"{metric.upper()} vs clicks", figure(stem, caption)))
-    board, chosen, left_out = ranked(entries, "class", baseline)
-    notes += left_out
-    heading = "Leaderboard (class-wise)" + (f", deltas against {chosen}" if chosen else "")
-    sections.insert(0, (heading, html_table(leaderboard_view(board, chosen))))
-    metadata = {str(path): _metadata(Path(path)) for path in run_dirs}
-    index = out_dir / "index.html"
-    index.write_text(page(title, sections, metadata, list(dict.fromkeys(coverage_lines(entries) + notes))))
-    return index
+    sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset", run_names)))
+    return sections, notes
 
 
-def _table(entries: pd.DataFrame, by: str) -> str:
+def _paired_table(rows: pd.DataFrame, runs: Sequence[str], rng: np.random.Generator, n_boot: int) -> str:
+    """Wilcoxon over cases (each case's mean over the classes both runs scored), the datasets-first mean
+    difference with its 95% bootstrap interval, the rank-biserial effect size and Holm-adjusted p-values."""
+    reference = rows[rows["method"] == runs[0]]
+    tests = paired_tests(reference, {m: rows[rows["method"] == m] for m in runs[1:]}, METRICS, rng, n_boot)
+    table = pd.DataFrame({
+        "run": tests["run"], "metric": tests["metric"], "cases": tests["cases"].astype(str),
+        "classes": tests["classes"].astype(str), "datasets": tests["datasets"].astype(str),
+        runs[0]: 100 * tests["mean_a"], "run mean": 100 * tests["mean_b"], "difference": 100 * tests["difference"],
+        "r": tests["effect_size"], "p": tests["p_value"].map("{:.3g}".format),
+        "p (Holm)": tests["p_holm"].map("{:.3g}".format),
+    }).set_index(["run", "metric"])
+    nan = pd.DataFrame(np.nan, index=table.index, columns=table.columns)
+    lo, hi = nan.copy(), nan.copy()
+    lo["difference"], hi["difference"] = (100 * tests["lo"]).to_numpy(), (100 * tests["hi"]).to_numpy()
+    note = ('<p class="notes">Holm correction over the {} tests of this table; difference: run minus {}, '
+            "cases resampled within datasets for the 95% interval; r: rank-biserial effect size.</p>")
+    return html_table(table, None, lo, hi) + note.format(len(tests), html.escape(runs[0]))
+
+
+def _table(entries: pd.DataFrame, by: str, runs: Sequence[str], links: dict[str, str] | None = None) -> str:
     values = layout(entries, by)
     lo, hi = (layout(entries, by, value=side) for side in ("lo", "hi"))
-    return html_table(with_intervals(values, lo, hi), best_mask(values))
+    marks = best_mask(values, comparability_layout(entries, by).reindex_like(values), runs)
+    return html_table(values, marks, lo, hi, links)
 
 
-def _metadata(path: Path) -> dict:
-    run_dir = path if path.is_dir() else path.parent
-    return store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {"metrics": str(path)}
+def click_curves(clicks: pd.DataFrame, rng: np.random.Generator, n_boot: int) -> pd.DataFrame:
+    """Per series (model / first click + policy) and click: the datasets-first mean over cases of each case's
+    mean over classes, with its 95% bootstrap interval (cases resampled within datasets), in percent."""
+    clicks = clicks.assign(series=clicks["model"] + " / " + clicks["first_click"].astype(str) + " + "
+                           + clicks["prompt_policy"].astype(str))
+    records = []
+    for (series, click), group in clicks.groupby(["series", "click"], sort=True):
+        cases = group.groupby(["dataset", "case_id"], sort=True)[list(METRICS)].mean().reset_index()
+        strata = cases.groupby("dataset", sort=True).ngroup().to_numpy()
+        record = {"series": series, "click": int(click)}
+        for metric in METRICS:
+            mean, lo, hi = mean_interval(cases[metric].to_numpy(), strata, rng, n_boot)
+            record |= {metric: 100 * mean, f"{metric}_lo": 100 * lo, f"{metric}_hi": 100 * hi}
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def table3_layout(curves: pd.DataFrame) -> pd.DataFrame:
+    """SAM-Med3D Table 3: overall Dice after 1, 3, 5 and 10 clicks, one row per series, beside the paper's rows."""
+    runs = curves[curves["click"].isin(_TABLE3_CLICKS)].assign(column=lambda f: f["click"].map(_TABLE3_CLICKS))
+    table = runs.pivot_table(index="series", columns="column", values="dsc", aggfunc="first")
+    paper = load_published("sam-med3d-table3")
+    paper = paper[paper["metric"].isin(_TABLE3_PUBLISHED)]
+    printed = paper.assign(column=paper["metric"].map(_TABLE3_PUBLISHED),
+                           series=paper["method"] + " (SAM-Med3D paper, 1.5 mm grid)")
+    table = pd.concat([table, printed.pivot_table(index="series", columns="column", values="value", aggfunc="first")])
+    return table.reindex(columns=list(_TABLE3_CLICKS.values())).rename_axis(index="method", columns=None)
+
+
+def _click_sections(clicks: pd.DataFrame, out_dir: Path, rng: np.random.Generator, n_boot: int) -> list[tuple[str, str]]:
+    summary = summarise_clicks(clicks)
+    table = summary.set_index([*(c for c in SUMMARY_KEYS if c in summary.columns), "cases"])
+    table = table[[c for c in table.columns if c.startswith(METRICS)]] * 100
+    sections = [("Interactive clicks (DSC/NSD@k, final, normalised AUC)", html_table(table))]
+    curves = click_curves(clicks, rng, n_boot)
+    layout3 = table3_layout(curves)
+    lo = layout3 * np.nan
+    table3_lo, table3_hi = lo.copy(), lo.copy()
+    for series, group in curves[curves["click"].isin(_TABLE3_CLICKS)].groupby("series"):
+        for click, name in _TABLE3_CLICKS.items():
+            row = group[group["click"] == click]
+            if len(row):
+                table3_lo.loc[series, name], table3_hi.loc[series, name] = row["dsc_lo"].iloc[0], row["dsc_hi"].iloc[0]
+    sections.append(("Overall DSC by clicks (SAM-Med3D Table 3 layout)", html_table(layout3, None, table3_lo, table3_hi)))
+    for metric in METRICS:
+        stem = f"{_FIGURES}/clicks_{metric}"
+        figures.save(figures.click_curves(curves, metric), out_dir / stem)
+        caption = (f"{metric.upper()} after k clicks: mean over cases (each case's mean over classes), "
+                   "band: 95% bootstrap interval over cases")
+        sections.append((f"{metric.upper()} vs clicks", figure(stem, caption)))
+    return sections
+
+
+def _facts(
+    runs: Runs, run_dirs: Sequence[Path], seed: int, n_boot: int, empty_policy: str | None, published: Sequence[str],
+) -> dict[str, str]:
+    """The header: when, with what, how, and what each run rests on."""
+    facts = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "harness": f"medseg-bench {harness_version()}" + (f", commit {commit}" if (commit := git_commit()) else ""),
+        "python": platform.python_version(),
+        "settings": (f"bootstrap {n_boot} replicates, seed {seed}, cases resampled within datasets; empty policy "
+                     f"{empty_policy or 'as stored'}; published: {', '.join(published) or 'none'}"),
+    }
+    rows = pd.concat([runs.rows, runs.clicks], ignore_index=True)
+    for path in run_dirs:
+        config = runs.configs.get(str(path)) or {}
+        name = config.get("run") or Path(path).name
+        part = rows[rows["run"] == name] if "run" in rows.columns else rows.iloc[:0]
+        protocol = (f"{config.get('command', 'evaluate')}; grid {part['grid'].iloc[0] if len(part) else '?'}; "
+                    f"empty policy {part['policy'].iloc[0] if len(part) else '?'}; "
+                    f"NSD tolerance {config.get('tolerance_mm', '?')} mm")
+        scored = part[part[list(METRICS)].notna().any(axis=1)] if len(part) else part
+        coverage = ", ".join([plural(scored["class_name"].nunique(), "classes"),
+                              plural(scored["dataset"].nunique(), "datasets"),
+                              plural(scored.groupby(["dataset", "case_id"]).ngroups, "cases")]) if len(scored) else (
+            "no scored rows")
+        made_with = config.get("provenance") or {}
+        made = ", ".join(f"{label} {made_with[k]}" for k, label in (("harness_version", "version"),
+                         ("git_commit", "commit"), ("date", "on")) if made_with.get(k))
+        facts[f"run {name}"] = f"{protocol}; {coverage}" + (f"; made with {made}" if made else "")
+    return facts

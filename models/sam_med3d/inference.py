@@ -94,10 +94,15 @@ class ClickSession:
         """A click given as a native voxel index (a stored prompt): moved to the nearest crop voxel, as the
         official clicks are crop voxel indices. A click outside the crop is passed as it falls (coordinates
         outside 0..127): check `inside_crop` first to skip it instead."""
-        return self.click(np.rint(native_to_crop(point, self.crop)[0]), positive)
+        return self.click(crop_positions(point, self.crop)[0][0], positive)
+
+
+def crop_positions(points: np.ndarray, crop: Crop) -> tuple[np.ndarray, np.ndarray]:
+    """Native voxel indices (N, 3) -> the nearest crop voxels (N, 3, float) and whether each lies in the crop."""
+    positions = np.rint(native_to_crop(points, crop))
+    return positions, np.all((positions >= 0) & (positions < crop.image.shape[-1]), axis=1)
 
 
 def inside_crop(point: tuple[int, ...], crop: Crop) -> bool:
     """Whether a native voxel index falls on a voxel of the 128^3 crop."""
-    position = np.rint(native_to_crop(point, crop)[0])
-    return bool(np.all((position >= 0) & (position < crop.image.shape[-1])))
+    return bool(crop_positions(point, crop)[1][0])

@@ -7,8 +7,9 @@ back with a nearest-neighbour TorchIO Resample onto the native image grid.
 
 Two crop centres: `crop_around_label` is the official one (the crop knows where the target is: oracle
 localisation); `crop_around_point` centres the same TorchIO crop on a click instead (the `harness` preset, where
-a model sees nothing but the clicks). Arrays are in native voxel order with a RAS voxel-to-world affine, as
-`bench.io` reads them and as TorchIO holds them.
+a model sees nothing but the clicks). An image that already is such a crop (a protocol's crop space made it,
+`on_model_grid`) is taken as it is (`as_crop`). Arrays are in native voxel order with a RAS voxel-to-world
+affine, as `bench.io` reads them and as TorchIO holds them.
 """
 
 from __future__ import annotations
@@ -58,13 +59,37 @@ def _canonical(subject: tio.Subject, spacing: tuple[float, float, float]) -> tio
     return tio.ToCanonical()(tio.Resample(target=spacing)(subject))
 
 
+def _normalise(data: torch.Tensor) -> torch.Tensor:
+    """The official ZNormalization (mean and std over voxels > 0, applied to all), as a (1, 1, ...) float32."""
+    return tio.ZNormalization(masking_method=lambda x: x > 0)(data).float()[None]
+
+
 def _finish(canonical: tio.Subject, center_on: str, native_shape, native_affine, size: int,
             keep_label: bool) -> Crop:
     cropped = tio.CropOrPad(target_shape=(size, size, size), mask_name=center_on)(canonical)
-    normalised = tio.ZNormalization(masking_method=lambda x: x > 0)(cropped.image.data)
     label = cropped["label"].data[0].numpy() > 0 if keep_label else None
-    return Crop(image=normalised.float()[None], label=label, affine=cropped.image.affine.copy(),
+    return Crop(image=_normalise(cropped.image.data), label=label, affine=cropped.image.affine.copy(),
                 native_shape=tuple(native_shape), native_affine=np.asarray(native_affine, float))
+
+
+def on_model_grid(shape: tuple[int, ...], affine: np.ndarray, *,
+                  spacing: tuple[float, float, float] = TARGET_SPACING, size: int = CROP_SIZE) -> bool:
+    """Whether an image already is a crop on the model's grid: size^3 voxels of `spacing` in canonical (RAS)
+    axes, as a protocol's crop space (`bench.spaces.crop_space`) hands it over. Resample and ToCanonical would
+    leave it as it is; cropping it again around a click would only shift it and pad it with zeros."""
+    linear = np.asarray(affine, float)[:3, :3]
+    return tuple(shape) == (size,) * 3 and bool(np.allclose(linear, np.diag(spacing), rtol=0, atol=1e-6))
+
+
+def as_crop(image: np.ndarray, affine: np.ndarray) -> Crop:
+    """An image already on the model's grid (`on_model_grid`) as the model's view: of the official chain only
+    the ZNormalization is left to do; the crop's grid is the image's, so `to_native` is the identity."""
+    if not on_model_grid(image.shape, affine):
+        raise ValueError(f"image of shape {image.shape} with affine diagonal {np.diag(np.asarray(affine))[:3]} is "
+                         f"not a {CROP_SIZE}^3 crop of {TARGET_SPACING[0]} mm voxels in RAS axes")
+    data = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32))[None]
+    return Crop(image=_normalise(data), label=None, affine=np.asarray(affine, float).copy(),
+                native_shape=tuple(image.shape), native_affine=np.asarray(affine, float).copy())
 
 
 def crop_around_label(image: np.ndarray, affine: np.ndarray, label: np.ndarray, *,
@@ -112,5 +137,7 @@ def to_native(mask: np.ndarray, crop: Crop) -> np.ndarray:
     ties differently (about 200 of 100,000 voxels on the real CT)."""
     if mask.shape != crop.image.shape[2:]:
         raise ValueError(f"mask of shape {mask.shape} is not the crop's {tuple(crop.image.shape[2:])}")
+    if crop.native_shape == tuple(mask.shape) and np.array_equal(crop.native_affine, crop.affine):
+        return np.asarray(mask, bool)  # the crop is the native grid (`as_crop`)
     reference = tio.ScalarImage(tensor=torch.zeros((1, *crop.native_shape)), affine=crop.native_affine)
     return tio.Resample(target=reference)(_label(mask, crop.affine)).data[0].numpy() > 0

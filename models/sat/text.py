@@ -30,7 +30,7 @@ def modality_code(modality: str) -> int:
     """SAT's modality-embedding index of a modality string ("CT", "MRI T2", "pet", "us", ...)."""
     key = str(modality).strip().lower()
     if key not in MODALITY_CODES:
-        from bench.catalog.terms import modality_prefix  # CT / MRI (any sequence) / PET spellings
+        from protocols.terms import modality_prefix  # CT / MRI (any sequence) / PET spellings
 
         key = modality_prefix(modality)
     return MODALITY_CODES[key]

@@ -7,10 +7,13 @@ alone: SAT's merge script strips the modality and so files `mri_esophagus` under
 
 from __future__ import annotations
 
-from bench.catalog.names import class_name
-
 MODALITIES = ("ct", "mri", "pet")
 _MODALITY_WORDS = {"ct": "ct", "mri": "mri", "mr": "mri", "pet": "pet"}
+
+
+def class_name(label: str) -> str:
+    """The unified spelling of a SAT-DS label: lower case, single spaces."""
+    return " ".join(label.lower().split())
 
 
 def modality_prefix(modality: str) -> str:

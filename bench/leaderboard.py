@@ -1,0 +1,156 @@
+"""The leaderboard: runs ranked among themselves on the keys they all share, published entries beside them.
+
+Ranking on keys some methods lack rewards coverage gaps (a run that skips its hard classes climbs), so runs are
+ranked by their mean on the keys every ranked run covers, and the count of those keys is shown. Runs are ranked
+only against runs of the same grid and empty-mask policy. Published entries are listed after the runs, unranked,
+with their mean on the same common keys (as many as they cover). Deltas against a baseline are on the keys the
+method and the baseline both cover, with the count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.tables import counts, plural, render, restrict_to_runs
+from protocols.aggregate import METRICS
+
+
+def default_baseline(methods: Sequence[str]) -> str | None:
+    """The nnU-Net specialists when present (a run or published entry named nnU-Net...), else none."""
+    return next((m for m in methods if m.lower().startswith("nnu-net")), None)
+
+
+def _means(wide: pd.DataFrame, method: str, keys: pd.Index) -> tuple[dict[str, float], int]:
+    """(metric -> mean of the method over those of ``keys`` it covers, how many it covers)."""
+    means, covered = {}, 0
+    for metric in METRICS:
+        column = wide.get((metric, method))
+        values = column.reindex(keys).dropna() if column is not None else pd.Series(dtype=float)
+        means[metric] = values.mean() if len(values) else np.nan
+        covered = max(covered, len(values))
+    return means, covered
+
+
+def _shared_keys(wide: pd.DataFrame, methods: Sequence[str]) -> pd.Index:
+    """Keys where every method has a value for every metric it reports."""
+    columns = [c for c in wide.columns if c[1] in set(methods)]
+    return wide[columns].dropna().index if columns else pd.Index([])
+
+
+def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | None = None) -> pd.DataFrame:
+    """One row per method: ``rank`` (runs only), means on the ``common`` keys of its ranking group, means on all of
+    its own keys, deltas against ``baseline`` on the keys both cover (``d_keys``), grid, policy and coverage."""
+    frame = entries[entries["level"] == level]
+    wide = frame.pivot_table(index="key", columns=["metric", "method"], values="value", aggfunc="first")
+    methods = list(dict.fromkeys(frame["method"]))
+    if baseline is not None and baseline not in methods:
+        raise ValueError(f"baseline {baseline!r} has no {level} entries; methods: {', '.join(methods)}")
+    protocol = frame.drop_duplicates("method").set_index("method")
+    runs = [m for m in methods if protocol.loc[m, "source"] == "run"]
+    groups = {m: (protocol.loc[m, "grid"], protocol.loc[m, "policy"]) for m in runs}
+    first_group = groups[runs[0]] if runs else None
+    common_of = {group: _shared_keys(wide, [m for m in runs if groups[m] == group]) for group in set(groups.values())}
+    reference = common_of.get(first_group, _shared_keys(wide, methods))
+    rows = []
+    for method in methods:
+        own = frame[frame["method"] == method]
+        row = {"method": method, "source": protocol.loc[method, "source"], "grid": protocol.loc[method, "grid"],
+               "policy": protocol.loc[method, "policy"], "keys": own["key"].nunique()}
+        row |= {m: own.loc[own["metric"] == m, "value"].mean() for m in METRICS}
+        common = common_of[groups[method]] if method in groups else reference
+        means, covered = _means(wide, method, common)
+        row |= {f"common_{m}": v for m, v in means.items()} | {"common_keys": covered, "common_of": len(common)}
+        if baseline:
+            shared = _shared_keys(wide, [method, baseline])
+            mine, _ = _means(wide, method, shared)
+            theirs, _ = _means(wide, baseline, shared)
+            row |= {f"d_{m}": mine[m] - theirs[m] for m in METRICS} | {"d_keys": len(shared)}
+        row["coverage"] = _coverage(entries, method, row["keys"], level)
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    board["_run"] = board["source"] == "run"
+    board["_group"] = [str(groups.get(m, "")) for m in board["method"]]
+    board = board.sort_values(["_run", "_group", "common_dsc", "dsc"], ascending=[False, True, False, False],
+                              na_position="last", kind="stable")
+    ranks = board[board["_run"]].groupby("_group", sort=False).cumcount() + 1
+    board.insert(0, "rank", ranks.reindex(board.index).astype("Int64"))
+    return board.drop(columns=["_run", "_group"]).reset_index(drop=True)
+
+
+def _coverage(entries: pd.DataFrame, method: str, keys: int, level: str) -> str:
+    """A run's counts; a published entry's number of keys."""
+    overall = entries[(entries["method"] == method) & (entries["level"] == "overall") & (entries["source"] == "run")]
+    if len(overall):
+        return counts(overall.iloc[0])
+    return f"{plural(keys, 'classes' if level == 'class' else level + 's')} (published, complete test sets)"
+
+
+def board_notes(board: pd.DataFrame, level: str, baseline: str | None) -> list[str]:
+    """How the board was ranked and what its comparisons cross (grids, policies)."""
+    runs = board[board["source"] == "run"]
+    groups = runs.groupby(["grid", "policy"], sort=False)
+    notes = []
+    for (grid, policy), group in groups:
+        keys = int(group["common_of"].iloc[0])
+        notes.append(f"runs on the {grid} grid, empty policy {policy}: ranked by DSC on the {keys} {level} keys all "
+                     f"{len(group)} of them cover ('DSC (common)'); DSC/NSD (own) are means over each run's own keys")
+    if groups.ngroups > 1:
+        notes.append("runs of different grids or empty policies are ranked separately, never against each other")
+    published = board[board["source"] != "run"]
+    if len(published):
+        notes.append("published entries are listed beside the runs, unranked: their 'common' column says how many of "
+                     "the runs' common keys they cover; they rest on complete test sets, the runs on their coverage")
+        grids = set(runs["grid"])
+        crossed = published[~published["grid"].isin(grids)]
+        notes += [f"{', '.join(group['method'])}: scored on the {grid} grid, cross-grid to every run here"
+                  for grid, group in crossed.groupby("grid", sort=False)]
+    if baseline:
+        notes.append(f"Δ: the method's mean minus {baseline}'s on the keys both cover (count in 'Δ keys')")
+    return notes
+
+
+def leaderboard_view(board: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """The leaderboard as display text: scores in percent, deltas signed, key counts."""
+    view = pd.DataFrame({"rank": board["rank"].map(lambda r: "-" if pd.isna(r) else str(int(r))),
+                         "method": board["method"], "grid": board["grid"]})
+    for metric in METRICS:
+        view[f"{metric.upper()} (common)"] = board[f"common_{metric}"].map(_number)
+    view["common"] = [f"{int(k)}/{int(n)}" for k, n in zip(board["common_keys"], board["common_of"])]
+    for metric in METRICS:
+        view[f"{metric.upper()} (own)"] = board[metric].map(_number)
+    view["keys"] = board["keys"].astype(int).astype(str)
+    if baseline:
+        for metric in METRICS:
+            view[f"Δ{metric.upper()}"] = board[f"d_{metric}"].map(lambda v: _number(v, signed=True))
+        view["Δ keys"] = board["d_keys"].astype(int).astype(str)
+    view["coverage"] = board["coverage"]
+    return view.set_index(["rank", "method"]).astype(str)
+
+
+def _number(value: float, signed: bool = False) -> str:
+    return "-" if pd.isna(value) else f"{value:{'+' if signed else ''}.2f}"
+
+
+def render_leaderboard(board: pd.DataFrame, baseline: str | None, fmt: str = "md") -> str:
+    """The leaderboard as Markdown, LaTeX (text, nothing marked: the rank says it) or CSV (plain numbers)."""
+    if fmt == "csv":
+        columns = ["rank", "method", "source", "grid", "policy", "common_dsc", "common_nsd", "common_keys",
+                   "common_of", "dsc", "nsd", "keys", *(["d_dsc", "d_nsd", "d_keys"] if baseline else []), "coverage"]
+        return render(board[columns].set_index(["rank", "method"]), "csv")
+    view = leaderboard_view(board, baseline)
+    return render(view, fmt, best=pd.DataFrame(False, index=view.index, columns=view.columns))
+
+
+def ranked(
+    entries: pd.DataFrame, by: str = "class", baseline: str | None = None
+) -> tuple[pd.DataFrame, str | None, list[str]]:
+    """(leaderboard, the baseline used, notes: how it was ranked and what the comparisons left out)."""
+    if by not in ("class", "dataset"):
+        raise ValueError(f"unknown --by {by!r}; choose class or dataset")
+    level_entries, left_out = restrict_to_runs(entries, by)
+    chosen = baseline or default_baseline(list(dict.fromkeys(level_entries["method"])))
+    board = leaderboard(pd.concat([level_entries, entries[entries["level"] == "overall"]]), by, chosen)
+    return board, chosen, [*board_notes(board, by, chosen), *left_out]
