@@ -1,5 +1,5 @@
 """Layering, checked on the import graph (every import statement, function-level ones included):
-`protocols/` is pure (no `models`, no `bench`, no clock), `models/` does not reach into the engine, and only the
+`protocols/` is pure (no `models`, no `bench`, no clock), `models/` does not import `bench/`, and only the
 CLI reaches `bench.commands` (commands parse and print; the engine never depends on them)."""
 
 from __future__ import annotations
@@ -9,10 +9,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK = {"time", "datetime"}
-# Engine modules still importing a command module, with the change that removes them; each must still violate
-# (so the list only shrinks): bench/report/write.py takes ranked/collect_entries from bench.commands until the
-# tables work moves them to bench/ (issue 15).
-KNOWN_COMMAND_IMPORTS = {"bench/report/write.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -41,14 +37,8 @@ def test_protocols_import_neither_models_nor_bench_nor_the_clock():
     assert not {k: v for k, v in offenders.items() if v}
 
 
-# What models may take from bench/: the catalog's modality spellings (pure names; SAT's text prompt needs them).
-# Better in protocols/, so that models import nothing from the engine that imports them.
-MODELS_MAY_IMPORT = ("bench.catalog.terms",)
-
-
-def test_models_do_not_import_the_engine():
-    offenders = {str(path.relative_to(ROOT)): sorted(n for n in _imports(path) if _top(n) == "bench"
-                                                     and not n.startswith(MODELS_MAY_IMPORT))
+def test_models_do_not_import_bench():
+    offenders = {str(path.relative_to(ROOT)): sorted(n for n in _imports(path) if _top(n) == "bench")
                  for path in _files("models")}
     assert not {k: v for k, v in offenders.items() if v}
 
@@ -61,7 +51,7 @@ def test_only_the_cli_and_commands_import_commands():
             continue
         if any(name.startswith("bench.commands") for name in _imports(path)):
             offenders.add(relative)
-    assert offenders == KNOWN_COMMAND_IMPORTS
+    assert not offenders
 
 
 def test_the_import_check_sees_function_level_imports(tmp_path):
