@@ -27,6 +27,9 @@ from bench.provenance import provenance
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
 from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
+DISTANCE_COLUMNS = ["hd95_mm", "assd_mm"]
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Everything that determines the numbers of a run (stored in run.json; resuming requires equality)."""
@@ -40,6 +43,7 @@ class RunSettings:
     empty_policy: str = "sat"
     grid: str = "native"
     orientation: str = "RAS"
+    distances: bool = False
 
     def __post_init__(self):
         try:
@@ -57,7 +61,7 @@ class RunSettings:
             "modality": self.modality, "classes": {k: list(v) if not np.isscalar(v) else v
                                                    for k, v in self.classes.items()},
             "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy, "grid": self.grid,
-            "orientation": self.orientation, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
+            "orientation": self.orientation, "distances": self.distances, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
             "provenance": provenance(),
         }
 
@@ -138,7 +142,8 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
         check_same_geometry(ref_volumes[0], volume)
     pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
-        scores = evaluate_case(pred, ref, spacing, settings.classes, settings.tolerance_mm, settings.empty_policy)
+        scores = evaluate_case(pred, ref, spacing, settings.classes, settings.tolerance_mm, settings.empty_policy,
+                               distances=settings.distances)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
@@ -150,7 +155,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
     meta["unscored"] = {"pred": pred_unscored, "ref": ref_unscored}
-    return rows[store.METRIC_COLUMNS], meta
+    return rows[store.METRIC_COLUMNS + (DISTANCE_COLUMNS if settings.distances else [])], meta
 
 
 def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:

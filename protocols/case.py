@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from protocols.boxes import Crop, bounding_box, label_boxes
 from protocols.metrics import check_spacing, check_tolerance, empty_score, surface_overlap
+from protocols.surface_distances import distance_metrics
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 ClassMap = Mapping[str, int | Sequence[int]]
@@ -32,6 +33,8 @@ class ClassScore:
     pred_empty: bool
     ref_voxels: int
     pred_voxels: int
+    hd95_mm: float | None = None
+    assd_mm: float | None = None
 
 
 def _label_values(value: int | Sequence[int]) -> tuple[int, ...]:
@@ -111,8 +114,12 @@ def evaluate_case(
     classes: ClassMap,
     tolerance_mm: float = 1.0,
     empty_policy: str = "sat",
+    *,
+    distances: bool = False,
 ) -> list[ClassScore]:
-    """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values).
+    """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and with
+    `distances` also HD95 and ASSD in mm (`protocols.surface_distances`; NaN when both masks are empty, inf when
+    one is).
 
     A class given several label values is their union (e.g. kidney = left + right kidney). A side may be given
     as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass).
@@ -137,5 +144,12 @@ def evaluate_case(
             nsd = surface_overlap(pred_mask, ref_mask, spacing, tolerance_mm)
         else:
             dsc = nsd = fixed
-        scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels))
+        hd95 = assd = None
+        if distances:
+            if pred_voxels and ref_voxels:
+                hd95, assd = distance_metrics(pred_mask, ref_mask, spacing)
+            else:
+                hd95 = assd = float("nan") if pred_voxels == ref_voxels == 0 else float("inf")
+        scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
+                                 hd95, assd))
     return scores

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from protocols.boxes import bounding_box
+from protocols.metrics import check_masks
 from protocols.surfels import border_vertices, neighbour_codes, surfel_area_table
 
 
@@ -42,11 +43,7 @@ def surface_distances(
 
 
 def _check(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float | None:
-    for name, mask in (("pred", pred), ("ref", ref)):
-        if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.ndim not in (2, 3):
-            raise ValueError(f"{name} must be a 2D or 3D boolean numpy array")
-    if pred.shape != ref.shape or len(spacing) != pred.ndim or min(spacing) <= 0:
-        raise ValueError(f"shapes {pred.shape}, {ref.shape} and spacing {tuple(spacing)} do not fit together")
+    check_masks(pred, ref, spacing)
     pred_empty, ref_empty = not pred.any(), not ref.any()
     if pred_empty and ref_empty:
         return float("nan")

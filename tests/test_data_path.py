@@ -313,3 +313,22 @@ def test_grid_satds_scores_on_sat_grid_and_is_recorded(shared_dir, tmp_path):
     assert [satds.loc[s.class_name, "nsd"] for s in expected] == [s.nsd for s in expected]
     assert satds.loc["spleen", "nsd"] != native.loc["spleen", "nsd"]
     assert json.loads((tmp_path / "satds" / "run.json").read_text())["grid"] == "satds"
+
+
+def test_distances_are_extra_columns_on_request(tmp_path):
+    import surface_distance
+
+    command = _folder_run(tmp_path, n=1)
+    plain = _invoke(*command)
+    assert plain.exit_code == 0 and "hd95_mm" not in pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    result = _invoke(*command[:-8], "--out", tmp_path / "dist", *command[-6:], "--distances")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "dist" / "metrics.parquet").set_index("class_name")
+    ref = read_label_map(tmp_path / "ref" / "case_0.nii.gz")
+    pred = read_label_map(tmp_path / "pred" / "case_0.nii.gz")
+    for name, value in (("liver", 1), ("spleen", 2)):
+        distances = surface_distance.compute_surface_distances(ref.array == value, pred.array == value, ref.spacing)
+        assert rows.loc[name, "hd95_mm"] == pytest.approx(surface_distance.compute_robust_hausdorff(distances, 95),
+                                                          abs=1e-9)
+        assert rows.loc[name, "dsc"] == pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index(
+            "class_name").loc[name, "dsc"]

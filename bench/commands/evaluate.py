@@ -62,6 +62,7 @@ def evaluate(
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
     empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
+    distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
     workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel (Dask: local cluster size)."),
     executor: Executor = typer.Option(Executor.local, help="Run cases in local processes or on a Dask cluster."),
     scheduler: str = typer.Option(None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."),
@@ -76,7 +77,7 @@ def evaluate(
         settings = RunSettings(
             run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
             classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
-            orientation=target.orientation,
+            orientation=target.orientation, distances=distances,
         )
         check_out_dir(out, pred, ref, root)
         pairs, unmatched = match_predictions(pred, target.refs)
