@@ -8,12 +8,15 @@ themselves (a task carries paths, never volumes), so on a cluster the data must 
 - `local` with `workers>1`: a process pool whose workers die with their parent.
 - `dask`: an existing scheduler (`scheduler="tcp://host:8786"`, e.g. from `dask scheduler` / `dask worker` or
   dask-jobqueue), or a `LocalCluster` of `workers` single-threaded processes started here. A task lost with its
-  worker is retried (`retries`); a retried case rewrites the same case file, so it is never stored twice.
+  worker is retried (`retries`); a retried case rewrites the same case file, so it is never stored twice. Cases
+  go to the cluster in chunks (about four per worker thread), since a task per case costs more in scheduling
+  than a fast case takes.
   `resources={"GPU": 1}` keeps model tasks one per GPU on workers started with `--resources GPU=1`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -51,18 +54,53 @@ def _local(task: Callable[[Case], None], cases: Sequence[Case], workers: int,
             yield futures[future], future.exception()
 
 
-def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, scheduler: str | None,
-          retries: int, resources: dict | None) -> Iterator[tuple[Case, BaseException | None]]:
-    from distributed import Client, LocalCluster, as_completed as dask_completed
+def local_cluster(workers: int):
+    """A Dask LocalCluster of single-threaded worker processes, without the nanny's MALLOC_TRIM_THRESHOLD_=65536:
+    that setting makes glibc return every large array to the system at once, which made scoring 1.8x slower per
+    case in a worker than in this process (AMOS-size label maps, measured)."""
+    import dask
+    from distributed import LocalCluster
 
-    cluster = None if scheduler else LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
-                                                  dashboard_address=None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def _run_chunk(task: Callable[[Case], None], chunk: Sequence[Case],
+               caught: tuple[type[BaseException], ...]) -> list[BaseException | None]:
+    """A Dask task: several cases in a row on one worker (a task per case costs more in scheduling than a fast
+    case takes); each case's failure is returned, not raised, so the other cases of the chunk still run."""
+    outcomes: list[BaseException | None] = []
+    for case in chunk:
+        try:
+            task(case)
+        except caught as error:
+            outcomes.append(error)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
+def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, scheduler: str | None,
+          retries: int, resources: dict | None,
+          caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
+    from distributed import Client, as_completed as dask_completed
+
+    cluster = None if scheduler else local_cluster(workers)
     client = Client(scheduler or cluster)
     try:
-        futures = client.map(task, list(cases), pure=False, retries=retries, resources=resources)
-        case_of = {future.key: case for future, case in zip(futures, cases)}
+        slots = max(sum(client.nthreads().values()), 1)
+        size = max(1, math.ceil(len(cases) / (4 * slots)))  # about four chunks per worker thread
+        chunks = [list(cases[i:i + size]) for i in range(0, len(cases), size)]
+        futures = [client.submit(_run_chunk, task, chunk, caught, pure=False, retries=retries, resources=resources)
+                   for chunk in chunks]
+        chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks)}
         for future in dask_completed(futures):
-            yield case_of[future.key], future.exception() if future.status == "error" else None
+            chunk = chunk_of[future.key]
+            if future.status == "error":
+                error = future.exception()
+                yield from ((case, error) for case in chunk)
+            else:
+                yield from zip(chunk, future.result())
     finally:
         client.close()
         if cluster is not None:
@@ -76,5 +114,5 @@ def map_cases(task: Callable[[Case], None], cases: Sequence[Case], *, executor: 
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if executor == "dask":
-        return _dask(task, cases, workers, scheduler, retries, resources)
+        return _dask(task, cases, workers, scheduler, retries, resources, caught)
     return _local(task, cases, workers, caught)

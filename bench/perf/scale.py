@@ -21,7 +21,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=40)
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from bench.executors import local_cluster
 
     settings = RunSettings(run="perf", model="degraded", dataset="AMOS22_CT", modality="CT", classes=CLASSES)
     rates = {}
@@ -32,8 +34,7 @@ def main() -> None:
         evaluate_folders(pred, ref, root / "local", settings, progress=False)
         rates["local, 1 worker"] = args.cases / (time.perf_counter() - start)
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with local_cluster(workers) as cluster, Client(cluster) as client:
                 client.run(importlib.import_module, "bench.evaluation")  # as warm as this process
                 start = time.perf_counter()  # the cluster is up: its start-up is not the run's
                 evaluate_folders(pred, ref, root / f"dask{workers}", settings, progress=False, executor="dask",
