@@ -67,11 +67,12 @@ def write_model(folder: Path, plans: dict, description: dict, seed: int) -> Path
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    torch.manual_seed(seed)
     config = PlansManager(json.loads(json.dumps(plans))).get_configuration("3d_fullres")
-    network = get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
-                                     config.network_arch_init_kwargs_req_import, 1,
-                                     len(description["labels"]), allow_init=True, deep_supervision=False)
+    with torch.random.fork_rng(devices=[]):  # module initialisers draw from torch's global generator: seed it
+        torch.manual_seed(seed)              # for this network only and restore the caller's state after
+        network = get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
+                                         config.network_arch_init_kwargs_req_import, 1,
+                                         len(description["labels"]), allow_init=True, deep_supervision=False)
     (folder / "fold_0").mkdir(parents=True)
     (folder / "plans.json").write_text(json.dumps(plans))
     (folder / "dataset.json").write_text(json.dumps(description))

@@ -71,9 +71,10 @@ def write_random_model_folder(path: Path, *, patch_size: tuple[int, int, int] = 
     (path / "inference_info.json").write_text(json.dumps(
         {"point_radius": 4, "interaction_decay": 0.98, "pad_mode_image": "constant"}))
     manager = PlansManager(plans)
-    torch.manual_seed(seed)
-    network = nnInteractiveTrainer_stub.build_network_architecture(
-        manager, manager.get_configuration(CONFIGURATION), 1 + 7, 2, enable_deep_supervision=False)
+    with torch.random.fork_rng(devices=[]):  # module initialisers draw from torch's global generator: seed it
+        torch.manual_seed(seed)              # for this network only and restore the caller's state after
+        network = nnInteractiveTrainer_stub.build_network_architecture(
+            manager, manager.get_configuration(CONFIGURATION), 1 + 7, 2, enable_deep_supervision=False)
     torch.save({"trainer_name": "nnInteractiveTrainer_stub", "init_args": {"configuration": CONFIGURATION},
                 "network_weights": network.state_dict()}, path / "fold_0" / "checkpoint_final.pth")
     return path
