@@ -22,3 +22,31 @@ def satds_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def ts_raw_dataset(shared_dir, tmp_path_factory):
+    """A factory: an nnU-Net raw folder `name` holding the real TotalSegmentator example CT as
+    imagesTs/ts_0001_0000.nii.gz and the classes `keep` (name -> label value in seg_total) renumbered 1..n as
+    labelsTs/ts_0001.nii.gz, with its dataset.json."""
+    import json
+
+    import numpy as np
+
+    from bench.io import read_label_map, read_volume, write_volume
+
+    def make(name: str, keep: dict[str, int]) -> Path:
+        source = shared_dir / "data" / "totalsegmentator_example"
+        ct, seg = read_volume(source / "ct.nii.gz"), read_label_map(source / "seg_total.nii.gz")
+        root = tmp_path_factory.mktemp("raw") / name
+        labels = np.zeros(seg.array.shape, np.uint8)
+        for new, value in enumerate(keep.values(), 1):
+            labels[seg.array == value] = new
+        write_volume(root / "imagesTs" / "ts_0001_0000.nii.gz", ct.array, ct.affine)
+        write_volume(root / "labelsTs" / "ts_0001.nii.gz", labels, ct.affine)
+        (root / "dataset.json").write_text(json.dumps({
+            "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTest": 1,
+            "labels": {"background": 0, **{label: i for i, label in enumerate(keep, 1)}}}))
+        return root
+
+    return make

@@ -3,7 +3,6 @@ dataset built from the real TotalSegmentator CT in ../shared."""
 
 from __future__ import annotations
 
-import json
 
 import nibabel as nib
 import numpy as np
@@ -13,27 +12,16 @@ from typer.testing import CliRunner
 
 import bench.runner as runner
 from bench.cli import app
-from bench.io import read_label_map, read_volume, write_volume
+from bench.io import read_label_map, write_volume
 from bench.presets import preset_names
 
 KEEP = {"spleen": 1, "kidney_right": 2, "gallbladder": 4}
 
 
 @pytest.fixture(scope="module")
-def raw_dataset(shared_dir, tmp_path_factory):
+def raw_dataset(ts_raw_dataset):
     """Dataset991_TSExample: the real CT as imagesTs/ts_0001_0000.nii.gz, three of its classes as labelsTs."""
-    source = shared_dir / "data" / "totalsegmentator_example"
-    ct, seg = read_volume(source / "ct.nii.gz"), read_label_map(source / "seg_total.nii.gz")
-    root = tmp_path_factory.mktemp("raw") / "Dataset991_TSExample"
-    labels = np.zeros(seg.array.shape, np.uint8)
-    for new, value in enumerate(KEEP.values(), 1):
-        labels[seg.array == value] = new
-    write_volume(root / "imagesTs" / "ts_0001_0000.nii.gz", ct.array, ct.affine)
-    write_volume(root / "labelsTs" / "ts_0001.nii.gz", labels, ct.affine)
-    (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTest": 1,
-        "labels": {"background": 0, **{name: i for i, name in enumerate(KEEP, 1)}}}))
-    return root
+    return ts_raw_dataset("Dataset991_TSExample", KEEP)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import bench.runner as runner  # noqa: E402
 from bench.cli import app  # noqa: E402
-from bench.io import read_label_map, read_volume, write_volume  # noqa: E402
+from bench.io import read_label_map, read_volume  # noqa: E402
 from bench.presets import load_protocol  # noqa: E402
 from bench.spaces import crop_space, resample  # noqa: E402
 from models.base import Image, Target  # noqa: E402
@@ -109,20 +109,9 @@ def fresh_models(fake_registered):
 
 
 @pytest.fixture(scope="module")
-def raw_dataset(shared_dir, tmp_path_factory):
+def raw_dataset(ts_raw_dataset):
     """Dataset993_TSSamMed3D: the real CT (122 x 101 x 30 at 3 mm) with its gallbladder and liver as labels."""
-    source = shared_dir / "data" / "totalsegmentator_example"
-    ct, seg = read_volume(source / "ct.nii.gz"), read_label_map(source / "seg_total.nii.gz")
-    root = tmp_path_factory.mktemp("raw") / "Dataset993_TSSamMed3D"
-    labels = np.zeros(seg.array.shape, np.uint8)
-    for new, value in enumerate(KEEP.values(), 1):
-        labels[seg.array == value] = new
-    write_volume(root / "imagesTs" / "ts_0001_0000.nii.gz", ct.array, ct.affine)
-    write_volume(root / "labelsTs" / "ts_0001.nii.gz", labels, ct.affine)
-    (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTest": 1,
-        "labels": {"background": 0, **{name: i for i, name in enumerate(KEEP, 1)}}}))
-    return root
+    return ts_raw_dataset("Dataset993_TSSamMed3D", KEEP)
 
 
 def _run(raw_dataset, out, preset: str, n_clicks: int, *classes: str):

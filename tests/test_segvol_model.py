@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from bench import runner
 from bench.cli import app
-from bench.io import read_label_map, read_volume, write_volume
+from bench.io import read_label_map, read_volume
 from models.parity import parity_tensor
 from models.registry import get_model
 from models.segvol.checkpoint import official_layout
@@ -108,20 +108,9 @@ def checkpoint_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def raw_dataset(shared_dir, tmp_path_factory):
+def raw_dataset(ts_raw_dataset):
     """Dataset993_SegVolTS: the real CT (122 x 101 x 30) with its liver and spleen as labelsTs."""
-    source = shared_dir / "data" / "totalsegmentator_example"
-    ct, seg = read_volume(source / "ct.nii.gz"), read_label_map(source / "seg_total.nii.gz")
-    root = tmp_path_factory.mktemp("raw") / "Dataset993_SegVolTS"
-    labels = np.zeros(seg.array.shape, np.uint8)
-    for new, value in enumerate(KEEP.values(), 1):
-        labels[seg.array == value] = new
-    write_volume(root / "imagesTs" / "ts_0001_0000.nii.gz", ct.array, ct.affine)
-    write_volume(root / "labelsTs" / "ts_0001.nii.gz", labels, ct.affine)
-    (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTest": 1,
-        "labels": {"background": 0, **{name: i for i, name in enumerate(KEEP, 1)}}}))
-    return root
+    return ts_raw_dataset("Dataset993_SegVolTS", KEEP)
 
 
 @pytest.fixture
