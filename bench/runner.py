@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from bench import store
 from bench.catalog import CatalogError, load_catalog
@@ -133,6 +134,29 @@ def model_for(spec: RunSpec) -> Model:
             model.load_checkpoint(spec.checkpoint, trust=spec.trust_checkpoint)
         _MODELS[key] = model.to(spec.device)
     return _MODELS[key]
+
+
+def parse_model_args(items: list[str] | None) -> dict:
+    """`key=value` pairs; values read as YAML scalars (numbers, true/false), else strings."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--model-args {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str] | None, checkpoint: Path | None,
+               trust_checkpoint: bool, device: str, only: list[str] | None, replay: Path | None) -> RunSpec:
+    """The RunSpec of `bench run` and `bench clicks`: the preset's model options under the user's, the checkpoint,
+    and the device (auto: CUDA when the model declares it and torch sees a GPU). Builds and loads the model once
+    (kept for the run), so a bad checkpoint fails before any case."""
+    options = {**protocol.model_args_for(model), **parse_model_args(model_args)}
+    spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options,
+                   checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
+                   classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
+    return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
 
 
 def given_kinds(model: Model, protocol: Protocol) -> set[str]:

@@ -87,6 +87,35 @@ def test_bench_clicks_takes_cases_and_classes_from_a_catalog_dataset(raw_dataset
 
 
 @pytest.mark.slow
+def test_bench_clicks_under_a_preset_gives_bench_runs_rows(raw_dataset, tmp_path):
+    """`bench clicks --protocol P` is `bench run --protocol P` without the masks: same clicks, same scores."""
+    common = ["--model", "region_growing", "--root", str(raw_dataset), "--protocol", "sam-med3d-paper",
+              "--n-clicks", "2", "--class", "gallbladder", "--seed", "5"]
+    clicked = CliRunner().invoke(app, ["clicks", *common, "--out", str(tmp_path / "c")])
+    assert clicked.exit_code == 0, clicked.output
+    assert "under sam-med3d-paper" in clicked.output and "max DSC over clicks" in clicked.output
+    ran = CliRunner().invoke(app, ["run", *common, "--out", str(tmp_path / "r")])
+    assert ran.exit_code == 0, ran.output
+    columns = ["case_id", "class_name", "click", "dsc", "nsd", "pred_voxels", "protocol", "prompt_policy", "seed"]
+    c, r = (pd.read_parquet(tmp_path / name / "metrics.parquet")[columns] for name in ("c", "r"))
+    pd.testing.assert_frame_equal(c, r)
+    assert c.click.tolist() == [1, 2] and set(c.protocol) == {"sam-med3d-paper"} and set(c.seed) == {5}
+    assert c.prompt_policy.iloc[0] == "ritm@2,random_error@3" and not (tmp_path / "c" / "predictions").exists()
+
+
+def test_bench_clicks_protocol_errors_are_one_line(raw_dataset, tmp_path):
+    base = ["clicks", "--model", "region_growing", "--root", str(raw_dataset), "--out", str(tmp_path / "o")]
+    for extra, message in [(["--protocol", "sam-med2d"], "--protocol sam-med2d gives no clicks (prompts: boxes)"),
+                           (["--protocol", "harness", "--policy", "random_error", "--tolerance", "2"],
+                            "drop --policy, --tolerance"),
+                           (["--protocol", "sam-med4d"], "unknown protocol 'sam-med4d'"),
+                           (["--model-args", "x"], "expected key=value")]:
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
 def test_bench_run_on_a_catalog_dataset_by_name(shared_dir, tmp_path):
     """`--dataset AMOS22_CT --root DIR`: SAT's test split, the catalog's classes (derived `kidney` = left + right)
     and modality, on the real AMOS label (the image is made from it: the label is what the catalog path reads)."""

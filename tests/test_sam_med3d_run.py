@@ -109,3 +109,32 @@ def test_bench_run_with_parity_weights_on_the_real_ct(checkpoint, raw_dataset, t
     np.testing.assert_array_equal(mask, to_native(second.crop_mask, crop))
     where = native_to_crop(np.argwhere(mask), crop)
     assert np.all((where > -0.5) & (where < 127.5))  # nothing outside the crop
+
+
+@pytest.mark.slow
+def test_bench_clicks_loads_the_checkpoint_under_the_paper_preset(checkpoint, raw_dataset, tmp_path):
+    """The issue's command: `bench clicks --model sam-med3d-turbo --checkpoint PATH --root DIR --protocol
+    sam-med3d-paper`: the checkpoint's weights, the preset's clicks (RITM first, newest click only), per-click rows,
+    and the paper-era max over clicks printed as such."""
+    path, weights = checkpoint
+    runner._MODELS.clear()
+    out = tmp_path / "clicks"
+    result = CliRunner().invoke(app, ["clicks", "--model", "sam-med3d-turbo", "--checkpoint", str(path), "--root",
+                                      str(raw_dataset), "--protocol", "sam-med3d-paper", "--n-clicks", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = next(iter(runner._MODELS.values()))
+    runner._MODELS.clear()
+    assert torch.equal(model.network.state_dict()["mask_decoder.iou_token.weight"],
+                       weights["mask_decoder.iou_token.weight"])
+    rows = pd.read_parquet(out / "metrics.parquet")
+    assert rows.click.tolist() == [1, 2] and set(rows.protocol) == {"sam-med3d-paper"}
+    assert rows.first_click.iloc[0] == "ritm" and rows.dsc.between(0, 1).all()
+    config = json.loads((out / "run.json").read_text())
+    assert config["model_provenance"]["sha256"] == sha256_of(path) and config["protocol"]["name"] == "sam-med3d-paper"
+    assert "max DSC over clicks" in result.output
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    refused = CliRunner().invoke(app, ["clicks", "--model", "sam-med3d-turbo", "--checkpoint", str(bad), "--root",
+                                       str(raw_dataset), "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and str(bad) in refused.output and "Traceback" not in refused.output

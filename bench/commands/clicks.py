@@ -1,12 +1,15 @@
-"""`bench clicks`: simulated interactive segmentation with a click policy given on the command line.
+"""`bench clicks`: simulated interactive segmentation, a score after every click.
 
-It is `bench run` under an ad-hoc protocol: native grid, millimetre distances, `--first-click` for click 1 and
-`--policy` for every later one, `--n-clicks`, `--seed`. For every case (image `<case>_0000.nii.gz` or
-`<case>.nii.gz` in --images, label map `<case>.nii.gz` in --refs; or the cases of a catalog-style dataset under
---root, with its class map) and every class present in the reference, one row per (case, class, click) goes to
-the results store; the clicks go to `prompts/<case>/<class>.json` with the seed that made them. The same seed
-gives every model the same first click; `--replay RUN` gives a model the stored clicks of another run in order
-(after them, the policy takes over), and replays a run exactly for the same model.
+The clicks come from a protocol preset (`--protocol sam-med3d-paper`, `harness`, ...: `bench run`'s presets, with
+their crop space, feed and scoring) or from an ad-hoc protocol given on the command line: native grid, millimetre
+distances, `--first-click` for click 1 and `--policy` for every later one. `--n-clicks` and `--seed` override
+either. For every case (image `<case>_0000.nii.gz` or `<case>.nii.gz` in --images, label map `<case>.nii.gz` in
+--refs; or the cases of a catalog-style dataset under --root, with its class map) and every class present in the
+reference, one row per (case, class, click) goes to the results store; the clicks go to
+`prompts/<case>/<class>.json` with the seed that made them. The same seed gives every model the same first click;
+`--replay RUN` gives a model the stored clicks of another run in order (after them, the policy takes over), and
+replays a run exactly for the same model. Weights: `--checkpoint` (an official file, loaded without unpickling
+arbitrary objects unless `--trust-checkpoint`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import pandas as pd
 import typer
 
 from bench.io import InputError
-from bench.runner import RunSpec, resolve_sources, run_cases
+from bench.presets import load_protocol, preset_names
+from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases
+from models.checkpoints import CheckpointError
 from models.registry import model_names
-from protocols.interactive import summarise_clicks
+from protocols.interactive import max_over_clicks, summarise_clicks
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
-from protocols.protocol import FEEDS, Protocol, parse_protocol
+from protocols.protocol import FEEDS, Protocol, ProtocolError, parse_protocol, with_overrides
+
+AD_HOC = {"policy": "center_largest_error", "first_click": "center", "feed": "all", "tolerance": 1.0}
 
 
 def click_protocol(*, first_click: str, policy: str, n_clicks: int, seed: int, tolerance_mm: float,
@@ -55,6 +62,35 @@ def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = N
         typer.echo(f"| {row.class_name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
+def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol) -> None:
+    """The per-class click table, and the paper-era max over clicks where the protocol reports it."""
+    how = f" ({protocol.description})" if protocol.name == "clicks" else ""
+    print_click_summary(rows, f"{model} under {protocol.name}{how}: mean over cases of DSC/NSD after k clicks "
+                              f"(NSD tolerance {protocol.scoring.tolerance_mm:g} mm)", n_clicks=protocol.prompts.n_clicks)
+    if "max_over_clicks" in protocol.scoring.report:
+        typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
+        typer.echo(max_over_clicks(rows).to_string(index=False))
+
+
+def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | None, **ad_hoc) -> Protocol:
+    """A click preset (its settings, `--n-clicks`/`--seed` overriding) or the ad-hoc protocol of `--policy`,
+    `--first-click`, `--feed` and `--tolerance` (defaults in AD_HOC); both at once is an error."""
+    given = sorted(f"--{name.replace('_', '-')}" for name, value in ad_hoc.items() if value is not None)
+    if protocol is None:
+        settings = {name: AD_HOC[name] if value is None else value for name, value in ad_hoc.items()}
+        return click_protocol(first_click=settings["first_click"], policy=settings["policy"],
+                              n_clicks=10 if n_clicks is None else n_clicks, seed=seed or 0,
+                              tolerance_mm=settings["tolerance"], feed=settings["feed"])
+    if given:
+        raise InputError(f"--protocol {protocol} sets the clicks and the scoring; drop {', '.join(given)} (or drop "
+                         "--protocol for an ad-hoc protocol)")
+    preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
+    if not preset.interactive:
+        raise InputError(f"--protocol {preset.name} gives no clicks (prompts: {', '.join(preset.prompts.kinds)}); "
+                         "run it with `bench run`")
+    return preset
+
+
 def clicks(
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
     images: Path = typer.Option(None, help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
@@ -62,17 +98,28 @@ def clicks(
     root: Path = typer.Option(None, help="Catalog-style dataset folder (nnU-Net raw, MSD; class map from the "
                                          "catalog or its dataset.json) instead of --images/--refs."),
     split: str = typer.Option("test", help="SAT's split of a catalog dataset (with --root): test, train or all."),
+    manifest: Path = typer.Option(None, help="Case manifest (YAML/JSON, or SAT-DS .jsonl) under --root."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/ and prompts/."),
     classes: Path = typer.Option(None, help="JSON class map ({'liver': 1} or {'1': 'liver'} or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen'."),
     only: list[str] = typer.Option(None, "--class", help="Only this class (repeatable)."),
-    policy: str = typer.Option("center_largest_error", help=f"Next-click policy: {', '.join(sorted(NEXT_CLICKS))}."),
-    first_click: str = typer.Option("center", help=f"First click: {' or '.join(FIRST_CLICKS)}."),
-    n_clicks: int = typer.Option(10, help="Clicks per target."),
-    seed: int = typer.Option(0, help="Run seed; every prompt's generator is derived from it by hashing."),
-    feed: str = typer.Option("all", help="Give the model all clicks so far, or only the newest (a model that "
-                                         "feeds back its previous logits)."),
-    tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
+    protocol: str = typer.Option(None, help=f"A click preset ({', '.join(preset_names())}) or YAML file, instead "
+                                            "of --policy/--first-click/--feed/--tolerance."),
+    policy: str = typer.Option(None, help=f"Next-click policy: {', '.join(sorted(NEXT_CLICKS))} (default "
+                                          f"{AD_HOC['policy']})."),
+    first_click: str = typer.Option(None, help=f"First click: {' or '.join(FIRST_CLICKS)} (default "
+                                               f"{AD_HOC['first_click']})."),
+    n_clicks: int = typer.Option(None, help="Clicks per target (default 10, or the preset's)."),
+    seed: int = typer.Option(None, help="Run seed; every prompt's generator is derived from it by hashing "
+                                        "(default 0, or the preset's)."),
+    feed: str = typer.Option(None, help="Give the model all clicks so far, or only the newest (a model that "
+                                        "feeds back its previous logits). Default: all."),
+    tolerance: float = typer.Option(None, help="NSD tolerance in mm (default 1)."),
+    model_args: list[str] = typer.Option(None, "--model-args", help="Model option key=value (repeatable)."),
+    checkpoint: Path = typer.Option(None, help="Official checkpoint file (or folder) to load."),
+    trust_checkpoint: bool = typer.Option(False, help="Unpickle everything in the checkpoint (only for files "
+                                                      "you trust: arbitrary code can run)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: catalog name or reference "
                                            "folder name)."),
     modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's; CT "
@@ -81,32 +128,40 @@ def clicks(
     replay: Path = typer.Option(None, help="A previous `bench clicks` or `bench run` folder: give its stored "
                                            "clicks, in order, in place of the policy (same prompts for another "
                                            "model)."),
+    overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
     workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (Dask: local cluster size)."),
     executor: str = typer.Option("local", help="Where cases run: local (this process or a pool) or dask."),
     scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
     try:
-        protocol = click_protocol(first_click=first_click, policy=policy, n_clicks=n_clicks, seed=seed,
-                                  tolerance_mm=tolerance, feed=feed)
-        sources, label = resolve_sources(dataset=dataset, root=root, split=split, images=images, refs=refs,
-                                         classes=classes, labels=labels,
+        chosen = chosen_protocol(protocol, n_clicks=n_clicks, seed=seed, policy=policy, first_click=first_click,
+                                 feed=feed, tolerance=tolerance)
+        sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
+                                         refs=refs, classes=classes, labels=labels,
                                          modality=modality or ("CT" if root is None else None))
         known = set().union(*(source.classes for source in sources))
         unknown = sorted(set(only or ()) - known)
         if unknown:
             raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(sorted(known))})")
-        spec = RunSpec(run=run or out.name, model=model, protocol=protocol, classes=tuple(only) if only else None,
-                       replay=str(replay.resolve()) if replay else None)
-        rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False, workers=workers,
-                                        executor=executor, scheduler=scheduler)
-    except (InputError, ValueError) as error:
+        spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
+                          checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
+                          replay=replay)
+        rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False,
+                                        overwrite=overwrite, workers=workers, executor=executor, scheduler=scheduler)
+    except CaseFailures as failures:
+        for case, message in failures.errors.items():
+            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
+        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
+                    "same command again to resume.", fg="red", err=True)
+        raise typer.Exit(1) from failures
+    except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
-    typer.echo(f"simulated {done} case(s), {skipped} already stored in {out}")
+    typer.echo(f"simulated {done} case(s), {skipped} already stored in {out} (protocol {chosen.name}, device "
+               f"{spec.device})")
     if rows.empty:
         typer.secho(f"error: no reference of the {done + skipped} case(s) contains any requested class, so there was "
                     "nothing to click on; check --class and the class map", fg="red", err=True)
         raise typer.Exit(1)
-    print_click_summary(rows, f"{model}: mean over cases of DSC/NSD after k clicks ({first_click} first click, "
-                              f"then {policy}; NSD tolerance {tolerance:g} mm)", n_clicks=n_clicks)
+    print_click_results(rows, model, chosen)

@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import typer
 
-from bench.commands.clicks import print_click_summary
+from bench.commands.clicks import print_click_results
 from bench.commands.evaluate import print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import CaseFailures, RunSpec, model_for, resolve_device, resolve_sources, run_cases
+from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases
 from models.checkpoints import CheckpointError
 from models.registry import model_names
-from protocols.interactive import max_over_clicks
 from protocols.protocol import ProtocolError, with_overrides
-
-
-def parse_model_args(items: list[str] | None) -> dict:
-    """`key=value` pairs; values read as YAML scalars (numbers, true/false), else strings."""
-    import yaml
-
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--model-args {item!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(value) if value else ""
-    return out
 
 
 def _progress(started: float):
@@ -85,11 +70,9 @@ def run(
             if unknown:
                 raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
                                  f"({', '.join(sorted(known))})")
-        options = {**preset.model_args_for(model), **parse_model_args(model_args)}
-        spec = RunSpec(run=run_name or out.name, model=model, protocol=preset, model_args=options,
-                       checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
-                       classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
-        spec = replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
+        spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
+                          checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
+                          replay=replay)
         rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
                                         on_case=_progress(time.perf_counter()), overwrite=overwrite,
                                         workers=workers, executor=executor, scheduler=scheduler)
@@ -106,12 +89,7 @@ def run(
                f"{preset.name}, device {spec.device})")
     clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
     if not clicks.empty:
-        print_click_summary(clicks, f"{model} under {preset.name}: mean over cases of DSC/NSD after k clicks",
-                            n_clicks=preset.prompts.n_clicks)
-        if "max_over_clicks" in preset.scoring.report:
-            table = max_over_clicks(clicks)
-            typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
-            typer.echo(table.to_string(index=False))
+        print_click_results(clicks, model, preset)
     else:
         print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
                             f"{preset.scoring.tolerance_mm:g} mm)")
