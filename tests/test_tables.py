@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -424,3 +425,45 @@ def test_more_cases_than_the_test_split_is_not_the_papers_test_set(tmp_path):
                                       "--published", "sat-table2"])
     line = next(row for row in result.stdout.splitlines() if row.startswith("| MSD_Spleen |"))
     assert "**" not in line
+
+
+def write_clicks(folder, name, dsc_by_case: dict, *, per_slice: bool = False, paper_era: bool = False):
+    """A click run (`bench clicks` rows and a run.json naming its protocol): `dsc_by_case` maps (dataset, case)
+    to the DSC after clicks 1, 2, ..."""
+    rows = pd.DataFrame([
+        dict(run=name, model=name, dataset=dataset, case_id=case, modality="CT", class_name="liver",
+             prompt_policy="random_error", first_click="random_error", seed=0, click=k, dsc=dsc, nsd=dsc)
+        for (dataset, case), scores in dsc_by_case.items() for k, dsc in enumerate(scores, 1)])
+    path = folder / name
+    path.mkdir()
+    rows.to_parquet(path / "metrics.parquet")
+    protocol = {"name": "p", "prompts": {"per_slice_axis": 2 if per_slice else None},
+                "scoring": {"report": ["per_click", "final"] + (["max_over_clicks"] if paper_era else [])}}
+    (path / "run.json").write_text(json.dumps({"run": name, "protocol": protocol}))
+    return path
+
+
+def test_tables_lay_click_runs_out_as_sam_med3d_table3_beside_the_paper(tmp_path):
+    """Hand-computed: datasets first (D1 cases at 0.50 and 0.70, D2 at 0.30, plus 0.01 per click: 46 after one
+    click, not the pooled 51); a per-slice run fills the kN row; a paper-era run gets its max-over-clicks row;
+    the paper's rows are those of its Table 3."""
+    plus = lambda base, n: [base + 0.01 * k for k in range(1, n + 1)]  # noqa: E731
+    runs = [write_clicks(tmp_path, "sam3d", {("D1", "a1"): plus(0.5, 10), ("D1", "a2"): plus(0.7, 10),
+                                             ("D2", "b1"): plus(0.3, 10)}),
+            write_clicks(tmp_path, "sam2d", {("D1", "s1"): [0.2, 0.4, 0.6, 0.8, 1.0]}, per_slice=True),
+            write_clicks(tmp_path, "paper", {("D1", "p1"): [0.4, 0.9] + [0.1] * 8}, paper_era=True)]
+    args = ["tables", *(f"--run={run}" for run in runs), "--published", "sam-med3d-table3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = result.output.split("SAM-Med3D Table 3 layout")[1]
+    assert "| sam3d | k points | 46.00 | 48.00 | 50.00 | 55.00 |" in table
+    assert "| sam2d | k points per slice (kN) | 20.00 | 60.00 | 100.00 | - |" in table
+    assert "| paper | k points | 40.00 | 10.00 | 10.00 | 10.00 |" in table
+    assert "| paper | k points, max over clicks 1..k (paper-era) | 40.00 | 90.00 | 90.00 | 90.00 |" in table
+    assert "| SAM-Med3D (SAM-Med3D paper, 1.5 mm grid) | k points | 49.91 | 56.38 | 58.57 | 60.94 |" in table
+    assert "| SAM (SAM-Med3D paper, 1.5 mm grid) | k points per slice (kN) | 17.01 | 31.86 | 44.72 | - |" in table
+    assert "1.5 mm crops" in result.output
+    alone = CliRunner().invoke(app, ["tables", f"--run={runs[0]}"])
+    assert "SAM-Med3D paper" not in alone.output and "| sam3d | k points | 46.00" in alone.output
+    table4 = CliRunner().invoke(app, ["tables", f"--run={runs[0]}", "--published", "sam-med3d-table4"])
+    assert table4.exit_code == 0 and "sam-med3d-table4 is not laid out" in table4.output

@@ -14,6 +14,14 @@ import numpy as np
 import pandas as pd
 import typer
 
+from bench.click_tables import (
+    TABLE3,
+    click_curves,
+    paper_era_runs,
+    per_slice_runs,
+    running_max,
+    table3_layout,
+)
 from bench.published import load_published
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
@@ -32,6 +40,7 @@ from protocols import aggregate
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 
 BY = ("class", "region", "dataset")
+CLICK_TABLES = (TABLE3, "sam-med3d-table4")
 METRIC_CHOICES = {"dsc": ("dsc",), "nsd": ("nsd",), "both": aggregate.METRICS}
 Format = Literal["md", "csv", "latex"]
 EmptyPolicy = Literal["sat", "nan"]
@@ -102,9 +111,14 @@ def tables_output(
         raise ValueError(f"unknown --metric {metric!r}; choose one of {', '.join(METRIC_CHOICES)}")
     runs = load_runs(run_dirs, empty_policy)
     parts, notes = [], []
+    click_tables = [name for name in published if name in CLICK_TABLES]
     if not runs.rows.empty:
-        body, notes = protocol_table(runs, published, by, metric, fmt, seed, n_boot)
+        body, notes = protocol_table(runs, [n for n in published if n not in CLICK_TABLES], by, metric, fmt, seed,
+                                     n_boot)
         parts.append(body)
+    elif set(published) - set(click_tables):
+        notes.append(f"--published {', '.join(sorted(set(published) - set(click_tables)))}: these tables are "
+                     "compared with scored runs (no click column); the runs given hold only clicks")
     if not runs.clicks.empty:
         if parts and fmt == "csv":
             notes.append("the interactive click summary is left out of CSV beside a protocol table: "
@@ -112,7 +126,43 @@ def tables_output(
         else:
             heading = {"md": "Interactive clicks (percent):\n\n", "latex": "% Interactive clicks (percent)\n", "csv": ""}
             parts.append(heading[fmt] + clicks_text(runs.clicks, fmt))
+            table3, table3_notes = table3_text(runs, TABLE3 in click_tables, fmt, seed, n_boot)
+            parts.append(table3)
+            notes += table3_notes
+    elif click_tables:
+        notes.append(f"--published {', '.join(click_tables)}: SAM-Med3D's tables are laid out beside click runs "
+                     "(`bench clicks` or `bench run` under a click protocol); the runs given hold no clicks")
+    if "sam-med3d-table4" in click_tables:
+        notes.append("sam-med3d-table4 is not laid out: its groups (A&T, Bone, Brain, Cardiac, Gland, Muscle, seen and "
+                     "unseen lesions) are not defined class by class in the paper; `bench tables --published "
+                     "sam-med3d-table4` alone prints it")
     return "\n".join(parts), notes
+
+
+def table3_text(runs: Runs, published: bool, fmt: str, seed: int | None, n_boot: int) -> tuple[str, list[str]]:
+    """SAM-Med3D Table 3 layout of the click runs (overall DSC, percent), the paper's rows below when asked."""
+    generator = np.random.default_rng(seed) if seed is not None else None
+    curves = click_curves(runs.clicks, generator, n_boot)
+    per_slice = per_slice_runs(runs.configs)
+    paper_era = runs.clicks[runs.clicks["run"].isin(paper_era_runs(runs.configs))]
+    era = click_curves(running_max(paper_era), generator, n_boot) if not paper_era.empty else None
+    values = table3_layout(curves, per_slice, published, paper_era=era)
+    text = values
+    if seed is not None:
+        lo, hi = (table3_layout(curves, per_slice, value=v, paper_era=era).reindex_like(values)
+                  for v in ("dsc_lo", "dsc_hi"))
+        text = interval_columns(values, lo, hi) if fmt == "csv" else with_intervals(values, lo, hi)
+    heading = {"md": "\nOverall DSC after k points (SAM-Med3D Table 3 layout; percent):\n\n",
+               "latex": "% Overall DSC after k points (SAM-Med3D Table 3 layout; percent)\n", "csv": "\n"}
+    unmarked = pd.DataFrame(False, index=text.index, columns=text.columns)
+    notes = ["Table 3 layout: a run's value after k points is the datasets-first mean over cases of each case's "
+             "mean over classes; per-slice runs (kN: round k gives each target slice its k-th point) and the others "
+             "(k points) are in separate rows; runs under a protocol reporting the paper-era score (sam-med3d-paper) "
+             "get a second row with each target's max DSC over clicks 1..k, as the paper reports"]
+    if published:
+        notes.append("SAM-Med3D paper rows: scored on 1.5 mm crops of 128^3 around the target, each case's best DSC "
+                     "over its clicks (validation.py); cross-grid context, not ranked against the runs")
+    return heading[fmt] + render(text, fmt, best=unmarked), notes
 
 
 def tables_text(

@@ -35,13 +35,10 @@ from bench.tables import (
 )
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
-from bench.published import load_published
-from protocols.stats import mean_interval, paired_tests
+from bench.click_tables import click_curves, per_slice_runs, table3_layout
+from protocols.stats import paired_tests
 
 _FIGURES = "figures"
-_TABLE3_CLICKS = {1: "1 point", 3: "3 points", 5: "5 points", 10: "10 points"}
-_TABLE3_PUBLISHED = {"dsc@1point": "1 point", "dsc@3points": "3 points", "dsc@5points": "5 points",
-                     "dsc@10points": "10 points"}
 
 
 def write_report(
@@ -67,7 +64,7 @@ def write_report(
         standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline, links)
         sections += standard
     if not runs.clicks.empty:
-        sections += _click_sections(runs.clicks, out_dir, np.random.default_rng(seed), n_boot)
+        sections += _click_sections(runs.clicks, runs.configs, out_dir, np.random.default_rng(seed), n_boot)
         notes.append("SAM-Med3D Table 3 was scored on volumes resampled to 1.5 mm and cropped to 128^3 around the "
                      "target: cross-grid context beside any run of this harness")
     sections += picture_html
@@ -168,50 +165,17 @@ def _table(entries: pd.DataFrame, by: str, runs: Sequence[str], links: dict[str,
     return html_table(values, marks, lo, hi, links)
 
 
-def click_curves(clicks: pd.DataFrame, rng: np.random.Generator, n_boot: int) -> pd.DataFrame:
-    """Per series (model / first click + policy) and click: the datasets-first mean over cases of each case's
-    mean over classes, with its 95% bootstrap interval (cases resampled within datasets), in percent."""
-    clicks = clicks.assign(series=clicks["model"] + " / " + clicks["first_click"].astype(str) + " + "
-                           + clicks["prompt_policy"].astype(str))
-    records = []
-    for (series, click), group in clicks.groupby(["series", "click"], sort=True):
-        cases = group.groupby(["dataset", "case_id"], sort=True)[list(METRICS)].mean().reset_index()
-        strata = cases.groupby("dataset", sort=True).ngroup().to_numpy()
-        record = {"series": series, "click": int(click)}
-        for metric in METRICS:
-            mean, lo, hi = mean_interval(cases[metric].to_numpy(), strata, rng, n_boot)
-            record |= {metric: 100 * mean, f"{metric}_lo": 100 * lo, f"{metric}_hi": 100 * hi}
-        records.append(record)
-    return pd.DataFrame(records)
-
-
-def table3_layout(curves: pd.DataFrame) -> pd.DataFrame:
-    """SAM-Med3D Table 3: overall Dice after 1, 3, 5 and 10 clicks, one row per series, beside the paper's rows."""
-    runs = curves[curves["click"].isin(_TABLE3_CLICKS)].assign(column=lambda f: f["click"].map(_TABLE3_CLICKS))
-    table = runs.pivot_table(index="series", columns="column", values="dsc", aggfunc="first")
-    paper = load_published("sam-med3d-table3")
-    paper = paper[paper["metric"].isin(_TABLE3_PUBLISHED)]
-    printed = paper.assign(column=paper["metric"].map(_TABLE3_PUBLISHED),
-                           series=paper["method"] + " (SAM-Med3D paper, 1.5 mm grid)")
-    table = pd.concat([table, printed.pivot_table(index="series", columns="column", values="value", aggfunc="first")])
-    return table.reindex(columns=list(_TABLE3_CLICKS.values())).rename_axis(index="method", columns=None)
-
-
-def _click_sections(clicks: pd.DataFrame, out_dir: Path, rng: np.random.Generator, n_boot: int) -> list[tuple[str, str]]:
+def _click_sections(clicks: pd.DataFrame, configs: dict, out_dir: Path, rng: np.random.Generator,
+                    n_boot: int) -> list[tuple[str, str]]:
     summary = summarise_clicks(clicks)
     table = summary.set_index([*(c for c in SUMMARY_KEYS if c in summary.columns), "cases"])
     table = table[[c for c in table.columns if c.startswith(METRICS)]] * 100
     sections = [("Interactive clicks (DSC/NSD@k, final, normalised AUC)", html_table(table))]
     curves = click_curves(clicks, rng, n_boot)
-    layout3 = table3_layout(curves)
-    lo = layout3 * np.nan
-    table3_lo, table3_hi = lo.copy(), lo.copy()
-    for series, group in curves[curves["click"].isin(_TABLE3_CLICKS)].groupby("series"):
-        for click, name in _TABLE3_CLICKS.items():
-            row = group[group["click"] == click]
-            if len(row):
-                table3_lo.loc[series, name], table3_hi.loc[series, name] = row["dsc_lo"].iloc[0], row["dsc_hi"].iloc[0]
-    sections.append(("Overall DSC by clicks (SAM-Med3D Table 3 layout)", html_table(layout3, None, table3_lo, table3_hi)))
+    per_slice = per_slice_runs(configs)
+    layout3 = table3_layout(curves, per_slice)
+    lo, hi = (table3_layout(curves, per_slice, value=v).reindex_like(layout3) for v in ("dsc_lo", "dsc_hi"))
+    sections.append(("Overall DSC by clicks (SAM-Med3D Table 3 layout)", html_table(layout3, None, lo, hi)))
     for metric in METRICS:
         stem = f"{_FIGURES}/clicks_{metric}"
         figures.save(figures.click_curves(curves, metric), out_dir / stem)
