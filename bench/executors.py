@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import TypeVar
 
 EXECUTORS = ("local", "dask")
@@ -80,14 +81,27 @@ def _run_chunk(task: Callable[[Case], None], chunk: Sequence[Case],
     return outcomes
 
 
-def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, scheduler: str | None,
-          retries: int, resources: dict | None,
-          caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
-    from distributed import Client, as_completed as dask_completed
+@contextmanager
+def dask_client(workers: int = 1, scheduler: str | None = None):
+    """A Dask client of the cluster at `scheduler`, or of a `local_cluster(workers)` started and closed here."""
+    from distributed import Client
 
     cluster = None if scheduler else local_cluster(workers)
     client = Client(scheduler or cluster)
     try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, scheduler: str | None,
+          retries: int, resources: dict | None,
+          caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
+    from distributed import as_completed as dask_completed
+
+    with dask_client(workers, scheduler) as client:
         slots = max(sum(client.nthreads().values()), 1)
         size = max(1, math.ceil(len(cases) / (4 * slots)))  # about four chunks per worker thread
         chunks = [list(cases[i:i + size]) for i in range(0, len(cases), size)]
@@ -101,10 +115,6 @@ def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, sch
                 yield from ((case, error) for case in chunk)
             else:
                 yield from zip(chunk, future.result())
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def map_cases(task: Callable[[Case], None], cases: Sequence[Case], *, executor: str = "local", workers: int = 1,

@@ -27,7 +27,7 @@ LESION = "lesion"
 WHOLE_BODY = "whole body"
 UNASSIGNED = "unassigned"
 OVERALL = "all"
-_CELL = ["method", "dataset", "key", "group"]
+CELL_KEYS = ["method", "dataset", "key", "group"]
 SCORE_COLUMNS = ["method", "level", "key", "group", *METRICS, "cases", "datasets", "classes"]
 
 
@@ -109,12 +109,12 @@ def summarise(cells: pd.DataFrame, level: str, values: Sequence[str] = METRICS) 
         table["classes"] = 1
         return table.reset_index()
     if level == "dataset":
-        datasets = cells.groupby(_UNITS["dataset"], sort=True)
+        datasets = cells.groupby(LEVEL_UNITS["dataset"], sort=True)
         table = datasets[values].mean()
         table["datasets"] = 1
         table["classes"] = datasets.size()
         return table.reset_index().rename(columns={"dataset": "key"})
-    by = _UNITS[level]
+    by = LEVEL_UNITS[level]
     class_means = classes[values].mean().reset_index()
     table = class_means.groupby(by, sort=True)[values].mean()
     table["datasets"] = cells.groupby(by, sort=True)["dataset"].nunique()
@@ -134,7 +134,7 @@ def all_scores(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {level: cells.scores(level) for level in LEVELS}
 
 
-_UNITS = {"class": ["method", "key", "group"], "region": ["method", "group"], "dataset": ["method", "dataset"],
+LEVEL_UNITS = {"class": ["method", "key", "group"], "region": ["method", "group"], "dataset": ["method", "dataset"],
           "overall": ["method"]}
 
 
@@ -150,7 +150,7 @@ class Cells:
         # counted either: the counts say how many cases, datasets and classes a score rests on.
         rows = rows[rows[list(METRICS)].notna().any(axis=1)]
         self.rows = rows
-        grouped = rows.groupby(_CELL, sort=True)
+        grouped = rows.groupby(CELL_KEYS, sort=True)
         self.table = grouped[list(METRICS)].mean()
         self.table["cases"] = grouped.size()
         self.table = self.table.reset_index()
@@ -168,19 +168,25 @@ class Cells:
 
     def case_counts(self, level: str) -> np.ndarray:
         """Distinct cases behind each unit of ``level``, in the sorted order `summarise` returns."""
-        unit_of_cell = self.table.groupby(_UNITS[level], sort=True).ngroup().to_numpy()
+        unit_of_cell = self.table.groupby(LEVEL_UNITS[level], sort=True).ngroup().to_numpy()
         units = unit_of_cell[self.cell_of_row].astype(np.int64)
         distinct = _distinct(units * self.n_cases + self.case_of_row) // max(self.n_cases, 1)
         return np.bincount(distinct, minlength=unit_of_cell.max() + 1 if len(unit_of_cell) else 0)
 
     def scores(self, level: str) -> pd.DataFrame:
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
-        table = summarise(self.table, level).assign(level=level)
-        table["cases"] = self.case_counts(level)
-        if "group" not in table.columns:
-            table["group"] = table["key"] if level == "region" else ""
-        return table[SCORE_COLUMNS]
+        return level_scores(self.table, level, self.case_counts(level))
+
+
+def level_scores(cells: pd.DataFrame, level: str, cases: np.ndarray) -> pd.DataFrame:
+    """One level's aggregates (columns ``SCORE_COLUMNS``) from the cell table and the number of distinct cases
+    behind each unit of the level, in `summarise`'s sorted order (however they were computed)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+    table = summarise(cells, level).assign(level=level)
+    table["cases"] = cases
+    if "group" not in table.columns:
+        table["group"] = table["key"] if level == "region" else ""
+    return table[SCORE_COLUMNS]
 
 
 def _distinct(codes: np.ndarray) -> np.ndarray:

@@ -55,6 +55,12 @@ def test_dask_local_cluster_gives_the_local_rows(tmp_path):
     import dask.dataframe as dd
 
     assert len(dd.read_parquet(str(tmp_path / "dask" / "metrics.parquet")).compute()) == 12
+    duckdb = pytest.importorskip("duckdb")
+    path = str(tmp_path / "dask" / "metrics.parquet")
+    read = duckdb.sql(f"SELECT {', '.join(COLUMNS)} FROM read_parquet('{path}') ORDER BY case_id, class_name").df()
+    pd.testing.assert_frame_equal(read, _rows(tmp_path / "dask"), check_dtype=False)
+    means = duckdb.sql(f"SELECT class_name, avg(dsc) AS dsc FROM '{path}' GROUP BY class_name ORDER BY 1").df()
+    np.testing.assert_allclose(means["dsc"], _rows(tmp_path / "local").groupby("class_name")["dsc"].mean(), rtol=1e-12)
 
 
 @pytest.mark.slow
@@ -114,3 +120,45 @@ def test_clicks_on_dask_give_the_local_rows(tmp_path):
         runs[name] = pd.read_parquet(tmp_path / name / "metrics.parquet").sort_values(
             ["case_id", "class_name", "click"]).reset_index(drop=True)[["case_id", "class_name", "click", "dsc", "nsd"]]
     pd.testing.assert_frame_equal(runs["local"], runs["dask"])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as running:
+        yield running
+
+
+@pytest.mark.slow
+def test_dask_aggregation_equals_pandas_on_302k_rows(cluster):
+    """SAT-DS test-split scale (`bench.perf aggregate`'s synthetic rows: 302K over 72 datasets, 497 classes), two
+    methods, some rows without scores: every level's table from the cluster equals the pandas one."""
+    from bench.dask_aggregate import dask_scores
+    from bench.perf.aggregate import synthetic_key, synthetic_rows, synthetic_terms
+    from protocols import aggregate
+
+    rng = np.random.default_rng(7)
+    terms = synthetic_terms(rng)
+    first = synthetic_rows(rng, terms, 151_000)
+    second = first.assign(run="other", dsc=rng.permutation(first["dsc"].to_numpy()))
+    second.loc[second.index[::97], ["dsc", "nsd"]] = np.nan
+    rows = aggregate.attach_terms(pd.concat([first, second], ignore_index=True), terms, synthetic_key)
+    assert len(rows) == 302_000
+    expected = aggregate.all_scores(rows)
+    with distributed.Client(cluster) as client:
+        got = dask_scores(rows, client)
+    for level in aggregate.LEVELS:
+        assert len(got[level]) == len(expected[level]) > 0
+        pd.testing.assert_frame_equal(got[level], expected[level], check_exact=True)
+    assert got["overall"]["cases"].tolist() == [len(first[["dataset", "case_id"]].drop_duplicates())] * 2
+
+
+def test_bench_tables_on_dask_prints_the_local_tables(cluster, tmp_path):
+    from tests.test_tables import write_runs
+
+    runs = [f"--run={path}" for path in write_runs(tmp_path)]
+    for by in ("region", "dataset", "class"):
+        local = CliRunner().invoke(app, ["tables", *runs, "--by", by, "--published", "sat-table1"])
+        dask = CliRunner().invoke(app, ["tables", *runs, "--by", by, "--published", "sat-table1", "--executor", "dask",
+                                        "--scheduler", cluster.scheduler_address])
+        assert local.exit_code == dask.exit_code == 0, dask.output
+        assert dask.output == local.output and "model" in local.output

@@ -6,7 +6,8 @@ holds only LaTeX and ``--format csv > table.csv`` parses as one CSV table of pla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,7 @@ from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 
 BY = ("class", "region", "dataset")
 CLICK_TABLES = (TABLE3, "sam-med3d-table4")
+Scorer = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 METRIC_CHOICES = {"dsc": ("dsc",), "nsd": ("nsd",), "both": aggregate.METRICS}
 Format = Literal["md", "csv", "latex"]
 EmptyPolicy = Literal["sat", "nan"]
@@ -57,11 +59,11 @@ def marked(values: pd.DataFrame, entries: pd.DataFrame, by: str, metrics: Sequen
 
 def protocol_table(
     runs: Runs, published: Sequence[str] = (), by: str = "region", metric: str = "both", fmt: str = "md",
-    seed: int | None = None, n_boot: int = 1000,
+    seed: int | None = None, n_boot: int = 1000, scorer: Scorer = aggregate.all_scores,
 ) -> tuple[str, list[str]]:
     """(the table of one protocol, with 95% bootstrap intervals when a seed is given; notes)."""
     generator = np.random.default_rng(seed) if seed is not None else None
-    entries, notes = collect_entries(runs, published, generator, n_boot)
+    entries, notes = collect_entries(runs, published, generator, n_boot, scorer)
     chosen, left_out = comparable(entries, by)
     metrics = METRIC_CHOICES[metric]
     values = layout(chosen, by, metrics)
@@ -103,8 +105,10 @@ def clicks_text(clicks: pd.DataFrame, fmt: str = "md") -> str:
 def tables_output(
     run_dirs: Sequence[Path], published: Sequence[str] = (), by: str = "region", metric: str = "both",
     fmt: str = "md", seed: int | None = None, n_boot: int = 1000, empty_policy: str | None = None,
+    scorer: Scorer = aggregate.all_scores,
 ) -> tuple[str, list[str]]:
-    """(`bench tables` output: the protocol table of the standard rows, then the click summary if any; notes)."""
+    """(`bench tables` output: the protocol table of the standard rows, then the click summary if any; notes).
+    `scorer` computes the macro averages (pandas, or `dask_scores` on a cluster)."""
     if by not in BY:
         raise ValueError(f"unknown --by {by!r}; choose one of {', '.join(BY)}")
     if metric not in METRIC_CHOICES:
@@ -114,7 +118,7 @@ def tables_output(
     click_tables = [name for name in published if name in CLICK_TABLES]
     if not runs.rows.empty:
         body, notes = protocol_table(runs, [n for n in published if n not in CLICK_TABLES], by, metric, fmt, seed,
-                                     n_boot)
+                                     n_boot, scorer)
         parts.append(body)
     elif set(published) - set(click_tables):
         notes.append(f"--published {', '.join(sorted(set(published) - set(click_tables)))}: these tables are "
@@ -212,6 +216,10 @@ def tables(
     seed: int = typer.Option(None, "--ci-seed", help="Add 95% bootstrap intervals over cases, with this seed."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates for --ci-seed."),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
+    executor: Literal["local", "dask"] = typer.Option("local", help="Compute the macro averages here (pandas) or "
+                                                                    "on a Dask cluster (very large runs)."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
+    workers: int = typer.Option(2, min=1, help="Size of the local Dask cluster (--executor dask, no --scheduler)."),
 ) -> None:
     """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparables.
 
@@ -222,8 +230,16 @@ def tables(
         if not run:
             typer.echo(published_text(published, fmt), nl=False)
             return
-        body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
-    except (ValueError, KeyError, FileNotFoundError) as error:
+        if executor == "dask":
+            from bench.dask_aggregate import dask_scores
+            from bench.executors import dask_client
+
+            with dask_client(workers, scheduler) as client:
+                body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy,
+                                            scorer=partial(dask_scores, client=client))
+        else:
+            body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(body, nl=False)
