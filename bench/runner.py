@@ -159,6 +159,11 @@ def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str
     return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
 
 
+def untrained(spec: RunSpec) -> bool:
+    """Whether the spec's model has a network but no weights were given: it runs with random weights."""
+    return spec.checkpoint is None and model_for(spec).network is not None
+
+
 def given_kinds(model: Model, protocol: Protocol) -> set[str]:
     """Prompt kinds of the protocol the model declares; InputError when it takes none of them."""
     kinds = set(protocol.prompts.kinds) & model.capabilities.prompts

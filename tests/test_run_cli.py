@@ -160,3 +160,29 @@ def test_a_broken_case_fails_alone_and_the_run_resumes(raw_dataset, tmp_path):
     assert (tmp_path / "o" / "predictions" / "ts_0001" / "spleen.nii.gz").is_file()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "[1/1] ts_0002" not in again.output and "error in case ts_0002" in again.output
+
+
+def test_a_model_with_a_network_and_no_checkpoint_is_named_untrained(raw_dataset, tmp_path):
+    """A researcher who forgets --checkpoint gets scores of random weights: the run says so (a model without a
+    network, e.g. region growing, has no weights to forget)."""
+    torch = pytest.importorskip("torch")
+    from models.reference.region_growing import RegionGrowing
+    from models.registry import register_model, unregister_model
+
+    class NetworkGrowing(RegionGrowing):
+        name = "network-growing"
+
+        def __init__(self, **options):
+            super().__init__(**options)
+            self.network = torch.nn.Linear(1, 1)
+
+    register_model("network-growing")(NetworkGrowing)
+    try:
+        for model, noted in (("network-growing", True), ("region_growing", False)):
+            for command in ("clicks", "run"):
+                result = CliRunner().invoke(app, [command, "--model", model, "--root", str(raw_dataset), "--class",
+                                                  "spleen", "--n-clicks", "1", "--out", str(tmp_path / command / model)])
+                assert result.exit_code == 0, result.output
+                assert ("runs with random weights" in result.output) == noted, result.output
+    finally:
+        unregister_model("network-growing")

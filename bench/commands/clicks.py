@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from bench.commands.evaluate import note
 from bench.io import InputError
 from bench.presets import load_protocol, preset_names
-from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases
+from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, untrained
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks, summarise_clicks
@@ -147,6 +148,9 @@ def clicks(
         spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
+        if untrained(spec):
+            note(f"note: no --checkpoint: {model} runs with random weights; its scores test the pipeline, not the "
+                 f"model (`bench models show {model}` says where the official weights are)")
         rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False,
                                         overwrite=overwrite, workers=workers, executor=executor, scheduler=scheduler)
     except CaseFailures as failures:
