@@ -63,8 +63,8 @@ def test_cases_score_in_2d(demo):
 
 
 def test_mask_names_drop_the_image_stem(tmp_path):
-    assert mask_name(tmp_path / "s0619_32_hip_right_001.png", tmp_path / "s0619_32.png") == "hip_right_001"
-    assert mask_name(tmp_path / "other.png", tmp_path / "s0619_32.png") == "other"
+    assert mask_name(tmp_path / "s0619_32_hip_right_001.png", "s0619_32") == "hip_right_001"
+    assert mask_name(tmp_path / "other.png", "s0619_32") == "other"
 
 
 def _copy_demo(demo, tmp_path):
