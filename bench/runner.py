@@ -403,6 +403,16 @@ def resolve_sources(*, dataset: str | None = None, root: Path | None = None, spl
     return sources, label
 
 
+def planar(sources: Sequence[CaseSource]) -> bool:
+    """Whether the cases are 2D PNG slices (an SA-Med2D folder): distances and tolerances are in pixels."""
+    return any(isinstance(source.label, tuple) for source in sources)
+
+
+def tolerance_unit(sources: Sequence[CaseSource]) -> str:
+    """How the NSD tolerance of these cases reads: mm, or pixels for 2D PNG slices (no spacing)."""
+    return "pixel (PNG slices carry no spacing)" if planar(sources) else "mm"
+
+
 def input_meta(source: CaseSource) -> dict:
     """What a stored case remembers of its inputs: the fingerprints of its image and label files."""
     return {"image": fingerprint(source.image), "label": fingerprint(source.label)}
@@ -439,6 +449,9 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     Failed cases raise `CaseFailures` at the end, after every other case is stored."""
     if not sources:
         raise InputError("no cases to run")
+    if planar(sources) and spec.protocol.space.grid != "native":
+        raise InputError(f"protocol {spec.protocol.name!r} works on the {spec.protocol.space.grid} grid; 2D PNG "
+                         "cases have only their own pixel grid (use a native-grid protocol: harness, sam-med2d)")
     with store.run_lock(out):
         return _run_locked(sources, out, spec, sources_label=sources_label, on_case=on_case,
                            write_masks=write_masks, overwrite=overwrite, workers=workers, executor=executor,

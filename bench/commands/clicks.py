@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 
 from bench.io import InputError
-from bench.runner import RunSpec, resolve_sources, run_cases
+from bench.runner import RunSpec, resolve_sources, run_cases, tolerance_unit
 from models.registry import model_names
 from protocols.interactive import summarise_clicks
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
@@ -109,4 +109,4 @@ def clicks(
                     "nothing to click on; check --class and the class map", fg="red", err=True)
         raise typer.Exit(1)
     print_click_summary(rows, f"{model}: mean over cases of DSC/NSD after k clicks ({first_click} first click, "
-                              f"then {policy}; NSD tolerance {tolerance:g} mm)", n_clicks=n_clicks)
+                              f"then {policy}; NSD tolerance {tolerance:g} {tolerance_unit(sources)})", n_clicks=n_clicks)

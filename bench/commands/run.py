@@ -13,7 +13,8 @@ from bench.commands.clicks import print_click_summary
 from bench.commands.evaluate import print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import CaseFailures, RunSpec, model_for, resolve_device, resolve_sources, run_cases
+from bench.runner import (CaseFailures, RunSpec, model_for, resolve_device, resolve_sources, run_cases,
+                          tolerance_unit)
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks
@@ -114,4 +115,4 @@ def run(
             typer.echo(table.to_string(index=False))
     else:
         print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
-                            f"{preset.scoring.tolerance_mm:g} mm)")
+                            f"{preset.scoring.tolerance_mm:g} {tolerance_unit(sources)})")
