@@ -89,8 +89,8 @@ def _match_mask_files(pred_dir: Path, refs: Mapping[str, tuple[Path, ...]]) -> t
         if len(missing) == len(names):
             unmatched.append(case_id)
         elif missing:
-            raise InputError(f"{pred_dir / missing[0]}: no such prediction, but case {case_id} has predictions "
-                             f"for other masks ({len(missing)} of its {len(names)} masks missing)")
+            raise InputError(f"{pred_dir / missing[0]}: prediction missing (case {case_id} has predictions for "
+                             f"{len(names) - len(missing)} of its {len(names)} masks; predict all or none)")
         else:
             pairs.append(CasePair(case_id, tuple(preds[name] for name in names), tuple(refs[case_id])))
     return pairs, unmatched
