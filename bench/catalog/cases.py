@@ -3,8 +3,8 @@
 Layouts: a SAT-DS jsonl record, an nnU-Net raw dataset (`imagesTs`/`labelsTs` + `dataset.json`), an MSD task
 folder (`dataset.json` listing `training`/`test` pairs), a user manifest (YAML or JSON: image, label, dataset,
 modality, class map) and an SA-Med2D folder of 2D PNG slices (`bench.sammed2d`: the label is a tuple of mask
-files, one class per mask, the image a grey plane with spacing (1, 1)). Listing cases (`CaseSource`) touches no volume; `load_case` reads one. Every path resolves
-inside the given data root; a path escaping it is rejected.
+files, one class per mask, the image a grey plane with spacing (1, 1)). Listing cases (`CaseSource`) touches no
+volume; `load_case` reads one. Every path resolves inside the given data root; a path escaping it is rejected.
 """
 
 from __future__ import annotations

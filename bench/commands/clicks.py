@@ -109,4 +109,5 @@ def clicks(
                     "nothing to click on; check --class and the class map", fg="red", err=True)
         raise typer.Exit(1)
     print_click_summary(rows, f"{model}: mean over cases of DSC/NSD after k clicks ({first_click} first click, "
-                              f"then {policy}; NSD tolerance {tolerance:g} {tolerance_unit(sources)})", n_clicks=n_clicks)
+                              f"then {policy}; NSD tolerance {tolerance:g} {tolerance_unit(sources)})",
+                        n_clicks=n_clicks)
