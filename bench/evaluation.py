@@ -24,6 +24,7 @@ from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
+from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
 from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
@@ -110,8 +111,12 @@ def _read_mask_folder(folder: Path, classes: ClassMap) -> tuple[dict[str, np.nda
     return masks, volumes, unrequested
 
 
-def _read_side(path: Path, classes: ClassMap) -> tuple[SegmentationIndex, list[Volume], list[str]]:
-    """A label map file, or a folder of per-class binary masks; with the values or files no class claims."""
+def _read_side(path: Path | tuple[Path, ...], classes: ClassMap) -> tuple[SegmentationIndex, list[Volume], list[str]]:
+    """A label map file, a folder of per-class binary masks, or (2D) a tuple of mask PNGs in the order of
+    `classes`; with the values or files no class claims."""
+    if isinstance(path, tuple):
+        volumes = [mask_volume(file) for file in path]
+        return SegmentationIndex({name: v.array for name, v in zip(classes, volumes)}), volumes, []
     if volume_suffix(path) and path.is_file():
         volume = read_label_map(path)
         index = SegmentationIndex(volume.array)
@@ -136,13 +141,15 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     InputError naming the files on any problem."""
     start = time.perf_counter()
     meta = {"pred": fingerprint(pair.pred), "ref": fingerprint(pair.ref)}
-    ref, ref_volumes, ref_unscored = _read_side(pair.ref, settings.classes)
-    pred, pred_volumes, pred_unscored = _read_side(pair.pred, settings.classes)
+    classes = ({mask_name(path, pair.case_id): 1 for path in pair.ref} if isinstance(pair.ref, tuple)
+               else settings.classes)  # a 2D case scores each of its own masks (SAM-Med2D's test.py)
+    ref, ref_volumes, ref_unscored = _read_side(pair.ref, classes)
+    pred, pred_volumes, pred_unscored = _read_side(pair.pred, classes)
     for volume in ref_volumes[1:] + pred_volumes:
         check_same_geometry(ref_volumes[0], volume)
     pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
-        scores = evaluate_case(pred, ref, spacing, settings.classes, settings.tolerance_mm, settings.empty_policy,
+        scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
                                distances=settings.distances)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error

@@ -4,6 +4,9 @@ A case is a volume file (`case.nii.gz`, a label map) or a folder (`case/<class n
 class: SAT's output layout). Case ids are the reference file names without their volume suffix, unchanged:
 `amos_0013`, `FLARE22_Tr_0031` and `segrap_0000` are three cases. Only a prediction may carry nnU-Net's channel
 suffix (`amos_0013_0000.nii.gz`), and it is stripped only when that names a reference.
+
+A 2D case of an SA-Med2D folder (`bench.sammed2d`) is one image with a tuple of reference mask PNGs; the
+prediction of a mask is the PNG of the same name in a flat folder (SAM-Med2D's test.py `--save_pred` layout).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 
 @dataclass(frozen=True)
 class CasePair:
+    """A case's prediction and reference: volume files or case folders, or (2D) tuples of mask files in the
+    same order."""
+
     case_id: str
-    pred: Path
-    ref: Path
+    pred: Path | tuple[Path, ...]
+    ref: Path | tuple[Path, ...]
 
 
 def entry_name(path: Path) -> str:
@@ -59,11 +65,44 @@ def case_id_for(name: str, refs: Mapping[str, Path]) -> str | None:
     return None
 
 
-def match_predictions(pred_dir: Path, refs: Mapping[str, Path]) -> tuple[list[CasePair], list[str]]:
+def _orphans(pred_dir: Path, orphans: list[str]) -> InputError:
+    return InputError(f"{pred_dir}: no reference for prediction(s) {', '.join(orphans[:10])}"
+                      + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else ""))
+
+
+def _match_mask_files(pred_dir: Path, refs: Mapping[str, tuple[Path, ...]]) -> tuple[list[CasePair], list[str]]:
+    """2D cases: every reference mask of a case predicted by the PNG of the same name, or none of them."""
+    if not pred_dir.is_dir():
+        raise InputError(f"{pred_dir}: not a directory")
+    preds = {f.name: f for f in sorted(pred_dir.iterdir())
+             if f.is_file() and f.suffix.lower() == ".png" and not f.name.startswith(".")}
+    if not preds:
+        raise InputError(f"{pred_dir}: no prediction PNGs found")
+    known = {path.name for paths in refs.values() for path in paths}
+    orphans = [name for name in preds if name not in known]
+    if orphans:
+        raise _orphans(pred_dir, orphans)
+    pairs, unmatched = [], []
+    for case_id in sorted(refs):
+        names = [path.name for path in refs[case_id]]
+        missing = [name for name in names if name not in preds]
+        if len(missing) == len(names):
+            unmatched.append(case_id)
+        elif missing:
+            raise InputError(f"{pred_dir / missing[0]}: prediction missing (case {case_id} has predictions for "
+                             f"{len(names) - len(missing)} of its {len(names)} masks; predict all or none)")
+        else:
+            pairs.append(CasePair(case_id, tuple(preds[name] for name in names), tuple(refs[case_id])))
+    return pairs, unmatched
+
+
+def match_predictions(pred_dir: Path, refs: Mapping[str, Path | tuple[Path, ...]]) -> tuple[list[CasePair], list[str]]:
     """A pair for every prediction, and the ids of references without a prediction.
 
     Every prediction must name a reference (nnU-Net's evaluator convention): an orphan is an error listing it.
     """
+    if refs and all(isinstance(ref, tuple) for ref in refs.values()):
+        return _match_mask_files(pred_dir, refs)
     preds = list_cases(pred_dir)
     if not preds:
         raise InputError(f"{pred_dir}: no prediction volumes or case folders found")
@@ -79,8 +118,7 @@ def match_predictions(pred_dir: Path, refs: Mapping[str, Path]) -> tuple[list[Ca
         else:
             pairs[case_id] = CasePair(case_id, path, refs[case_id])
     if orphans:
-        raise InputError(f"{pred_dir}: no reference for prediction(s) {', '.join(orphans[:10])}"
-                         + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else ""))
+        raise _orphans(pred_dir, orphans)
     return [pairs[key] for key in sorted(pairs)], sorted(set(refs) - set(pairs))
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from bench import store
 from bench.catalog import CatalogError, load_catalog
-from bench.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case
+from bench.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case, sammed2d_sources
 from bench.executors import map_cases
 from bench.fingerprint import fingerprint, unchanged
 from bench.interactive import run_clicks
@@ -35,6 +35,7 @@ from bench.io import InputError, write_volume
 from bench.matching import case_id_for, list_cases
 from bench.preprocess import SAT_ORIENTATION
 from bench.provenance import provenance
+from bench.sammed2d import is_data_folder, mask_name, write_mask
 from bench.spaces import SpaceCase, crop_space, native_space, resample, satds_space
 from bench.targets import folder_target, user_classes
 from models.base import Model, Target
@@ -76,7 +77,8 @@ class RunSpec:
 
 @dataclass(frozen=True, eq=False)
 class CaseResult:
-    """What one case produced: its rows, its prompt records and its final native-grid masks."""
+    """What one case produced: its rows, its prompt records and its final native-grid masks (of a 2D
+    SA-Med2D case, with the PNG name each is saved under: its reference mask's, as SAM-Med2D's test.py does)."""
 
     case_id: str
     rows: pd.DataFrame
@@ -84,6 +86,7 @@ class CaseResult:
     masks: dict[str, np.ndarray]
     affine: np.ndarray
     seconds: float
+    png_names: dict[str, str] = field(default_factory=dict)
 
 
 _MODELS: dict[tuple, Model] = {}
@@ -217,7 +220,7 @@ def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: 
     boxes: tuple = ()
     points: tuple[Click, ...] = ()
     if "boxes" in kinds and reference.any():
-        if prompts.per_slice_axis is not None:
+        if prompts.per_slice_axis is not None and reference.ndim == 3:  # per slice of a 2D image: the image
             axis = prompts.per_slice_axis
             if prompts.boxes == "largest_component_exclusive":
                 boxes = tuple(_slice_box(reference, axis, index) for index in target_slices(reference, axis))
@@ -324,7 +327,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
         steps = run_clicks(
             model=model, image=space.image, reference=reference, score=score, n_clicks=prompts.n_clicks,
-            policy_for=prompts.policy, name=name, feed=prompts.feed, per_slice_axis=prompts.per_slice_axis,
+            policy_for=prompts.policy, name=name, feed=prompts.feed,
+            per_slice_axis=prompts.per_slice_axis if reference.ndim == 3 else None,  # a 2D image is one slice
             click_spacing=(1.0,) * reference.ndim if voxels else None,
             rng_for=lambda k, name=name: prompt_rng(prompts.seed, source.case_id, name,
                                                     f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
@@ -359,17 +363,23 @@ def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:
     else:
         rows, records, masks = _static_case(source, spec, model, kinds, native, case.image, names)
     table = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
-    return CaseResult(source.case_id, table, records, masks, case.affine, time.perf_counter() - start)
+    png_names = ({mask_name(path, source.case_id): path.name for path in source.label}
+                 if isinstance(source.label, tuple) else {})
+    return CaseResult(source.case_id, table, records, masks, case.affine, time.perf_counter() - start, png_names)
 
 
 def store_case(out: Path, result: CaseResult, meta: dict | None = None, write_masks: bool = True) -> None:
-    """Prompts, masks (`predictions/<case>/<class>.nii.gz`, the reference's affine), then the rows (last, so a
-    stored case is complete)."""
+    """Prompts, masks (`predictions/<case>/<class>.nii.gz`, the reference's affine; a 2D SA-Med2D case's as
+    0/255 PNGs `predictions/<reference mask file name>`, SAM-Med2D's test.py layout, which `bench evaluate`
+    reads), then the rows (last, so a stored case is complete)."""
     for name, record in result.prompts.items():
         store.write_json(prompt_record_path(out, result.case_id, name), record)
     if write_masks:
         for name, mask in result.masks.items():
-            write_volume(out / PREDICTIONS_DIR / result.case_id / f"{name}.nii.gz", mask, result.affine)
+            if result.png_names:
+                write_mask(out / PREDICTIONS_DIR / result.png_names[name], mask)
+            else:
+                write_volume(out / PREDICTIONS_DIR / result.case_id / f"{name}.nii.gz", mask, result.affine)
     store.write_case(out, result.case_id, result.rows, meta)
 
 
@@ -396,7 +406,7 @@ def resolve_sources(*, dataset: str | None = None, root: Path | None = None, spl
     """The cases of `bench run`/`bench clicks` and a label for run.json: a catalog dataset (`--dataset NAME --root
     DIR`: SAT's split, catalog classes and modality), a catalog-style folder of another dataset (`--root DIR`:
     its dataset.json or manifest), or ad-hoc folders (`--images DIR --refs DIR`, classes as `bench evaluate`
-    takes them)."""
+    takes them); an SA-Med2D folder of 2D PNG slices as `--root` gives its split's images as cases."""
     if images is not None or refs is not None:
         if images is None or refs is None or root is not None:
             raise InputError("give --images and --refs together, or --root (not both)")
@@ -408,6 +418,8 @@ def resolve_sources(*, dataset: str | None = None, root: Path | None = None, spl
     if classes is not None or labels is not None:
         raise InputError("--root takes its cases and class map from the dataset; drop --classes/--labels")
     label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
+    if is_data_folder(root) and manifest is None:
+        return sammed2d_sources(root, split, modality, dataset), label
     try:
         info = load_catalog().dataset(dataset) if dataset else None
     except CatalogError:
@@ -418,6 +430,16 @@ def resolve_sources(*, dataset: str | None = None, root: Path | None = None, spl
     if dataset:
         sources = [replace(source, dataset=dataset) for source in sources]
     return sources, label
+
+
+def planar(sources: Sequence[CaseSource]) -> bool:
+    """Whether the cases are 2D PNG slices (an SA-Med2D folder): distances and tolerances are in pixels."""
+    return any(isinstance(source.label, tuple) for source in sources)
+
+
+def tolerance_unit(sources: Sequence[CaseSource]) -> str:
+    """How the NSD tolerance of these cases reads: mm, or pixels for 2D PNG slices (no spacing)."""
+    return "pixel (PNG slices carry no spacing)" if planar(sources) else "mm"
 
 
 def input_meta(source: CaseSource) -> dict:
@@ -456,6 +478,9 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     Failed cases raise `CaseFailures` at the end, after every other case is stored."""
     if not sources:
         raise InputError("no cases to run")
+    if planar(sources) and spec.protocol.space.grid != "native":
+        raise InputError(f"protocol {spec.protocol.name!r} works on the {spec.protocol.space.grid} grid; 2D PNG "
+                         "cases have only their own pixel grid (use a native-grid protocol: harness, sam-med2d)")
     with store.run_lock(out):
         return _run_locked(sources, out, spec, sources_label=sources_label, on_case=on_case,
                            write_masks=write_masks, overwrite=overwrite, workers=workers, executor=executor,

@@ -45,8 +45,11 @@ def model_modality(modality: str) -> str:
 
 
 def native_space(volume: Volume, modality: str, masks: Mapping[str, np.ndarray]) -> SpaceCase:
-    image = Image(array=np.asarray(volume.array, np.float32), spacing=tuple(volume.spacing), affine=volume.affine,
-                  modality=model_modality(modality))
+    """The scan as stored, as float32; a 2D 8-bit slice (an SA-Med2D PNG) stays uint8, so a 2D model reads its
+    grey values as its own scripts read the PNG (not min-max stretched)."""
+    planar = volume.array.ndim == 2 and volume.array.dtype == np.uint8
+    image = Image(array=volume.array if planar else np.asarray(volume.array, np.float32),
+                  spacing=tuple(volume.spacing), affine=volume.affine, modality=model_modality(modality))
     return SpaceCase(image, dict(masks), lambda mask: mask)
 
 

@@ -4,7 +4,9 @@
 the dataset's channel order with derived classes. A folder of references (`--ref DIR`) is ad hoc: classes from
 `--classes`/`--labels` or the `dataset.json` beside the references, the dataset name from `--dataset` or that
 dataset.json, the modality from the catalog, `--modality` or the dataset.json's channel names. Nothing is guessed:
-a missing name or modality is asked for, and a modality that contradicts the catalog is an error.
+a missing name or modality is asked for, and a modality that contradicts the catalog is an error. An SA-Med2D
+folder of 2D PNG slices (`--ref DIR` holding `label2image_test.json` or `image2label_train.json`) is 2D: its cases
+are images, its classes the mask names of each image, its dataset name the folder's unless `--dataset` is given.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.catalog import CatalogError, load_catalog
-from bench.catalog.cases import catalog_classes, dataset_sources
+from bench.catalog.cases import catalog_classes, dataset_sources, sammed2d_sources
 from bench.catalog.catalog import DatasetInfo
 from protocols.terms import modality_prefix, term_key
 from bench.class_maps import ClassValues, parse_labels, read_class_map, read_json_mapping
 from bench.io import InputError
 from bench.matching import list_cases
+from bench.sammed2d import is_data_folder
 
 _MRI_CHANNELS = {"t1", "t1w", "t1ce", "t1c", "t1gd", "t2", "t2w", "flair", "adc", "dwi", "pd", "cine", "lge", "mr"}
 
@@ -28,10 +31,11 @@ class Target:
     dataset: str
     modality: str
     classes: ClassValues
-    refs: dict[str, Path]
+    refs: dict[str, Path | tuple[Path, ...]]
     source: str
     orientation: str = "RAS"
     unmapped: list[str] = field(default_factory=list)
+    ndim: int = 3
 
 
 def _known(name: str | None) -> DatasetInfo | None:
@@ -124,6 +128,14 @@ def folder_target(ref: Path, dataset: str | None, modality: str | None, classes:
                   getattr(info, "orientation", "RAS") if info else "RAS", _unmapped(modality, classes))
 
 
+def sammed2d_target(ref: Path, split: str, dataset: str | None, modality: str | None) -> Target:
+    """An SA-Med2D folder's split: each image a case, its reference masks (tuples of PNGs) its classes."""
+    sources = sammed2d_sources(ref, split, modality, dataset)
+    classes = {name: 1 for source in sources for name in source.classes}
+    return Target(sources[0].dataset if sources else ref.name, sources[0].modality if sources else str(modality),
+                  classes, {s.case_id: s.label for s in sources}, f"{ref.resolve()} ({split} split)", ndim=2)
+
+
 def resolve_target(*, ref: Path | None, root: Path | None, dataset: str | None, split: str = "test",
                    manifest: Path | None = None, classes: Path | None = None, labels: str | None = None,
                    modality: str | None = None) -> Target:
@@ -138,4 +150,8 @@ def resolve_target(*, ref: Path | None, root: Path | None, dataset: str | None, 
         return catalog_target(dataset, root, split, manifest, modality, given)
     if ref is None:
         raise InputError("give --ref DIR (a folder of references) or --dataset NAME --root DIR")
+    if is_data_folder(ref):
+        if given is not None:
+            raise InputError(f"{ref}: an SA-Med2D folder names its own masks; drop --classes/--labels")
+        return sammed2d_target(ref, split, dataset, modality)
     return folder_target(ref, dataset, modality, given)

@@ -5,6 +5,7 @@
 stay empty. Each (target, slice) keeps its own model state and mask, so a model that takes only the newest
 click refines the slice that click is on and leaves the others as they were. A slice is given as a 2D image
 with the in-plane spacing, the volume's affine (for reference; 2D models work in pixel coordinates) and modality.
+A 2D image (one slice, e.g. an SA-Med2D PNG case) goes to the 2D model as it is, with its prompts and state.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _drop(values: tuple[int, ...], axis: int) -> tuple[int, ...]:
 
 
 class SliceWise(Model):
-    """Runs `model` (which must take 2D images) on the slices along `axis` that have prompts."""
+    """Runs `model` (which must take 2D images) on the slices along `axis` that have prompts; a 2D image is
+    passed straight through."""
 
     def __init__(self, *, model: Model, axis: int = 2):
         if 2 not in model.capabilities.ndims:
@@ -40,7 +42,7 @@ class SliceWise(Model):
         self.network = model.network
         inner = model.capabilities
         self.capabilities = Capabilities(
-            ndims=frozenset({3}), prompts=inner.prompts & SLICE_PROMPTS, accumulates_clicks=inner.accumulates_clicks,
+            ndims=frozenset({2, 3}), prompts=inner.prompts & SLICE_PROMPTS, accumulates_clicks=inner.accumulates_clicks,
             previous_logits=inner.previous_logits, devices=inner.devices,
         )
 
@@ -56,6 +58,8 @@ class SliceWise(Model):
                 for index in sorted(set(points) | set(boxes))}
 
     def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
+        if image.ndim == 2:
+            return self.model.segment(image, targets, state)
         if image.channels != 1:
             raise ValueError(f"SliceWise takes one-channel volumes, got {image.channels} channels")
         array = np.moveaxis(image.array, self.axis, 0)

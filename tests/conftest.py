@@ -25,6 +25,15 @@ def satds_dir(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sammed2d_demo(shared_dir: Path) -> Path:
+    """SAM-Med2D's demo folder of SA-Med2D-20M-style 2D PNG slices (images/, masks/, index JSON files)."""
+    path = shared_dir / "data" / "sammed2d_demo"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
 def ts_raw_dataset(shared_dir, tmp_path_factory):
     """A factory: an nnU-Net raw folder `name` holding the real TotalSegmentator example CT as
     imagesTs/ts_0001_0000.nii.gz and the classes `keep` (name -> label value in seg_total) renumbered 1..n as

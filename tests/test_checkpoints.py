@@ -241,4 +241,4 @@ def test_registry_names_build_the_published_networks():
                 "sam-med2d": 271_241_776}
     for name, count in expected.items():
         info = describe(name)
-        assert info["parameters"] == count and info["dimensions"] == [3], name
+        assert info["parameters"] == count and info["dimensions"] == [2, 3], name

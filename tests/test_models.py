@@ -61,7 +61,7 @@ def test_undeclared_prompt_kind_or_dimensionality_is_a_clear_error():
 def test_slice_wise_routes_prompts_and_leaves_unprompted_slices_empty():
     inner = BoxAndPoints()
     model = SliceWise(model=inner, axis=2)
-    assert model.capabilities.ndims == {3} and model.capabilities.prompts == {"points", "boxes"}
+    assert model.capabilities.ndims == {2, 3} and model.capabilities.prompts == {"points", "boxes"}
     prompt = Prompt(points=(Click((2, 3, 1), True),), boxes=(Box((5, 5, 3), (6, 7, 4)),))
     mask, state = _one(model, _image(), prompt)
     assert mask.shape == (10, 12, 6)
@@ -69,6 +69,16 @@ def test_slice_wise_routes_prompts_and_leaves_unprompted_slices_empty():
     assert mask[5:7, 5:8, 3:5].all() and mask[:, :, 3:5].sum() == 12
     assert not mask[:, :, [0, 2, 5]].any()
     assert sorted(state["t"]) == [1, 3, 4] and inner.calls == 3
+
+
+def test_slice_wise_passes_a_2d_image_straight_to_its_2d_model():
+    inner = BoxAndPoints()
+    plane = Prompt(points=(Click((2, 3), True),), boxes=(Box((5, 5), (6, 7)),))
+    mask, state = _one(SliceWise(model=inner, axis=2), _image((10, 12), (1.0, 1.0)), plane)
+    direct, direct_state = _one(BoxAndPoints(), _image((10, 12), (1.0, 1.0)), plane)
+    np.testing.assert_array_equal(mask, direct)
+    assert mask[2, 3] and mask[5:7, 5:8].all() and mask.sum() == 7 and inner.calls == 1
+    np.testing.assert_array_equal(state["t"], direct_state["t"])  # the inner model's own state, not per slice
 
 
 def test_slice_wise_along_another_axis_and_newest_click_keeps_other_slices():

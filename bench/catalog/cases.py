@@ -1,9 +1,10 @@
 """Every data layout loads into one Case: image, geometry and named binary masks (derived classes included).
 
 Layouts: a SAT-DS jsonl record, an nnU-Net raw dataset (`imagesTs`/`labelsTs` + `dataset.json`), an MSD task
-folder (`dataset.json` listing `training`/`test` pairs) and a user manifest (YAML or JSON: image, label, dataset,
-modality, class map). Listing cases (`CaseSource`) touches no volume; `load_case` reads one. Every path resolves
-inside the given data root; a path escaping it is rejected.
+folder (`dataset.json` listing `training`/`test` pairs), a user manifest (YAML or JSON: image, label, dataset,
+modality, class map) and an SA-Med2D folder of 2D PNG slices (`bench.sammed2d`: the label is a tuple of mask
+files, one class per mask, the image a grey plane with spacing (1, 1)). Listing cases (`CaseSource`) touches no
+volume; `load_case` reads one. Every path resolves inside the given data root; a path escaping it is rejected.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench.catalog.catalog import Catalog, CatalogError, DatasetInfo, load_catal
 from bench.catalog.rules import class_masks, resolve_rules
 from bench.class_maps import parse_class_map
 from bench.io import InputError, Volume, check_same_geometry, read_label_map, read_volume, volume_suffix
+from bench.sammed2d import PLANE_SPACING, data_modality, mask_name, read_case, read_index
 
 ClassValues = Mapping[str, tuple[int, ...]]
 
@@ -30,7 +32,7 @@ class CaseSource:
 
     case_id: str
     image: Path
-    label: Path
+    label: Path | tuple[Path, ...]
     modality: str
     classes: ClassValues
     dataset: str | None = None
@@ -65,7 +67,12 @@ def resolve_inside(root: str | Path, path: str | Path) -> Path:
 
 
 def load_case(source: CaseSource) -> Case:
-    """Read image and label map, check they share one geometry, and split the labels into class masks."""
+    """Read image and label map, check they share one geometry, and split the labels into class masks (a 2D
+    SA-Med2D case: the grey plane and its mask PNGs, checked by `bench.sammed2d.read_case`)."""
+    if isinstance(source.label, tuple):
+        slice_case = read_case(source.image, list(source.label))
+        plane = Volume(slice_case.plane(), PLANE_SPACING, np.eye(4), source.image)
+        return Case(source.case_id, source.dataset, source.modality, plane, slice_case.masks)
     image = read_volume(source.image)
     labels = read_label_map(source.label)
     check_same_geometry(image, labels)
@@ -129,6 +136,22 @@ def satds_jsonl_sources(path: str | Path, root: str | Path, catalog: Catalog | N
             raise InputError(f"{path}, line {number}: not JSON ({error.msg})") from None
         sources.append(satds_record_source(record, root, catalog, f"{path}, line {number}"))
     return sources
+
+
+def sammed2d_sources(root: str | Path, split: str = "test", modality: str | None = None,
+                     dataset: str | None = None) -> list[CaseSource]:
+    """The 2D cases of an SA-Med2D folder's split: one per image (case id = image stem), its masks as classes;
+    the modality from `modality`, else from the image names (`bench.sammed2d.data_modality`)."""
+    root = Path(root)
+    index = read_index(root, split)
+    stems: dict[str, Path] = {}
+    for image in index:
+        if stems.setdefault(image.stem, image) != image:
+            raise InputError(f"{root}: two images named {image.stem} ({stems[image.stem]} and {image})")
+    modality = data_modality(root, index, modality)
+    name = dataset or root.resolve().name
+    return [CaseSource(image.stem, image, tuple(masks), modality,
+                       {mask_name(mask, image.stem): (1,) for mask in masks}, name) for image, masks in index.items()]
 
 
 def _modality(description: Mapping, info_name: str | None, catalog: Catalog) -> str:

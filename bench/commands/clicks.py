@@ -22,7 +22,7 @@ import typer
 from bench.commands.evaluate import note
 from bench.io import InputError
 from bench.presets import load_protocol, preset_names
-from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, untrained
+from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, tolerance_unit, untrained
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks, summarise_clicks
@@ -63,11 +63,12 @@ def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = N
         typer.echo(f"| {row.class_name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
-def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol) -> None:
+def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit: str = "mm") -> None:
     """The per-class click table, and the paper-era max over clicks where the protocol reports it."""
     how = f" ({protocol.description})" if protocol.name == "clicks" else ""
     print_click_summary(rows, f"{model} under {protocol.name}{how}: mean over cases of DSC/NSD after k clicks "
-                              f"(NSD tolerance {protocol.scoring.tolerance_mm:g} mm)", n_clicks=protocol.prompts.n_clicks)
+                              f"(NSD tolerance {protocol.scoring.tolerance_mm:g} {unit})",
+                        n_clicks=protocol.prompts.n_clicks)
     if "max_over_clicks" in protocol.scoring.report:
         typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
         typer.echo(max_over_clicks(rows).to_string(index=False))
@@ -168,4 +169,4 @@ def clicks(
         typer.secho(f"error: no reference of the {done + skipped} case(s) contains any requested class, so there was "
                     "nothing to click on; check --class and the class map", fg="red", err=True)
         raise typer.Exit(1)
-    print_click_results(rows, model, chosen)
+    print_click_results(rows, model, chosen, tolerance_unit(sources))

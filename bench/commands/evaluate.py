@@ -51,15 +51,17 @@ def note(text: str) -> None:
 def evaluate(
     pred: Path = typer.Option(..., help="Folder of predictions (label maps, or one folder of class masks per case)."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json and per-case files."),
-    ref: Path = typer.Option(None, help="Folder of reference segmentations (ad hoc; or use --dataset/--root)."),
+    ref: Path = typer.Option(None, help="Folder of reference segmentations (ad hoc; or use --dataset/--root), or an "
+                                        "SA-Med2D folder of 2D PNG slices (label2image_test.json)."),
     dataset: str = typer.Option(None, help="Catalog dataset (with --root), or the name of an ad-hoc dataset."),
     root: Path = typer.Option(None, help="Data root of a catalog dataset (nnU-Net raw folder, MSD task, ...)."),
-    split: Split = typer.Option(Split.test, help="SAT's split of a catalog dataset."),
+    split: Split = typer.Option(Split.test, help="SAT's split of a catalog dataset; test or train index of an "
+                                                 "SA-Med2D folder."),
     manifest: Path = typer.Option(None, help="Manifest of cases under --root (YAML/JSON, or a SAT-DS .jsonl)."),
     classes: Path = typer.Option(None, help="JSON class map ({'liver': 1} or {'1': 'liver'} or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen,2+3=kidney'."),
     modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's)."),
-    tolerance: float = typer.Option(1.0, help="NSD tolerance in mm."),
+    tolerance: float = typer.Option(1.0, help="NSD tolerance in mm (in pixels for 2D PNG slices)."),
     empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
@@ -74,6 +76,8 @@ def evaluate(
     try:
         target = resolve_target(ref=ref, root=root, dataset=dataset, split=split.value, manifest=manifest,
                                 classes=classes, labels=labels, modality=modality)
+        if target.ndim == 2 and grid is not Grid.native:
+            raise InputError(f"--grid {grid.value}: {ref} holds 2D PNG slices, scored on their own pixel grid only")
         settings = RunSettings(
             run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
             classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
@@ -105,6 +109,7 @@ def evaluate(
         typer.secho(f"{len(outcome.errors)} case(s) failed; nothing was written for them and metrics.parquet "
                     "was not updated. Fix them and run the same command again to resume.", fg="red", err=True)
         raise typer.Exit(1)
+    unit = "mm" if target.ndim == 3 else "pixel (PNG slices carry no spacing)"
     print_summary(outcome.table, f"{settings.model} on {settings.dataset} ({settings.modality}): mean over cases "
-                                 f"(NSD tolerance {tolerance:g} mm, empty policy {settings.empty_policy}, "
+                                 f"(NSD tolerance {tolerance:g} {unit}, empty policy {settings.empty_policy}, "
                                  f"{settings.grid} grid)")

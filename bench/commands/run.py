@@ -12,7 +12,7 @@ from bench.commands.clicks import print_click_results
 from bench.commands.evaluate import note, print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, untrained
+from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, tolerance_unit, untrained
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.protocol import ProtocolError, with_overrides
@@ -92,7 +92,7 @@ def run(
                f"{preset.name}, device {spec.device})")
     clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
     if not clicks.empty:
-        print_click_results(clicks, model, preset)
+        print_click_results(clicks, model, preset, tolerance_unit(sources))
     else:
         print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
-                            f"{preset.scoring.tolerance_mm:g} mm)")
+                            f"{preset.scoring.tolerance_mm:g} {tolerance_unit(sources)})")
