@@ -174,14 +174,19 @@ class Cells:
         return np.bincount(distinct, minlength=unit_of_cell.max() + 1 if len(unit_of_cell) else 0)
 
     def scores(self, level: str) -> pd.DataFrame:
+        _check_level(level)
         return level_scores(self.table, level, self.case_counts(level))
+
+
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
 
 
 def level_scores(cells: pd.DataFrame, level: str, cases: np.ndarray) -> pd.DataFrame:
     """One level's aggregates (columns ``SCORE_COLUMNS``) from the cell table and the number of distinct cases
     behind each unit of the level, in `summarise`'s sorted order (however they were computed)."""
-    if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+    _check_level(level)
     table = summarise(cells, level).assign(level=level)
     table["cases"] = cases
     if "group" not in table.columns:
