@@ -9,8 +9,8 @@ themselves (a task carries paths, never volumes), so on a cluster the data must 
 - `dask`: an existing scheduler (`scheduler="tcp://host:8786"`, e.g. from `dask scheduler` / `dask worker` or
   dask-jobqueue), or a `LocalCluster` of `workers` single-threaded processes started here. A task lost with its
   worker is retried (`retries`); a retried case rewrites the same case file, so it is never stored twice. Cases
-  go to the cluster in chunks (about four per worker thread), since a task per case costs more in scheduling
-  than a fast case takes.
+  go to the cluster in chunks, since a task per case costs more in scheduling than a fast case takes; the
+  chunks shrink towards the end of the run (`guided_chunks`), so the workers finish together.
   `resources={"GPU": 1}` keeps model tasks one per GPU on workers started with `--resources GPU=1`.
 """
 
@@ -66,6 +66,18 @@ def local_cluster(workers: int):
         return LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, dashboard_address=None)
 
 
+def guided_chunks(cases: Sequence[Case], slots: int) -> list[list[Case]]:
+    """Consecutive chunks that shrink as the run goes on (guided self-scheduling): each takes half a share of
+    what is left per worker thread, so early chunks are large (few tasks to schedule) and the last ones hold
+    one case each (no worker waits long for another to finish its chunk)."""
+    chunks, start = [], 0
+    while start < len(cases):
+        size = max(1, math.ceil((len(cases) - start) / (2 * slots)))
+        chunks.append(list(cases[start:start + size]))
+        start += size
+    return chunks
+
+
 def _run_chunk(task: Callable[[Case], None], chunk: Sequence[Case],
                caught: tuple[type[BaseException], ...]) -> list[BaseException | None]:
     """A Dask task: several cases in a row on one worker (a task per case costs more in scheduling than a fast
@@ -102,9 +114,7 @@ def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, sch
     from distributed import as_completed as dask_completed
 
     with dask_client(workers, scheduler) as client:
-        slots = max(sum(client.nthreads().values()), 1)
-        size = max(1, math.ceil(len(cases) / (4 * slots)))  # about four chunks per worker thread
-        chunks = [list(cases[i:i + size]) for i in range(0, len(cases), size)]
+        chunks = guided_chunks(cases, max(sum(client.nthreads().values()), 1))
         futures = [client.submit(_run_chunk, task, chunk, caught, pure=False, retries=retries, resources=resources)
                    for chunk in chunks]
         chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks)}

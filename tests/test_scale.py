@@ -162,3 +162,12 @@ def test_bench_tables_on_dask_prints_the_local_tables(cluster, tmp_path):
                                         "--scheduler", cluster.scheduler_address])
         assert local.exit_code == dask.exit_code == 0, dask.output
         assert dask.output == local.output and "model" in local.output
+
+
+def test_guided_chunks_shrink_to_single_cases_and_keep_the_order():
+    from bench.executors import guided_chunks
+
+    chunks = guided_chunks(list(range(40)), slots=2)
+    assert [len(c) for c in chunks] == [10, 8, 6, 4, 3, 3, 2, 1, 1, 1, 1]  # ceil(left / 4) each time
+    assert sum(chunks, []) == list(range(40))
+    assert guided_chunks([], 2) == [] and guided_chunks(["a"], 8) == [["a"]]
