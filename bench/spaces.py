@@ -2,27 +2,35 @@
 
 - `native`: the scan as stored.
 - `satds`: SAT-DS preprocessing (`bench.preprocess`: RAS, 1 x 1 x 3 mm, foreground crop, normalised image).
-- `crop`: resampled to the protocol's spacing in RAS orientation (image linear, masks nearest), then a box of
-  the protocol's size centred on one target's bounding box, zero-padded where it leaves the scan (SAM-Med3D's
-  `Resample` + `ToCanonical` + `CropOrPad(mask_name=label)`; the window starts at floor of the mean of the
-  box's first and one-past-last voxel minus half the size: TorchIO's rule for even sizes, checked voxel for voxel
-  in the tests; the resampling itself is SAT-DS's, not TorchIO's SimpleITK one).
-`to_native` maps a mask made in the space back onto the native grid (nearest), so any space can be scored
-against the untouched reference.
+- `crop`: SAM-Med3D's official TorchIO chain, the one `models.sam_med3d.preprocess` implements: the scan
+  resampled once to the protocol's spacing (`Resample`: image linear in its own dtype, masks nearest) and put in
+  canonical (RAS) axes (`ToCanonical`), then per target a box of the protocol's size centred by TorchIO on that
+  target's mask (`CropOrPad(mask_name=...)`, zero-padded where it leaves the scan), every class's mask cropped
+  by the same box. The image stays un-normalised (the model z-normalises it, as the official script does after
+  the crop).
+`to_native` maps a mask made in the space back onto the native grid (nearest; for `crop` TorchIO's Resample onto
+the whole native grid, as the official `data_postprocess`), so any space can be scored against the untouched
+reference.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from bench.io import InputError, Volume
-from bench.preprocess import SAT_ORIENTATION, SatTransform, from_sat, plan_transform, preprocess, to_sat
+from bench.preprocess import SAT_ORIENTATION, from_sat, preprocess
 from models.base import Image
-from protocols.boxes import bounding_box
+from models.sam_med3d.preprocess import crop_or_pad, onto_grid, resample_canonical
 from protocols.protocol import Space
+
+if TYPE_CHECKING:
+    import torchio
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,63 +73,59 @@ def satds_space(volume: Volume, modality: str, masks: Mapping[str, np.ndarray],
                      lambda mask: from_sat(transform, mask.astype(np.uint8)).astype(bool))
 
 
-def _crop_window(mask: np.ndarray, size: tuple[int, ...]) -> tuple[int, ...]:
-    """Start index per axis of a `size` box centred on the mask's bounding box (may be negative or overhang)."""
-    box = bounding_box(mask)
-    if box is None:
-        return tuple((n - s) // 2 for n, s in zip(mask.shape, size))
-    return tuple(int(np.floor((b.start + b.stop) / 2.0 - s / 2.0)) for b, s in zip(box, size))
-
-
-def _take(array: np.ndarray, start: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
-    """The `size` box at `start` of `array`, zero where it leaves the array."""
-    out = np.zeros(size, array.dtype)
-    source = tuple(slice(max(a, 0), min(a + s, n)) for a, s, n in zip(start, size, array.shape))
-    target = tuple(slice(src.start - a, src.stop - a) for src, a in zip(source, start))
-    out[target] = array[source]
-    return out
-
-
-def _put(window: np.ndarray, start: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
-    """The inverse of `_take`: a `shape` array, zero outside the window."""
-    out = np.zeros(shape, window.dtype)
-    target = tuple(slice(max(a, 0), min(a + s, n)) for a, s, n in zip(start, window.shape, shape))
-    source = tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, start))
-    out[target] = window[source]
-    return out
-
-
 @dataclass(frozen=True, eq=False)
 class Resampled:
-    """A scan resampled once to a crop space's spacing (RAS), shared by the crops of all its targets."""
+    """A scan resampled once to a crop space's spacing in canonical axes, shared by the crops of all its targets:
+    a TorchIO subject with "image" and "masks", the i-th of `names` as value i + 1 of channel `layers[i]` (masks
+    that do not overlap share a channel: one label map for a usual label file)."""
 
-    transform: SatTransform
-    image: np.ndarray
-    masks: dict[str, np.ndarray]
+    canonical: torchio.Subject
+    names: tuple[str, ...]
+    layers: tuple[int, ...]
+    native_shape: tuple[int, ...]
+    native_affine: np.ndarray
     modality: str
+
+    def mask(self, masks: torch.Tensor, index: int) -> np.ndarray:
+        """The `index`-th mask of "masks" data (the canonical grid's or a crop's), bool."""
+        return (masks[self.layers[index]] == index + 1).numpy()
+
+
+def _layered(masks: list[np.ndarray]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The masks as label maps (L, ...): mask i is value i + 1 of the first map it does not overlap."""
+    dtype = np.uint8 if len(masks) < 256 else np.int32
+    maps: list[np.ndarray] = []
+    layers = []
+    for index, mask in enumerate(masks):
+        layer = next((j for j, labels in enumerate(maps) if not labels[mask].any()), len(maps))
+        if layer == len(maps):
+            maps.append(np.zeros(mask.shape, dtype))
+        maps[layer][mask] = index + 1
+        layers.append(layer)
+    return np.stack(maps), tuple(layers)
 
 
 def resample(volume: Volume, modality: str, masks: Mapping[str, np.ndarray], space: Space) -> Resampled:
-    transform = plan_transform(volume.affine, volume.array.shape, space.spacing)
-    image = to_sat(transform, np.asarray(volume.array, np.float32), order=1)
-    resampled = {name: to_sat(transform, mask.astype(np.uint8)).astype(bool) for name, mask in masks.items()}
-    return Resampled(transform, image, resampled, model_modality(modality))
+    names = tuple(masks)
+    labels, layers = _layered([np.asarray(masks[name], bool) for name in names]) if names else (None, ())
+    canonical = resample_canonical(np.asarray(volume.array), volume.affine, labels, spacing=tuple(space.spacing))
+    return Resampled(canonical, names, layers, tuple(volume.array.shape), np.asarray(volume.affine, float),
+                     model_modality(modality))
 
 
 def crop_space(resampled: Resampled, target: str, space: Space) -> SpaceCase:
-    """The crop of one target: a `space.size` box centred on that target's resampled mask."""
-    size = tuple(space.size)
-    start = _crop_window(resampled.masks[target], size)
-    transform = resampled.transform
-    shift = np.eye(4)
-    shift[:3, 3] = start
-    affine = transform.sat_affine @ shift
-    image = Image(array=_take(resampled.image, start, size), spacing=tuple(space.spacing), affine=affine,
-                  modality=resampled.modality)
-    masks = {name: _take(mask, start, size) for name, mask in resampled.masks.items()}
+    """The crop of one target: a `space.size` box centred by TorchIO on that target's resampled mask."""
+    index = resampled.names.index(target)
+    with warnings.catch_warnings():  # a target that resampling empties: TorchIO warns and centres; runs skip it
+        warnings.filterwarnings("ignore", message="All values found in the mask", category=RuntimeWarning)
+        cropped = crop_or_pad(resampled.canonical, resampled.mask(resampled.canonical["masks"].data, index),
+                              tuple(space.size))
+    affine = np.asarray(cropped.image.affine, float).copy()
+    image = Image(array=cropped.image.data[0].numpy().astype(np.float32), spacing=tuple(space.spacing),
+                  affine=affine, modality=resampled.modality)
+    masks = {name: resampled.mask(cropped["masks"].data, i) for i, name in enumerate(resampled.names)}
 
     def to_native(mask: np.ndarray) -> np.ndarray:
-        full = _put(mask.astype(np.uint8), start, transform.resampled_shape)
-        return from_sat(transform, full).astype(bool)
+        return onto_grid(mask, affine, resampled.native_shape, resampled.native_affine)
 
     return SpaceCase(image, masks, to_native)

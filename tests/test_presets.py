@@ -278,7 +278,10 @@ def test_run_cases_writes_native_niftis_and_resumes(dataset, tmp_path):
 
 
 def test_run_case_is_a_picklable_task_with_the_same_result_in_another_process(dataset):
-    """The unit of work a process pool or Dask runs: arguments and result pickle, the numbers do not change."""
+    """The unit of work a process pool or Dask runs: arguments and result pickle, the numbers do not change.
+    A spawned worker, as Dask's: this process has run torch's OpenMP threads (the crop space is TorchIO's), and
+    a worker forked after that hangs at its first parallel torch operation."""
+    import multiprocessing
     import pickle
     from concurrent.futures import ProcessPoolExecutor
 
@@ -286,7 +289,7 @@ def test_run_case_is_a_picklable_task_with_the_same_result_in_another_process(da
     spec = RunSpec(run="p", model="oracle", protocol=with_overrides(load_protocol("sam-med3d-paper"), n_clicks=2))
     assert pickle.loads(pickle.dumps(spec)) == spec
     local = run_case(source, spec)
-    with ProcessPoolExecutor(max_workers=1) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         remote = pool.submit(run_case, source, spec).result()
     columns = ["class_name", "click", "dsc", "nsd", "pred_voxels"]
     assert remote.rows[columns].equals(local.rows[columns])

@@ -196,3 +196,32 @@ def test_end_to_end_equals_the_official_pipeline_on_the_real_ct(parity_run, shar
     official = np.unpackbits(golden["native_bits"])[:labels.array.size].reshape(labels.array.shape).astype(bool)
     assert official.sum() > 10_000
     np.testing.assert_array_equal(result.native, official)
+
+
+@pytest.mark.slow
+def test_runner_crop_space_and_model_give_the_official_pipeline_on_the_real_ct(parity_run, shared_dir):
+    """The same official case through the runner's path under the `sam-med3d` preset: its crop space (TorchIO
+    chain centred on the label), the model interface taking that crop as it is, the official click, and the
+    space's way back to the native grid: the official `validate_paired_img_gt` mask, voxel for voxel."""
+    from bench.io import read_label_map, read_volume
+    from bench.presets import load_protocol
+    from bench.spaces import crop_space, resample
+    from models.base import Target
+    from models.sam_med3d import sam_med3d
+    from protocols.prompts import Click, Prompt
+
+    golden = np.load(END_TO_END)
+    folder = shared_dir / "data" / "totalsegmentator_example"
+    image, labels = read_volume(folder / "ct.nii.gz"), read_label_map(folder / "seg_total.nii.gz")
+    space_of = load_protocol("sam-med3d").space
+    masks = {"liver": labels.array == int(golden["value"]), "spleen": labels.array == 1}
+    space = crop_space(resample(image, "CT", masks, space_of), "liver", space_of)
+    candidates = np.argwhere(space.masks["liver"])
+    point = tuple(candidates[np.random.RandomState(233).randint(len(candidates))].tolist())
+    assert [*point, 1] == golden["clicks"][0].tolist()
+    with torch.device("meta"):
+        model = sam_med3d()
+    model.network = parity_run[0]
+    mask = model.segment(space.image, [Target("liver", Prompt(points=(Click(point, True),)))])["liver"]
+    official = np.unpackbits(golden["native_bits"])[:labels.array.size].reshape(labels.array.shape).astype(bool)
+    np.testing.assert_array_equal(space.to_native(mask), official)

@@ -22,8 +22,6 @@ from typer.testing import CliRunner  # noqa: E402
 import bench.runner as runner  # noqa: E402
 from bench.cli import app  # noqa: E402
 from bench.io import read_label_map, read_volume  # noqa: E402
-from bench.presets import load_protocol  # noqa: E402
-from bench.spaces import crop_space, resample  # noqa: E402
 from models.base import Image, Target  # noqa: E402
 from models.checkpoints import CheckpointError  # noqa: E402
 from models.registry import describe, get_model, register_model, unregister_model  # noqa: E402
@@ -31,7 +29,12 @@ from models.sam_med3d import SamMed3DModel, sam_med3d  # noqa: E402
 from models.sam_med3d.inference import crop_positions  # noqa: E402
 from models.sam_med3d.mask_decoder import upscale_logits  # noqa: E402
 from models.sam_med3d.network import PARAMETER_COUNT  # noqa: E402
-from models.sam_med3d.preprocess import crop_around_point, native_to_crop, to_native  # noqa: E402
+from models.sam_med3d.preprocess import (  # noqa: E402
+    crop_around_label,
+    crop_around_point,
+    native_to_crop,
+    to_native,
+)
 from protocols.prompts import Click, Prompt  # noqa: E402
 
 KEEP = {"gallbladder": 4, "liver": 5}
@@ -178,21 +181,17 @@ def test_harness_crops_around_the_first_click_and_maps_back(raw_dataset, tmp_pat
 @pytest.mark.parametrize("preset", ["sam-med3d", "sam-med3d-paper"])
 def test_crop_presets_take_the_runner_crop_as_it_is(raw_dataset, tmp_path, fake_registered, preset):
     """On a protocol's crop (128^3, 1.5 mm, RAS, centred on the label by the runner) the model crops nothing
-    again: the encoder sees that crop z-normalised over voxels > 0, the clicks are its voxels as they are; all
-    clicks so far under `sam-med3d`, the newest under `sam-med3d-paper`, the previous logits under both."""
+    again: the encoder sees the official input (TorchIO chain centred on the label, z-normalised over voxels > 0,
+    `crop_around_label`), the clicks are the crop's voxels as they are; all clicks so far under `sam-med3d`, the
+    newest under `sam-med3d-paper`, the previous logits under both; the mask goes back as `data_postprocess`."""
     out = tmp_path / preset
     rows = _run(raw_dataset, out, preset, 3, "gallbladder")
     fake = fake_registered[0].network
-    protocol = load_protocol(preset)
     case = read_volume(raw_dataset / "imagesTs" / "ts_0001_0000.nii.gz")
     reference = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz").array == 1
-    space = crop_space(resample(case, "CT", {"gallbladder": reference}, protocol.space), "gallbladder",
-                       protocol.space)
-    crop = space.image.array.astype(np.float64)
-    foreground = crop[crop > 0]
-    expected = (crop - foreground.mean()) / foreground.std(ddof=1)  # TorchIO's std is torch's (unbiased)
+    official = crop_around_label(case.array, case.affine, reference)
     assert len(fake.images) == 1
-    np.testing.assert_allclose(fake.images[0][0, 0].numpy(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fake.images[0], official.image, rtol=0, atol=0)
     clicks = _stored_clicks(out, "gallbladder")
     assert len(fake.points) == len(rows) == len(clicks) == 3
     for k in range(3):
@@ -201,7 +200,7 @@ def test_crop_presets_take_the_runner_crop_as_it_is(raw_dataset, tmp_path, fake_
         np.testing.assert_array_equal(fake.labels[k], [int(c.positive) for c in given])
         assert torch.equal(fake.mask_inputs[k], torch.zeros(1, 1, 32, 32, 32) if k == 0 else fake.outputs[k - 1])
     predicted = np.asarray(nib.load(out / "predictions" / "ts_0001" / "gallbladder.nii.gz").dataobj) > 0
-    np.testing.assert_array_equal(predicted, space.to_native(_crop_mask(fake.outputs[-1])))
+    np.testing.assert_array_equal(predicted, to_native(_crop_mask(fake.outputs[-1]), official))
 
 
 def _elongated() -> Image:

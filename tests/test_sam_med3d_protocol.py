@@ -1,8 +1,9 @@
 """SAM-Med3D's TorchIO crop and back-mapping on the real CT of ../shared/data/totalsegmentator_example, against
 the official `data_preprocess`/`data_postprocess` (tests/goldens/sam_med3d_crops.npz, made by
-tests/goldens/make_sam_med3d_goldens.py with torchio 0.20.8, current when the official script was written), an
-identity-like fake network (the crop's own label must come back as the reference inside the crop), and the
-encoder-once / decoder-per-click plumbing with a counting fake model."""
+tests/goldens/make_sam_med3d_goldens.py with torchio 0.20.8, current when the official script was written), the
+runner's crop space of the SAM-Med3D presets (`bench.spaces`) against both, an identity-like fake network (the
+crop's own label must come back as the reference inside the crop), and the encoder-once / decoder-per-click
+plumbing with a counting fake model."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ nib = pytest.importorskip("nibabel")
 pytest.importorskip("torchio")
 pytest.importorskip("segment_anything")
 
+from bench.io import Volume
+from bench.presets import load_protocol
+from bench.spaces import crop_space, resample
 from models.sam_med3d.inference import ClickSession, encode, inside_crop, predict_click
 from models.sam_med3d.preprocess import (
+    as_crop,
     crop_around_label,
     crop_around_point,
     native_to_crop,
@@ -80,6 +85,63 @@ def test_identity_network_round_trip_reproduces_the_reference_inside_the_crop(ct
     np.testing.assert_array_equal(native[inside], reference[inside])
     assert not native[~_inside(crop, reference.shape, margin=0.01)].any()
     assert reference[inside].sum() > 0.9 * reference.sum()  # the crop holds (nearly) the whole organ
+
+
+@pytest.fixture(scope="module")
+def crop_spaces(ct_case):
+    """(name, labels, {class value: crop space}) of the `sam-med3d-paper` preset: the scan resampled once with
+    every class, then one crop per class, as the runner builds them."""
+    name, image, affine, labels = ct_case
+    space = load_protocol("sam-med3d-paper").space
+    assert space.grid == "crop" and all(load_protocol(p).space == space for p in ("sam-med3d", "sam-med3d-2d-baseline"))
+    volume = Volume(image, tuple(np.linalg.norm(affine[:3, :3], axis=0)), affine)
+    resampled = resample(volume, "CT", {f"class {v}": labels == v for v in CLASSES}, space)
+    return name, labels, {v: crop_space(resampled, f"class {v}", space) for v in CLASSES}
+
+
+@pytest.mark.parametrize("value", CLASSES)
+def test_crop_space_of_the_presets_is_the_official_chain(ct_case, crop_spaces, value):
+    """The presets' crop space is the official TorchIO chain: its image (un-normalised, the model z-normalises
+    it) gives the model the official input exactly, its target mask is the official cropped label, every other
+    class is cropped by the same window, and `to_native` is the official `data_postprocess`: all equal to
+    `crop_around_label` and to the official code's outputs (golden), RAS and LAS."""
+    name, image, affine, labels = ct_case
+    _, _, spaces = crop_spaces
+    space = spaces[value]
+    golden = np.load(GOLDEN)
+    key = f"{name}_{value}"
+    official = crop_around_label(image, affine, labels == value)
+    assert space.image.array.dtype == np.float32 and space.image.shape == (128, 128, 128)
+    assert space.image.spacing == (1.5, 1.5, 1.5)
+    np.testing.assert_allclose(space.image.affine, golden[f"{key}_affine"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(space.image.array, np.rint(space.image.array))  # the int16 CT resampled as int16
+    model_view = as_crop(space.image.array, space.image.affine)
+    torch.testing.assert_close(model_view.image, official.image, rtol=0, atol=0)
+    np.testing.assert_allclose(model_view.image[0, 0, ::8, ::8, ::8].numpy(), golden[f"{key}_image_sub"],
+                               rtol=1e-6, atol=1e-6)
+    official_label = np.unpackbits(golden[f"{key}_label_bits"])[:128 ** 3].reshape((128,) * 3).astype(bool)
+    np.testing.assert_array_equal(space.masks[f"class {value}"], official_label)
+    for other in CLASSES:  # the other classes through the same window: their nearest resample onto the crop grid
+        np.testing.assert_array_equal(space.masks[f"class {other}"], _crop_of(labels == other, affine, official))
+    official_native = np.unpackbits(golden[f"{key}_native_bits"])[:labels.size].reshape(labels.shape).astype(bool)
+    np.testing.assert_array_equal(space.to_native(space.masks[f"class {value}"]), official_native)
+    noise = np.random.default_rng(value).random((128, 128, 128)) > 0.5  # edges everywhere: tie-breaking shows
+    official_noise = (np.unpackbits(golden[f"{key}_noise_native_bits"])[:labels.size].reshape(labels.shape)
+                      .astype(bool))
+    np.testing.assert_array_equal(space.to_native(noise), official_noise)
+
+
+@pytest.mark.parametrize("value", CLASSES)
+def test_crop_space_round_trip_reproduces_the_native_reference_inside_the_crop(ct_case, crop_spaces, value):
+    _, _, spaces = crop_spaces
+    _, image, affine, labels = ct_case
+    space, reference = spaces[value], labels == value
+    native = space.to_native(space.masks[f"class {value}"])
+    official = crop_around_label(image, affine, reference)
+    np.testing.assert_array_equal(native, to_native(official.label, official))
+    inside = _inside(official, reference.shape, margin=-0.01)
+    np.testing.assert_array_equal(native[inside], reference[inside])
+    assert not native[~_inside(official, reference.shape, margin=0.01)].any()
 
 
 def test_click_centred_crop_round_trip_and_click_position(ct_case):
