@@ -17,6 +17,8 @@ themselves (a task carries paths, never volumes), so on a cluster the data must 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -38,6 +40,14 @@ def die_with_parent() -> None:
         pass
 
 
+def pool_context() -> multiprocessing.context.BaseContext:
+    """How pool workers start: forked (fast) unless torch is loaded here. Once torch has run a parallel operation,
+    its OpenMP threads make a forked child hang at its own first one (`bench run --workers 2` with SAM-Med3D did),
+    so workers are then spawned: fresh interpreters, still children of this process, so they die with it (a fork
+    server's children outlive a killed parent)."""
+    return multiprocessing.get_context("spawn" if "torch" in sys.modules else "fork")
+
+
 def _local(task: Callable[[Case], None], cases: Sequence[Case], workers: int,
            caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
     if workers <= 1 or len(cases) <= 1:
@@ -49,7 +59,7 @@ def _local(task: Callable[[Case], None], cases: Sequence[Case], workers: int,
             else:
                 yield case, None
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, mp_context=pool_context()) as pool:
         futures = {pool.submit(task, case): case for case in cases}
         for future in as_completed(futures):
             yield futures[future], future.exception()

@@ -343,3 +343,71 @@ def test_clicks_on_a_class_absent_from_every_reference_say_so(tmp_path):
                "--labels", "1=liver,2=spleen", "--class", "spleen", "--n-clicks", "2", "--out", tmp_path / "out"]
     for _ in range(2):  # the re-run answers the same way
         _assert_clean_error(_invoke(*command), "contains any requested class", code=1)
+
+
+SCRIPT_AFTER_TORCH = '''
+import torch
+from bench.executors import map_cases
+
+
+def task(n):
+    torch.ones(256, 256) @ torch.ones(256, 256)
+
+
+if __name__ == "__main__":
+    torch.ones(512, 512) @ torch.ones(512, 512)  # torch's OpenMP threads now run in this process
+    print(sum(error is None for _, error in map_cases(task, list(range(4)), workers=2)))
+'''
+
+
+def test_pool_workers_run_torch_after_the_parent_did(tmp_path):
+    """`bench run --workers 2` builds the model (torch) in the parent first; a forked worker then hung at its own
+    first parallel torch operation. The pool must finish."""
+    pytest.importorskip("torch")
+    script = tmp_path / "after_torch.py"
+    script.write_text(SCRIPT_AFTER_TORCH)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    assert done.returncode == 0 and done.stdout.strip() == "4", done.stderr[-2000:]
+
+
+SCRIPT_SLOW_AFTER_TORCH = '''
+import sys
+import time
+from pathlib import Path
+
+import torch
+from bench.executors import map_cases
+
+
+def task(n):
+    (Path(sys.argv[1]) / f"started_{n}").touch()
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    torch.ones(8) + 1
+    list(map_cases(task, list(range(4)), workers=2))
+'''
+
+
+@pytest.mark.slow
+def test_spawned_pool_workers_die_with_a_killed_parent(tmp_path):
+    """With torch loaded the pool spawns its workers (see the test above); they must still die with the parent."""
+    pytest.importorskip("torch")
+    script = tmp_path / "slow_after_torch.py"
+    script.write_text(SCRIPT_SLOW_AFTER_TORCH)
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    children: set[int] = set()
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(tmp_path.glob("started_*"))) < 2:  # both workers inside a task
+        children |= {int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()}
+        time.sleep(0.1)
+    children |= {int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()}
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.1)
+    assert len(children) >= 2 and not any(Path(f"/proc/{pid}").exists() for pid in children), children
