@@ -108,3 +108,17 @@ def test_bad_manifests_name_the_file(tmp_path):
         manifest_sources(manifest)
     with pytest.raises(InputError, match="no dataset.json"):
         discover_sources(tmp_path)
+
+
+def test_a_symlink_inside_the_root_to_shared_storage_is_a_case(tmp_path):
+    """Datasets are often folders of links into shared storage: the entry lies inside the root, its target need
+    not; only the path as written (`..`, absolute) may not leave the root."""
+    storage = tmp_path / "storage" / "scan.nii.gz"
+    storage.parent.mkdir()
+    storage.write_bytes(b"")
+    root = tmp_path / "root"
+    (root / "imagesTs").mkdir(parents=True)
+    (root / "imagesTs" / "case_0000.nii.gz").symlink_to(storage)
+    assert resolve_inside(root, "imagesTs/case_0000.nii.gz") == root.resolve() / "imagesTs" / "case_0000.nii.gz"
+    with pytest.raises(InputError, match="escapes the data root"):
+        resolve_inside(root, "imagesTs/../../storage/scan.nii.gz")

@@ -10,6 +10,7 @@ volume; `load_case` reads one. Every path resolves inside the given data root; a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,9 +59,11 @@ class Case:
 
 
 def resolve_inside(root: str | Path, path: str | Path) -> Path:
-    """`path` (relative to root, or absolute) as a resolved path inside root; InputError if it escapes root."""
+    """`path` (relative to root, or absolute) as an absolute path inside root; InputError if it escapes root.
+    The check is on the path as written (`..` and absolute paths may not leave the root); a symbolic link inside
+    the root may point anywhere, as datasets linked into shared storage do."""
     root = Path(root).resolve()
-    resolved = (root / path).resolve()
+    resolved = Path(os.path.normpath(root / path))
     if not resolved.is_relative_to(root):
         raise InputError(f"{path}: path escapes the data root {root}")
     return resolved
