@@ -94,6 +94,7 @@ def test_bench_clicks_under_a_preset_gives_bench_runs_rows(raw_dataset, tmp_path
     clicked = CliRunner().invoke(app, ["clicks", *common, "--out", str(tmp_path / "c")])
     assert clicked.exit_code == 0, clicked.output
     assert "under sam-med3d-paper" in clicked.output and "max DSC over clicks" in clicked.output
+    assert "NSD tolerance 1 voxel of the working space" in clicked.output
     ran = CliRunner().invoke(app, ["run", *common, "--out", str(tmp_path / "r")])
     assert ran.exit_code == 0, ran.output
     columns = ["case_id", "class_name", "click", "dsc", "nsd", "pred_voxels", "protocol", "prompt_policy", "seed"]

@@ -66,6 +66,8 @@ def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = N
 def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit: str = "mm") -> None:
     """The per-class click table, and the paper-era max over clicks where the protocol reports it."""
     how = f" ({protocol.description})" if protocol.name == "clicks" else ""
+    if protocol.scoring.distances == "voxels":
+        unit = "voxel of the working space"
     print_click_summary(rows, f"{model} under {protocol.name}{how}: mean over cases of DSC/NSD after k clicks "
                               f"(NSD tolerance {protocol.scoring.tolerance_mm:g} {unit})",
                         n_clicks=protocol.prompts.n_clicks)
