@@ -22,7 +22,15 @@ import typer
 from bench.commands.evaluate import note
 from bench.io import InputError
 from bench.presets import load_protocol, preset_names
-from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, tolerance_unit, untrained
+from bench.runner import (
+    CaseFailures,
+    RunSpec,
+    model_spec,
+    resolve_sources,
+    run_cases,
+    tolerance_unit,
+    untrained,
+)
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import max_over_clicks, summarise_clicks
@@ -74,6 +82,22 @@ def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit
     if "max_over_clicks" in protocol.scoring.report:
         typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
         typer.echo(max_over_clicks(rows).to_string(index=False))
+
+
+def run_reported(sources, out: Path, spec: RunSpec, **options) -> tuple[pd.DataFrame, int, int]:
+    """`run_cases` as `bench run` and `bench clicks` report it: a model run without weights is named first; failed
+    cases are listed on stderr and end the command with exit code 1 (the other cases are stored)."""
+    if untrained(spec):
+        note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
+             f"model (`bench models show {spec.model}` says where the official weights are)")
+    try:
+        return run_cases(sources, out, spec, **options)
+    except CaseFailures as failures:
+        for case, message in failures.errors.items():
+            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
+        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
+                    "same command again to resume.", fg="red", err=True)
+        raise typer.Exit(1) from failures
 
 
 def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | None, **ad_hoc) -> Protocol:
@@ -151,17 +175,9 @@ def clicks(
         spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
-        if untrained(spec):
-            note(f"note: no --checkpoint: {model} runs with random weights; its scores test the pipeline, not the "
-                 f"model (`bench models show {model}` says where the official weights are)")
-        rows, done, skipped = run_cases(sources, out, spec, sources_label=label, write_masks=False,
-                                        overwrite=overwrite, workers=workers, executor=executor, scheduler=scheduler)
-    except CaseFailures as failures:
-        for case, message in failures.errors.items():
-            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
-        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
-                    "same command again to resume.", fg="red", err=True)
-        raise typer.Exit(1) from failures
+        rows, done, skipped = run_reported(sources, out, spec, sources_label=label, write_masks=False,
+                                           overwrite=overwrite, workers=workers, executor=executor,
+                                           scheduler=scheduler)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from bench.commands.clicks import print_click_results
-from bench.commands.evaluate import note, print_summary
+from bench.commands.clicks import print_click_results, run_reported
+from bench.commands.evaluate import print_summary
 from bench.io import InputError
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.runner import CaseFailures, model_spec, resolve_sources, run_cases, tolerance_unit, untrained
+from bench.runner import model_spec, resolve_sources, tolerance_unit
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.protocol import ProtocolError, with_overrides
@@ -73,18 +73,9 @@ def run(
         spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
-        if untrained(spec):
-            note(f"note: no --checkpoint: {model} runs with random weights; its scores test the pipeline, not the "
-                 f"model (`bench models show {model}` says where the official weights are)")
-        rows, done, skipped = run_cases(sources, out, spec, sources_label=label,
-                                        on_case=_progress(time.perf_counter()), overwrite=overwrite,
-                                        workers=workers, executor=executor, scheduler=scheduler)
-    except CaseFailures as failures:
-        for case, message in failures.errors.items():
-            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
-        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
-                    "same command again to resume.", fg="red", err=True)
-        raise typer.Exit(1) from failures
+        rows, done, skipped = run_reported(sources, out, spec, sources_label=label,
+                                           on_case=_progress(time.perf_counter()), overwrite=overwrite,
+                                           workers=workers, executor=executor, scheduler=scheduler)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
