@@ -17,7 +17,7 @@ import pandas as pd
 from bench.published import load_published
 from protocols.aggregate import METRICS
 from protocols.interactive import CURVE_KEYS
-from protocols.stats import mean_interval
+from protocols.stats import dataset_first_mean, mean_interval
 
 TABLE3 = "sam-med3d-table3"
 EFFORT = (1, 3, 5, 10)  # Table 3's columns: k points (3D), kN points (2D, one point per slice per round)
@@ -26,16 +26,21 @@ _PUBLISHED = {f"dsc@{k}point{'s' * (k > 1)}": ("points", k) for k in EFFORT} | {
     f"dsc@{'' if k == 1 else k}Npoints": ("per_slice", k) for k in EFFORT}
 
 
+def _protocol_part(config: dict, part: str) -> dict:
+    """One part (`prompts`, `scoring`) of the protocol a run.json records; empty for runs without one."""
+    return (config.get("protocol") or {}).get(part) or {}
+
+
 def per_slice_runs(configs: Mapping[str, dict]) -> set[str]:
     """Names of the runs whose protocol clicks per slice (from each run.json's protocol)."""
     return {str(config.get("run")) for config in configs.values()
-            if ((config.get("protocol") or {}).get("prompts") or {}).get("per_slice_axis") is not None}
+            if _protocol_part(config, "prompts").get("per_slice_axis") is not None}
 
 
 def paper_era_runs(configs: Mapping[str, dict]) -> set[str]:
     """Names of the runs whose protocol reports SAM-Med3D's paper-era max over clicks (`sam-med3d-paper`)."""
     return {str(config.get("run")) for config in configs.values()
-            if "max_over_clicks" in ((config.get("protocol") or {}).get("scoring") or {}).get("report", ())}
+            if "max_over_clicks" in _protocol_part(config, "scoring").get("report", ())}
 
 
 def running_max(clicks: pd.DataFrame) -> pd.DataFrame:
@@ -59,8 +64,7 @@ def click_curves(clicks: pd.DataFrame, rng: np.random.Generator | None = None, n
         record = {"run": run, "series": series, "click": int(click)}
         for metric in METRICS:
             if rng is None:
-                means = cases.groupby("dataset", sort=True)[metric].mean()
-                mean, lo, hi = means.mean(), np.nan, np.nan
+                mean, lo, hi = dataset_first_mean(cases[metric].to_numpy(), strata)[0], np.nan, np.nan
             else:
                 mean, lo, hi = mean_interval(cases[metric].to_numpy(), strata, rng, n_boot)
             record |= {metric: 100 * mean, f"{metric}_lo": 100 * lo, f"{metric}_hi": 100 * hi}

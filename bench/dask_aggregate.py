@@ -21,7 +21,8 @@ def pieces_by_dataset(rows: pd.DataFrame, n_pieces: int) -> list[pd.DataFrame]:
     """`rows` in at most `n_pieces` pieces of whole (method, dataset) groups, balanced by row count (largest
     group first onto the lightest piece)."""
     groups = sorted(rows.groupby(["method", "dataset"], sort=True).indices.values(), key=len, reverse=True)
-    loads, members = [0] * max(1, min(n_pieces, len(groups))), [[] for _ in range(max(1, min(n_pieces, len(groups))))]
+    count = max(1, min(n_pieces, len(groups)))
+    loads, members = [0] * count, [[] for _ in range(count)]
     for positions in groups:
         lightest = int(np.argmin(loads))
         loads[lightest] += len(positions)
