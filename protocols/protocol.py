@@ -13,7 +13,10 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
   empty = 1, `nan`, `skip`: left out), the NSD tolerance, and what is reported (`per_click`, `auc`, `final`,
   `max_over_clicks`: only to reproduce a paper that reported it, labelled as such);
 - `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
-  baseline), under any the user gives.
+  baseline), under any the user gives;
+- `rules`: each rule the preset reproduces, with the official file:line it comes from
+  (`{rule: ..., official: "owner/repo@commit:path:line"}`), and `differences`: every way it knowingly departs
+  from that official script (both shown by `bench protocols show NAME`).
 Pure: a mapping in, a frozen `Protocol` out; no I/O (the files are read by `bench.presets`).
 """
 
@@ -84,6 +87,8 @@ class Protocol:
     prompts: Prompts = field(default_factory=Prompts)
     scoring: Scoring = field(default_factory=Scoring)
     model_args: dict = field(default_factory=dict)
+    rules: tuple[tuple[str, str], ...] = ()
+    differences: tuple[str, ...] = ()
 
     def model_args_for(self, model: str) -> dict:
         """Options the protocol sets for a model (e.g. SAM's intensity path), by name pattern (`sam-vit-*`);
@@ -143,7 +148,8 @@ def parse_protocol(data: Mapping) -> Protocol:
     if not isinstance(data, Mapping) or "name" not in data:
         raise ProtocolError("a protocol needs a mapping with a `name`")
     name = str(data["name"])
-    unknown = sorted(set(data) - {"name", "description", "sources", "space", "prompts", "scoring", "model_args"})
+    unknown = sorted(set(data) - {"name", "description", "sources", "space", "prompts", "scoring", "model_args",
+                                  "rules", "differences"})
     if unknown:
         raise ProtocolError(f"protocol {name!r}: unknown field(s) {', '.join(unknown)}")
     space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre"})
@@ -202,4 +208,15 @@ def parse_protocol(data: Mapping) -> Protocol:
     if not isinstance(model_args, Mapping) or not all(isinstance(v, Mapping) for v in model_args.values()):
         raise ProtocolError(f"protocol {name!r}: model_args must map model name patterns to options")
     return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
-                    {str(k): dict(v) for k, v in model_args.items()})
+                    {str(k): dict(v) for k, v in model_args.items()}, _rules(name, data.get("rules") or ()),
+                    tuple(str(d).strip() for d in data.get("differences") or ()))
+
+
+def _rules(preset: str, rules) -> tuple[tuple[str, str], ...]:
+    """(rule, official file:line) pairs; each entry must name both."""
+    out = []
+    for entry in rules:
+        if not isinstance(entry, Mapping) or set(entry) != {"rule", "official"}:
+            raise ProtocolError(f"protocol {preset!r}: each of `rules` needs exactly `rule` and `official`")
+        out.append((str(entry["rule"]).strip(), str(entry["official"]).strip()))
+    return tuple(out)
