@@ -507,6 +507,8 @@ def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, over
             raise error
         elif on_case:
             on_case(number, len(todo), source.case_id)
+    for case_id in errors:  # a failed re-run must not leave the old rows of a changed case behind
+        store.drop_case(out, case_id)
     if errors:
         raise CaseFailures(errors)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

@@ -161,3 +161,11 @@ def test_empty_policy_is_reapplied_from_the_flags():
         aggregate.apply_empty_policy(rows.drop(columns="ref_empty"), "sat")
     with pytest.raises(ValueError, match="unknown empty policy"):
         aggregate.apply_empty_policy(rows, "zero")
+
+
+def test_a_one_side_empty_row_stored_with_a_score_is_zero_under_both_policies():
+    rows = pd.DataFrame({"dsc": [0.4, 0.7], "nsd": [0.5, 0.9], "ref_empty": [True, False],
+                         "pred_empty": [False, True], "method": "A"})
+    for policy in ("sat", "nan"):
+        fixed = aggregate.apply_empty_policy(rows, policy)
+        assert fixed["dsc"].tolist() == [0.0, 0.0] and fixed["nsd"].tolist() == [0.0, 0.0]
