@@ -6,9 +6,9 @@ newest (`feed`; a model that feeds back its previous logits keeps them in its st
 the caller's `score`. With `per_slice_axis` every round adds one click to each target slice not yet perfect
 (SAM-Med3D's 2D baseline: round k = the k-th point of each slice). With a `box` the first call gets the box
 alone (step 0, the SegFM challenge's first interaction), every later call the box and the clicks, and click 1
-is made from the box prediction's error. A perfect prediction stops the loop early;
-its scores are repeated so every curve has N points (unless the protocol says to call the model again). This is the side-effect edge (model calls, the clock);
-curve summaries are pure and live in `protocols.interactive`.
+is made from the box prediction's error. A perfect prediction stops the loop early; its scores are repeated so
+every curve has N points (unless the protocol says to call the model again). This is the side-effect edge (model
+calls, the clock: each step records the model's wall time); curve summaries are pure, in `protocols.interactive`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
   on the label's bounding box, zero-padded), as SAM-Med3D's validation does;
 - `prompts`: the kinds given (`text`, `points`, `boxes`; in a click protocol a box is the first interaction and
   stays in every later call), the box rule (`tight`, SAM-Med2D's `largest_component_exclusive`, or the SegFM
-  challenge's `segfm_mid_slice`: the middle slice's 2D box over the target's z range), SegVol-style point sets, and, for click
-  protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
+  challenge's `segfm_mid_slice`: the middle slice's 2D box over the target's z range), SegVol-style point sets,
+  and, for click protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
   prediction for click 1), whether the model gets all clicks or only the newest (the model then carries its
   previous logits), the number of clicks, per-slice prompting for 2D models, the seed, whether a perfect target
   stops its loop (`stop_at_perfect`) and what a failed model call gives (`on_failure`: `raise`, or `previous`:
