@@ -177,3 +177,37 @@ def test_time_limit_zeroes_a_case_above_90_s_per_class(results):
     rows.loc[rows.index[0], "seconds"] = limit
     (in_time,) = case_table(rows, n_clicks=5, time_limit_s_per_class=limit).to_dict("records")
     assert in_time["DSC_Final"] == pytest.approx(EXPECTED["slabs"]["csv"]["DSC_Final"])
+
+
+def test_failed_calls_are_listed_with_the_prompts(results):
+    """fail_mid's runs 3 and 5 wrote nothing (the scripted model raised): kept as the previous prediction, named."""
+    result, _ = results
+    failed = result["fail_mid"].prompts["first"]["failed"]
+    assert [item["click"] for item in failed] == [2, 4] and all("RuntimeError" in item["error"] for item in failed)
+    assert "failed" not in result["slabs"].prompts["first"]
+
+
+def test_bench_clicks_prints_the_case_table_and_says_when_the_model_takes_no_box(dataset, tmp_path):
+    """As a user runs it: one line saying the model gets no box, and the per-case table with the script's
+    columns; --time-limit is refused by a preset that sets none."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    runner._MODELS.clear()
+    source = dataset["nobox"]
+    images, refs = tmp_path / "images", tmp_path / "refs"
+    images.mkdir(), refs.mkdir()
+    (images / "nobox_0000.nii.gz").symlink_to(source.image)
+    (refs / "nobox.nii.gz").symlink_to(source.label)
+    args = ["clicks", "--model", "test-segfm-scripted-nobox", "--protocol", "segfm-cvpr25", "--images", str(images),
+            "--refs", str(refs), "--labels", "1=first", "--out", str(tmp_path / "run"), "--time-limit"]
+    result = CliRunner().invoke(app, args)
+    runner._MODELS.clear()
+    assert result.exit_code == 0, result.output
+    assert "takes no boxes prompts: under segfm-cvpr25 it gets points only" in result.output
+    assert "DSC_AUC" in result.output and "time limit 90 s per class applied" in result.output
+    expected = EXPECTED["nobox"]["csv"]
+    assert f"DSC_AUC {expected['DSC_AUC']:.4f}, NSD_AUC {expected['NSD_AUC']:.4f}" in result.output
+    refused = CliRunner().invoke(app, [*args[:4], "harness", *args[5:]])
+    assert refused.exit_code == 2 and "--time-limit: protocol harness sets no time limit" in refused.output

@@ -85,7 +85,8 @@ def print_case_table(rows: pd.DataFrame, protocol: Protocol, time_limit: bool = 
     limit = (f"; time limit {scoring.time_limit_s_per_class:g} s per class applied" if time_limit and
              scoring.time_limit_s_per_class is not None else "")
     typer.echo(f"\nPer case, as {protocol.name} scores it (interaction 1 = box, 2.. = clicks; means over the classes "
-               f"of the case; AUC over the clicks{limit}):\n")
+               f"of the case, the NSD rule applied to them, not to the per-class table above; AUC over the "
+               f"clicks{limit}):\n")
     typer.echo(table[["case_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo("mean over cases: " + ", ".join(f"{c} {table[c].mean():.4f}" for c in columns[:4]))
 
