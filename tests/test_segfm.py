@@ -211,3 +211,19 @@ def test_bench_clicks_prints_the_case_table_and_says_when_the_model_takes_no_box
     assert f"DSC_AUC {expected['DSC_AUC']:.4f}, NSD_AUC {expected['NSD_AUC']:.4f}" in result.output
     refused = CliRunner().invoke(app, [*args[:4], "harness", *args[5:]])
     assert refused.exit_code == 2 and "--time-limit: protocol harness sets no time limit" in refused.output
+
+
+def test_large_crop_edt_is_the_scripts_downsampled_path(monkeypatch):
+    """compute_edt's 2x path (a padded crop above 60 M voxels; the goldens lower that threshold to 1000 in the
+    official function so a small component takes it): the same distances and the same seeded pick."""
+    import protocols.prompts_segfm as segfm
+
+    golden = json.loads((GOLDENS / "large_roi.json").read_text())
+    expected = np.array(golden["edt"])
+    component = expected > 0
+    monkeypatch.setattr(segfm, "LARGE_ROI", 1000)
+    distances = segfm.challenge_edt(component) * component
+    assert np.array_equal(distances, expected) and expected.max() > 1
+    assert list(segfm.draw_maximum(distances, np.random.RandomState(segfm.TIE_SEED))) == golden["center"]
+    monkeypatch.setattr(segfm, "LARGE_ROI", 60_000_000)
+    assert not np.array_equal(segfm.challenge_edt(component) * component, expected)  # the path matters here

@@ -11,7 +11,8 @@ For each case it writes the challenge's input (imgs, gts, spacing, and `boxes` m
 `get_boxes.mask3D_to_bbox` with margin 0) and runs the script with `os.system` answering its docker commands:
 interaction n writes `preds[n]` as `outputs/<case>.npz` (or nothing, a failed run). Recorded: the clicks and their
 order in the input of every interaction, the script's metrics CSV, and the official boxes of every class for each
-margin 0-5 (get_boxes.py with `np.random.randint` answering that margin). Arrays are kept in the project's axis
+margin 0-5 (get_boxes.py with `np.random.randint` answering that margin). `large_roi.json`: compute_edt's 2x
+downsampled path (its 60 M voxel threshold lowered to 1000 so a small component takes it) and sample_coord. Arrays are kept in the project's axis
 order (i, j, k); the challenge's npz holds their transpose (z, y, x) and the spacing reversed.
 """
 
@@ -199,9 +200,29 @@ def run_official(repo: Path, all_cases: dict[str, dict]) -> tuple[dict, dict]:
         if saved["torch"] is None:
             sys.modules.pop("torch", None)
     with open(work / "seg" / "scripted" / "scripted_metrics.csv") as handle:
-        table = {row["CaseName"].removesuffix(".npz"): {k: float(v) for k, v in row.items() if k != "CaseName"}
-                 for row in csv.DictReader(handle)}
+        table = {row["CaseName"].removesuffix(".npz"): {k: float(v) for k, v in row.items()
+                                                        if k != "CaseName" and "RunningTime" not in k}
+                 for row in csv.DictReader(handle)}  # the scores (run times are the scripted docker's, not kept)
     return calls, table
+
+
+def large_roi(repo: Path) -> dict:
+    """compute_edt's 2x path (a padded crop above 60 M voxels) on a small component: the official function with
+    that one constant lowered to 1000 (ast), then sample_coord; in the challenge's order."""
+    tree = ast.parse((repo / "CVPR25_iter_eval.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == 60000000:
+            node.value = 1000
+    body = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("compute_edt", "sample_coord")]
+    torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: False))
+    from scipy.ndimage import distance_transform_edt
+
+    namespace = {"np": np, "torch": torch, "distance_transform_edt": distance_transform_edt}
+    exec(compile(ast.Module(body=body, type_ignores=[]), "CVPR25_iter_eval.py", "exec"), namespace)
+    component = np.ascontiguousarray((_cube((2, 1, 1), (13, 9, 8)) | _cube((5, 6, 3), (15, 13, 11))).T)
+    edt = namespace["compute_edt"](component) * component
+    return {"component_shape": list(component.shape), "edt": edt.tolist(),
+            "center": [int(c) for c in namespace["sample_coord"](edt)]}
 
 
 def main(repo: str, out: str) -> None:
@@ -224,6 +245,7 @@ def main(repo: str, out: str) -> None:
     commit = os.popen(f"git -C {repo_path} rev-parse --short HEAD 2>/dev/null").read().strip() or "748e862"
     (out_path / "expected.json").write_text(json.dumps({"official": f"JunMa11/CVPR-MedSegFMCompetition@{commit}",
                                                         "cases": expected}, indent=1))
+    (out_path / "large_roi.json").write_text(json.dumps(large_roi(repo_path)))
 
 
 if __name__ == "__main__":
