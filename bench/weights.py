@@ -41,9 +41,13 @@ def fetch_command(entry: WeightFile) -> str:
     return f"bench models fetch {entry.model}"
 
 
+def _option(entry: WeightFile) -> str:
+    return "--checkpoint PATH" if entry.option == "checkpoint" else f"--model-args {entry.option}=PATH"
+
+
 def _missing(entry: WeightFile, why: str) -> MissingWeights:
-    how = (f"download it by hand from {entry.manual} and pass --checkpoint FILE" if entry.manual
-           else f"fetch it with `{fetch_command(entry)}` when online")
+    how = (f"download it by hand from {entry.manual} and pass {_option(entry)}" if entry.manual
+           else f"fetch it with `{fetch_command(entry)}` when online, or pass {_option(entry)}")
     return MissingWeights(f"{entry.model}: {entry.role} ({entry.source()}) {why}; {how}")
 
 
