@@ -17,6 +17,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from models.weights import (
     WeightFile,
@@ -46,8 +47,8 @@ def _option(entry: WeightFile) -> str:
 
 
 def _missing(entry: WeightFile, why: str) -> MissingWeights:
-    how = (f"download it by hand from {entry.manual} and pass {_option(entry)}" if entry.manual
-           else f"fetch it with `{fetch_command(entry)}` when online, or pass {_option(entry)}")
+    how = (f"save it and pass {_option(entry)} (`bench models verify {entry.model} --checkpoint PATH` checks it)"
+           if entry.manual else f"fetch it with `{fetch_command(entry)}` when online, or pass {_option(entry)}")
     return MissingWeights(f"{entry.model}: {entry.role} ({entry.source()}) {why}; {how}")
 
 
@@ -153,6 +154,27 @@ def _check(path: Path, entry: WeightFile) -> Path:
     return path
 
 
+def _reachable(url: str) -> bool:
+    """Whether the host of `url` answers a TCP connection within a few seconds (no network: say so at once,
+    instead of the hub client's five retries)."""
+    import socket
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                 timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _endpoint(entry: WeightFile) -> str:
+    from huggingface_hub import constants
+
+    return (entry.url or next(iter(entry.urls.values()), {}).get("url") if entry.hub is None
+            else os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+
+
 def fetch(entry: WeightFile, to: Path | None = None, *, progress: bool = True) -> Path:
     """The entry's file or folder, from the cache when there (and `to` is not given), else downloaded;
     checked against the registry either way. MissingWeights when it cannot be got now."""
@@ -164,6 +186,9 @@ def fetch(entry: WeightFile, to: Path | None = None, *, progress: bool = True) -
         raise _missing(entry, "has no direct download")
     if offline():
         raise _missing(entry, "is not in the Hugging Face cache and HF_HUB_OFFLINE=1")
+    if not _reachable(_endpoint(entry)):
+        host = urlsplit(_endpoint(entry)).hostname
+        raise _missing(entry, f"is not in the Hugging Face cache and {host} cannot be reached (no network?)")
     try:
         if entry.hub is not None and "file" in entry.hub:
             kwargs = {"local_dir": str(to)} if to else {"cache_dir": str(hub_cache_dir())}

@@ -243,7 +243,8 @@ def test_offline_each_model_says_in_one_line_what_is_missing_and_how_to_fetch_it
         entry = model_weights(name).files[0]
         assert code == 2 and message.count("\n") == 1, (name, message)  # one line
         assert message.startswith(f"error: {name}: ") and entry.source() in message, (name, message)
-        assert (entry.manual in message) if entry.manual else (f"`bench models fetch {name}`" in message), message
+        assert (f"`bench models verify {name} --checkpoint PATH`" if entry.manual else
+                f"`bench models fetch {name}`") in message, message
 
 
 # --- runs: references, defaults, tokenizers, run.json ------------------------------------------------------
