@@ -81,10 +81,10 @@ def _pick(folder: Path, entry: WeightFile) -> Path:
 
 def cached(entry: WeightFile) -> Path | None:
     """Where the entry's file (or folder) already is in the cache; None when it is not there (never downloads)."""
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     if entry.hub is not None:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
         if "file" in entry.hub:
             found = try_to_load_from_cache(entry.hub["repo"], entry.hub["file"], cache_dir=str(hub_cache_dir()))
             return Path(found) if isinstance(found, str) else None
@@ -169,17 +169,16 @@ def _reachable(url: str) -> bool:
 
 
 def _endpoint(entry: WeightFile) -> str:
+    if entry.hub is None:
+        return entry.url or next(iter(entry.urls.values()))["url"]
     from huggingface_hub import constants
 
-    return (entry.url or next(iter(entry.urls.values()), {}).get("url") if entry.hub is None
-            else os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
 
 
 def fetch(entry: WeightFile, to: Path | None = None, *, progress: bool = True) -> Path:
     """The entry's file or folder, from the cache when there (and `to` is not given), else downloaded;
     checked against the registry either way. MissingWeights when it cannot be got now."""
-    from huggingface_hub import hf_hub_download
-
     if to is None and (found := cached(entry)) is not None:
         return _check(found, entry)
     if entry.manual:
@@ -191,6 +190,8 @@ def fetch(entry: WeightFile, to: Path | None = None, *, progress: bool = True) -
         raise _missing(entry, f"is not in the Hugging Face cache and {host} cannot be reached (no network?)")
     try:
         if entry.hub is not None and "file" in entry.hub:
+            from huggingface_hub import hf_hub_download
+
             kwargs = {"local_dir": str(to)} if to else {"cache_dir": str(hub_cache_dir())}
             path = Path(hf_hub_download(entry.hub["repo"], entry.hub["file"], **kwargs))
         elif entry.hub is not None:

@@ -165,14 +165,14 @@ def hub_cache_dir() -> Path:
 
 
 def assets_dir(namespace: str, *, create: bool = False) -> Path:
-    """This project's folder in the Hugging Face assets cache (the layout of `cached_assets_path`, which creates
-    it): files from plain URLs, and the tokenizer pins."""
+    """This project's folder in the Hugging Face assets cache, in `huggingface_hub.cached_assets_path`'s layout
+    (ASSETS/LIBRARY/NAMESPACE/default; written here so that URL downloads need no hub client): files from plain
+    URLs, and the tokenizer pins."""
     root = Path(os.environ.get("HF_ASSETS_CACHE") or _hf_home() / "assets").expanduser()
+    folder = root / LIBRARY / namespace / "default"
     if create:
-        from huggingface_hub import cached_assets_path
-
-        return cached_assets_path(LIBRARY, namespace=namespace, assets_dir=root)
-    return root / LIBRARY / namespace / "default"
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def pins_path() -> Path:

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 import models.weights as weights
 from bench.cli import app
 from bench.weights import MissingWeights, download_url, fetch, resolve_run_files
+from bench.weights import cached as bench_cached
 from models.weights import WeightsMismatch, check_tokenizer, hub_cache_dir, model_weights, weight_models
 from models.registry import model_names
 
@@ -339,3 +340,13 @@ def test_a_run_loads_official_layout_parity_weights_from_the_cache_and_records_t
     assert recorded["text_encoder"]["sha256"] == model.text_encoder_sha256
     assert recorded["tokenizer"]["vocabulary_sha256"] == weights.vocabulary_sha256(
         {t: i for i, t in enumerate(mpnet_vocabulary())})
+
+
+def test_sat_pros_files_are_picked_from_its_hub_folder_by_name(hf_home):
+    checkpoint = put_hub_file(hub_cache_dir(), "zzh99/SAT", "Pro/SAT_Pro.pth", b"pro")
+    encoder = put_hub_file(hub_cache_dir(), "zzh99/SAT", "Pro/text_encoder.pth", b"text")
+    found = {entry.option: bench_cached(entry) for entry in model_weights("sat-pro").files[:2]}
+    assert found == {"checkpoint": checkpoint, "text_encoder": encoder}
+    put_hub_file(hub_cache_dir(), "zzh99/SAT", "Pro/SAT_Pro_v2.pth", b"pro 2")  # two candidates: say so
+    with pytest.raises(WeightsMismatch, match=r"expected one file matching '\*.pth'.*SAT_Pro.pth', 'SAT_Pro_v2.pth"):
+        bench_cached(model_weights("sat-pro").files[0])

@@ -58,9 +58,10 @@ def _show_weights(name: str) -> None:
         return
     typer.echo(f"{'licence':>18}: {weights.licence}")
     typer.echo(f"{'needs besides':>18}: {'; '.join(weights.needs) or 'nothing'}")
-    typer.echo(f"{'random weights':>18}: {'refused' if weights.requires_weights else 'allowed without files (flagged)'}")
     if not weights.files:
         typer.echo(f"{'files':>18}: no published weights")
+        return
+    typer.echo(f"{'without the files':>18}: {'refused' if weights.requires_weights else 'runs with random weights (flagged)'}")
     for entry in weights.files:
         option = "--checkpoint" if entry.option == "checkpoint" else f"--model-args {entry.option}="
         try:
