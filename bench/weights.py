@@ -13,6 +13,7 @@ naming the model, the source and the fetch command, before any network or weight
 
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -130,9 +131,12 @@ def download_url(url: str, target: Path, *, size: int | None = None, sha256: str
             with open(partial, "ab" if have else "wb") as out, tqdm(
                     total=total, initial=have, unit="B", unit_scale=True, desc=target.name,
                     disable=not progress) as bar:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
-                    bar.update(len(block))
+                try:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        out.write(block)
+                        bar.update(len(block))
+                except http.client.IncompleteRead as error:  # what was read is kept: the next try resumes
+                    out.write(error.partial)
             if total is not None and partial.stat().st_size < total:
                 raise ConnectionError(f"{url}: connection closed after {partial.stat().st_size} of {total} bytes "
                                       "(run the same command again to resume)")
