@@ -39,6 +39,7 @@ from bench.provenance import provenance
 from bench.sammed2d import is_data_folder, mask_name, write_mask
 from bench.spaces import SpaceCase, crop_space, native_space, resample, satds_space
 from bench.targets import folder_target, user_classes
+from bench.weights import resolve_run_files
 from models.base import Model, Target
 from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
@@ -67,6 +68,7 @@ class RunSpec:
     device: str = "cpu"
     classes: tuple[str, ...] | None = None
     replay: str | None = None
+    weights: tuple[dict, ...] = ()  # the official files used, checked against models/weights.yaml (bench.weights)
 
     def as_config(self, model: Model, sources: str) -> dict:
         config = asdict(self)
@@ -155,12 +157,15 @@ def parse_model_args(items: list[str] | None) -> dict:
 def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str] | None, checkpoint: Path | None,
                trust_checkpoint: bool, device: str, only: list[str] | None, replay: Path | None) -> RunSpec:
     """The RunSpec of `bench run` and `bench clicks`: the preset's model options under the user's, the checkpoint,
-    and the device (auto: CUDA when the model declares it and torch sees a GPU). Builds and loads the model once
-    (kept for the run), so a bad checkpoint fails before any case."""
+    and the device (auto: CUDA when the model declares it and torch sees a GPU). Official files given as paths or
+    hf:// references, or cached registry defaults, are resolved and checked first (`bench.weights`); then the model
+    is built and loaded once (kept for the run), so a bad checkpoint fails before any case."""
     options = {**protocol.model_args_for(model), **parse_model_args(model_args)}
-    spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options,
-                   checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
-                   classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
+    checkpoint, options, weights = resolve_run_files(model, str(checkpoint) if checkpoint else None, options,
+                                                     set(protocol.prompts.kinds))
+    spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options, checkpoint=checkpoint,
+                   trust_checkpoint=trust_checkpoint, classes=tuple(only) if only else None,
+                   replay=str(replay.resolve()) if replay else None, weights=tuple(weights))
     return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
 
 

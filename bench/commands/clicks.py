@@ -118,7 +118,8 @@ def run_reported(sources, out: Path, spec: RunSpec, **options) -> tuple[pd.DataF
              + (" (a case without a box: interaction 1 scores 0)" if "boxes" in missing else ""))
     if untrained(spec):
         note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
-             f"model (`bench models show {spec.model}` says where the official weights are)")
+             f"model (`bench models fetch {spec.model}` gets the official weights; `bench models show {spec.model}` "
+             "says where they come from)")
     try:
         return run_cases(sources, out, spec, **options)
     except CaseFailures as failures:
