@@ -2,7 +2,8 @@
 
 For k = 1..N the next click is made from the current error (the first from the reference alone: a first-click
 policy, or a next-click policy applied to an empty prediction), the model gets all clicks so far or only the
-newest (`feed`; a model that feeds back its previous logits keeps them in its state), and the mask is scored by
+newest (`feed`; a model that feeds back its previous logits keeps them in its state; a model that keeps its own
+interaction history always gets only the newest), and the mask is scored by
 the caller's `score`. With `per_slice_axis` every round adds one click to each target slice not yet perfect
 (SAM-Med3D's 2D baseline: round k = the k-th point of each slice). A perfect prediction stops the loop early;
 its scores are repeated so every curve has N points. This is the side-effect edge (model calls, the clock);
@@ -88,7 +89,9 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
             steps.append(ClickStep(k, (), last.dsc, last.nsd, last.pred_voxels, 0.0, last.mask))
             continue
         given.extend(new)
-        points = tuple(given) if feed == "all" or model.capabilities.accumulates_clicks else new
+        capabilities = model.capabilities
+        everything = capabilities.accumulates_clicks or (feed == "all" and not capabilities.keeps_history)
+        points = tuple(given) if everything else new
         prompt = Prompt(points=points, text=text, reference=reference if oracle else None)
         start = time.perf_counter()
         pred = model.segment(image, [Target(name, prompt)], state)[name]
