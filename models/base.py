@@ -41,8 +41,9 @@ class Capabilities:
 
     - `ndims`: image dimensionalities it takes (2, 3).
     - `prompts`: prompt kinds it understands (`protocols.prompts.PROMPT_KINDS`).
-    - `accumulates_clicks`: True if each call must get all clicks so far (SegVol, SAM and SAM-Med2D per slice, the reference models); False if
-      the protocol's `feed` decides (all clicks so far, or the newest with the rest carried in its state).
+    - `accumulates_clicks`: True if each call must get all clicks so far (SegVol, SAM and SAM-Med2D per slice,
+      the reference models); False if the protocol's `feed` decides (all clicks so far, or the newest with the
+      rest carried in its state).
     - `previous_logits`: True if it feeds its own previous logits back as a mask prompt (SAM family), kept in
       `state`; the loop then gives only the newest click when the protocol says so.
     - `keeps_history`: True if it keeps every interaction of the current target itself (nnInteractive's
