@@ -2,7 +2,8 @@
 
 For k = 1..N the next click is made from the current error (the first from the reference alone: a first-click
 policy, or a next-click policy applied to an empty prediction), the model gets all clicks so far or only the
-newest (`feed`; a model that feeds back its previous logits keeps them in its state), and the mask is scored by
+newest (`feed`; a model that feeds back its previous logits keeps them in its state; a model that keeps its own
+interaction history always gets only the newest), and the mask is scored by
 the caller's `score`. With `per_slice_axis` every round adds one click to each target slice not yet perfect
 (SAM-Med3D's 2D baseline: round k = the k-th point of each slice). With a `box` the first call gets the box
 alone (step 0, the SegFM challenge's first interaction), every later call the box and the clicks, and click 1
@@ -84,7 +85,9 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
     boxes = () if box is None else (box,)
 
     def call(k: int, new: tuple[Click, ...]) -> ClickStep:
-        points = tuple(given) if feed == "all" or model.capabilities.accumulates_clicks else new
+        capabilities = model.capabilities
+        everything = capabilities.accumulates_clicks or (feed == "all" and not capabilities.keeps_history)
+        points = tuple(given) if everything else new
         prompt = Prompt(points=points, boxes=boxes, text=text, reference=reference if oracle else None)
         start = time.perf_counter()
         failed = None

@@ -234,12 +234,13 @@ def test_sam_med3d_2d_baseline_one_click_per_target_slice_per_round(dataset):
     assert len(second["prompt"].points) > len(first["prompt"].points)  # accumulated
 
 
-def test_sam_med2d_box_of_the_largest_component_with_exclusive_upper_edge(dataset):
-    """models_spec.md lines 552-554: get_boxes_from_mask boxes the largest connected component, max exclusive
-    (regionprops); the small spleen component is left out; one pass per slice."""
+def test_sam_med2d_box_of_the_largest_component(dataset):
+    """models_spec.md lines 552-554: get_boxes_from_mask boxes the largest connected component (recorded
+    inclusive; the network gets regionprops' exclusive hi + 1); the small spleen component is left out; one pass
+    per slice."""
     result = _run(dataset, "sam-med2d")
     boxes = {c["name"]: c["prompt"].boxes for c in Recorder.calls}
-    assert boxes["spleen"] == tuple(Box((12, 2, z), (18, 8, z)) for z in (3, 4, 5))
+    assert boxes["spleen"] == tuple(Box((12, 2, z), (17, 7, z)) for z in (3, 4, 5))  # regionprops: hi + 1
     assert all(not c["prompt"].points for c in Recorder.calls)
     assert set(result.rows.class_name) == {"liver", "spleen", "absent"} and result.rows.click.isna().all()
 
