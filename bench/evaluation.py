@@ -26,9 +26,8 @@ from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
+from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, metric_columns, parse_metrics
 from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
-
-DISTANCE_COLUMNS = ["hd95_mm", "assd_mm"]
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,26 @@ class RunSettings:
     grid: str = "native"
     orientation: str = "RAS"
     distances: bool = False
+    metrics: tuple[str, ...] = BASE_METRICS
 
     def __post_init__(self):
         try:
             check_tolerance(self.tolerance_mm)
         except ValueError as error:
             raise InputError(f"--tolerance: {error}") from None
+        try:
+            asked = parse_metrics([*self.metrics, *(DISTANCE_NAMES if self.distances else ())])
+        except ValueError as error:
+            raise InputError(f"--metrics: {error}") from None
+        object.__setattr__(self, "metrics", asked)
         if self.grid not in SCORING_GRIDS:
             raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
         if self.empty_policy not in EMPTY_POLICIES:
             raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
+
+    def _implied_metrics(self) -> tuple[str, ...]:
+        """The metrics implied by `distances` alone: a run asking for no more keeps its run.json unchanged."""
+        return parse_metrics(DISTANCE_NAMES if self.distances else ())
 
     def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
         return {
@@ -64,6 +73,7 @@ class RunSettings:
             "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy, "grid": self.grid,
             "orientation": self.orientation, "distances": self.distances, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
             "provenance": provenance(),
+            **({"metrics": list(self.metrics)} if self.metrics != self._implied_metrics() else {}),
         }
 
 
@@ -150,11 +160,11 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
         scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
-                               distances=settings.distances)
+                               metrics=settings.metrics)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
-    rows = pd.DataFrame([vars(score) for score in scores])
+    rows = pd.DataFrame([score.as_row() for score in scores])
     rows.insert(0, "case_id", pair.case_id)
     for column in ("run", "model", "dataset", "modality", "grid"):
         rows[column] = getattr(settings, column)
@@ -162,7 +172,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
     meta["unscored"] = {"pred": pred_unscored, "ref": ref_unscored}
-    return rows[store.METRIC_COLUMNS + (DISTANCE_COLUMNS if settings.distances else [])], meta
+    return rows[store.METRIC_COLUMNS + metric_columns(settings.metrics)], meta
 
 
 def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:
