@@ -45,6 +45,7 @@ class RunSettings:
     orientation: str = "RAS"
     distances: bool = False
     metrics: tuple[str, ...] = BASE_METRICS
+    ignore_label: int | None = None
 
     def __post_init__(self):
         try:
@@ -56,6 +57,9 @@ class RunSettings:
         except ValueError as error:
             raise InputError(f"--metrics: {error}") from None
         object.__setattr__(self, "metrics", asked)
+        claimed = {int(v) for value in self.classes.values() for v in np.atleast_1d(value)}
+        if self.ignore_label is not None and int(self.ignore_label) in claimed:
+            raise InputError(f"--ignore-label {self.ignore_label}: that value is a class of the class map")
         if self.grid not in SCORING_GRIDS:
             raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
         if self.empty_policy not in EMPTY_POLICIES:
@@ -74,6 +78,7 @@ class RunSettings:
             "orientation": self.orientation, "distances": self.distances, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
             "provenance": provenance(),
             **({"metrics": list(self.metrics)} if self.metrics != self._implied_metrics() else {}),
+            **({"ignore_label": self.ignore_label} if self.ignore_label is not None else {}),
         }
 
 
@@ -160,7 +165,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
         scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
-                               metrics=settings.metrics)
+                               metrics=settings.metrics, ignore_label=settings.ignore_label)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
@@ -171,7 +176,8 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     rows["tolerance_mm"] = settings.tolerance_mm
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
-    meta["unscored"] = {"pred": pred_unscored, "ref": ref_unscored}
+    ignored = str(settings.ignore_label)  # the ignore label is left out on purpose, not unscored
+    meta["unscored"] = {"pred": pred_unscored, "ref": [name for name in ref_unscored if name != ignored]}
     return rows[store.METRIC_COLUMNS + metric_columns(settings.metrics)], meta
 
 

@@ -122,16 +122,21 @@ def evaluate_case(
     *,
     distances: bool = False,
     metrics: Sequence[str] = BASE_METRICS,
+    ignore_label: int | None = None,
 ) -> list[ClassScore]:
     """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and the further
     `metrics` of `protocols.class_metrics` in each score's `extra` (`distances` adds HD95 and ASSD in mm), all
     read from one build of each class's surfaces.
 
     A class given several label values is their union (e.g. kidney = left + right kidney). A side may be given
-    as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass).
+    as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass). With
+    `ignore_label`, reference voxels of that value are left out of both sides (as nnU-Net's evaluator's
+    `ignore_label`): set to background in the reference and in the prediction before anything is scored.
     """
     check_tolerance(tolerance_mm)
     metrics = parse_metrics([*metrics, *(DISTANCE_NAMES if distances else ())])
+    if ignore_label is not None:
+        pred, ref = without_ignored(pred, ref, ignore_label, classes)
     _check_inputs(*(s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref)), spacing, classes)
     pred_side = pred if isinstance(pred, SegmentationIndex) else SegmentationIndex(pred)
     ref_side = ref if isinstance(ref, SegmentationIndex) else SegmentationIndex(ref)
@@ -158,6 +163,27 @@ def evaluate_case(
         scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
                                  extra))
     return scores
+
+
+def without_ignored(
+    pred: Segmentation | SegmentationIndex, ref: Segmentation | SegmentationIndex, ignore_label: int, classes: ClassMap
+) -> tuple[Segmentation, np.ndarray]:
+    """Both sides with the voxels where the reference label map holds `ignore_label` set to background."""
+    pred, ref = (s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref))
+    if not isinstance(ref, np.ndarray):
+        raise ValueError("an ignore label needs the reference as a label map, not per-class masks")
+    if any(int(ignore_label) in _label_values(value) for value in classes.values()):
+        raise ValueError(f"the ignore label {ignore_label} is also a class label value")
+    ignored = ref == ignore_label
+    if not ignored.any():
+        return pred, ref
+    if isinstance(pred, np.ndarray):
+        if pred.shape != ref.shape:
+            raise ValueError(f"pred and ref shapes differ: {sorted({pred.shape, ref.shape})}")
+        pred = np.where(ignored, 0, pred).astype(pred.dtype, copy=False)
+    else:
+        pred = {name: mask & ~ignored if mask.shape == ref.shape else mask for name, mask in pred.items()}
+    return pred, np.where(ignored, 0, ref).astype(ref.dtype, copy=False)
 
 
 def _shape(side: SegmentationIndex) -> tuple[int, ...]:

@@ -183,3 +183,36 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
         table.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
         expected.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
     )
+
+
+def test_metrics_option_adds_columns_and_default_rows_are_unchanged(tmp_path):
+    """--metrics adds the overlap counts and metrics and the distances with their rule; the default run keeps the
+    standard columns and run.json keys; the ignore label leaves reference voxels out; bad names are one line."""
+    cases = _folders(tmp_path, n_cases=2)
+    classes = ["--classes", str(tmp_path / "classes.json")]
+    assert _evaluate(tmp_path, *classes).exit_code == 0
+    default = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    from bench.store import METRIC_COLUMNS
+    assert list(default.columns) == METRIC_COLUMNS
+    assert "metrics" not in json.loads((tmp_path / "out" / "run.json").read_text())
+    result = _evaluate(tmp_path, *classes, "--metrics", "iou,hd95,recall", "--overwrite")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert list(rows.columns) == METRIC_COLUMNS + ["tp_voxels", "fp_voxels", "fn_voxels", "iou", "recall", "hd95_mm",
+                                                   "distance_rule"]
+    for case_id, (pred, ref) in cases.items():
+        expected = evaluate_case(pred, ref, SPACING, CLASSES, metrics=("iou", "recall", "hd95"))
+        got = rows[rows.case_id == case_id].set_index("class_name")
+        for score in expected:
+            for column, value in score.extra.items():
+                assert got.loc[score.class_name, column] == (pytest.approx(value) if column != "distance_rule"
+                                                             else value)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["metrics"] == ["dsc", "nsd", "iou", "recall",
+                                                                                "hd95"]
+    bad = _evaluate(tmp_path, *classes, "--metrics", "dsc,hd99", "--overwrite")
+    assert bad.exit_code == 2 and "--metrics: unknown metric 'hd99'" in bad.output and "Traceback" not in bad.output
+    clash = _evaluate(tmp_path, *classes, "--ignore-label", "2", "--overwrite")
+    assert clash.exit_code == 2 and "--ignore-label 2" in clash.output
+    ignored = _evaluate(tmp_path, "--labels", "1=liver", "--ignore-label", "2", "--overwrite")
+    assert ignored.exit_code == 0, ignored.output
+    assert "ref label 2" not in ignored.output and "ref label 3" in ignored.output  # the ignore label is not reported as an unscored label

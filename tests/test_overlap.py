@@ -75,3 +75,31 @@ def test_default_scores_carry_no_extra_columns():
     ref = np.zeros((6, 6, 6), np.uint8)
     ref[1:4, 1:4, 1:4] = 1
     assert evaluate_case(ref, ref, (1, 1, 1), {"a": 1})[0].extra == {}
+
+
+def test_ignore_label_equals_nnunet_evaluator_counts():
+    """Reference voxels of the ignore label leave both sides: TP/FP/FN, DSC and IoU equal nnU-Net's
+    compute_tp_fp_fn_tn with its ignore mask; the surfaces are those of the masks with those voxels removed."""
+    from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn
+
+    from protocols.metrics import surface_dice
+
+    rng = np.random.default_rng(7)
+    ref = rng.integers(0, 3, (12, 10, 8)).astype(np.uint8)
+    ref[rng.random(ref.shape) < 0.15] = 9  # unlabelled voxels
+    pred = np.where(rng.random(ref.shape) < 0.3, rng.integers(0, 3, ref.shape), ref).astype(np.uint8)
+    pred[pred == 9] = 1
+    spacing = (1.0, 1.5, 2.0)
+    scores = evaluate_case(pred, ref, spacing, {"a": 1, "b": 2}, metrics=("iou",), ignore_label=9)
+    ignored = ref == 9
+    for score, value in zip(scores, (1, 2)):
+        tp, fp, fn, _ = compute_tp_fp_fn_tn(ref == value, pred == value, ignored)
+        assert (score.extra["tp_voxels"], score.extra["fp_voxels"], score.extra["fn_voxels"]) == (tp, fp, fn)
+        assert score.dsc == pytest.approx(2 * tp / (2 * tp + fp + fn)) and score.extra["iou"] == tp / (tp + fp + fn)
+        kept_pred, kept_ref = (pred == value) & ~ignored, (ref == value) & ~ignored
+        assert score.nsd == surface_dice(kept_pred, kept_ref, spacing)
+    assert evaluate_case(pred, ref, spacing, {"a": 1})[0].dsc != scores[0].dsc  # the ignore label changed it
+    with pytest.raises(ValueError, match="also a class label"):
+        evaluate_case(pred, ref, spacing, {"a": 1, "void": 9}, ignore_label=9)
+    with pytest.raises(ValueError, match="label map"):
+        evaluate_case(pred, {"a": ref == 1}, spacing, {"a": 1}, ignore_label=9)

@@ -65,6 +65,10 @@ def evaluate(
     empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
+    metrics: str = typer.Option("dsc,nsd", help="Metrics to score, comma-separated: dsc, nsd (always), iou, "
+                                "precision, recall, vol_diff, rel_vol_error, hd95, assd; or overlap, distances, all."),
+    ignore_label: int = typer.Option(None, help="Reference label value left out of both sides (nnU-Net's "
+                                     "ignore_label); needs reference label maps."),
     workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel (Dask: local cluster size)."),
     executor: Executor = typer.Option(Executor.local, help="Run cases in local processes or on a Dask cluster."),
     scheduler: str = typer.Option(None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."),
@@ -81,7 +85,8 @@ def evaluate(
         settings = RunSettings(
             run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
             classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
-            orientation=target.orientation, distances=distances,
+            orientation=target.orientation, distances=distances, metrics=tuple(metrics.split(",")),
+            ignore_label=ignore_label,
         )
         check_out_dir(out, pred, ref, root)
         pairs, unmatched = match_predictions(pred, target.refs)
