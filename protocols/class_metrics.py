@@ -34,6 +34,18 @@ DISTANCE_RULES = {"measured": "measured", "both_sat": "both empty -> 0", "both_n
                   "one": "one empty -> image diagonal"}
 
 
+COLUMN_OF = {"dsc": "dsc", "nsd": "nsd", **OVERLAP_NAMES, **DISTANCE_NAMES}
+
+
+def view_columns(choice: str) -> tuple[str, ...]:
+    """The row columns a result view (`--metric`) shows: ``both`` is DSC and NSD, else the one metric named."""
+    if choice == "both":
+        return BASE_METRICS
+    if choice not in COLUMN_OF:
+        raise ValueError(f"unknown --metric {choice!r}; choose one of both, {', '.join(COLUMN_OF)}")
+    return (COLUMN_OF[choice],)
+
+
 def parse_metrics(names: Iterable[str]) -> tuple[str, ...]:
     """Metric names (shorthands expanded) in the canonical order, DSC and NSD always included."""
     asked = set(BASE_METRICS)

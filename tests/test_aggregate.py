@@ -161,3 +161,15 @@ def test_empty_policy_is_reapplied_from_the_flags():
         aggregate.apply_empty_policy(rows.drop(columns="ref_empty"), "sat")
     with pytest.raises(ValueError, match="unknown empty policy"):
         aggregate.apply_empty_policy(rows, "zero")
+
+
+def test_empty_policy_reapplied_to_overlap_and_distance_columns():
+    """IoU follows DSC's rule; HD95 both empty -> 0 (sat) or NaN (nan); one empty keeps its stored worst value."""
+    rows = pd.DataFrame({"dsc": [0.5, 1.0, 0.0], "nsd": [0.5, 1.0, 0.0], "iou": [0.4, 1.0, 0.3],
+                         "hd95_mm": [3.0, 0.0, 250.0], "ref_empty": [False, True, False],
+                         "pred_empty": [False, True, True]})
+    nan = aggregate.apply_empty_policy(rows, "nan")
+    assert nan["iou"].tolist()[::2] == [0.4, 0.0] and np.isnan(nan["iou"][1]) and np.isnan(nan["hd95_mm"][1])
+    assert nan["hd95_mm"][2] == 250.0
+    sat = aggregate.apply_empty_policy(nan, "sat")
+    assert sat["iou"].tolist() == [0.4, 1.0, 0.0] and sat["hd95_mm"].tolist() == [3.0, 0.0, 250.0]
