@@ -88,3 +88,41 @@ def test_instance_maps_are_scored_as_given():
     pred = np.where(ref > 0, 1, 0)
     row, _ = instance_scores(sequential_instances(pred), sequential_instances(ref), (1, 1, 1))
     assert (row["lesion_ref"], row["lesion_pred"], row["lesion_tp"]) == (2, 1, 1)  # IoU exactly 0.5 with each
+
+
+def _golden_cases():
+    import json
+    from pathlib import Path
+
+    goldens = Path(__file__).parent / "goldens"
+    data = np.load(goldens / "lesion_inputs.npz")
+    cases = [(data[f"pred_{i}"], data[f"ref_{i}"]) for i in range(len(data.files) // 2)]
+    return cases, json.loads((goldens / "lesions_segfm.json").read_text()), json.loads(
+        (goldens / "lesions_panoptica.json").read_text())
+
+
+def _scores(pred, ref, matcher="hungarian"):
+    """The prediction's lesions are its 6-connected components, the reference an instance map (SegFM's setup)."""
+    return instance_scores(connected_lesions(pred, 6), sequential_instances(ref), (1.0, 1.0, 2.0), matcher=matcher)[0]
+
+
+def test_segfm_text_track_f1_and_dsc_of_true_positives():
+    """CVPR25_text_eval.py (its matching functions and per-case lines, run by tests/goldens/make_lesion_goldens.py):
+    TP/FP/FN, F1 at IoU 0.5 and the mean DSC of the matched lesions."""
+    cases, segfm, _ = _golden_cases()
+    for (pred, ref), golden in zip(cases, segfm["cases"], strict=True):
+        row = _scores(pred, ref)
+        assert (row["lesion_tp"], row["lesion_fp"], row["lesion_fn"]) == (golden["tp"], golden["fp"], golden["fn"])
+        assert row["lesion_f1"] == pytest.approx(golden["f1"], abs=1e-12)
+        assert row["lesion_dsc"] == pytest.approx(golden["dsc_tp"], abs=1e-12)
+
+
+@pytest.mark.parametrize("matcher", ["greedy", "hungarian"])
+def test_panoptica_panoptic_quality(matcher):
+    """panoptica 2.1.7 (NaiveThresholdMatching / MaxBipartiteMatching at IoU 0.5): RQ, SQ, PQ, matched DSC."""
+    cases, _, panoptica = _golden_cases()
+    for (pred, ref), golden in zip(cases, panoptica[matcher], strict=True):
+        row = _scores(pred, ref, matcher)
+        assert (row["lesion_tp"], row["lesion_fp"], row["lesion_fn"]) == (golden["tp"], golden["fp"], golden["fn"])
+        for ours, theirs in (("rq", "rq"), ("sq", "sq"), ("pq", "pq"), ("lesion_dsc", "sq_dsc")):
+            assert row[ours] == pytest.approx(golden[theirs], abs=1e-12), ours
