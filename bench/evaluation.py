@@ -26,7 +26,7 @@ from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
-from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, metric_columns, parse_metrics
+from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, LESION, metric_columns, parse_metrics
 from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
 
@@ -46,6 +46,8 @@ class RunSettings:
     distances: bool = False
     metrics: tuple[str, ...] = BASE_METRICS
     ignore_label: int | None = None
+    lesion_classes: tuple[str, ...] | None = None  # None: every class (with the lesion metric)
+    connectivity: int | None = None  # None: full connectivity (26 in 3D, 8 in 2D)
 
     def __post_init__(self):
         try:
@@ -79,6 +81,8 @@ class RunSettings:
             "provenance": provenance(),
             **({"metrics": list(self.metrics)} if self.metrics != self._implied_metrics() else {}),
             **({"ignore_label": self.ignore_label} if self.ignore_label is not None else {}),
+            **({"lesion_classes": None if self.lesion_classes is None else list(self.lesion_classes),
+                "lesion_connectivity": self.connectivity} if LESION in self.metrics else {}),
         }
 
 
@@ -165,7 +169,8 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
         scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
-                               metrics=settings.metrics, ignore_label=settings.ignore_label)
+                               metrics=settings.metrics, ignore_label=settings.ignore_label,
+                               lesion_classes=settings.lesion_classes, connectivity=settings.connectivity)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
@@ -178,6 +183,9 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     rows["seconds"] = seconds
     ignored = str(settings.ignore_label)  # the ignore label is left out on purpose, not unscored
     meta["unscored"] = {"pred": pred_unscored, "ref": [name for name in ref_unscored if name != ignored]}
+    if LESION in settings.metrics:
+        meta["lesions"] = [{"class_name": score.class_name, **vars(lesion)} for score in scores
+                           for lesion in score.lesions]
     return rows[store.METRIC_COLUMNS + metric_columns(settings.metrics)], meta
 
 
@@ -251,7 +259,25 @@ def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, 
     unscored = _unscored_summary(store.stored_cases(out_dir))
     store.update_config(out_dir, unscored_labels=unscored)
     table = None if errors else store.consolidate(out_dir)
+    if table is not None and LESION in settings.metrics:
+        write_lesion_table(out_dir)
     return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors, dropped, unscored)
+
+
+LESIONS_FILE = "lesions.parquet"
+LESION_TABLE_COLUMNS = ["case_id", "class_name", "side", "lesion", "voxels", "volume_mm3", "size_bin", "partner",
+                        "iou", "dsc", "nsd"]
+
+
+def write_lesion_table(out_dir: Path) -> pd.DataFrame:
+    """`lesions.parquet`: one row per lesion (case, class, side, lesion number), from the stored cases."""
+    records = [{"case_id": case_id, **lesion} for case_id, meta in sorted(store.stored_cases(out_dir).items())
+               for lesion in meta.get("lesions", [])]
+    table = pd.DataFrame(records, columns=LESION_TABLE_COLUMNS)
+    temporary = out_dir / f".{LESIONS_FILE}.tmp"
+    table.to_parquet(temporary, index=False)
+    temporary.replace(out_dir / LESIONS_FILE)
+    return table
 
 
 def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, **options) -> RunOutcome:

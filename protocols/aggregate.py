@@ -22,9 +22,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from protocols.lesions import FRACTION_LESION_METRICS
+
 METRICS = ("dsc", "nsd")
 # Extra metrics re-scored by an empty policy like DSC (fractions) or by the distances' rule.
-FRACTION_METRICS = ("iou", "precision", "recall")
+FRACTION_METRICS = ("iou", "precision", "recall", *FRACTION_LESION_METRICS)
 DISTANCE_METRICS = ("hd95_mm", "assd_mm")
 LEVELS = ("class", "region", "dataset", "overall")
 LESION = "lesion"

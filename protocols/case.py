@@ -10,12 +10,15 @@ nnU-Net's `-l`); `SegmentationIndex.unclaimed_labels` names them so the caller c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from protocols.boxes import Crop, bounding_box, label_boxes
-from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, extra_scores, image_diagonal_mm, parse_metrics
+from protocols.class_metrics import (
+    BASE_METRICS, DISTANCE_NAMES, LESION, extra_scores, image_diagonal_mm, parse_metrics,
+)
+from protocols.lesions import Lesion, class_lesions
 from protocols.metrics import check_spacing, check_tolerance, empty_score
 from protocols.surfaces import SurfacePair
 
@@ -35,10 +38,11 @@ class ClassScore:
     ref_voxels: int
     pred_voxels: int
     extra: Mapping[str, float | int | str] = field(default_factory=dict)
+    lesions: tuple[Lesion, ...] = ()
 
     def as_row(self) -> dict:
-        """The score as one flat row: the standard columns, then the extra metrics' columns."""
-        row = {k: v for k, v in vars(self).items() if k != "extra"}
+        """The score as one flat row: the standard columns, then the extra metrics' columns (lesions apart)."""
+        row = {k: v for k, v in vars(self).items() if k not in ("extra", "lesions")}
         return {**row, **self.extra}
 
 
@@ -123,6 +127,8 @@ def evaluate_case(
     distances: bool = False,
     metrics: Sequence[str] = BASE_METRICS,
     ignore_label: int | None = None,
+    lesion_classes: Collection[str] | None = None,
+    connectivity: int | None = None,
 ) -> list[ClassScore]:
     """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and the further
     `metrics` of `protocols.class_metrics` in each score's `extra` (`distances` adds HD95 and ASSD in mm), all
@@ -132,6 +138,8 @@ def evaluate_case(
     as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass). With
     `ignore_label`, reference voxels of that value are left out of both sides (as nnU-Net's evaluator's
     `ignore_label`): set to background in the reference and in the prediction before anything is scored.
+    With the ``lesion`` metric, the classes in `lesion_classes` (all when None) are also scored lesion by lesion
+    (`protocols.lesions`, connected components at `connectivity`), their lesion table in each score's `lesions`.
     """
     check_tolerance(tolerance_mm)
     metrics = parse_metrics([*metrics, *(DISTANCE_NAMES if distances else ())])
@@ -160,8 +168,13 @@ def evaluate_case(
         else:
             dsc = nsd = fixed
         extra = extra_scores(metrics, overlap, pred_voxels, ref_voxels, spacing, pair, diagonal, empty_policy)
+        lesions = []
+        if LESION in metrics and (lesion_classes is None or name in lesion_classes):
+            row, lesions = class_lesions(pred_mask, ref_mask, spacing, connectivity=connectivity,
+                                         tolerance_mm=tolerance_mm, empty_policy=empty_policy)
+            extra |= row
         scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
-                                 extra))
+                                 extra, tuple(lesions)))
     return scores
 
 

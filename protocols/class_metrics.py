@@ -2,8 +2,9 @@
 
 Names (as `bench evaluate --metrics` takes them): ``dsc`` and ``nsd`` (always scored), the overlap metrics of
 `protocols.overlap` (``iou``, ``precision``, ``recall``, ``vol_diff``, ``rel_vol_error``; each also stores the
-TP/FP/FN voxel counts), and the surface distances ``hd95`` and ``assd`` (`protocols.surfaces`, from the same
-surfaces NSD was read from). Shorthands: ``overlap``, ``distances``, ``all``.
+TP/FP/FN voxel counts), the surface distances ``hd95`` and ``assd`` (`protocols.surfaces`, from the same
+surfaces NSD was read from), and ``lesion``: the lesion-wise columns of `protocols.lesions` (for the classes the
+caller marks as lesions). Shorthands: ``overlap``, ``distances``, ``all``.
 
 Distances of a class with an empty mask follow an explicit rule, recorded per row in ``distance_rule``:
 - both empty: 0 mm under the ``"sat"`` empty policy (a perfect answer, as DSC 1), NaN under ``"nan"`` (left out
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from protocols.lesions import FRACTION_LESION_METRICS, LESION_COLUMNS
 from protocols.overlap import COUNT_COLUMNS, overlap_metrics
 from protocols.surfaces import SurfacePair
 
@@ -24,9 +26,10 @@ BASE_METRICS = ("dsc", "nsd")
 OVERLAP_NAMES = {"iou": "iou", "precision": "precision", "recall": "recall", "vol_diff": "vol_diff_mm3",
                  "rel_vol_error": "rel_vol_error"}
 DISTANCE_NAMES = {"hd95": "hd95_mm", "assd": "assd_mm"}
+LESION = "lesion"
 SHORTHANDS = {"overlap": tuple(OVERLAP_NAMES), "distances": tuple(DISTANCE_NAMES),
-              "all": (*BASE_METRICS, *OVERLAP_NAMES, *DISTANCE_NAMES)}
-METRIC_NAMES = (*BASE_METRICS, *OVERLAP_NAMES, *DISTANCE_NAMES)
+              "all": (*BASE_METRICS, *OVERLAP_NAMES, *DISTANCE_NAMES, LESION)}
+METRIC_NAMES = (*BASE_METRICS, *OVERLAP_NAMES, *DISTANCE_NAMES, LESION)
 # Where lower is better (a best value is the smallest); volume errors are signed, so no best is marked for them.
 LOWER_IS_BETTER = frozenset(DISTANCE_NAMES.values())
 SIGNED = frozenset({"vol_diff_mm3", "rel_vol_error"})
@@ -34,7 +37,8 @@ DISTANCE_RULES = {"measured": "measured", "both_sat": "both empty -> 0", "both_n
                   "one": "one empty -> image diagonal"}
 
 
-COLUMN_OF = {"dsc": "dsc", "nsd": "nsd", **OVERLAP_NAMES, **DISTANCE_NAMES}
+COLUMN_OF = {"dsc": "dsc", "nsd": "nsd", **OVERLAP_NAMES, **DISTANCE_NAMES,
+             **{name: name for name in FRACTION_LESION_METRICS}}
 
 
 def view_columns(choice: str) -> tuple[str, ...]:
@@ -65,7 +69,8 @@ def metric_columns(metrics: Sequence[str]) -> list[str]:
     if any(m in OVERLAP_NAMES for m in metrics):
         columns += [*COUNT_COLUMNS, *(OVERLAP_NAMES[m] for m in OVERLAP_NAMES if m in metrics)]
     distances = [DISTANCE_NAMES[m] for m in DISTANCE_NAMES if m in metrics]
-    return columns + (distances + ["distance_rule"] if distances else [])
+    columns += distances + ["distance_rule"] if distances else []
+    return columns + (list(LESION_COLUMNS) if LESION in metrics else [])
 
 
 def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:

@@ -123,6 +123,17 @@ def _size_bin(volume_mm3: float) -> str:
     return SIZE_BINS[0] if volume_mm3 < small else SIZE_BINS[1] if volume_mm3 <= large else SIZE_BINS[2]
 
 
+def class_lesions(
+    pred: np.ndarray | None, ref: np.ndarray | None, spacing: Sequence[float], **options
+) -> tuple[dict[str, float | int], list[Lesion]]:
+    """`lesion_scores` of one class of a case, where an empty side may be given as None (no mask built)."""
+    if pred is None and ref is None:
+        return _summary(0, 0, [], [], options.get("empty_policy", "sat")), []
+    shape = (pred if pred is not None else ref).shape
+    empty = np.zeros(shape, bool)
+    return lesion_scores(empty if pred is None else pred, empty if ref is None else ref, spacing, **options)
+
+
 def lesion_scores(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *, connectivity: int | None = None,
     **options,

@@ -216,3 +216,34 @@ def test_metrics_option_adds_columns_and_default_rows_are_unchanged(tmp_path):
     ignored = _evaluate(tmp_path, "--labels", "1=liver", "--ignore-label", "2", "--overwrite")
     assert ignored.exit_code == 0, ignored.output
     assert "ref label 2" not in ignored.output and "ref label 3" in ignored.output  # the ignore label is not reported as an unscored label
+
+
+def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
+    """--metrics lesion scores the catalog's lesion classes (kidney tumor here, not kidney) lesion by lesion: one
+    row per case and class with the lesion columns, and lesions.parquet keyed by case, class, side and lesion."""
+    ref = np.zeros((30, 28, 10), np.uint8)
+    ref[2:12, 2:12, 1:8] = 1  # kidney
+    ref[4:7, 4:7, 2:5] = 2  # kidney tumor: two lesions
+    ref[20:24, 20:24, 2:6] = 2
+    pred = ref.copy()
+    pred[20:24, 20:24, 2:6] = 0  # the second lesion missed
+    pred[25:27, 2:4, 2:4] = 2  # a false lesion
+    write_volume(tmp_path / "ref" / "case_000.nii.gz", ref, AFFINE)
+    write_volume(tmp_path / "pred" / "case_000.nii.gz", pred, AFFINE)
+    result = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    assert len(rows) == 2 and np.isnan(rows.loc["kidney", "lesion_f1"])
+    tumour = rows.loc["kidney tumor"]
+    assert (tumour.lesion_ref, tumour.lesion_pred, tumour.lesion_tp) == (2, 2, 1) and tumour.lesion_f1 == 0.5
+    lesions = pd.read_parquet(tmp_path / "out" / "lesions.parquet")
+    assert set(lesions.class_name) == {"kidney tumor"} and len(lesions) == 4
+    assert not lesions.duplicated(["case_id", "class_name", "side", "lesion"]).any()
+    assert lesions[lesions.side == "ref"].partner.tolist() == [1, 0]
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert config["lesion_classes"] == ["kidney tumor"]
+    every = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion", "--instances",
+                      "--overwrite")
+    assert every.exit_code == 0, every.output
+    assert pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name").loc["kidney",
+                                                                                            "lesion_f1"] == 1.0
