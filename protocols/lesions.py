@@ -14,7 +14,7 @@ From the matches: TP (matched), FP (unmatched predicted) and FN (unmatched refer
 precision TP / n_pred, recall TP / n_ref, F1 2 TP / (2 TP + FP + FN); the DSC, IoU and NSD of each matched pair
 and their means; panoptic quality RQ = F1, SQ = mean IoU of the matches, PQ = SQ x RQ (Kirillov et al. 2019); and
 for each reference-lesion volume bin (< 100 mm^3, 100-1000 mm^3, > 1000 mm^3) how many lesions there are and how
-many were found (the detection rate by size, pooled over cases by the caller).
+many were found (the detection rate by size, pooled over cases and classes by `detection_by_size`).
 
 Empty rules: no lesion on either side scores 1.0 under the ``"sat"`` empty policy (NaN under ``"nan"``) for
 precision, recall, F1, RQ, SQ, PQ and the matched-lesion means; otherwise a ratio with a zero denominator is 0.0
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
@@ -192,3 +193,18 @@ def _summary(n_ref: int, n_pred: int, matched: list[tuple[float, float, float]],
         row[f"lesions_{name}"] = len(ref_lesions)
         row[f"found_{name}"] = sum(lesion.partner > 0 for lesion in ref_lesions)
     return row
+
+
+def detection_by_size(rows: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
+    """Detection rate by reference-lesion volume bin, pooled over the rows' cases and lesion classes: one row per
+    `by` group and bin with ``lesions``, ``found`` and ``rate`` = found / lesions (NaN without lesions)."""
+    parts = []
+    for name in SIZE_BINS:
+        totals = rows.groupby(list(by), sort=True)[[f"lesions_{name}", f"found_{name}"]].sum()
+        parts.append(pd.DataFrame({"size_bin": name, "lesions": totals[f"lesions_{name}"].astype(int),
+                                   "found": totals[f"found_{name}"].astype(int)}, index=totals.index))
+    table = pd.concat(parts).reset_index()
+    table["rate"] = table["found"] / table["lesions"].where(table["lesions"] > 0)
+    order = {name: i for i, name in enumerate(SIZE_BINS)}
+    return table.sort_values([*by, "size_bin"], key=lambda c: c.map(order) if c.name == "size_bin" else c,
+                             kind="stable").reset_index(drop=True)

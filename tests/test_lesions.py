@@ -126,3 +126,17 @@ def test_panoptica_panoptic_quality(matcher):
         assert (row["lesion_tp"], row["lesion_fp"], row["lesion_fn"]) == (golden["tp"], golden["fp"], golden["fn"])
         for ours, theirs in (("rq", "rq"), ("sq", "sq"), ("pq", "pq"), ("lesion_dsc", "sq_dsc")):
             assert row[ours] == pytest.approx(golden[theirs], abs=1e-12), ours
+
+
+def test_detection_rate_by_size_pools_cases_and_classes():
+    import pandas as pd
+
+    from protocols.lesions import detection_by_size
+
+    rows = pd.DataFrame({"method": ["a", "a", "b"], "lesions_lt100": [3, 1, 2], "found_lt100": [1, 1, 2],
+                         "lesions_100_1000": [0, 2, 0], "found_100_1000": [0, 1, 0],
+                         "lesions_gt1000": [0, 0, 0], "found_gt1000": [0, 0, 0]})
+    table = detection_by_size(rows).set_index(["method", "size_bin"])
+    assert table.loc[("a", "lt100"), "rate"] == 0.5 and table.loc[("a", "100_1000"), "rate"] == 0.5
+    assert table.loc[("b", "lt100"), "rate"] == 1.0 and np.isnan(table.loc[("a", "gt1000"), "rate"])
+    assert table.loc[("a", "lt100"), "lesions"] == 4

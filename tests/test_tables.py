@@ -522,3 +522,17 @@ def test_report_takes_metric(tmp_path):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r" / "index.html").read_text()
     assert "HD95_MM per region" in page and (tmp_path / "r" / "figures" / "regions_hd95_mm.png").is_file()
+
+
+def test_report_has_a_lesion_section_when_rows_carry_lesion_columns(tmp_path):
+    near, far = write_distance_runs(tmp_path)
+    for path, found in ((near, 1), (far, 0)):
+        rows = pd.read_parquet(path / "metrics.parquet")
+        rows = rows.assign(lesions_lt100=2, found_lt100=found, lesions_100_1000=1, found_100_1000=1,
+                           lesions_gt1000=0, found_gt1000=0, lesion_f1=0.5)
+        rows.to_parquet(path / "metrics.parquet")
+    result = CliRunner().invoke(app, ["report", "--run", str(near), "--run", str(far), "--out", str(tmp_path / "r"),
+                                      "--metric", "lesion_f1", "--pictures", "0", "--n-boot", "20"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Lesion detection by size" in page and (tmp_path / "r" / "figures" / "lesions_by_size.png").is_file()

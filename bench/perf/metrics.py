@@ -71,14 +71,22 @@ def _oracle_scores(pred: np.ndarray, ref: np.ndarray, spacing, values) -> dict[i
 
 
 def _full_set_ratio(pred: np.ndarray, ref: np.ndarray, spacing, classes: dict) -> None:
-    """Time DSC+NSD alone and the full metric set, interleaved (best of 3 each), and print their ratio."""
-    base = full = float("inf")
+    """Time DSC+NSD alone and the full metric set, interleaved (best of 3 each), and print their ratio. The full
+    set scores lesion-wise the lesion classes, none among AMOS's organs, as `bench evaluate --metrics all` does;
+    a third line treats every organ as a lesion class (`--instances`)."""
+    timed = {"base": (), "full": ("all",), "every": ("all",)}
+    best = dict.fromkeys(timed, float("inf"))
     for _ in range(3):
-        base = min(base, _best_of(1, lambda: evaluate_case(pred, ref, spacing, classes))[0])
-        full = min(full, _best_of(1, lambda: evaluate_case(pred, ref, spacing, classes, metrics=("all",)))[0])
-    print(f"DSC+NSD alone    : {base:8.3f} s  (best of 3)")
-    print(f"full metric set  : {full:8.3f} s  (best of 3: + IoU, precision, recall, volume error, HD95, ASSD)")
-    print(f"full / DSC+NSD   : {full / base:8.2f} x   (target <= 2 x)")
+        for name, metrics in timed.items():
+            lesions = None if name == "every" else ()
+            seconds, _ = _best_of(1, lambda: evaluate_case(pred, ref, spacing, classes, metrics=metrics,
+                                                           lesion_classes=lesions))
+            best[name] = min(best[name], seconds)
+    print(f"DSC+NSD alone    : {best['base']:8.3f} s  (best of 3)")
+    print(f"full metric set  : {best['full']:8.3f} s  (best of 3: + IoU, precision, recall, volume error, HD95, ASSD)")
+    print(f"full / DSC+NSD   : {best['full'] / best['base']:8.2f} x   (target <= 2 x)")
+    print(f"+ lesion-wise    : {best['every']:8.3f} s  = {best['every'] / best['base']:.2f} x, every organ scored as "
+          "lesions (--instances)")
 
 
 def main() -> None:

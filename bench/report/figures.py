@@ -73,6 +73,33 @@ def region_bars(
     return figure
 
 
+def detection_bars(table: pd.DataFrame) -> plt.Figure:
+    """Detection rate (percent) by reference-lesion volume bin, one bar per method, the lesion count above each
+    bar. ``table``: columns method, size_bin, lesions, rate (`protocols.lesions.detection_by_size`)."""
+    labels = {"lt100": "< 100 mm³", "100_1000": "100-1000 mm³", "gt1000": "> 1000 mm³"}
+    methods = list(dict.fromkeys(table["method"]))
+    bins = list(dict.fromkeys(table["size_bin"]))
+    with matplotlib.rc_context(_STYLE):
+        figure, axes = plt.subplots(figsize=(6.0, 3.4), layout="constrained")
+        width = 0.8 / max(1, len(methods))
+        x = np.arange(len(bins))
+        for i, method in enumerate(methods):
+            part = table[table["method"] == method].set_index("size_bin").reindex(bins)
+            offsets = x + (i - (len(methods) - 1) / 2) * width
+            axes.bar(offsets, 100 * part["rate"].to_numpy(dtype=float), width, label=str(method),
+                     color=COLOURS[i % len(COLOURS)])
+            for position, rate, count in zip(offsets, part["rate"], part["lesions"]):
+                axes.annotate(f"n={int(count)}", (position, 0 if pd.isna(rate) else 100 * rate), ha="center",
+                              va="bottom", fontsize=7)
+        axes.set_xticks(x, [labels.get(b, b) for b in bins])
+        axes.set_ylabel("lesions detected (%)")
+        axes.set_ylim(0, 108)
+        axes.grid(axis="y", alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+        figure.legend(frameon=False, ncol=min(4, len(methods)), loc="outside upper center")
+    return figure
+
+
 def _value_axis(axes: plt.Axes, metric: str, top: float) -> None:
     """A percent axis from 0 to ``top``, or, for distances (from 0) and signed volumes, their unit."""
     if metric in UNSCALED:

@@ -37,6 +37,7 @@ from bench.tables import (
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 from bench.click_tables import click_curves, per_slice_runs, table3_layout
+from protocols.lesions import SIZE_BINS, detection_by_size
 from protocols.stats import paired_tests
 
 _FIGURES = "figures"
@@ -137,7 +138,21 @@ def _standard_sections(
     datasets, left_out = comparable(entries, "dataset")
     notes += left_out
     sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset", run_names, None, metrics)))
+    if {f"lesions_{name}" for name in SIZE_BINS} <= set(rows.columns):
+        sections.append(_lesion_section(rows, out_dir))
     return sections, notes
+
+
+def _lesion_section(rows: pd.DataFrame, out_dir: Path) -> tuple[str, str]:
+    """Lesion detection by size (runs scored with `--metrics lesion`): pooled counts and the detection-rate plot."""
+    scored = rows.dropna(subset=[f"lesions_{name}" for name in SIZE_BINS])
+    table = detection_by_size(scored)
+    stem = f"{_FIGURES}/lesions_by_size"
+    figures.save(figures.detection_bars(table), out_dir / stem)
+    shown = table.assign(rate=100 * table["rate"]).set_index(["method", "size_bin"])
+    caption = ("reference lesions found (matched at IoU >= 0.5) by volume, pooled over cases and lesion classes; "
+               "n: reference lesions in the bin")
+    return "Lesion detection by size", html_table(shown) + figure(stem, caption)
 
 
 def _paired_table(rows: pd.DataFrame, runs: Sequence[str], rng: np.random.Generator, n_boot: int,
