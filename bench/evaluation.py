@@ -27,6 +27,7 @@ from bench.provenance import provenance
 from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
 from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, LESION, metric_columns, parse_metrics
+from protocols.lesions import MATCHERS
 from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
 
 
@@ -48,6 +49,8 @@ class RunSettings:
     ignore_label: int | None = None
     lesion_classes: tuple[str, ...] | None = None  # None: every class (with the lesion metric)
     connectivity: int | None = None  # None: full connectivity (26 in 3D, 8 in 2D)
+    matcher: str = "hungarian"
+    match_iou: float = 0.5
 
     def __post_init__(self):
         try:
@@ -59,6 +62,12 @@ class RunSettings:
         except ValueError as error:
             raise InputError(f"--metrics: {error}") from None
         object.__setattr__(self, "metrics", asked)
+        if self.matcher not in MATCHERS:
+            raise InputError(f"--matcher: choose from {', '.join(MATCHERS)}, got {self.matcher!r}")
+        if not 0 < self.match_iou <= 1:
+            raise InputError(f"--match-iou: an IoU in (0, 1], got {self.match_iou}")
+        if self.connectivity not in (None, 4, 6, 8, 18, 26):
+            raise InputError(f"--connectivity: 26, 18 or 6 in 3D, 8 or 4 in 2D, got {self.connectivity}")
         claimed = {int(v) for value in self.classes.values() for v in np.atleast_1d(value)}
         if self.ignore_label is not None and int(self.ignore_label) in claimed:
             raise InputError(f"--ignore-label {self.ignore_label}: that value is a class of the class map")
@@ -82,7 +91,8 @@ class RunSettings:
             **({"metrics": list(self.metrics)} if self.metrics != self._implied_metrics() else {}),
             **({"ignore_label": self.ignore_label} if self.ignore_label is not None else {}),
             **({"lesion_classes": None if self.lesion_classes is None else list(self.lesion_classes),
-                "lesion_connectivity": self.connectivity} if LESION in self.metrics else {}),
+                "lesion_connectivity": self.connectivity, "lesion_matcher": self.matcher,
+                "lesion_match_iou": self.match_iou} if LESION in self.metrics else {}),
         }
 
 
@@ -170,7 +180,9 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     try:
         scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
                                metrics=settings.metrics, ignore_label=settings.ignore_label,
-                               lesion_classes=settings.lesion_classes, connectivity=settings.connectivity)
+                               lesion_classes=settings.lesion_classes, lesion_options={
+                                   "connectivity": settings.connectivity, "matcher": settings.matcher,
+                                   "threshold": settings.match_iou})
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start

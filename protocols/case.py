@@ -128,7 +128,7 @@ def evaluate_case(
     metrics: Sequence[str] = BASE_METRICS,
     ignore_label: int | None = None,
     lesion_classes: Collection[str] | None = None,
-    connectivity: int | None = None,
+    lesion_options: Mapping[str, object] | None = None,
 ) -> list[ClassScore]:
     """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and the further
     `metrics` of `protocols.class_metrics` in each score's `extra` (`distances` adds HD95 and ASSD in mm), all
@@ -139,7 +139,8 @@ def evaluate_case(
     `ignore_label`, reference voxels of that value are left out of both sides (as nnU-Net's evaluator's
     `ignore_label`): set to background in the reference and in the prediction before anything is scored.
     With the ``lesion`` metric, the classes in `lesion_classes` (all when None) are also scored lesion by lesion
-    (`protocols.lesions`, connected components at `connectivity`), their lesion table in each score's `lesions`.
+    (`protocols.lesions.lesion_scores` with `lesion_options`: connectivity, matcher, threshold), their lesion
+    table in each score's `lesions`.
     """
     check_tolerance(tolerance_mm)
     metrics = parse_metrics([*metrics, *(DISTANCE_NAMES if distances else ())])
@@ -170,8 +171,8 @@ def evaluate_case(
         extra = extra_scores(metrics, overlap, pred_voxels, ref_voxels, spacing, pair, diagonal, empty_policy)
         lesions = []
         if LESION in metrics and (lesion_classes is None or name in lesion_classes):
-            row, lesions = class_lesions(pred_mask, ref_mask, spacing, connectivity=connectivity,
-                                         tolerance_mm=tolerance_mm, empty_policy=empty_policy)
+            row, lesions = class_lesions(pred_mask, ref_mask, spacing, tolerance_mm=tolerance_mm,
+                                         empty_policy=empty_policy, **(lesion_options or {}))
             extra |= row
         scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
                                  extra, tuple(lesions)))

@@ -247,3 +247,10 @@ def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
     assert every.exit_code == 0, every.output
     assert pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name").loc["kidney",
                                                                                             "lesion_f1"] == 1.0
+    options = ["--matcher", "greedy", "--match-iou", "0.3", "--connectivity", "6", "--overwrite"]
+    greedy = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion", *options)
+    assert greedy.exit_code == 0, greedy.output
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert (config["lesion_matcher"], config["lesion_match_iou"], config["lesion_connectivity"]) == ("greedy", 0.3, 6)
+    bad = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--matcher", "best", "--overwrite")
+    assert bad.exit_code == 2 and "--matcher" in bad.output and "Traceback" not in bad.output

@@ -82,6 +82,9 @@ def evaluate(
                                    "only the classes the catalog marks as lesions."),
     connectivity: int = typer.Option(None, help="With --metrics lesion: a lesion is a connected component at this "
                                      "connectivity: 26 (default), 18 or 6 neighbours in 3D; 8 (default) or 4 in 2D."),
+    matcher: str = typer.Option("hungarian", help="With --metrics lesion: hungarian (most matches, then IoU) or "
+                                "greedy (by decreasing IoU), as panoptica's two matchers."),
+    match_iou: float = typer.Option(0.5, help="With --metrics lesion: a lesion pair matches at IoU >= this."),
     workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel (Dask: local cluster size)."),
     executor: Executor = typer.Option(Executor.local, help="Run cases in local processes or on a Dask cluster."),
     scheduler: str = typer.Option(None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."),
@@ -99,7 +102,7 @@ def evaluate(
             run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
             classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
             orientation=target.orientation, distances=distances, metrics=tuple(metrics.split(",")),
-            ignore_label=ignore_label, connectivity=connectivity,
+            ignore_label=ignore_label, connectivity=connectivity, matcher=matcher, match_iou=match_iou,
             lesion_classes=None if instances else lesion_classes(target.modality, target.classes),
         )
         if LESION in settings.metrics and not settings.lesion_classes and not instances:
