@@ -198,7 +198,8 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     if LESION in settings.metrics:
         meta["lesions"] = [{"class_name": score.class_name, **vars(lesion)} for score in scores
                            for lesion in score.lesions]
-    return rows[store.METRIC_COLUMNS + metric_columns(settings.metrics)], meta
+    # reindexed: in a case without a lesion class the lesion columns are NaN, not missing
+    return rows.reindex(columns=store.METRIC_COLUMNS + metric_columns(settings.metrics)), meta
 
 
 def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:

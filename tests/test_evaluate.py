@@ -252,5 +252,10 @@ def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
     assert greedy.exit_code == 0, greedy.output
     config = json.loads((tmp_path / "out" / "run.json").read_text())
     assert (config["lesion_matcher"], config["lesion_match_iou"], config["lesion_connectivity"]) == ("greedy", 0.3, 6)
+    organs = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--overwrite")
+    assert organs.exit_code == 0, organs.output
+    assert "no class of this class map is a lesion class" in organs.output
+    assert pd.read_parquet(tmp_path / "out" / "metrics.parquet")["lesion_f1"].isna().all()
+    assert pd.read_parquet(tmp_path / "out" / "lesions.parquet").empty
     bad = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--matcher", "best", "--overwrite")
     assert bad.exit_code == 2 and "--matcher" in bad.output and "Traceback" not in bad.output
