@@ -7,7 +7,8 @@ native grid and scores them on the grid the protocol names. It writes nothing an
 stores each case atomically (rows, prompts, NIfTI masks with the reference's affine) and resumes.
 
 Prompts: each target gets the protocol's prompt kinds that the model declares (`text` = the class name;
-`boxes`; SegVol-style point sets; clicks in the interactive loop); kinds it does not declare are left out and
+`boxes`; SegVol-style point sets; clicks in the interactive loop, after a first call with the box alone where the
+click protocol gives boxes); kinds it does not declare are left out and
 listed in run.json, and a model that takes none of them is refused, unless it declares no prompt kind at all (a
 specialist such as nnU-Net: one call per case, every class, under any protocol). An oracle also gets the reference.
 """
@@ -43,6 +44,7 @@ from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
+from protocols.prompts_segfm import draw_box_shift, segfm_box
 from protocols.prompts_slices import slice_boxes, target_slices
 from protocols.protocol import Protocol
 
@@ -248,6 +250,16 @@ def _slice_box(reference: np.ndarray, axis: int, index: int) -> Box:
     return Box(lift(box.lo, index), lift(box.hi, index))
 
 
+def _click_box(reference: np.ndarray, rule: str, rng: np.random.Generator) -> tuple[Box, dict]:
+    """The box of a click protocol's first interaction, and its JSON record (the SegFM box keeps its middle
+    slice and the margin drawn)."""
+    if rule == "segfm_mid_slice":
+        found = segfm_box(reference, draw_box_shift(rng))
+        return found.box, found.to_json()
+    box = largest_component_box(reference) if rule == "largest_component_exclusive" else box_from_mask(reference)
+    return box, {"lo": list(box.lo), "hi": list(box.hi)}
+
+
 def _orientation(source: CaseSource) -> str:
     """The SAT-DS orientation of the case's dataset (RAS unless the catalog names another, e.g. ASR for spines)."""
     try:
@@ -327,6 +339,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             native_score = _score_fn(native.masks[name], native.image.spacing, protocol, name)
             score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
             spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
+        box_rng = prompt_rng(prompts.seed, source.case_id, name, "box", 0)
+        box, box_record = _click_box(reference, prompts.boxes, box_rng) if "boxes" in kinds else (None, None)
         steps = run_clicks(
             model=model, image=space.image, reference=reference, score=score, n_clicks=prompts.n_clicks,
             policy_for=prompts.policy, name=name, feed=prompts.feed,
@@ -335,7 +349,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             rng_for=lambda k, name=name: prompt_rng(prompts.seed, source.case_id, name,
                                                     f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
             replay=replayed_clicks(spec.replay, source.case_id, name), state=state if shared is not None else {},
-            text=name if "text" in kinds else None,
+            text=name if "text" in kinds else None, box=box, stop_at_perfect=prompts.stop_at_perfect,
+            on_failure=prompts.on_failure,
         )
         ref_for_row = reference if in_space else native.masks[name]
         for step in steps:
@@ -345,6 +360,11 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_next_policy(protocol),
                                        first_click=prompts.policy(1), seed=prompts.seed,
                                        clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
+        if box_record is not None:
+            records[name]["box"] = box_record
+        failures = [{"click": step.click_index, "error": step.failed} for step in steps if step.failed]
+        if failures:
+            records[name]["failed"] = failures
         final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(
             native.masks[name])
     return rows, records, final
@@ -509,6 +529,8 @@ def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, over
             raise error
         elif on_case:
             on_case(number, len(todo), source.case_id)
+    for case_id in errors:  # a failed re-run must not leave the old rows of a changed case behind
+        store.drop_case(out, case_id)
     if errors:
         raise CaseFailures(errors)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

@@ -25,8 +25,9 @@ import pandas as pd
 from protocols.lesions import FRACTION_LESION_METRICS
 
 METRICS = ("dsc", "nsd")
-# Extra metrics re-scored by an empty policy like DSC (fractions) or by the distances' rule.
-FRACTION_METRICS = ("iou", "precision", "recall", *FRACTION_LESION_METRICS)
+# Extra metrics re-scored by an empty policy like DSC (fractions, and the lesion metrics of lesion-wise rows) or
+# by the distances' rule.
+FRACTION_METRICS = ("iou", "precision", "recall")
 DISTANCE_METRICS = ("hd95_mm", "assd_mm")
 LEVELS = ("class", "region", "dataset", "overall")
 LESION = "lesion"
@@ -82,6 +83,10 @@ def apply_empty_policy(rows: pd.DataFrame, policy: str) -> pd.DataFrame:
     both, one = ref & pred, ref ^ pred
     scores = {m: rows[m].mask(both, 1.0 if policy == "sat" else np.nan).mask(one, 0.0)
               for m in (*METRICS, *FRACTION_METRICS) if m in rows.columns}
+    # lesion metrics only on the rows scored lesion-wise (the others keep their NaN)
+    lesion_rows = rows["lesion_ref"].notna() if "lesion_ref" in rows.columns else None
+    scores |= {m: rows[m].mask(both & lesion_rows, 1.0 if policy == "sat" else np.nan).mask(one & lesion_rows, 0.0)
+               for m in FRACTION_LESION_METRICS if m in rows.columns and lesion_rows is not None}
     # distances: both empty -> 0 (sat) or NaN; one empty keeps its stored worst value (the image diagonal)
     scores |= {m: rows[m].mask(both, 0.0 if policy == "sat" else np.nan) for m in DISTANCE_METRICS
                if m in rows.columns}

@@ -132,14 +132,19 @@ def test_harness_centre_click_then_centre_of_the_largest_error_all_clicks_native
     assert set(result.rows.spacing) == {"1x1x1"} and set(result.rows.protocol) == {"harness"}
 
 
-def test_segfm_five_centre_clicks(dataset):
-    """SegFM (CVPR'25): 5 clicks, each at the centre of the largest (fully connected) error component."""
+def test_segfm_box_first_then_five_clicks_in_the_error_plane(dataset):
+    """SegFM (CVPR'25): the box alone first (the liver cube's box: on a 20-voxel side every margin rounds to 0),
+    then 5 calls with the box and all clicks so far, each new click in the missing plane (an error 1 voxel thick:
+    all 49 voxels tie at distance 1; the script's seeded draw picks one, in its (z, y, x) order)."""
     Recorder.hole, Recorder.hole_always = 1, True  # never perfect: the loop runs all 5 clicks
     result = _run(dataset, "segfm-cvpr25")
     calls = _calls("liver")
-    assert len(calls) == 5 and calls[0]["prompt"].points[0].point == (7, 8, 5)
-    assert all(c["prompt"].points[-1].point == (4, 8, 5) for c in calls[1:])  # centre of the missing plane
-    assert len(result.rows[result.rows.class_name == "liver"]) == 5
+    assert len(calls) == 6 and not calls[0]["prompt"].points
+    assert all(c["prompt"].boxes == (Box((4, 5, 2), (10, 11, 8)),) for c in calls)
+    pick = np.random.RandomState(42).choice(49)  # CVPR25_iter_eval.py:166-172 over the plane, z slowest
+    assert all(c["prompt"].points[-1].point == (4, 5 + pick % 7, 2 + pick // 7) for c in calls[1:])
+    assert [len(c["prompt"].points) for c in calls] == [0, 1, 2, 3, 4, 5]
+    assert sorted(result.rows[result.rows.class_name == "liver"].click) == [0, 1, 2, 3, 4, 5]
 
 
 def test_sat_text_prompts_all_classes_in_one_call_scored_on_the_satds_grid(dataset):
