@@ -1,11 +1,11 @@
 """Hausdorff distance at a percentile (HD95) and average symmetric surface distance (ASSD), DeepMind's definitions.
 
-Both come from the same surface geometry as NSD (`protocols.surfaces.SurfacePair`): the dual-grid border vertices of each
-mask, each carrying its surfel area, and the distance in mm from every border vertex of one mask to the nearest
-border vertex of the other (an exact Euclidean distance transform with the voxel spacing). HD95 is the larger of
-the two area-weighted 95th percentiles of those distances (`surface_distance.compute_robust_hausdorff`); ASSD the
-area-weighted mean over both surfaces together. They cost a full distance transform of the crop per mask, so the
-scoring path leaves them off unless asked.
+Both come from the same surface geometry as NSD (`protocols.surfaces.SurfacePair`): the dual-grid border vertices
+of each mask, each carrying its surfel area, and the exact distance in mm from every border vertex of one mask to
+the nearest border vertex of the other (the distances surface-distance reads from a Euclidean distance transform).
+HD95 is the larger of the two area-weighted 95th percentiles of those distances
+(`surface_distance.compute_robust_hausdorff`); ASSD the area-weighted mean over both surfaces together. They cost
+several times NSD, so the scoring path leaves them off unless asked.
 
 Empty masks: both empty -> NaN; exactly one empty -> inf (no surface to measure to), as in `surface_distance`.
 """
