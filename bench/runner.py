@@ -202,17 +202,19 @@ def scorer(reference: np.ndarray, spacing, *, tolerance_mm: float = 1.0, dice: s
     return score
 
 
-def _score_fn(reference: np.ndarray, spacing, protocol: Protocol) -> Callable[[np.ndarray], tuple[float, float, int]]:
+def _score_fn(reference: np.ndarray, spacing, protocol: Protocol,
+              name: str) -> Callable[[np.ndarray], tuple[float, float, int]]:
     scoring = protocol.scoring
     spacing = (1.0,) * reference.ndim if scoring.distances == "voxels" else tuple(spacing)
-    return scorer(reference, spacing, tolerance_mm=scoring.tolerance_mm, dice=scoring.dice, empty=scoring.empty)
+    return scorer(reference, spacing, tolerance_mm=scoring.tolerance_for(name), dice=scoring.dice,
+                  empty=scoring.empty)
 
 
 def _row(case_id: str, name: str, source: CaseSource, spec: RunSpec, reference: np.ndarray, spacing,
          dsc: float, nsd: float, pred_voxels: int, seconds: float, **extra) -> dict:
     row = {"run": spec.run, "model": spec.model, "dataset": source.dataset or "", "case_id": case_id,
            "modality": source.modality, "class_name": name, "dsc": dsc, "nsd": nsd,
-           "tolerance_mm": spec.protocol.scoring.tolerance_mm, "ref_empty": not reference.any(),
+           "tolerance_mm": spec.protocol.scoring.tolerance_for(name), "ref_empty": not reference.any(),
            "pred_empty": pred_voxels == 0, "ref_voxels": int(np.count_nonzero(reference)),
            "pred_voxels": int(pred_voxels), "spacing": "x".join(f"{s:g}" for s in spacing), "seconds": seconds,
            "grid": "native" if spec.protocol.scoring.grid == "native" else spec.protocol.space.grid,
@@ -301,7 +303,7 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
         name = target.name
         pred, ref, spacing = ((masks[name], space.masks[name], space.image.spacing) if in_space
                               else (native_masks[name], native.masks[name], native.image.spacing))
-        dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol)(pred)
+        dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol, name)(pred)
         spacing = (1.0,) * ref.ndim if protocol.scoring.distances == "voxels" else spacing
         rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels, seconds,
                          prompt_policy="+".join(sorted(kinds)), first_click=None, click=None))
@@ -336,10 +338,10 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         in_space = protocol.scoring.grid == "space"
         voxels = protocol.scoring.distances == "voxels"
         if in_space:
-            score = _score_fn(reference, space.image.spacing, protocol)
+            score = _score_fn(reference, space.image.spacing, protocol, name)
             spacing = (1.0,) * reference.ndim if voxels else space.image.spacing
         else:
-            native_score = _score_fn(native.masks[name], native.image.spacing, protocol)
+            native_score = _score_fn(native.masks[name], native.image.spacing, protocol, name)
             score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
             spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
         box_rng = prompt_rng(prompts.seed, source.case_id, name, "box", 0)

@@ -16,20 +16,13 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from protocols.boxes import bounding_box
-from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
+from protocols.surfaces import SurfacePair
 
 EMPTY_POLICIES = ("sat", "nan")
 # Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/scoring_grid.py).
 SCORING_GRIDS = ("native", "satds")
-
-# Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
-# offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
-# the crop for any tolerance).
-_MAX_SHIFTS = 64
-_MAX_OFFSET_BOX = 4096
 
 
 def check_spacing(spacing: Sequence[float], ndim: int) -> None:
@@ -87,36 +80,6 @@ def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
     return 2.0 * overlap / (pred_voxels + ref_voxels)
 
 
-def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarray | None:
-    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT)."""
-    if math.prod(2 * math.floor(tolerance_mm / s) + 1 for s in spacing) > _MAX_OFFSET_BOX:
-        return None
-    offsets = offsets_within(spacing, tolerance_mm)
-    return offsets if len(offsets) <= _MAX_SHIFTS else None
-
-
-def _within(
-    source: np.ndarray, targets: np.ndarray, offsets: np.ndarray | None, spacing: tuple[float, ...],
-    tolerance_mm: float
-) -> np.ndarray:
-    """For each flat index in `targets`, whether a `source` border vertex lies within the tolerance.
-
-    With a small tolerance ball (`offsets`) each offset is one gather at the target vertices (`source` carries a
-    background margin at least as wide as the ball, so no offset wraps around an axis); with a large one
-    (`offsets` None), a single exact distance transform of the crop.
-    """
-    if offsets is None:
-        return (distance_transform_edt(~source, sampling=spacing) <= tolerance_mm).reshape(-1)[targets]
-    if not source.flags.c_contiguous:
-        raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
-    strides = np.asarray(source.strides) // source.itemsize
-    flat = source.reshape(-1)
-    within = np.zeros(targets.size, bool)
-    for step in offsets @ strides:
-        within |= flat[targets + step]
-    return within
-
-
 def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float) -> float:
     """NSD of two non-empty masks already cropped to (at least) the bounding box of their union.
 
@@ -124,19 +87,8 @@ def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     overlapping surface area of both masks over their total surface area. Only the border vertices of each
     surface are visited, never a full distance map of the crop (unless the tolerance ball is large).
     """
-    spacing = tuple(float(s) for s in spacing)
     check_tolerance(tolerance_mm)
-    offsets = _tolerance_offsets(spacing, tolerance_mm)
-    margin = np.abs(offsets).max(axis=0) if offsets is not None else np.zeros(len(spacing), int)
-    codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
-    borders = [border_vertices(c) for c in codes]
-    indices = [np.flatnonzero(b) for b in borders]
-    areas = surfel_area_table(spacing)
-    surfels = [areas[c.reshape(-1)[i]] for c, i in zip(codes, indices)]
-    near_ref = _within(borders[1], indices[0], offsets, spacing, tolerance_mm)
-    near_pred = _within(borders[0], indices[1], offsets, spacing, tolerance_mm)
-    overlap = surfels[0][near_ref].sum() + surfels[1][near_pred].sum()
-    return float(overlap / (surfels[0].sum() + surfels[1].sum()))
+    return SurfacePair(pred, ref, spacing, tolerance_mm).nsd()
 
 
 def surface_dice(

@@ -14,7 +14,9 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
   the previous prediction, empty at the first, as the SegFM script scores a run that wrote nothing);
 - `scoring`: the grid (`native`, or `space`: where the loop ran), distances in `mm` or `voxels` of that grid,
   the Dice variant (`standard`, or `plus_one`: SegVol's 2|P and R| / (|P| + |R| + 1)), empty targets (`sat`: both
-  empty = 1, `nan`, `skip`: left out), the NSD tolerance, and what is reported (`per_click`, `auc`, `final`,
+  empty = 1, `nan`, `skip`: left out), the NSD tolerance (one number of mm, or per class as data:
+  `tolerance_mm: {liver: 2.0, "*": 1.0}`, where `*` is every class not named and defaults to 1 mm; each row
+  records the tolerance it was scored at), and what is reported (`per_click`, `auc`, `final`,
   `max_over_clicks`: only to reproduce a paper that reported it, labelled as such; `cases`: per case the mean
   over the classes present, as the SegFM challenge's table), the AUC (`normalised` to [0, 1], or `trapezoid`:
   the SegFM script's area over the click predictions with x = 0..N-1), the NSD rule `nsd_zero_at_dsc` (a
@@ -34,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 
+from protocols.metrics import check_tolerance
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
 SPACES = ("native", "satds", "crop")
@@ -91,6 +94,11 @@ class Scoring:
     auc: str = "normalised"
     nsd_zero_at_dsc: float | None = None
     time_limit_s_per_class: float | None = None
+    class_tolerance_mm: tuple[tuple[str, float], ...] = ()
+
+    def tolerance_for(self, class_name: str) -> float:
+        """The NSD tolerance of a class: its own when the preset names it, else `tolerance_mm`."""
+        return dict(self.class_tolerance_mm).get(class_name, self.tolerance_mm)
 
 
 @dataclass(frozen=True)
@@ -214,13 +222,15 @@ def parse_protocol(data: Mapping) -> Protocol:
         raise ProtocolError(f"protocol {name!r}: prompts.n_clicks must be >= 1")
     scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report",
                                                     "auc", "nsd_zero_at_dsc", "time_limit_s_per_class"})
+    default_tolerance, class_tolerances = _tolerances(name, scoring_data.get("tolerance_mm", 1.0))
     scoring = Scoring(
         grid=str(scoring_data.get("grid", "native")), distances=str(scoring_data.get("distances", "mm")),
         dice=str(scoring_data.get("dice", "standard")), empty=str(scoring_data.get("empty", "sat")),
-        tolerance_mm=float(scoring_data.get("tolerance_mm", 1.0)),
+        tolerance_mm=default_tolerance,
         report=tuple(scoring_data.get("report", Scoring().report)), auc=str(scoring_data.get("auc", "normalised")),
         nsd_zero_at_dsc=_optional_float(scoring_data.get("nsd_zero_at_dsc")),
         time_limit_s_per_class=_optional_float(scoring_data.get("time_limit_s_per_class")),
+        class_tolerance_mm=class_tolerances,
     )
     _choice(name, "scoring.auc", scoring.auc, AUCS)
     _choice(name, "scoring.grid", scoring.grid, SCORING_GRIDS)
@@ -236,6 +246,21 @@ def parse_protocol(data: Mapping) -> Protocol:
     return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
                     {str(k): dict(v) for k, v in model_args.items()}, _rules(name, data.get("rules") or ()),
                     tuple(str(d).strip() for d in data.get("differences") or ()))
+
+
+def _tolerances(preset: str, value) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """(default tolerance, (class, tolerance) pairs) from a number or a `{class: mm}` mapping (`*`: the rest)."""
+    per_class = dict(value) if isinstance(value, Mapping) else {"*": value}
+    checked = {}
+    for class_name, mm in per_class.items():
+        try:
+            checked[str(class_name)] = float(mm)
+            check_tolerance(checked[str(class_name)])
+        except (TypeError, ValueError):
+            raise ProtocolError(f"protocol {preset!r}: scoring.tolerance_mm {class_name!r} = {mm!r}: a finite "
+                                "number of mm >= 0") from None
+    default = checked.pop("*", Scoring.tolerance_mm)
+    return default, tuple(sorted(checked.items()))
 
 
 def _rules(preset: str, rules) -> tuple[tuple[str, str], ...]:

@@ -362,3 +362,26 @@ def test_a_protocol_file_of_ones_own(tmp_path):
         load(path)
     with pytest.raises(ProtocolError, match="unknown protocol 'nope'; presets: harness"):
         load("nope")
+
+
+def test_per_class_nsd_tolerances_are_data():
+    """`tolerance_mm: {class: mm, "*": default}` in a preset: each class is scored (and its row labelled) at its
+    own tolerance; a bad value is a one-line protocol error."""
+    import numpy as np
+
+    from bench.runner import _score_fn
+    from protocols.metrics import surface_dice
+    from protocols.protocol import ProtocolError, parse_protocol
+
+    protocol = parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": 3.0, "*": 0.5}}})
+    assert protocol.scoring.tolerance_for("liver") == 3.0 and protocol.scoring.tolerance_for("spleen") == 0.5
+    assert parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": 3.0}}}).scoring.tolerance_for("x") == 1.0
+    ref = np.zeros((12, 12, 6), bool)
+    ref[3:8, 3:8, 1:4] = True
+    pred = np.roll(ref, 2, axis=0)
+    for name in ("liver", "spleen"):
+        nsd = _score_fn(ref, (1.0, 1.0, 1.0), protocol, name)(pred)[1]
+        assert nsd == surface_dice(pred, ref, (1, 1, 1), protocol.scoring.tolerance_for(name))
+    assert _score_fn(ref, (1.0,) * 3, protocol, "liver")(pred)[1] > _score_fn(ref, (1.0,) * 3, protocol, "x")(pred)[1]
+    with pytest.raises(ProtocolError, match="tolerance_mm 'liver'"):
+        parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": -1}}})
