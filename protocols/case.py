@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from protocols.boxes import Crop, bounding_box, label_boxes
 from protocols.metrics import check_spacing, check_tolerance, empty_score, surface_overlap
-from protocols.surface_distances import distance_metrics
+from protocols.surface_distances import distance_metrics, empty_distance
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 ClassMap = Mapping[str, int | Sequence[int]]
@@ -85,12 +85,19 @@ class SegmentationIndex:
         return class_mask(self.segmentation[box], values)
 
 
+def _check_ndim(argument: str, array: np.ndarray) -> None:
+    """Only 2D and 3D arrays have surfaces to score (a 1-D or 4-D array is a mistake, not a case)."""
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{argument} must be 2D or 3D, got shape {' x '.join(map(str, array.shape))}")
+
+
 def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float], classes: ClassMap) -> None:
     shapes = set()
     for side_name, side in (("pred", pred), ("ref", ref)):
         if isinstance(side, np.ndarray):
             if not np.issubdtype(side.dtype, np.integer):
                 raise ValueError(f"{side_name} label map must have an integer dtype, got {side.dtype}")
+            _check_ndim(side_name, side)
             shapes.add(side.shape)
             continue
         for name in classes:
@@ -98,6 +105,7 @@ def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float
                 raise ValueError(f"{side_name} has no mask for class {name!r}")
             if side[name].dtype != bool:
                 raise ValueError(f"{side_name} mask {name!r} must be boolean, got {side[name].dtype}")
+            _check_ndim(f"{side_name} mask {name!r}", side[name])
             shapes.add(side[name].shape)
     for name, value in classes.items():
         if min(_label_values(value)) <= 0:
@@ -118,8 +126,8 @@ def evaluate_case(
     distances: bool = False,
 ) -> list[ClassScore]:
     """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and with
-    `distances` also HD95 and ASSD in mm (`protocols.surface_distances`; NaN when both masks are empty, inf when
-    one is).
+    `distances` also HD95 and ASSD in mm (`protocols.surface_distances`, its `EMPTY_DISTANCE_POLICY`: NaN
+    when both masks are empty, inf when one is).
 
     A class given several label values is their union (e.g. kidney = left + right kidney). A side may be given
     as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass).
@@ -149,7 +157,7 @@ def evaluate_case(
             if pred_voxels and ref_voxels:
                 hd95, assd = distance_metrics(pred_mask, ref_mask, spacing)
             else:
-                hd95 = assd = float("nan") if pred_voxels == ref_voxels == 0 else float("inf")
+                hd95 = assd = empty_distance(pred_voxels == 0, ref_voxels == 0)
         scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
                                  hd95, assd))
     return scores
