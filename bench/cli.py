@@ -37,6 +37,8 @@ COMMANDS = {
             "store; re-running resumes."),
     "datasets": ("bench.commands.datasets:datasets_app",
                  "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
+    "protocols": ("bench.commands.protocols:protocols_app",
+                  "Protocol presets: list them, show one's fields, rules and differences."),
     "models": ("bench.commands.models:models_app", "Models: list them, show what one needs, verify a checkpoint."),
     "baselines": ("bench.commands.baselines:baselines_app", "Baselines: SAT's per-dataset nnU-Net specialists."),
 }

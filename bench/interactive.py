@@ -5,7 +5,10 @@ policy, or a next-click policy applied to an empty prediction), the model gets a
 newest (`feed`; a model that feeds back its previous logits keeps them in its state), and the mask is scored by
 the caller's `score`. With `per_slice_axis` every round adds one click to each target slice not yet perfect
 (SAM-Med3D's 2D baseline: round k = the k-th point of each slice). A perfect prediction stops the loop early;
-its scores are repeated so every curve has N points. This is the side-effect edge (model calls, the clock);
+its scores are repeated so every curve has N points. With `errors_from="logits"` the next click is made from
+the model's logit mask (`Model.logit_mask`: logits > 0.5, SAM-Med3D's paper-era click generator) instead of
+the scored mask (the loop stops when that mask has no error left), for a model that declares `logit_masks`;
+other models fall back to their prediction. This is the side-effect edge (model calls, the clock);
 curve summaries are pure and live in `protocols.interactive`.
 """
 
@@ -55,7 +58,8 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
                policy_for: Callable[[int], str], rng_for: Callable[[int], np.random.Generator],
                name: str = "target", feed: str = "all", click_spacing: Sequence[float] | None = None,
                per_slice_axis: int | None = None, replay: Sequence[Click] = (),
-               state: dict | None = None, text: str | None = None) -> list[ClickStep]:
+               state: dict | None = None, text: str | None = None,
+               errors_from: str = "prediction") -> list[ClickStep]:
     """Run N clicks (rounds) on one target. `rng_for(k)` gives the generator of click k; `click_spacing` the
     spacing clicks are measured in (default the image's; ones for voxel distances); `replay` clicks, when given,
     replace the policy for the first clicks (exact replay; not with per-slice rounds); `text` goes with every
@@ -70,18 +74,20 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
     given: list[Click] = []
     steps: list[ClickStep] = []
     pred = np.zeros_like(reference)
+    from_logits = errors_from == "logits" and model.capabilities.logit_masks
+    clicked = pred  # the mask next clicks are made from
     for k in range(1, n_clicks + 1):
         policy = policy_for(k)
-        if k > 1 and np.array_equal(pred, reference):
-            new: tuple[Click, ...] = ()  # perfect: stop here, replayed clicks included
+        if k > 1 and np.array_equal(clicked, reference):
+            new: tuple[Click, ...] = ()  # no error left to click: stop, replayed clicks included
         elif k <= len(replay):
             new = (replay[k - 1],)
         elif per_slice_axis is not None:
             rng = rng_for(k)
-            new = slice_round(pred, reference, per_slice_axis, spacing,
+            new = slice_round(clicked, reference, per_slice_axis, spacing,
                               lambda p, r, s: make_click(policy, p, r, s, rng, k))
         else:
-            click = make_click(policy, pred, reference, spacing, rng_for(k), k)
+            click = make_click(policy, clicked, reference, spacing, rng_for(k), k)
             new = () if click is None else (click,)
         if not new:
             last = steps[-1] if steps else ClickStep(k, (), 0.0, 0.0, 0, 0.0, pred)
@@ -93,5 +99,6 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
         start = time.perf_counter()
         pred = model.segment(image, [Target(name, prompt)], state)[name]
         seconds = time.perf_counter() - start
+        clicked = model.logit_mask(image, name, state) if from_logits else pred
         steps.append(ClickStep(k, new, *score(pred), seconds, pred))
     return steps

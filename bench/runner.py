@@ -333,7 +333,7 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             rng_for=lambda k, name=name: prompt_rng(prompts.seed, source.case_id, name,
                                                     f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
             replay=replayed_clicks(spec.replay, source.case_id, name), state=state if shared is not None else {},
-            text=name if "text" in kinds else None,
+            text=name if "text" in kinds else None, errors_from=prompts.errors_from,
         )
         ref_for_row = reference if in_space else native.masks[name]
         for step in steps:

@@ -48,6 +48,8 @@ class Capabilities:
     - `input_grid`: the grid it wants its image on: "native" (it does its own preprocessing, e.g. a crop), or
       "satds" (SAT-DS preprocessing: RAS, 1 x 1 x 3 mm, foreground crop, normalised; the runner maps back).
     - `targets_per_call`: how many prompt sets one call may carry (None: any; SAM-Med2D's decoder takes one).
+    - `logit_masks`: True if it can give its last prediction of a target thresholded on the logits instead of
+      the probability (`logit_mask`), the mask SAM-Med3D's paper-era click generator made errors from.
     - `devices`: devices it runs on.
     """
 
@@ -57,6 +59,7 @@ class Capabilities:
     previous_logits: bool = False
     input_grid: str = "native"
     targets_per_call: int | None = None
+    logit_masks: bool = False
     devices: frozenset[str] = frozenset({"cpu"})
 
     def __post_init__(self):
@@ -183,6 +186,11 @@ class Model(ABC):
                 raise UnsupportedPrompt(
                     f"model {self.name!r} does not take {', '.join(sorted(missing))} prompts "
                     f"(it takes: {', '.join(sorted(self.capabilities.prompts)) or 'none'})")
+
+    def logit_mask(self, image: Image, name: str, state: dict[str, Any], threshold: float = 0.5) -> np.ndarray:
+        """The last prediction of target `name` (kept in `state`) as logits > `threshold`, on the image's grid;
+        only for models declaring `logit_masks`."""
+        raise UnsupportedPrompt(f"model {self.name!r} does not give logit masks")
 
     def segment(self, image: Image, targets: Sequence[Target],
                 state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:

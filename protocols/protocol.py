@@ -3,15 +3,22 @@
 A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
 - `space`: where the model is run and clicks are made: `native` grid, `satds` (SAT-DS preprocessing: RAS,
   1 x 1 x 3 mm, foreground crop) or `crop` (resampled to `spacing`, canonical orientation, a `size` box centred
-  on the label's bounding box, zero-padded), as SAM-Med3D's validation does;
+  on the label's bounding box, zero-padded), as SAM-Med3D's validation does; for `crop`, `canonical: false`
+  keeps the stored voxel order (SAM-Med3D's paper-era loader gave TorchIO an identity affine, so its
+  `ToCanonical` did nothing) and `clamp: [lo, hi]` clips CT intensities after resampling (its `tio.Clamp`);
 - `prompts`: the kinds given (`text`, `points`, `boxes`), the box rule, SegVol-style point sets, and, for click
   protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
   prediction for click 1), whether the model gets all clicks or only the newest (the model then carries its
-  previous logits), the number of clicks, per-slice prompting for 2D models, and the seed;
+  previous logits), the number of clicks, per-slice prompting for 2D models, the seed, and `errors_from`:
+  the mask next clicks are made from (`prediction`, the scored mask; `logits`: the model's upsampled logits
+  > 0.5, i.e. probability > 0.622, as SAM-Med3D's paper-era click generator, for models that declare
+  `logit_masks`; the others fall back to their prediction);
 - `scoring`: the grid (`native`, or `space`: where the loop ran), distances in `mm` or `voxels` of that grid,
   the Dice variant (`standard`, or `plus_one`: SegVol's 2|P and R| / (|P| + |R| + 1)), empty targets (`sat`: both
   empty = 1, `nan`, `skip`: left out), the NSD tolerance, and what is reported (`per_click`, `auc`, `final`,
-  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such);
+  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such), and `label_map: true`:
+  a case's class masks are written into one label map in class order, later classes overwriting earlier ones,
+  and each class is scored from that map (SAM-Med3D's current validate_paired_img_gt);
 - `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
   baseline), under any the user gives;
 - `rules`: each rule the preset reproduces, with the official file:line it comes from
@@ -37,6 +44,7 @@ DISTANCES = ("mm", "voxels")
 DICE_VARIANTS = ("standard", "plus_one")
 EMPTY_TARGETS = ("sat", "nan", "skip")
 REPORTS = ("per_click", "auc", "final", "max_over_clicks")
+ERRORS_FROM = ("prediction", "logits")
 CLICK_POLICIES = tuple(sorted(set(FIRST_CLICKS) | set(NEXT_CLICKS)))
 
 
@@ -50,6 +58,8 @@ class Space:
     spacing: tuple[float, ...] | None = None
     size: tuple[int, ...] | None = None
     centre: str = "label"
+    canonical: bool = True
+    clamp: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class Prompts:
     per_slice_axis: int | None = None
     segvol_points: tuple[int, int] | None = None
     seed: int = 0
+    errors_from: str = "prediction"
 
     def policy(self, click: int) -> str:
         """The policy that makes click `click` (1-based): the last schedule entry starting at or before it."""
@@ -76,6 +87,7 @@ class Scoring:
     empty: str = "sat"
     tolerance_mm: float = 1.0
     report: tuple[str, ...] = ("per_click", "auc", "final")
+    label_map: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,15 +164,22 @@ def parse_protocol(data: Mapping) -> Protocol:
                                   "rules", "differences"})
     if unknown:
         raise ProtocolError(f"protocol {name!r}: unknown field(s) {', '.join(unknown)}")
-    space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre"})
+    space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre", "canonical", "clamp"})
+    clamp = space_data.get("clamp")
+    if clamp is not None and (not isinstance(clamp, list | tuple) or len(clamp) != 2 or clamp[0] >= clamp[1]):
+        raise ProtocolError(f"protocol {name!r}: space.clamp must be [low, high] with low < high, got {clamp!r}")
     space = Space(str(space_data.get("grid", "native")), _floats(space_data.get("spacing")),
-                  _ints(space_data.get("size")), str(space_data.get("centre", "label")))
+                  _ints(space_data.get("size")), str(space_data.get("centre", "label")),
+                  _flag(name, "space.canonical", space_data.get("canonical", True)),
+                  None if clamp is None else (float(clamp[0]), float(clamp[1])))
     _choice(name, "space.grid", space.grid, SPACES)
     _choice(name, "space.centre", space.centre, ("label",))
     if space.grid == "crop" and (space.spacing is None or space.size is None):
         raise ProtocolError(f"protocol {name!r}: a crop space needs `spacing` and `size`")
+    if space.grid != "crop" and (not space.canonical or space.clamp is not None):
+        raise ProtocolError(f"protocol {name!r}: space.canonical and space.clamp apply to a crop space only")
     prompt_data = _section(name, data, "prompts", {"kinds", "boxes", "clicks", "feed", "n_clicks", "per_slice_axis",
-                                                   "segvol_points", "seed"})
+                                                   "segvol_points", "seed", "errors_from"})
     defaults = Prompts()
     clicks = tuple((int(start), str(policy)) for start, policy in prompt_data.get("clicks", defaults.clicks))
     segvol = prompt_data.get("segvol_points")
@@ -171,7 +190,9 @@ def parse_protocol(data: Mapping) -> Protocol:
         per_slice_axis=prompt_data.get("per_slice_axis"),
         segvol_points=None if segvol is None else (int(segvol[0]), int(segvol[1])),
         seed=int(prompt_data.get("seed", defaults.seed)),
+        errors_from=str(prompt_data.get("errors_from", defaults.errors_from)),
     )
+    _choice(name, "prompts.errors_from", prompts.errors_from, ERRORS_FROM)
     for kind in prompts.kinds:
         _choice(name, "prompts.kinds", kind, PROMPT_KINDS)
     if not prompts.kinds:
@@ -190,12 +211,14 @@ def parse_protocol(data: Mapping) -> Protocol:
         raise ProtocolError(f"protocol {name!r}: prompts.segvol_points must be two counts >= 0")
     if prompts.n_clicks < 1:
         raise ProtocolError(f"protocol {name!r}: prompts.n_clicks must be >= 1")
-    scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report"})
+    scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report",
+                                                      "label_map"})
     scoring = Scoring(
         grid=str(scoring_data.get("grid", "native")), distances=str(scoring_data.get("distances", "mm")),
         dice=str(scoring_data.get("dice", "standard")), empty=str(scoring_data.get("empty", "sat")),
         tolerance_mm=float(scoring_data.get("tolerance_mm", 1.0)),
         report=tuple(scoring_data.get("report", Scoring().report)),
+        label_map=_flag(name, "scoring.label_map", scoring_data.get("label_map", False)),
     )
     _choice(name, "scoring.grid", scoring.grid, SCORING_GRIDS)
     _choice(name, "scoring.distances", scoring.distances, DISTANCES)
@@ -210,6 +233,12 @@ def parse_protocol(data: Mapping) -> Protocol:
     return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
                     {str(k): dict(v) for k, v in model_args.items()}, _rules(name, data.get("rules") or ()),
                     tuple(str(d).strip() for d in data.get("differences") or ()))
+
+
+def _flag(preset: str, where: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"protocol {preset!r}: {where} must be true or false, got {value!r}")
+    return value
 
 
 def _rules(preset: str, rules) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,106 @@
+"""`sam-med3d-paper`: SAM-Med3D's paper-era validation (uni-medical/SAM-Med3D@b5927c7) where it differs from
+today's script: clicks made from the upsampled logits > 0.5 (validation.py:274 passes the logits to
+utils/click_method.py:172 and :227, which threshold `prev_seg > 0.5`: a probability of 0.622), not from the
+scored sigmoid > 0.5 mask; and the loader's identity affine (no reorientation) and CT clamp to [-1000, 1000]
+(utils/data_loader.py:56-62)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchio")
+
+from bench.interactive import run_clicks  # noqa: E402
+from bench.io import Volume  # noqa: E402
+from bench.presets import load_protocol  # noqa: E402
+from bench.spaces import crop_space, resample  # noqa: E402
+from models.base import Image  # noqa: E402
+from models.sam_med3d.mask_decoder import upscale_logits  # noqa: E402
+from models.sam_med3d.model import SamMed3DModel  # noqa: E402
+from protocols.protocol import ProtocolError, parse_protocol  # noqa: E402
+
+CORE, HALO = 10.0, 0.3  # low-res logits: sigmoid(0.3) = 0.574 is in the scored mask, 0.3 > 0.5 is false
+
+
+class FixedLogits(torch.nn.Module):
+    """A fake SAM-Med3D network answering fixed low-res logits: CORE in a cube, HALO in a slab beside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        logits = torch.full((1, 1, 32, 32, 32), -10.0)
+        logits[..., 8:16, 8:16, 8:16] = CORE
+        logits[..., 16:22, 8:16, 8:16] = HALO
+        self.logits = logits
+        fake = self
+
+        class Encoder(torch.nn.Module):
+            def forward(self, x):
+                return torch.zeros(1, 384, 8, 8, 8)
+
+        class Prompt(torch.nn.Module):
+            def forward(self, points, boxes, masks):
+                return torch.zeros(1, points[0].shape[1] + 1, 384), torch.zeros(1, 384, 8, 8, 8)
+
+            def get_dense_pe(self):
+                return torch.zeros(1, 384, 8, 8, 8)
+
+        class Decoder(torch.nn.Module):
+            def forward(self, image_embeddings, image_pe, sparse, dense, multimask_output):
+                return fake.logits.clone(), torch.tensor([[0.5]])
+
+        self.image_encoder, self.prompt_encoder, self.mask_decoder = Encoder(), Prompt(), Decoder()
+
+
+@pytest.fixture(scope="module")
+def fixed_model():
+    """The real SamMed3DModel (crop, state, feedback) around the fake network."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("models.sam_med3d.model.build_sam_med3d", FixedLogits)
+        return SamMed3DModel(name="sam-med3d", checkpoint_file="sam_med3d.pth")
+
+
+def _crop_image() -> Image:
+    """An image already on the model's grid (128^3, 1.5 mm, RAS), as the crop space hands it over."""
+    return Image(array=np.random.default_rng(0).normal(size=(128,) * 3).astype(np.float32),
+                 spacing=(1.5,) * 3, affine=np.diag([1.5, 1.5, 1.5, 1.0]))
+
+
+@pytest.mark.parametrize("errors_from", ["prediction", "logits"])
+def test_paper_era_clicks_come_from_the_logits_above_one_half(fixed_model, errors_from):
+    """The reference is exactly the scored mask (sigmoid > 0.5): judged on it, the prediction is perfect and
+    the loop stops; judged as the paper-era generator does (logits > 0.5), the halo (0 < logit <= 0.5) is
+    missed, and click 2 is a positive click in it."""
+    logits = upscale_logits(fixed_model.network.logits)[0, 0].numpy()
+    reference = logits > 0.0
+    halo = reference & ~(logits > 0.5)
+    assert halo.sum() > 1000
+    steps = run_clicks(model=fixed_model, image=_crop_image(), reference=reference, n_clicks=2,
+                       score=lambda pred: (float((pred == reference).all()), 0.0, int(pred.sum())),
+                       policy_for=lambda k: "ritm" if k <= 2 else "random_error",
+                       rng_for=lambda k: np.random.default_rng(k), feed="newest", click_spacing=(1, 1, 1),
+                       errors_from=errors_from)
+    assert steps[0].dsc == 1.0  # the scored mask is the reference
+    if errors_from == "prediction":
+        assert steps[1].clicks == ()  # perfect: no second click
+    else:
+        click = steps[1].click
+        assert click.positive and halo[click.point]
+        # RITM: among the voxels deeper than half the maximum distance of the FN region (the halo)
+        from scipy.ndimage import distance_transform_edt
+        depth = distance_transform_edt(np.pad(halo, 1))[1:-1, 1:-1, 1:-1]
+        assert depth[click.point] > depth.max() / 2
+
+
+def test_logit_mask_is_the_upsampled_logits_above_the_threshold(fixed_model):
+    state: dict = {}
+    image = _crop_image()
+    from models.base import Target
+    from protocols.prompts import Click, Prompt
+    scored = fixed_model.segment(image, [Target("t", Prompt(points=(Click((40, 40, 40), True),)))], state)["t"]
+    logits = upscale_logits(fixed_model.network.logits)[0, 0].numpy()
+    np.testing.assert_array_equal(scored, logits > 0)
+    np.testing.assert_array_equal(fixed_model.logit_mask(image, "t", state), logits > 0.5)
+    assert not fixed_model.logit_mask(image, "other", state).any()
