@@ -41,6 +41,7 @@ from bench.targets import folder_target, user_classes
 from models.base import Model, Target
 from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
+from protocols.label_maps import overwrite_in_order
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
 from protocols.prompts_slices import slice_boxes, target_slices
@@ -308,7 +309,7 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
     else:
         resampled = resample(volume, source.modality, native.masks, protocol.space)
     state: dict = {}
-    rows, records, final = [], {}, {}
+    rows, records, final, combined = [], {}, {}, []
     for name in names:
         if not native.masks[name].any():
             continue  # a click needs a target
@@ -321,8 +322,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         if in_space:
             score = _score_fn(reference, space.image.spacing, protocol)
             spacing = (1.0,) * reference.ndim if voxels else space.image.spacing
-        else:
-            native_score = _score_fn(native.masks[name], native.image.spacing, protocol)
+        native_score = _score_fn(native.masks[name], native.image.spacing, protocol)
+        if not in_space:
             score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
             spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
         steps = run_clicks(
@@ -336,6 +337,9 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             text=name if "text" in kinds else None, errors_from=prompts.errors_from,
         )
         ref_for_row = reference if in_space else native.masks[name]
+        if protocol.scoring.label_map:
+            steps = list(steps)
+            combined.append((name, steps, space, native_score))
         for step in steps:
             rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
                              step.pred_voxels, step.seconds, prompt_policy=_next_policy(protocol),
@@ -345,7 +349,27 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
                                        clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
         final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(
             native.masks[name])
+    if combined:
+        final = _rescore_through_label_map(rows, combined, native)
     return rows, records, final
+
+
+def _rescore_through_label_map(rows: list[dict], combined: list, native: SpaceCase) -> dict[str, np.ndarray]:
+    """`scoring.label_map`: after every click, the classes' native masks written into one label map in class
+    order (later classes overwrite earlier ones, `protocols.label_maps`), each class's row scored from that
+    map, as SAM-Med3D's current script scores its combined prediction file; returns the final masks so."""
+    by_key = {(row["class_name"], row["click"]): row for row in rows}
+    final: dict[str, np.ndarray] = {}
+    for k in range(len(combined[0][1])):
+        masks = {name: (space.to_native(steps[k].mask) if steps[k].mask is not None
+                        else np.zeros_like(native.masks[name])) for name, steps, space, _ in combined}
+        read_back = overwrite_in_order(masks)
+        for name, steps, _, score in combined:
+            dsc, nsd, pred_voxels = score(read_back[name])
+            by_key[(name, steps[k].click_index)].update(dsc=dsc, nsd=nsd, pred_voxels=pred_voxels,
+                                                        pred_empty=pred_voxels == 0)
+        final = read_back
+    return final
 
 
 def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:

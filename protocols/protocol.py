@@ -226,6 +226,9 @@ def parse_protocol(data: Mapping) -> Protocol:
     _choice(name, "scoring.empty", scoring.empty, EMPTY_TARGETS)
     for item in scoring.report:
         _choice(name, "scoring.report", item, REPORTS)
+    if scoring.label_map and scoring.grid != "native":
+        raise ProtocolError(f"protocol {name!r}: scoring.label_map scores one map of all classes: it needs "
+                            f"scoring.grid native")
     sources = data.get("sources") or ()
     model_args = data.get("model_args") or {}
     if not isinstance(model_args, Mapping) or not all(isinstance(v, Mapping) for v in model_args.values()):

@@ -356,3 +356,41 @@ def test_a_protocol_file_of_ones_own(tmp_path):
         load(path)
     with pytest.raises(ProtocolError, match="unknown protocol 'nope'; presets: harness"):
         load("nope")
+
+
+class Grower(Recorder):
+    """The reference grown by one voxel (face neighbours): neighbouring classes' predictions then overlap."""
+
+    name = "test-grower"
+
+    def _segment(self, image, targets, state):
+        from scipy.ndimage import binary_dilation
+        return {t.name: binary_dilation(t.prompt.reference) for t in targets}
+
+
+register_model("test-grower")(Grower)
+
+
+def test_label_map_scoring_lets_later_classes_overwrite_earlier_ones(dataset):
+    """`scoring.label_map` (on in `sam-med3d`, as its script writes one combined map and scores each class from
+    it; off in `harness`): the grown liver and spleen overlap; through the map the liver loses the shared
+    voxels to the spleen (the later class), the spleen keeps all of its own."""
+    from scipy.ndimage import binary_dilation
+    assert load_protocol("sam-med3d").scoring.label_map and not load_protocol("harness").scoring.label_map
+    labels = _labels()
+    liver, spleen = binary_dilation(labels == 1), binary_dilation(labels == 2)
+    shared = int((liver & spleen).sum())
+    assert shared > 0
+    harness = with_overrides(load_protocol("harness"), n_clicks=1)
+    combined = replace(harness, scoring=replace(harness.scoring, label_map=True))
+    (source,) = discover_sources(dataset)
+    rows = {name: run_case(source, RunSpec(run="t", model="test-grower", protocol=protocol)).rows.set_index(
+        "class_name") for name, protocol in (("separate", harness), ("combined", combined))}
+    assert rows["separate"].loc["liver", "pred_voxels"] == liver.sum()
+    assert rows["combined"].loc["liver", "pred_voxels"] == liver.sum() - shared
+    assert rows["combined"].loc["spleen", "pred_voxels"] == rows["separate"].loc["spleen", "pred_voxels"]
+    overlap = int((liver & ~spleen & (labels == 1)).sum())
+    assert rows["combined"].loc["liver", "dsc"] == pytest.approx(2 * overlap / (liver.sum() - shared +
+                                                                               (labels == 1).sum()))
+    with pytest.raises(ProtocolError, match="label_map.*scoring.grid native"):
+        parse_protocol({"name": "x", "scoring": {"grid": "space", "label_map": True}})

@@ -104,3 +104,61 @@ def test_logit_mask_is_the_upsampled_logits_above_the_threshold(fixed_model):
     np.testing.assert_array_equal(scored, logits > 0)
     np.testing.assert_array_equal(fixed_model.logit_mask(image, "t", state), logits > 0.5)
     assert not fixed_model.logit_mask(image, "other", state).any()
+
+
+def _las_case():
+    """A 3 mm scan stored in LAS voxel order (first axis right-to-left), a blob target, CT values past +-1000."""
+    rng = np.random.default_rng(3)
+    array = rng.integers(-2000, 3000, size=(24, 20, 14)).astype(np.int16)
+    target = np.zeros(array.shape, bool)
+    target[3:9, 6:12, 4:9] = True  # off-centre along the flipped axis
+    las = np.diag([-3.0, 3.0, 3.0, 1.0])
+    las[0, 3] = 69.0
+    return array, target, las
+
+
+def test_paper_era_space_keeps_the_stored_voxel_order_and_maps_back_with_the_true_affine():
+    """`canonical: false` crops the scan as the paper-era loader saw it (an identity affine: the stored voxel
+    order counts as RAS), hands the model that identity affine, and still maps predictions back correctly."""
+    array, target, las = _las_case()
+    paper = parse_protocol({"name": "p", "space": {"grid": "crop", "spacing": 1.5, "size": 16,
+                                                   "canonical": False}}).space
+    today = parse_protocol({"name": "t", "space": {"grid": "crop", "spacing": 1.5, "size": 16}}).space
+    as_ras = np.diag([3.0, 3.0, 3.0, 1.0])  # the same array read as if it were stored RAS
+    crop = crop_space(resample(Volume(array, (3.0,) * 3, las), "CT", {"t": target}, paper), "t", paper)
+    same_array_ras = crop_space(resample(Volume(array, (3.0,) * 3, as_ras), "CT", {"t": target}, today), "t", today)
+    canonical = crop_space(resample(Volume(array, (3.0,) * 3, las), "CT", {"t": target}, today), "t", today)
+    np.testing.assert_array_equal(crop.image.array, same_array_ras.image.array)
+    np.testing.assert_array_equal(crop.masks["t"], same_array_ras.masks["t"])
+    assert not np.array_equal(crop.image.array, canonical.image.array)  # ToCanonical flips the first axis
+    np.testing.assert_array_equal(crop.image.affine, np.diag([1.5, 1.5, 1.5, 1.0]))
+    np.testing.assert_array_equal(crop.to_native(crop.masks["t"]), target)
+    np.testing.assert_array_equal(canonical.to_native(canonical.masks["t"]), target)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MRI"])
+def test_clamp_clips_ct_only(modality):
+    array, target, las = _las_case()
+    clamped = parse_protocol({"name": "p", "space": {"grid": "crop", "spacing": 1.5, "size": 16,
+                                                     "clamp": [-1000, 1000]}}).space
+    crop = crop_space(resample(Volume(array, (3.0,) * 3, las), modality, {"t": target}, clamped), "t", clamped)
+    values = crop.image.array[crop.masks["t"]]
+    if modality == "CT":
+        assert values.min() == -1000 and values.max() == 1000
+    else:
+        assert values.min() < -1000 and values.max() > 1000
+
+
+def test_paper_preset_turns_the_paper_era_options_on_and_checks_them():
+    paper, today = load_protocol("sam-med3d-paper"), load_protocol("sam-med3d")
+    assert (paper.space.canonical, paper.space.clamp, paper.prompts.errors_from) == (False, (-1000.0, 1000.0),
+                                                                                     "logits")
+    assert (today.space.canonical, today.space.clamp, today.prompts.errors_from) == (True, None, "prediction")
+    with pytest.raises(ProtocolError, match="true or false"):
+        parse_protocol({"name": "x", "space": {"grid": "crop", "spacing": 1.5, "size": 8, "canonical": "no"}})
+    with pytest.raises(ProtocolError, match="crop space only"):
+        parse_protocol({"name": "x", "space": {"clamp": [-1000, 1000]}})
+    with pytest.raises(ProtocolError, match="low < high"):
+        parse_protocol({"name": "x", "space": {"grid": "crop", "spacing": 1.5, "size": 8, "clamp": [5, 1]}})
+    with pytest.raises(ProtocolError, match="errors_from"):
+        parse_protocol({"name": "x", "prompts": {"errors_from": "probability"}})
