@@ -43,7 +43,7 @@ from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
 from protocols.label_maps import overwrite_in_order
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
-from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
+from protocols.prompts_boxes import box_from_mask, largest_component_box
 from protocols.prompts_slices import slice_boxes, target_slices
 from protocols.protocol import Protocol
 
@@ -215,8 +215,10 @@ def _row(case_id: str, name: str, source: CaseSource, spec: RunSpec, reference: 
     return row
 
 
-def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: Protocol, rng, oracle: bool) -> Prompt:
-    """The one-shot prompt of a target: text, boxes, SegVol points (only the declared kinds)."""
+def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: Protocol, rng, oracle: bool,
+                   model: Model, image, state: dict) -> Prompt:
+    """The one-shot prompt of a target: text, boxes, SegVol points (only the declared kinds; the points drawn by
+    `model.draw_points`, on the model's own grid where its official code draws them there)."""
     prompts = protocol.prompts
     boxes: tuple = ()
     points: tuple[Click, ...] = ()
@@ -231,10 +233,8 @@ def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: 
             boxes = ((largest_component_box(reference) if prompts.boxes == "largest_component_exclusive"
                       else box_from_mask(reference)),)
     if "points" in kinds and prompts.segvol_points is not None and reference.any():
-        coords, labels = segvol_points(reference, rng, n_positive_extra=prompts.segvol_points[0],
-                                       n_negative_extra=prompts.segvol_points[1])
-        points = tuple(Click(tuple(int(c) for c in point), bool(label)) for point, label in zip(coords, labels)
-                       if label >= 0)
+        points = model.draw_points(image, reference, rng, n_positive_extra=prompts.segvol_points[0],
+                                   n_negative_extra=prompts.segvol_points[1], state=state)
     return Prompt(points=points, boxes=boxes, text=name if "text" in kinds else None,
                   reference=reference if oracle else None)
 
@@ -272,11 +272,12 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
     oracle = "reference" in model.capabilities.prompts
     satds = protocol.space.grid == "satds" or model.capabilities.input_grid == "satds"
     space = satds_space(volume, source.modality, native.masks, _orientation(source)) if satds else native
+    state: dict = {}
     targets = [Target(name, _static_prompt(name, space.masks[name], kinds, protocol,
                                            prompt_rng(protocol.prompts.seed, source.case_id, name, "static", 1),
-                                           oracle)) for name in names]
+                                           oracle, model, space.image, state)) for name in names]
     start = time.perf_counter()
-    masks = model.segment(space.image, targets, {})
+    masks = model.segment(space.image, targets, state)
     seconds = (time.perf_counter() - start) / max(len(targets), 1)
     native_masks = {name: space.to_native(mask) for name, mask in masks.items()}
     in_space = protocol.scoring.grid == "space" and (protocol.space.grid == "satds") == satds
