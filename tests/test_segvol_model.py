@@ -206,7 +206,9 @@ def test_under_the_segvol_preset_points_are_drawn_on_the_zoom_out_label_with_tor
         checkpoint_file, raw_dataset, tmp_path, decoded):
     """`prompts=point+text`: SegVol decodes the point set the demo draws (`select_points(label_resize, 3, 3)` on
     the zoom-out label, inference_demo.py:66), from a torch generator seeded by the harness's per-prompt numpy
-    Generator; the stored native voxels sample exactly those positions (each click's label is the reference's)."""
+    Generator; the stored native voxels are the ones those positions sample (each click's label is the
+    reference's). On this CT every axis is shorter than the zoom-out grid, so the stored voxels alone would
+    land one zoom-out step away on some axes: the model decodes the points as drawn."""
     from bench.catalog.cases import discover_sources
     from models.segvol.points import select_points, torch_generator, zoom_out_to_native
     from protocols.prompts import prompt_rng

@@ -50,7 +50,8 @@ def _scan():
 def test_points_are_drawn_on_the_zoom_out_label_and_stored_as_native_voxels_that_map_back():
     image, label = _scan()
     geometry = preprocess(image).geometry
-    clicks = draw_points(label, geometry, np.random.default_rng(11), n_positive_extra=3, n_negative_extra=3)
+    clicks, drawn, _ = draw_points(label, geometry, np.random.default_rng(11), n_positive_extra=3,
+                                   n_negative_extra=3)
     official, labels = select_points(label_zoom_out(label, geometry), torch_generator(np.random.default_rng(11)),
                                      n_positive_extra=3, n_negative_extra=3)
     assert [c.positive for c in clicks] == [True] * 4 + [False] * 3 and labels.tolist() == [1] * 4 + [0] * 3
@@ -58,6 +59,7 @@ def test_points_are_drawn_on_the_zoom_out_label_and_stored_as_native_voxels_that
         assert native_to_zoom_out(click.point, geometry) == tuple(point)  # replaying the stored voxel: same point
         assert label[click.point] == click.positive
     assert zoom_out_to_native(official[0], geometry) == clicks[0].point
+    np.testing.assert_array_equal(drawn, official)
 
 
 def test_other_models_keep_the_native_numpy_draw_and_segvol_overrides_it():

@@ -54,6 +54,7 @@ from protocols.prompts import Box, Click, Prompt
 KINDS = {"text": "text", "box": "boxes", "point": "points"}
 STATE = "_segvol_preprocessed"  # per image: the preprocessed scan and its zoom-out embedding
 EMBEDDING = "_segvol_embedding"
+DRAWN = "_segvol_drawn_points"  # per image: native clicks -> the zoom-out points they were drawn as
 
 
 def parse_prompts(prompts: str) -> frozenset[str]:
@@ -84,13 +85,19 @@ def zoom_out_box(box: Box, geometry: Geometry) -> np.ndarray:
     return np.array(starts + stops, dtype=np.int64)
 
 
-def zoom_out_prompt(prompt: Prompt, geometry: Geometry, name: str) -> SegVolPrompt | None:
-    """A target's native-grid prompt on the zoom-out grid; None when it carries nothing SegVol can use."""
+def zoom_out_prompt(prompt: Prompt, geometry: Geometry, name: str,
+                    drawn: Mapping[tuple[Click, ...], tuple[np.ndarray, np.ndarray]] | None = None
+                    ) -> SegVolPrompt | None:
+    """A target's native-grid prompt on the zoom-out grid; None when it carries nothing SegVol can use. Points
+    this model drew itself (`drawn`: native clicks -> the zoom-out points and labels, ignore points included)
+    go as drawn."""
     if len(prompt.boxes) > 1:
         raise UnsupportedPrompt(f"SegVol takes one box per target, got {len(prompt.boxes)} for {name!r}")
     box = zoom_out_box(prompt.boxes[0], geometry) if prompt.boxes else None
     points = labels = None
-    if prompt.points:
+    if prompt.points and drawn and tuple(prompt.points) in drawn:
+        points, labels = drawn[tuple(prompt.points)]
+    elif prompt.points:
         points = np.array([native_to_zoom_out(c.point, geometry) for c in prompt.points], dtype=np.int64)
         labels = np.array([int(c.positive) for c in prompt.points], dtype=np.int64)
     if prompt.text is None and box is None and points is None:
@@ -157,13 +164,17 @@ class SegVol(Model):
     def draw_points(self, image: Image, reference: np.ndarray, rng: np.random.Generator, *, n_positive_extra: int,
                     n_negative_extra: int, state: dict[str, Any]) -> tuple[Click, ...]:
         """inference_demo.py's points: `select_points` on the class's zoom-out label with a torch generator
-        seeded from `rng` (`points.draw_points`), given back as the native voxels they sample."""
-        return draw_points(reference, self._preprocessed(image, state).geometry, rng,
-                           n_positive_extra=n_positive_extra, n_negative_extra=n_negative_extra)
+        seeded from `rng` (`points.draw_points`), given back as the native voxels they sample; the zoom-out
+        points themselves are kept in `state`, so the following `segment` decodes exactly them (a native voxel
+        of an axis shorter than the zoom-out grid is sampled by two zoom-out voxels)."""
+        clicks, coords, labels = draw_points(reference, self._preprocessed(image, state).geometry, rng,
+                                             n_positive_extra=n_positive_extra, n_negative_extra=n_negative_extra)
+        state.setdefault(DRAWN, {})[clicks] = (coords, labels)
+        return clicks
 
     def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
         volume = self._preprocessed(image, state)
-        prompts = {t.name: zoom_out_prompt(t.prompt, volume.geometry, t.name) for t in targets}
+        prompts = {t.name: zoom_out_prompt(t.prompt, volume.geometry, t.name, state.get(DRAWN)) for t in targets}
         given = [name for name, prompt in prompts.items() if prompt is not None]
         masks = {name: np.zeros(image.shape, bool) for name, prompt in prompts.items() if prompt is None}
         if given:

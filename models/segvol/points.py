@@ -69,10 +69,11 @@ def zoom_out_to_native(point: np.ndarray, geometry: Geometry) -> tuple[int, int,
 
 
 def draw_points(label: np.ndarray, geometry: Geometry, rng: np.random.Generator, *, n_positive_extra: int,
-                n_negative_extra: int) -> tuple[Click, ...]:
-    """inference_demo.py's point set for one class, drawn on its zoom-out label and given back as native clicks
-    (ignore points left out)."""
+                n_negative_extra: int) -> tuple[tuple[Click, ...], np.ndarray, np.ndarray]:
+    """inference_demo.py's point set for one class, drawn on its zoom-out label: the native clicks they sample
+    (ignore points left out), and the zoom-out points and labels as drawn (ignore points included)."""
     coords, labels = select_points(label_zoom_out(label, geometry), torch_generator(rng),
                                    n_positive_extra=n_positive_extra, n_negative_extra=n_negative_extra)
-    return tuple(Click(zoom_out_to_native(point, geometry), bool(value)) for point, value in zip(coords, labels)
-                 if value >= 0)
+    clicks = tuple(Click(zoom_out_to_native(point, geometry), bool(value)) for point, value in zip(coords, labels)
+                   if value >= 0)
+    return clicks, coords, labels
