@@ -162,3 +162,55 @@ def test_paper_preset_turns_the_paper_era_options_on_and_checks_them():
         parse_protocol({"name": "x", "space": {"grid": "crop", "spacing": 1.5, "size": 8, "clamp": [5, 1]}})
     with pytest.raises(ProtocolError, match="errors_from"):
         parse_protocol({"name": "x", "prompts": {"errors_from": "probability"}})
+
+
+PAPER_GOLDEN = __import__("pathlib").Path(__file__).parent / "goldens" / "sam_med3d_paper.npz"
+
+
+def test_official_click_generators_fed_the_upsampled_logits_click_only_where_the_logit_mask_errs(fixed_model):
+    """Golden (make_sam_med3d_paper_goldens.py): the official RITM and random generators, handed the upsampled
+    logits as validation.py:274 hands them, with the reference = the scored mask (sigmoid > 0.5): every one of
+    their clicks over 40 seeds is positive and lies in the error of our logit mask (the halo), RITM's among
+    the halo's voxels deeper than half its maximum depth; judged on the scored mask there would be no error."""
+    from scipy.ndimage import distance_transform_edt
+
+    golden = np.load(PAPER_GOLDEN)
+    state: dict = {}
+    from models.base import Target
+    from protocols.prompts import Click, Prompt
+    image = _crop_image()
+    scored = fixed_model.segment(image, [Target("t", Prompt(points=(Click((40, 40, 40), True),)))], state)["t"]
+    reference = scored
+    halo = reference & ~fixed_model.logit_mask(image, "t", state)
+    depth = distance_transform_edt(np.pad(halo, 1))[1:-1, 1:-1, 1:-1]
+    for name in ("random", "ritm"):
+        points, labels = golden[f"clicks_{name}_points"], golden[f"clicks_{name}_labels"]
+        assert (labels == 1).all() and halo[tuple(points.T)].all()
+        if name == "ritm":
+            assert (depth[tuple(points.T)] > depth.max() / 2).all()
+        assert len({tuple(p) for p in points}) > 20  # drawn, not fixed
+
+
+@pytest.mark.parametrize("orientation", ["ras", "las"])
+@pytest.mark.parametrize("value", [5, 4])
+def test_paper_crop_space_equals_the_official_paper_era_loader(shared_dir, orientation, value):
+    """Golden: the paper-era data preparation and loader (resample_nii, Dataset_Union_ALL_Val with its identity
+    affine and CT clamp, validation.py's ToCanonical + CropOrPad) on the real CT, as stored (RAS) and stored in LAS
+    voxel order: the `sam-med3d-paper` crop space gives the same image and label crop."""
+    import nibabel as nib
+
+    golden = np.load(PAPER_GOLDEN)
+    folder = shared_dir / "data" / "totalsegmentator_example"
+    ct, seg = nib.load(folder / "ct.nii.gz"), nib.load(folder / "seg_total.nii.gz")
+    image, labels, affine = np.asanyarray(ct.dataobj), np.asanyarray(seg.dataobj), ct.affine
+    if orientation == "las":
+        flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+        flip[0, 3] = image.shape[0] - 1
+        image, labels, affine = image[::-1].copy(), labels[::-1].copy(), affine @ flip
+    space = load_protocol("sam-med3d-paper").space
+    volume = Volume(image, tuple(np.linalg.norm(affine[:3, :3], axis=0)), affine)
+    crop = crop_space(resample(volume, "CT", {"t": labels == value}, space), "t", space)
+    key = f"{orientation}_{value}"
+    np.testing.assert_allclose(crop.image.array[::4, ::4, ::4], golden[f"{key}_image_sub"], rtol=0, atol=1e-3)
+    official_label = np.unpackbits(golden[f"{key}_label_bits"])[:128 ** 3].reshape((128,) * 3).astype(bool)
+    np.testing.assert_array_equal(crop.masks["t"], official_label)
