@@ -44,8 +44,8 @@ def list_protocols() -> None:
     """Every shipped preset with its description, and how many rules and differences it states."""
     for name in preset_names():
         protocol = _load(name)
-        typer.echo(f"{name}  ({len(protocol.rules)} rules with official file:line, "
-                   f"{len(protocol.differences)} differences)")
+        typer.echo(f"{name}  ({len(protocol.rules)} rule(s), each with the file:line it follows; "
+                   f"{len(protocol.differences)} stated difference(s))")
         typer.echo(f"  {protocol.description}")
 
 
