@@ -191,7 +191,7 @@ def test_crop_presets_take_the_runner_crop_as_it_is(raw_dataset, tmp_path, fake_
     reference = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz").array == 1
     official = crop_around_label(case.array, case.affine, reference)
     expected = official.image
-    if preset == "sam-med3d-paper":  # the paper-era loader: CT clamped, no reorientation (tests/test_sam_med3d_paper.py)
+    if preset == "sam-med3d-paper":  # the paper-era loader: CT clamped, no reorientation (test_sam_med3d_paper)
         import torchio as tio
 
         from models.sam_med3d.preprocess import crop_or_pad, resample_canonical
