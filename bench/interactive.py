@@ -8,8 +8,11 @@ the caller's `score`. With `per_slice_axis` every round adds one click to each t
 (SAM-Med3D's 2D baseline: round k = the k-th point of each slice). With a `box` the first call gets the box
 alone (step 0, the SegFM challenge's first interaction), every later call the box and the clicks, and click 1
 is made from the box prediction's error. A perfect prediction stops the loop early; its scores are repeated so
-every curve has N points (unless the protocol says to call the model again). This is the side-effect edge (model
-calls, the clock: each step records the model's wall time); curve summaries are pure, in `protocols.interactive`.
+every curve has N points (unless the protocol says to call the model again). With `errors_from="logits"` the
+next click is made from the model's logit mask (`Model.logit_mask`: logits > 0.5, SAM-Med3D's paper-era click
+generator) instead of the scored mask (the loop stops when that mask has no error left), for a model that
+declares `logit_masks`; other models fall back to their prediction. This is the side-effect edge (model calls,
+the clock: each step records the model's wall time); curve summaries are pure, in `protocols.interactive`.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
                name: str = "target", feed: str = "all", click_spacing: Sequence[float] | None = None,
                per_slice_axis: int | None = None, replay: Sequence[Click] = (),
                state: dict | None = None, text: str | None = None, box: Box | None = None,
-               stop_at_perfect: bool = True, on_failure: str = "raise") -> list[ClickStep]:
+               stop_at_perfect: bool = True, on_failure: str = "raise",
+               errors_from: str = "prediction") -> list[ClickStep]:
     """Run N clicks (rounds) on one target. `rng_for(k)` gives the generator of click k; `click_spacing` the
     spacing clicks are measured in (default the image's; ones for voxel distances); `replay` clicks, when given,
     replace the policy for the first clicks (exact replay; not with per-slice rounds); `text` goes with every
@@ -83,6 +87,8 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
     steps: list[ClickStep] = []
     pred = np.zeros_like(reference)
     boxes = () if box is None else (box,)
+    from_logits = errors_from == "logits" and model.capabilities.logit_masks
+    clicked = pred  # the mask next clicks are made from
 
     def call(k: int, new: tuple[Click, ...]) -> ClickStep:
         capabilities = model.capabilities
@@ -103,19 +109,19 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
 
     if box is not None:
         steps.append(call(0, ()))
-        pred = steps[-1].mask
+        pred = clicked = steps[-1].mask
     for k in range(1, n_clicks + 1):
         policy = policy_for(k)
-        if steps and np.array_equal(pred, reference):
-            new: tuple[Click, ...] = ()  # perfect: no click (replayed ones included)
+        if steps and np.array_equal(clicked, reference):
+            new: tuple[Click, ...] = ()  # no error left to click: stop, replayed clicks included
         elif k <= len(replay):
             new = (replay[k - 1],)
         elif per_slice_axis is not None:
             rng = rng_for(k)
-            new = slice_round(pred, reference, per_slice_axis, spacing,
+            new = slice_round(clicked, reference, per_slice_axis, spacing,
                               lambda p, r, s: make_click(policy, p, r, s, rng, k))
         else:
-            click = make_click(policy, pred, reference, spacing, rng_for(k), k)
+            click = make_click(policy, clicked, reference, spacing, rng_for(k), k)
             new = () if click is None else (click,)
         if not new and stop_at_perfect:
             last = steps[-1] if steps else ClickStep(k, (), 0.0, 0.0, 0, 0.0, pred)
@@ -124,4 +130,5 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
         given.extend(new)
         steps.append(call(k, new))
         pred = steps[-1].mask
+        clicked = model.logit_mask(image, name, state) if from_logits else pred
     return steps

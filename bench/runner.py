@@ -43,8 +43,9 @@ from bench.weights import resolve_run_files
 from models.base import Model, Target
 from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
+from protocols.label_maps import overwrite_in_order
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
-from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
+from protocols.prompts_boxes import box_from_mask, largest_component_box
 from protocols.prompts_segfm import draw_box_shift, segfm_box
 from protocols.prompts_slices import slice_boxes, target_slices
 from protocols.protocol import Protocol
@@ -223,8 +224,10 @@ def _row(case_id: str, name: str, source: CaseSource, spec: RunSpec, reference: 
     return row
 
 
-def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: Protocol, rng, oracle: bool) -> Prompt:
-    """The one-shot prompt of a target: text, boxes, SegVol points (only the declared kinds)."""
+def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: Protocol, rng, oracle: bool,
+                   model: Model, image, state: dict) -> Prompt:
+    """The one-shot prompt of a target: text, boxes, SegVol points (only the declared kinds; the points drawn by
+    `model.draw_points`, on the model's own grid where its official code draws them there)."""
     prompts = protocol.prompts
     boxes: tuple = ()
     points: tuple[Click, ...] = ()
@@ -239,10 +242,8 @@ def _static_prompt(name: str, reference: np.ndarray, kinds: set[str], protocol: 
             boxes = ((largest_component_box(reference) if prompts.boxes == "largest_component_exclusive"
                       else box_from_mask(reference)),)
     if "points" in kinds and prompts.segvol_points is not None and reference.any():
-        coords, labels = segvol_points(reference, rng, n_positive_extra=prompts.segvol_points[0],
-                                       n_negative_extra=prompts.segvol_points[1])
-        points = tuple(Click(tuple(int(c) for c in point), bool(label)) for point, label in zip(coords, labels)
-                       if label >= 0)
+        points = model.draw_points(image, reference, rng, n_positive_extra=prompts.segvol_points[0],
+                                   n_negative_extra=prompts.segvol_points[1], state=state)
     return Prompt(points=points, boxes=boxes, text=name if "text" in kinds else None,
                   reference=reference if oracle else None)
 
@@ -290,11 +291,12 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
     oracle = "reference" in model.capabilities.prompts
     satds = protocol.space.grid == "satds" or model.capabilities.input_grid == "satds"
     space = satds_space(volume, source.modality, native.masks, _orientation(source)) if satds else native
+    state: dict = {}
     targets = [Target(name, _static_prompt(name, space.masks[name], kinds, protocol,
                                            prompt_rng(protocol.prompts.seed, source.case_id, name, "static", 1),
-                                           oracle)) for name in names]
+                                           oracle, model, space.image, state)) for name in names]
     start = time.perf_counter()
-    masks = model.segment(space.image, targets, {})
+    masks = model.segment(space.image, targets, state)
     seconds = (time.perf_counter() - start) / max(len(targets), 1)
     native_masks = {name: space.to_native(mask) for name, mask in masks.items()}
     in_space = protocol.scoring.grid == "space" and (protocol.space.grid == "satds") == satds
@@ -327,7 +329,7 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
     else:
         resampled = resample(volume, source.modality, native.masks, protocol.space)
     state: dict = {}
-    rows, records, final = [], {}, {}
+    rows, records, final, combined = [], {}, {}, []
     for name in names:
         if not native.masks[name].any():
             continue  # a click needs a target
@@ -340,8 +342,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         if in_space:
             score = _score_fn(reference, space.image.spacing, protocol, name)
             spacing = (1.0,) * reference.ndim if voxels else space.image.spacing
-        else:
-            native_score = _score_fn(native.masks[name], native.image.spacing, protocol, name)
+        native_score = _score_fn(native.masks[name], native.image.spacing, protocol, name)
+        if not in_space:
             score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
             spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
         box_rng = prompt_rng(prompts.seed, source.case_id, name, "box", 0)
@@ -355,9 +357,12 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
                                                     f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
             replay=replayed_clicks(spec.replay, source.case_id, name), state=state if shared is not None else {},
             text=name if "text" in kinds else None, box=box, stop_at_perfect=prompts.stop_at_perfect,
-            on_failure=prompts.on_failure,
+            on_failure=prompts.on_failure, errors_from=prompts.errors_from,
         )
         ref_for_row = reference if in_space else native.masks[name]
+        if protocol.scoring.label_map:
+            steps = list(steps)
+            combined.append((name, steps, space, native_score))
         for step in steps:
             rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
                              step.pred_voxels, step.seconds, prompt_policy=_next_policy(protocol),
@@ -372,7 +377,27 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             records[name]["failed"] = failures
         final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(
             native.masks[name])
+    if combined:
+        final = _rescore_through_label_map(rows, combined, native)
     return rows, records, final
+
+
+def _rescore_through_label_map(rows: list[dict], combined: list, native: SpaceCase) -> dict[str, np.ndarray]:
+    """`scoring.label_map`: after every click, the classes' native masks written into one label map in class
+    order (later classes overwrite earlier ones, `protocols.label_maps`), each class's row scored from that
+    map, as SAM-Med3D's current script scores its combined prediction file; returns the final masks so."""
+    by_key = {(row["class_name"], row["click"]): row for row in rows}
+    final: dict[str, np.ndarray] = {}
+    for k in range(len(combined[0][1])):
+        masks = {name: (space.to_native(steps[k].mask) if steps[k].mask is not None
+                        else np.zeros_like(native.masks[name])) for name, steps, space, _ in combined}
+        read_back = overwrite_in_order(masks)
+        for name, steps, _, score in combined:
+            dsc, nsd, pred_voxels = score(read_back[name])
+            by_key[(name, steps[k].click_index)].update(dsc=dsc, nsd=nsd, pred_voxels=pred_voxels,
+                                                        pred_empty=pred_voxels == 0)
+        final = read_back
+    return final
 
 
 def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:

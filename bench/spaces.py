@@ -7,7 +7,10 @@
   canonical (RAS) axes (`ToCanonical`), then per target a box of the protocol's size centred by TorchIO on that
   target's mask (`CropOrPad(mask_name=...)`, zero-padded where it leaves the scan), every class's mask cropped
   by the same box. The image stays un-normalised (the model z-normalises it, as the official script does after
-  the crop).
+  the crop). Two paper-era options of the space (`Space.canonical`, `Space.clamp`): without `ToCanonical` the
+  crop keeps the scan's stored voxel order, and the model gets it with the paper-era loader's affine, an
+  identity of the crop's spacing (its own grid, so the model takes it as it is); the way back uses the true
+  affine. CT intensities may be clipped after resampling (`tio.Clamp`; CT only, as the loader did for `ct_*`).
 `to_native` maps a mask made in the space back onto the native grid (nearest; for `crop` TorchIO's Resample onto
 the whole native grid, as the official `data_postprocess`), so any space can be scored against the untouched
 reference.
@@ -108,7 +111,9 @@ def _layered(masks: list[np.ndarray]) -> tuple[np.ndarray, tuple[int, ...]]:
 def resample(volume: Volume, modality: str, masks: Mapping[str, np.ndarray], space: Space) -> Resampled:
     names = tuple(masks)
     labels, layers = _layered([np.asarray(masks[name], bool) for name in names]) if names else (None, ())
-    canonical = resample_canonical(np.asarray(volume.array), volume.affine, labels, spacing=tuple(space.spacing))
+    ct = model_modality(modality) == "CT"
+    canonical = resample_canonical(np.asarray(volume.array), volume.affine, labels, spacing=tuple(space.spacing),
+                                   canonical=space.canonical, clamp=space.clamp if ct else None)
     return Resampled(canonical, names, layers, tuple(volume.array.shape), np.asarray(volume.affine, float),
                      model_modality(modality))
 
@@ -121,8 +126,9 @@ def crop_space(resampled: Resampled, target: str, space: Space) -> SpaceCase:
         cropped = crop_or_pad(resampled.canonical, resampled.mask(resampled.canonical["masks"].data, index),
                               tuple(space.size))
     affine = np.asarray(cropped.image.affine, float).copy()
+    given = affine if space.canonical else np.diag([*space.spacing, 1.0])  # the paper-era identity affine
     image = Image(array=cropped.image.data[0].numpy().astype(np.float32), spacing=tuple(space.spacing),
-                  affine=affine, modality=resampled.modality)
+                  affine=given, modality=resampled.modality)
     masks = {name: resampled.mask(cropped["masks"].data, i) for i, name in enumerate(resampled.names)}
 
     def to_native(mask: np.ndarray) -> np.ndarray:

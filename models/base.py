@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from models.checkpoints import CheckpointLayout, load_checkpoint
-from protocols.prompts import PROMPT_KINDS, Prompt
+from protocols.prompts import PROMPT_KINDS, Click, Prompt
+from protocols.prompts_boxes import segvol_points
 
 MODALITIES = ("CT", "MRI", "PET", "US")
 INPUT_GRIDS = ("native", "satds")
@@ -52,6 +53,8 @@ class Capabilities:
     - `input_grid`: the grid it wants its image on: "native" (it does its own preprocessing, e.g. a crop), or
       "satds" (SAT-DS preprocessing: RAS, 1 x 1 x 3 mm, foreground crop, normalised; the runner maps back).
     - `targets_per_call`: how many prompt sets one call may carry (None: any; SAM-Med2D's decoder takes one).
+    - `logit_masks`: True if it can give its last prediction of a target thresholded on the logits instead of
+      the probability (`logit_mask`), the mask SAM-Med3D's paper-era click generator made errors from.
     - `devices`: devices it runs on.
     """
 
@@ -62,6 +65,7 @@ class Capabilities:
     keeps_history: bool = False
     input_grid: str = "native"
     targets_per_call: int | None = None
+    logit_masks: bool = False
     devices: frozenset[str] = frozenset({"cpu"})
 
     def __post_init__(self):
@@ -190,6 +194,22 @@ class Model(ABC):
                 raise UnsupportedPrompt(
                     f"model {self.name!r} does not take {', '.join(sorted(missing))} prompts "
                     f"(it takes: {', '.join(sorted(self.capabilities.prompts)) or 'none'})")
+
+    def draw_points(self, image: Image, reference: np.ndarray, rng: np.random.Generator, *, n_positive_extra: int,
+                    n_negative_extra: int, state: dict[str, Any]) -> tuple[Click, ...]:
+        """A SegVol-style point set for one target (`prompts.segvol_points`), as native clicks: by default drawn
+        on the image's grid from `reference` with `rng` (`protocols.prompts_boxes.segvol_points`); a model whose
+        official code draws them on its own grid overrides this (SegVol: its zoom-out label, torch's RNG
+        seeded from `rng`). `state` is the one the following `segment` call gets."""
+        coords, labels = segvol_points(reference, rng, n_positive_extra=n_positive_extra,
+                                       n_negative_extra=n_negative_extra)
+        return tuple(Click(tuple(int(c) for c in point), bool(label)) for point, label in zip(coords, labels)
+                     if label >= 0)
+
+    def logit_mask(self, image: Image, name: str, state: dict[str, Any], threshold: float = 0.5) -> np.ndarray:
+        """The last prediction of target `name` (kept in `state`) as logits > `threshold`, on the image's grid;
+        only for models declaring `logit_masks`."""
+        raise UnsupportedPrompt(f"model {self.name!r} does not give logit masks")
 
     def segment(self, image: Image, targets: Sequence[Target],
                 state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:

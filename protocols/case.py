@@ -94,12 +94,19 @@ class SegmentationIndex:
         return class_mask(self.segmentation[box], values)
 
 
+def _check_ndim(argument: str, array: np.ndarray) -> None:
+    """Only 2D and 3D arrays have surfaces to score (a 1-D or 4-D array is a mistake, not a case)."""
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{argument} must be 2D or 3D, got shape {' x '.join(map(str, array.shape))}")
+
+
 def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float], classes: ClassMap) -> None:
     shapes = set()
     for side_name, side in (("pred", pred), ("ref", ref)):
         if isinstance(side, np.ndarray):
             if not np.issubdtype(side.dtype, np.integer):
                 raise ValueError(f"{side_name} label map must have an integer dtype, got {side.dtype}")
+            _check_ndim(side_name, side)
             shapes.add(side.shape)
             continue
         for name in classes:
@@ -107,6 +114,7 @@ def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float
                 raise ValueError(f"{side_name} has no mask for class {name!r}")
             if side[name].dtype != bool:
                 raise ValueError(f"{side_name} mask {name!r} must be boolean, got {side[name].dtype}")
+            _check_ndim(f"{side_name} mask {name!r}", side[name])
             shapes.add(side[name].shape)
     for name, value in classes.items():
         if min(_label_values(value)) <= 0:

@@ -3,15 +3,20 @@
 A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
 - `space`: where the model is run and clicks are made: `native` grid, `satds` (SAT-DS preprocessing: RAS,
   1 x 1 x 3 mm, foreground crop) or `crop` (resampled to `spacing`, canonical orientation, a `size` box centred
-  on the label's bounding box, zero-padded), as SAM-Med3D's validation does;
+  on the label's bounding box, zero-padded), as SAM-Med3D's validation does; for `crop`, `canonical: false`
+  keeps the stored voxel order (SAM-Med3D's paper-era loader gave TorchIO an identity affine, so its
+  `ToCanonical` did nothing) and `clamp: [lo, hi]` clips CT intensities after resampling (its `tio.Clamp`);
 - `prompts`: the kinds given (`text`, `points`, `boxes`; in a click protocol a box is the first interaction and
   stays in every later call), the box rule (`tight`, SAM-Med2D's `largest_component_exclusive`, or the SegFM
   challenge's `segfm_mid_slice`: the middle slice's 2D box over the target's z range), SegVol-style point sets,
-  and, for click protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
-  prediction for click 1), whether the model gets all clicks or only the newest (the model then carries its
-  previous logits), the number of clicks, per-slice prompting for 2D models, the seed, whether a perfect target
-  stops its loop (`stop_at_perfect`) and what a failed model call gives (`on_failure`: `raise`, or `previous`:
-  the previous prediction, empty at the first, as the SegFM script scores a run that wrote nothing);
+  and, for click protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied
+  to an empty prediction for click 1), whether the model gets all clicks or only the newest (the model then
+  carries its previous logits), the number of clicks, per-slice prompting for 2D models, the seed, whether a
+  perfect target stops its loop (`stop_at_perfect`), what a failed model call gives (`on_failure`: `raise`, or
+  `previous`: the previous prediction, empty at the first, as the SegFM script scores a run that wrote nothing),
+  and `errors_from`: the mask next clicks are made from (`prediction`, the scored mask; `logits`: the model's
+  upsampled logits > 0.5, i.e. probability > 0.622, as SAM-Med3D's paper-era click generator, for models that
+  declare `logit_masks`; the others fall back to their prediction);
 - `scoring`: the grid (`native`, or `space`: where the loop ran), distances in `mm` or `voxels` of that grid,
   the Dice variant (`standard`, or `plus_one`: SegVol's 2|P and R| / (|P| + |R| + 1)), empty targets (`sat`: both
   empty = 1, `nan`, `skip`: left out), the NSD tolerance (one number of mm, or per class as data:
@@ -20,8 +25,10 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
   `max_over_clicks`: only to reproduce a paper that reported it, labelled as such; `cases`: per case the mean
   over the classes present, as the SegFM challenge's table), the AUC (`normalised` to [0, 1], or `trapezoid`:
   the SegFM script's area over the click predictions with x = 0..N-1), the NSD rule `nsd_zero_at_dsc` (a
-  case's NSD is 0 where its class-mean DSC is at most this) and `time_limit_s_per_class` (a case's scores are 0
-  where its model time exceeds this times its classes; applied on request);
+  case's NSD is 0 where its class-mean DSC is at most this), `time_limit_s_per_class` (a case's scores are 0
+  where its model time exceeds this times its classes; applied on request), and `label_map: true`: a case's
+  class masks are written into one label map in class order, later classes overwriting earlier ones, and each
+  class is scored from that map (SAM-Med3D's current validate_paired_img_gt);
 - `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
   baseline), under any the user gives;
 - `rules`: each rule the preset reproduces, with the official file:line it comes from
@@ -50,6 +57,7 @@ DICE_VARIANTS = ("standard", "plus_one")
 EMPTY_TARGETS = ("sat", "nan", "skip")
 REPORTS = ("per_click", "auc", "final", "max_over_clicks", "cases")
 AUCS = ("normalised", "trapezoid")
+ERRORS_FROM = ("prediction", "logits")
 CLICK_POLICIES = tuple(sorted(set(FIRST_CLICKS) | set(NEXT_CLICKS)))
 
 
@@ -63,6 +71,8 @@ class Space:
     spacing: tuple[float, ...] | None = None
     size: tuple[int, ...] | None = None
     centre: str = "label"
+    canonical: bool = True
+    clamp: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class Prompts:
     seed: int = 0
     stop_at_perfect: bool = True
     on_failure: str = "raise"
+    errors_from: str = "prediction"
 
     def policy(self, click: int) -> str:
         """The policy that makes click `click` (1-based): the last schedule entry starting at or before it."""
@@ -95,6 +106,7 @@ class Scoring:
     nsd_zero_at_dsc: float | None = None
     time_limit_s_per_class: float | None = None
     class_tolerance_mm: tuple[tuple[str, float], ...] = ()
+    label_map: bool = False
 
     def tolerance_for(self, class_name: str) -> float:
         """The NSD tolerance of a class: its own when the preset names it, else `tolerance_mm`."""
@@ -179,15 +191,23 @@ def parse_protocol(data: Mapping) -> Protocol:
                                   "rules", "differences"})
     if unknown:
         raise ProtocolError(f"protocol {name!r}: unknown field(s) {', '.join(unknown)}")
-    space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre"})
+    space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre", "canonical", "clamp"})
+    clamp = space_data.get("clamp")
+    if clamp is not None and (not isinstance(clamp, list | tuple) or len(clamp) != 2 or clamp[0] >= clamp[1]):
+        raise ProtocolError(f"protocol {name!r}: space.clamp must be [low, high] with low < high, got {clamp!r}")
     space = Space(str(space_data.get("grid", "native")), _floats(space_data.get("spacing")),
-                  _ints(space_data.get("size")), str(space_data.get("centre", "label")))
+                  _ints(space_data.get("size")), str(space_data.get("centre", "label")),
+                  _flag(name, "space.canonical", space_data.get("canonical", True)),
+                  None if clamp is None else (float(clamp[0]), float(clamp[1])))
     _choice(name, "space.grid", space.grid, SPACES)
     _choice(name, "space.centre", space.centre, ("label",))
     if space.grid == "crop" and (space.spacing is None or space.size is None):
         raise ProtocolError(f"protocol {name!r}: a crop space needs `spacing` and `size`")
+    if space.grid != "crop" and (not space.canonical or space.clamp is not None):
+        raise ProtocolError(f"protocol {name!r}: space.canonical and space.clamp apply to a crop space only")
     prompt_data = _section(name, data, "prompts", {"kinds", "boxes", "clicks", "feed", "n_clicks", "per_slice_axis",
-                                                   "segvol_points", "seed", "stop_at_perfect", "on_failure"})
+                                                   "segvol_points", "seed", "stop_at_perfect", "on_failure",
+                                                   "errors_from"})
     defaults = Prompts()
     clicks = tuple((int(start), str(policy)) for start, policy in prompt_data.get("clicks", defaults.clicks))
     segvol = prompt_data.get("segvol_points")
@@ -200,8 +220,10 @@ def parse_protocol(data: Mapping) -> Protocol:
         seed=int(prompt_data.get("seed", defaults.seed)),
         stop_at_perfect=bool(prompt_data.get("stop_at_perfect", defaults.stop_at_perfect)),
         on_failure=str(prompt_data.get("on_failure", defaults.on_failure)),
+        errors_from=str(prompt_data.get("errors_from", defaults.errors_from)),
     )
     _choice(name, "prompts.on_failure", prompts.on_failure, ON_FAILURE)
+    _choice(name, "prompts.errors_from", prompts.errors_from, ERRORS_FROM)
     for kind in prompts.kinds:
         _choice(name, "prompts.kinds", kind, PROMPT_KINDS)
     if not prompts.kinds:
@@ -221,7 +243,8 @@ def parse_protocol(data: Mapping) -> Protocol:
     if prompts.n_clicks < 1:
         raise ProtocolError(f"protocol {name!r}: prompts.n_clicks must be >= 1")
     scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report",
-                                                    "auc", "nsd_zero_at_dsc", "time_limit_s_per_class"})
+                                                    "auc", "nsd_zero_at_dsc", "time_limit_s_per_class",
+                                                    "label_map"})
     default_tolerance, class_tolerances = _tolerances(name, scoring_data.get("tolerance_mm", 1.0))
     scoring = Scoring(
         grid=str(scoring_data.get("grid", "native")), distances=str(scoring_data.get("distances", "mm")),
@@ -231,6 +254,7 @@ def parse_protocol(data: Mapping) -> Protocol:
         nsd_zero_at_dsc=_optional_float(scoring_data.get("nsd_zero_at_dsc")),
         time_limit_s_per_class=_optional_float(scoring_data.get("time_limit_s_per_class")),
         class_tolerance_mm=class_tolerances,
+        label_map=_flag(name, "scoring.label_map", scoring_data.get("label_map", False)),
     )
     _choice(name, "scoring.auc", scoring.auc, AUCS)
     _choice(name, "scoring.grid", scoring.grid, SCORING_GRIDS)
@@ -239,6 +263,9 @@ def parse_protocol(data: Mapping) -> Protocol:
     _choice(name, "scoring.empty", scoring.empty, EMPTY_TARGETS)
     for item in scoring.report:
         _choice(name, "scoring.report", item, REPORTS)
+    if scoring.label_map and scoring.grid != "native":
+        raise ProtocolError(f"protocol {name!r}: scoring.label_map scores one map of all classes: it needs "
+                            f"scoring.grid native")
     sources = data.get("sources") or ()
     model_args = data.get("model_args") or {}
     if not isinstance(model_args, Mapping) or not all(isinstance(v, Mapping) for v in model_args.values()):
@@ -261,6 +288,12 @@ def _tolerances(preset: str, value) -> tuple[float, tuple[tuple[str, float], ...
                                 "number of mm >= 0") from None
     default = checked.pop("*", Scoring.tolerance_mm)
     return default, tuple(sorted(checked.items()))
+
+
+def _flag(preset: str, where: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"protocol {preset!r}: {where} must be true or false, got {value!r}")
+    return value
 
 
 def _rules(preset: str, rules) -> tuple[tuple[str, str], ...]:

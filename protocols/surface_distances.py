@@ -7,7 +7,11 @@ HD95 is the larger of the two area-weighted 95th percentiles of those distances
 (`surface_distance.compute_robust_hausdorff`); ASSD the area-weighted mean over both surfaces together. They cost
 several times NSD, so the scoring path leaves them off unless asked.
 
-Empty masks: both empty -> NaN; exactly one empty -> inf (no surface to measure to), as in `surface_distance`.
+Empty masks (`EMPTY_DISTANCE_POLICY`, the one place the value is produced; rows carry `ref_empty`/`pred_empty`,
+so a NaN or inf distance is always explained by its row): exactly one empty -> inf, as `surface_distance`
+(no surface to measure to); both empty -> NaN, where `surface_distance.compute_robust_hausdorff` gives inf:
+a correct empty prediction is not infinitely far from its empty reference, and NaN leaves the row out of
+means instead of making every mean inf (its average surface distances are NaN there too, 0 / 0).
 """
 
 from __future__ import annotations
@@ -26,12 +30,19 @@ def _pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> Surfac
     return SurfacePair(pred[box], ref[box], spacing)
 
 
-def _check(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float | None:
-    check_masks(pred, ref, spacing)
-    pred_empty, ref_empty = not pred.any(), not ref.any()
+EMPTY_DISTANCE_POLICY = "HD and ASSD: one mask empty -> inf (as surface_distance); both empty -> NaN (it gives inf)"
+
+
+def empty_distance(pred_empty: bool, ref_empty: bool) -> float | None:
+    """HD/ASSD when a mask is empty (`EMPTY_DISTANCE_POLICY`), None when both have a surface."""
     if pred_empty and ref_empty:
         return float("nan")
     return float("inf") if pred_empty or ref_empty else None
+
+
+def _check(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float | None:
+    check_masks(pred, ref, spacing)
+    return empty_distance(not pred.any(), not ref.any())
 
 
 def hausdorff(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], percent: float = 95.0) -> float:

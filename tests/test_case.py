@@ -105,3 +105,18 @@ def test_bad_inputs_raise():
         evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"background": 0, "a": 1, "b": 2, "c": 3})
     with pytest.raises(ValueError, match="no mask for class"):
         evaluate_case({"a": pred == 1}, ref, (1.0, 1.0, 1.0), {"a": 1, "b": 2, "c": 3})
+
+
+@pytest.mark.parametrize("shape", [(6,), (3, 4, 5, 2)])
+def test_only_2d_and_3d_inputs_are_scored(shape):
+    """A 1-D map used to score 1.0 when all-zero and a 4-D one raised OverflowError deep inside the surfels;
+    both are refused up front with the argument named, as `surface_dice` does."""
+    label_map = np.zeros(shape, np.uint8)
+    label_map.flat[0] = 1
+    spacing = (1.0,) * len(shape)
+    with pytest.raises(ValueError, match=r"pred must be 2D or 3D, got shape"):
+        evaluate_case(label_map, label_map.copy(), spacing, {"a": 1})
+    with pytest.raises(ValueError, match=r"ref mask 'a' must be 2D or 3D, got shape"):
+        evaluate_case(np.zeros((4, 4), np.uint8), {"a": np.zeros(shape, bool)}, (1.0, 1.0), {"a": 1})
+    with pytest.raises(ValueError, match=r"pred must be 2D or 3D"):
+        evaluate_case(np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), spacing, {"a": 1})

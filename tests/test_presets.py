@@ -385,3 +385,87 @@ def test_per_class_nsd_tolerances_are_data():
     assert _score_fn(ref, (1.0,) * 3, protocol, "liver")(pred)[1] > _score_fn(ref, (1.0,) * 3, protocol, "x")(pred)[1]
     with pytest.raises(ProtocolError, match="tolerance_mm 'liver'"):
         parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": -1}}})
+
+class Grower(Recorder):
+    """The reference grown by one voxel (face neighbours): neighbouring classes' predictions then overlap."""
+
+    name = "test-grower"
+
+    def _segment(self, image, targets, state):
+        from scipy.ndimage import binary_dilation
+        return {t.name: binary_dilation(t.prompt.reference) for t in targets}
+
+
+register_model("test-grower")(Grower)
+
+
+def test_label_map_scoring_lets_later_classes_overwrite_earlier_ones(dataset):
+    """`scoring.label_map` (on in `sam-med3d`, as its script writes one combined map and scores each class from
+    it; off in `harness`): the grown liver and spleen overlap; through the map the liver loses the shared
+    voxels to the spleen (the later class), the spleen keeps all of its own."""
+    from scipy.ndimage import binary_dilation
+    assert load_protocol("sam-med3d").scoring.label_map and not load_protocol("harness").scoring.label_map
+    labels = _labels()
+    liver, spleen = binary_dilation(labels == 1), binary_dilation(labels == 2)
+    shared = int((liver & spleen).sum())
+    assert shared > 0
+    harness = with_overrides(load_protocol("harness"), n_clicks=1)
+    combined = replace(harness, scoring=replace(harness.scoring, label_map=True))
+    (source,) = discover_sources(dataset)
+    rows = {name: run_case(source, RunSpec(run="t", model="test-grower", protocol=protocol)).rows.set_index(
+        "class_name") for name, protocol in (("separate", harness), ("combined", combined))}
+    assert rows["separate"].loc["liver", "pred_voxels"] == liver.sum()
+    assert rows["combined"].loc["liver", "pred_voxels"] == liver.sum() - shared
+    assert rows["combined"].loc["spleen", "pred_voxels"] == rows["separate"].loc["spleen", "pred_voxels"]
+    overlap = int((liver & ~spleen & (labels == 1)).sum())
+    assert rows["combined"].loc["liver", "dsc"] == pytest.approx(2 * overlap / (liver.sum() - shared +
+                                                                               (labels == 1).sum()))
+    with pytest.raises(ProtocolError, match="label_map.*scoring.grid native"):
+        parse_protocol({"name": "x", "scoring": {"grid": "space", "label_map": True}})
+
+
+OFFICIAL = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[0-9a-f]{7,40}:[\w./-]+\.\w+:\d+(-\d+)?$"
+RULES_ELSEWHERE = {"sam-med2d": "h-sam2d", "sam-med2d-points": "h-sam2d", "segfm-cvpr25": "h-segfm"}  # issue 20
+
+
+@pytest.mark.parametrize("name", [name for name in preset_names() if name != "harness"])
+def test_every_shipped_preset_lists_its_rules_with_official_file_and_line(name):
+    """`bench protocols show NAME` prints these: each rule names the official owner/repo@commit:path:line it
+    reproduces; no source cites the reference notes (not part of the repository)."""
+    import re
+    protocol = load_protocol(name)
+    if not protocol.rules and name in RULES_ELSEWHERE:
+        pytest.skip(f"{name}: its rules are filled on branch {RULES_ELSEWHERE[name]} (issue 20)")
+    assert protocol.rules, f"{name}: no rules"
+    for rule, official in protocol.rules:
+        assert rule and re.match(OFFICIAL, official), f"{name}: {official!r}"
+    assert not any("models_spec" in source for source in protocol.sources)
+
+
+def test_harness_rules_cite_our_readme_and_state_no_differences():
+    protocol = load_protocol("harness")
+    assert protocol.rules and all(official.startswith("README.md") for _, official in protocol.rules)
+    assert protocol.differences == ()
+
+
+def test_protocols_list_and_show_print_every_field_rule_and_difference(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    listed = CliRunner().invoke(app, ["protocols", "list"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in preset_names())
+    shown = CliRunner().invoke(app, ["protocols", "show", "sam-med3d-paper"])
+    assert shown.exit_code == 0, shown.output
+    protocol = load_protocol("sam-med3d-paper")
+    for line in ("space.canonical: False", "space.clamp: [-1000.0, 1000.0]", "prompts.errors_from: logits",
+                 "scoring.label_map: False", "prompts.feed: newest"):
+        assert line in shown.output
+    for rule, official in protocol.rules:
+        assert rule in shown.output and f"<- {official}" in shown.output
+    assert all(difference in shown.output for difference in protocol.differences)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\nscoring: {tolerance_mm: 2.0}\n")
+    own = CliRunner().invoke(app, ["protocols", "show", str(mine)])
+    assert own.exit_code == 0 and "scoring.tolerance_mm: 2.0" in own.output and "rules: -" in own.output
+    bad = CliRunner().invoke(app, ["protocols", "show", "nope"])
+    assert bad.exit_code == 2 and "unknown protocol 'nope'" in bad.output

@@ -190,8 +190,18 @@ def test_crop_presets_take_the_runner_crop_as_it_is(raw_dataset, tmp_path, fake_
     case = read_volume(raw_dataset / "imagesTs" / "ts_0001_0000.nii.gz")
     reference = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz").array == 1
     official = crop_around_label(case.array, case.affine, reference)
+    expected = official.image
+    if preset == "sam-med3d-paper":  # the paper-era loader: CT clamped, no reorientation (test_sam_med3d_paper)
+        import torchio as tio
+
+        from models.sam_med3d.preprocess import crop_or_pad, resample_canonical
+        canonical = resample_canonical(case.array, case.affine, reference[None], canonical=False,
+                                       clamp=(-1000.0, 1000.0))
+        cropped = crop_or_pad(canonical, canonical["masks"].data, 128)
+        expected = tio.ZNormalization(masking_method=lambda x: x > 0)(cropped.image.data).float()[None]
+        assert not torch.equal(expected, official.image)
     assert len(fake.images) == 1
-    torch.testing.assert_close(fake.images[0], official.image, rtol=0, atol=0)
+    torch.testing.assert_close(fake.images[0], expected, rtol=0, atol=0)
     clicks = _stored_clicks(out, "gallbladder")
     assert len(fake.points) == len(rows) == len(clicks) == 3
     for k in range(3):

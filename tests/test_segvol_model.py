@@ -201,3 +201,36 @@ def test_under_harness_segvol_gets_exactly_the_stored_clicks(raw_dataset, tmp_pa
     assert replayed["clicks"] == stored["clicks"] and replayed["replayed_from"] == str(first.resolve())
     rows = pd.read_parquet(out / "metrics.parquet")
     assert sorted(rows.click) == [1, 2] and rows.dsc.between(0, 1).all()
+
+
+def test_under_the_segvol_preset_points_are_drawn_on_the_zoom_out_label_with_torchs_rule(
+        checkpoint_file, raw_dataset, tmp_path, decoded):
+    """`prompts=point+text`: SegVol decodes the point set the demo draws (`select_points(label_resize, 3, 3)` on
+    the zoom-out label, inference_demo.py:66), from a torch generator seeded by the harness's per-prompt numpy
+    Generator; the stored native voxels are the ones those positions sample (each click's label is the
+    reference's). On this CT every axis is shorter than the zoom-out grid, so the stored voxels alone would
+    land one zoom-out step away on some axes: the model decodes the points as drawn."""
+    from bench.catalog.cases import discover_sources
+    from models.segvol.points import select_points, torch_generator, zoom_out_to_native
+    from protocols.prompts import prompt_rng
+
+    clip = write_tiny_clip_tokenizer(tmp_path / "clip")
+    out = tmp_path / "run"
+    args = ["run", "--model", "segvol", "--protocol", "segvol", "--root", str(raw_dataset), "--out", str(out),
+            "--checkpoint", str(checkpoint_file), "--model-args", f"clip={clip}", "--model-args", "zoom_in=false",
+            "--model-args", "prompts=point+text", "--class", "liver"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    image = read_volume(raw_dataset / "imagesTs" / "ts_0001_0000.nii.gz")
+    liver = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz").array == 1
+    geometry = preprocess(np.asarray(image.array, np.float32)).geometry
+    (source,) = discover_sources(raw_dataset)
+    official, labels = select_points(label_zoom_out(liver, geometry),
+                                     torch_generator(prompt_rng(0, source.case_id, "liver", "static", 1)),
+                                     n_positive_extra=3, n_negative_extra=3)
+    ((text, boxes, points),) = decoded
+    assert boxes is None and points == ([official.astype(float).tolist()], [labels.astype(float).tolist()])
+    record = json.loads(next((out / "prompts").glob("*/liver*.json")).read_text())
+    stored = [Click.from_json(c) for c in record["points"]]
+    assert [c.point for c in stored] == [zoom_out_to_native(p, geometry) for p in official]
+    assert [c.positive for c in stored] == [bool(v) for v in labels] == [bool(liver[c.point]) for c in stored]

@@ -91,15 +91,15 @@ def test_box_points_and_maps_as_segvol_builds_them():
     points = np.array([[1, 2, 4], [0, 0, 0], [-1, -1, -1]])
     np.testing.assert_array_equal(np.argwhere(positive_point_map(points, np.array([1, 0, -1]), mask.shape)),
                                   [[1, 2, 4]])
-    prompt = official_prompt(mask, "liver", "point+text", np.random.default_rng(0))
+    prompt = official_prompt(mask, "liver", "point+text", torch.Generator().manual_seed(0))
     assert prompt.text == "liver" and prompt.box is None and prompt.points.shape == (7, 3)
     np.testing.assert_array_equal(prompt.point_labels, [1, 1, 1, 1, 0, 0, 0])
     assert mask[tuple(prompt.points[:4].T)].all() and not mask[tuple(prompt.points[4:].T)].any()
-    again = official_prompt(mask, "liver", "point+text", np.random.default_rng(0))
+    again = official_prompt(mask, "liver", "point+text", torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(again.points, prompt.points)  # seeded
     small = np.zeros_like(mask)
     small[0, 0, :2] = True  # 2 positives: 1 + both again as extras, 3 negatives, one ignore point: 7 in all
-    few = official_prompt(small, "x", "point", np.random.default_rng(0))
+    few = official_prompt(small, "x", "point", torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(few.point_labels, [1, 1, 1, 0, 0, 0, -1])
     assert few.text is None and (few.points[-1] == -1).all()
     box = official_prompt(mask, "liver", "box", None)
@@ -204,7 +204,7 @@ def test_zoom_in_point_mode_draws_points_per_window_and_adds_the_prediction_box(
     logits = -torch.ones_like(small)
     logits[4:6, 10:12, 20:22] = 1
     prompt = SegVolPrompt(points=np.zeros((1, 3)), point_labels=np.ones(1))
-    zoom_in(network, small, logits, prompt, None, point_map, np.random.default_rng(0))
+    zoom_in(network, small, logits, prompt, None, point_map, torch.Generator().manual_seed(0))
     (boxes, (points, labels)), = network.calls
     assert points[0].tolist() == [[3, 7, 9]] * 2 + [[-1, -1, -1]] * 3  # 1 + 4 positives drawn from one voxel
     assert labels[0].tolist() == [1, 1, -1, -1, -1]

@@ -8,7 +8,8 @@ import pytest
 import surface_distance
 from scipy import ndimage
 
-from protocols.surface_distances import average_symmetric_surface_distance, distance_metrics, hausdorff
+from protocols.surface_distances import (EMPTY_DISTANCE_POLICY, average_symmetric_surface_distance, distance_metrics,
+                                         hausdorff)
 
 
 def blob(shape, rng, iterations=2):
@@ -108,3 +109,22 @@ def test_case_builds_each_class_surfaces_once(monkeypatch):
     ref, pred = blob((20, 20, 10), rng).astype(np.uint8), blob((20, 20, 10), rng).astype(np.uint8)
     protocols.case.evaluate_case(pred, ref, (1, 1, 2), {"a": 1}, metrics=("nsd", "hd95", "assd"))
     assert len(built) == 1
+
+def test_empty_masks_against_surface_distance(monkeypatch):
+    """surface_distance gives inf for HD of two empty masks as for one empty mask; our stated policy
+    (`EMPTY_DISTANCE_POLICY`) keeps inf for one empty mask and gives NaN for two, like its ASSD terms (0/0)."""
+    monkeypatch.setattr(np, "Inf", np.inf, raising=False)  # the package still spells numpy 1's alias
+    empty, voxel = np.zeros((6, 6, 6), bool), np.zeros((6, 6, 6), bool)
+    voxel[2, 3, 3] = True
+    for pred, ref in ((empty, empty), (empty, voxel), (voxel, empty)):
+        distances = surface_distance.compute_surface_distances(ref, pred, (1.0, 1.0, 1.0))
+        theirs_hd = surface_distance.compute_robust_hausdorff(distances, 95)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            theirs_asd = surface_distance.compute_average_surface_distance(distances)
+        ours_hd, ours_assd = distance_metrics(pred, ref, (1.0, 1.0, 1.0))
+        assert theirs_hd == np.inf
+        if pred.any() or ref.any():
+            assert ours_hd == theirs_hd == ours_assd == np.nanmax(theirs_asd)
+        else:
+            assert np.isnan(ours_hd) and np.isnan(ours_assd) and np.isnan(theirs_asd).all()
+    assert "NaN" in EMPTY_DISTANCE_POLICY and "inf" in EMPTY_DISTANCE_POLICY

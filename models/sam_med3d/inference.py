@@ -21,11 +21,13 @@ from models.sam_med3d.preprocess import Crop, native_to_crop, to_native
 
 @dataclass(frozen=True, eq=False)
 class ClickResult:
-    """low_res: (1, 1, 32, 32, 32) logits (the next click's mask input); crop_mask: bool 128^3;
+    """low_res: (1, 1, 32, 32, 32) logits (the next click's mask input); crop_mask: bool 128^3 (sigmoid > 0.5);
+    crop_logits: the upsampled 128^3 logits (float32; the paper-era click generator thresholds them at 0.5);
     native: bool mask on the native grid (None when not asked for); iou: the predicted IoU."""
 
     low_res: torch.Tensor
     crop_mask: np.ndarray
+    crop_logits: np.ndarray
     native: np.ndarray | None
     iou: float
 
@@ -62,9 +64,11 @@ def predict_click(model: SamMed3D, embedding: torch.Tensor, points: np.ndarray, 
         boxes=None, masks=previous.to(device))
     low_res, iou = model.mask_decoder(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense,
                                       multimask_output=False)
-    crop_mask = (torch.sigmoid(upscale_logits(low_res)) > 0.5)[0, 0].cpu().numpy()
+    logits = upscale_logits(low_res)
+    crop_mask = (torch.sigmoid(logits) > 0.5)[0, 0].cpu().numpy()
     native = to_native(crop_mask, crop) if crop is not None else None
-    return ClickResult(low_res=low_res.cpu(), crop_mask=crop_mask, native=native, iou=float(iou[0, 0]))
+    return ClickResult(low_res=low_res.cpu(), crop_mask=crop_mask, crop_logits=logits[0, 0].float().cpu().numpy(),
+                       native=native, iou=float(iou[0, 0]))
 
 
 class ClickSession:

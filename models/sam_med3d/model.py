@@ -44,6 +44,7 @@ class TargetState:
     embedding: torch.Tensor
     low_res: torch.Tensor | None = None
     mask: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
 
 class SamMed3DModel(Model):
@@ -51,7 +52,8 @@ class SamMed3DModel(Model):
 
     version = "1"
     capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points"}), accumulates_clicks=False,
-                                previous_logits=True, input_grid="native", devices=frozenset({"cpu", "cuda"}))
+                                previous_logits=True, input_grid="native", logit_masks=True,
+                                devices=frozenset({"cpu", "cuda"}))
     checkpoint_layout = CheckpointLayout(key="model_state_dict")
 
     def __init__(self, *, name: str, checkpoint_file: str):
@@ -86,8 +88,18 @@ class SamMed3DModel(Model):
         labels = np.array([int(c.positive) for c in clicks])[inside]
         result = predict_click(self.network, memory.embedding, positions[inside], labels, memory.low_res)
         memory.low_res = result.low_res
+        memory.logits = result.crop_logits
         memory.mask = to_native(result.crop_mask, memory.crop)
         return memory.mask
+
+    def logit_mask(self, image: Image, name: str, state: dict[str, Any], threshold: float = 0.5) -> np.ndarray:
+        """The last prediction as upsampled logits > `threshold` (not sigmoid > 0.5): the mask the paper-era
+        click generator makes errors from (SAM-Med3D@b5927c7 validation.py:274 hands the upsampled logits to
+        utils/click_method.py:172 and :227, `prev_seg > 0.5`); empty before the first prediction."""
+        memory: TargetState | None = state.get(name)
+        if memory is None or memory.logits is None:
+            return np.zeros(image.shape, bool)
+        return to_native(memory.logits > threshold, memory.crop)
 
 
 def sam_med3d() -> SamMed3DModel:

@@ -67,18 +67,27 @@ def _labels(labels: np.ndarray, affine: np.ndarray) -> tio.LabelMap:
 
 
 def resample_canonical(image: np.ndarray, affine: np.ndarray, labels: np.ndarray | None = None, *,
-                       spacing: tuple[float, float, float] = TARGET_SPACING) -> tio.Subject:
+                       spacing: tuple[float, float, float] = TARGET_SPACING, canonical: bool = True,
+                       clamp: tuple[float, float] | None = None) -> tio.Subject:
     """Official steps 1-2: TorchIO `Resample(spacing)` (the image linear in its own dtype, the labels nearest),
     then `ToCanonical`. `labels` (C, *image.shape), binary or integer, become the C-channel label map "masks":
     nearest resampling copies a source voxel's value, the same voxel for every channel and every value, so a
     binary mask read back from any channel or value is what resampling that mask alone gives (as the official
-    script, which binarises the label before resampling)."""
+    script, which binarises the label before resampling).
+
+    The paper-era loader (SAM-Med3D@b5927c7 utils/data_loader.py:56-62) differs in two ways, both options here:
+    it built its TorchIO images without an affine (identity), so its `ToCanonical` changed nothing and the
+    stored voxel order stayed (`canonical=False`), and it clipped CT to [-1000, 1000] (`clamp`), after the
+    offline resampling to 1.5 mm (utils/prepare_data_from_nnUNet.py:32)."""
     subject = tio.Subject(image=_scalar(image, affine))
     if labels is not None:
         if labels.shape[1:] != image.shape:
             raise ValueError(f"labels of shape {labels.shape[1:]} do not match the image's {image.shape}")
         subject.add_image(_labels(labels, affine), "masks")
-    return tio.ToCanonical()(tio.Resample(target=spacing)(subject))
+    resampled = tio.Resample(target=spacing)(subject)
+    if clamp is not None:
+        resampled = tio.Clamp(*clamp, include=["image"])(resampled)
+    return tio.ToCanonical()(resampled) if canonical else resampled
 
 
 def crop_or_pad(canonical: tio.Subject, centre: torch.Tensor | np.ndarray,

@@ -4,7 +4,8 @@ Zoom-out: the whole scan resized to 32 x 256 x 256, one forward, logits back to 
 nearest interpolation. Zoom-in: the region where sigmoid > 0.5, padded towards the window size, scanned by
 32 x 256 x 256 windows (overlap 0.5, uniform blending); each window gets its own prompts: the box of the
 zoom-out prediction inside it (the user's box when one window covers the region), points drawn from the user's
-positive points inside it plus that box, and the text in every window. Its logits replace the zoom-out logits
+positive points inside it (`points.select_points`, torch's RNG through a local generator) plus that box, and
+the text in every window. Its logits replace the zoom-out logits
 inside the region. Final mask: sigmoid > 0.5, mapped back to the native grid.
 """
 
@@ -19,7 +20,7 @@ from monai.data.utils import dense_patch_slices
 
 from models.segvol.preprocess import ROI, Preprocessed, to_native
 from models.segvol.text import tokenize
-from protocols.prompts_boxes import segvol_points
+from models.segvol.points import select_points
 
 OVERLAP = 0.5
 TEXT_BATCH = 16  # classes decoded together (each needs ~60 MB of activations)
@@ -42,7 +43,8 @@ class SegVolPrompt:
             raise ValueError("points need labels (1 positive, 0 negative, -1 ignore)")
 
 
-def official_prompt(label: np.ndarray, name: str, kinds: str, rng: np.random.Generator | None = None) -> SegVolPrompt:
+def official_prompt(label: np.ndarray, name: str, kinds: str,
+                    generator: torch.Generator | None = None) -> SegVolPrompt:
     """inference_demo.py's prompts for one class from its zoom-out label: `kinds` joins "text", "box", "point"
     with "+" (SegVol Table 1: text, box, point, box+text, point+text). Points: one random positive, 3 more
     positives and 3 negatives (`select_points(..., 3, 3)`); box: the label's inclusive bounding box."""
@@ -51,9 +53,9 @@ def official_prompt(label: np.ndarray, name: str, kinds: str, rng: np.random.Gen
         raise ValueError(f"SegVol prompt kinds are text, box, point joined by '+', got {kinds!r}")
     points = labels = None
     if "point" in chosen:
-        if rng is None:
-            raise ValueError("point prompts need a numpy.random.Generator")
-        points, labels = segvol_points(label > 0, rng, n_positive_extra=3, n_negative_extra=3)
+        if generator is None:
+            raise ValueError("point prompts need a torch.Generator")
+        points, labels = select_points(label > 0, generator, n_positive_extra=3, n_negative_extra=3)
     return SegVolPrompt(text=name if "text" in chosen else None, box=segvol_box(label) if "box" in chosen else None,
                         points=points, point_labels=labels)
 
@@ -126,7 +128,7 @@ def _as_batch(prompt: SegVolPrompt, device) -> tuple[torch.Tensor | None, tuple 
 
 
 def zoom_in(network, image: torch.Tensor, logits: torch.Tensor, prompt: SegVolPrompt, text_embedding,
-            prompt_map: torch.Tensor | None, rng: np.random.Generator | None) -> torch.Tensor:
+            prompt_map: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
     """SegVol's `sliding_window_inference` on the cropped region `image` (D, H, W) with the zoom-out `logits` of
     that region and the user's prompt map (box cube or positive points, on the region) -> logits of the region."""
     device = _device(network)
@@ -142,7 +144,7 @@ def zoom_in(network, image: torch.Tensor, logits: torch.Tensor, prompt: SegVolPr
     for window in windows:
         boxes, points = None, None
         if prompt.points is not None:  # SegVol slices the unpadded map with the padded grid's window
-            coords, labels = segvol_points(prompt_map[window].numpy() > 0.9, rng)
+            coords, labels = select_points(prompt_map[window].numpy(), generator)
             points = (torch.as_tensor(coords[None], dtype=torch.float32, device=device),
                       torch.as_tensor(labels[None], dtype=torch.float32, device=device))
             boxes = segvol_box(global_preds[window].numpy() > 0)
@@ -181,14 +183,15 @@ def zoom_out_embedding(network, volume: Preprocessed) -> torch.Tensor:
 
 
 def segment_volume(network, volume: Preprocessed, prompts: list[SegVolPrompt], *, tokenizer=None,
-                   use_zoom_in: bool = True, rng: np.random.Generator | None = None,
+                   use_zoom_in: bool = True, generator: torch.Generator | None = None,
                    embedding: torch.Tensor | None = None) -> list[np.ndarray]:
     """One boolean mask on the native grid per prompt. The zoom-out image embedding (`zoom_out_embedding`, computed
-    here unless given) serves all prompts; texts are encoded in one batch. Zoom-in points are drawn with `rng`."""
+    here unless given) serves all prompts; texts are encoded in one batch. Zoom-in points are drawn with
+    `generator` (a local torch.Generator)."""
     if use_zoom_in and any(p.box is not None and p.points is not None for p in prompts):
         raise ValueError("SegVol's zoom-in takes a box or points, not both")
-    if any(p.points is not None for p in prompts) and use_zoom_in and rng is None:
-        raise ValueError("point prompts with zoom-in need a numpy.random.Generator")
+    if any(p.points is not None for p in prompts) and use_zoom_in and generator is None:
+        raise ValueError("point prompts with zoom-in need a torch.Generator")
     device = _device(network)
     texts = sorted({p.text for p in prompts if p.text is not None})
     text_embeddings = {}
@@ -219,7 +222,7 @@ def segment_volume(network, volume: Preprocessed, prompts: list[SegVolPrompt], *
             if prompt_map is not None:
                 prompt_map = F.interpolate(torch.from_numpy(prompt_map)[None, None], size=shape, mode="nearest")[0, 0]
                 prompt_map = prompt_map[roi]
-            logits[roi] = zoom_in(network, image[roi], logits[roi], prompt, text_embedding, prompt_map, rng)
+            logits[roi] = zoom_in(network, image[roi], logits[roi], prompt, text_embedding, prompt_map, generator)
         masks.append(to_native((torch.sigmoid(logits) > 0.5).numpy(), volume.geometry))
     return masks
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.base import (
     Capabilities,
@@ -44,14 +45,16 @@ from models.segvol.preprocess import (
     Geometry,
     native_to_zoom_out,
     preprocess,
-    resize_nearest_exact,
+    zoom_out_sources,
 )
-from protocols.prompts import Box, Prompt
+from models.segvol.points import draw_points
+from protocols.prompts import Box, Click, Prompt
 
 # SegVol's names for its prompt kinds -> the interface's
 KINDS = {"text": "text", "box": "boxes", "point": "points"}
 STATE = "_segvol_preprocessed"  # per image: the preprocessed scan and its zoom-out embedding
 EMBEDDING = "_segvol_embedding"
+DRAWN = "_segvol_drawn_points"  # per image: native clicks -> the zoom-out points they were drawn as
 
 
 def parse_prompts(prompts: str) -> frozenset[str]:
@@ -68,13 +71,6 @@ def _zoom_in_index(index: tuple[int, ...], geometry: Geometry) -> tuple[int, ...
     return tuple(i + before - crop.start for i, (before, _), crop in zip(index[::-1], geometry.pad, geometry.crop))
 
 
-def _sources(length: int, size: int) -> np.ndarray:
-    """The zoom-in index that each of `size` zoom-out indices samples on an axis of `length` (torch's nearest-exact,
-    computed by resizing the index ramp itself, so rounding is torch's)."""
-    ramp = np.arange(length, dtype=np.float32).reshape(length, 1, 1)
-    return resize_nearest_exact(ramp, (size, 1, 1))[:, 0, 0].astype(np.int64)
-
-
 def zoom_out_box(box: Box, geometry: Geometry) -> np.ndarray:
     """A native box (inclusive voxel indices) as SegVol's zoom-out box (d0, h0, w0, d1, h1, w1): per axis the
     zoom-out indices sampling a voxel inside the box; the cell of the box's centre on an axis where none does."""
@@ -82,20 +78,26 @@ def zoom_out_box(box: Box, geometry: Geometry) -> np.ndarray:
     centre = native_to_zoom_out(tuple((a + b) // 2 for a, b in zip(box.lo, box.hi)), geometry)
     starts, stops = [], []
     for axis, (a, b, size) in enumerate(zip(lo, hi, ROI)):
-        sources = _sources(geometry.shape[axis], size)
+        sources = zoom_out_sources(geometry.shape[axis], size)
         inside = np.flatnonzero((sources >= a) & (sources <= b))
         starts.append(int(inside[0]) if inside.size else centre[axis])
         stops.append(int(inside[-1]) if inside.size else centre[axis])
     return np.array(starts + stops, dtype=np.int64)
 
 
-def zoom_out_prompt(prompt: Prompt, geometry: Geometry, name: str) -> SegVolPrompt | None:
-    """A target's native-grid prompt on the zoom-out grid; None when it carries nothing SegVol can use."""
+def zoom_out_prompt(prompt: Prompt, geometry: Geometry, name: str,
+                    drawn: Mapping[tuple[Click, ...], tuple[np.ndarray, np.ndarray]] | None = None
+                    ) -> SegVolPrompt | None:
+    """A target's native-grid prompt on the zoom-out grid; None when it carries nothing SegVol can use. Points
+    this model drew itself (`drawn`: native clicks -> the zoom-out points and labels, ignore points included)
+    go as drawn."""
     if len(prompt.boxes) > 1:
         raise UnsupportedPrompt(f"SegVol takes one box per target, got {len(prompt.boxes)} for {name!r}")
     box = zoom_out_box(prompt.boxes[0], geometry) if prompt.boxes else None
     points = labels = None
-    if prompt.points:
+    if prompt.points and drawn and tuple(prompt.points) in drawn:
+        points, labels = drawn[tuple(prompt.points)]
+    elif prompt.points:
         points = np.array([native_to_zoom_out(c.point, geometry) for c in prompt.points], dtype=np.int64)
         labels = np.array([int(c.positive) for c in prompt.points], dtype=np.int64)
     if prompt.text is None and box is None and points is None:
@@ -105,7 +107,8 @@ def zoom_out_prompt(prompt: Prompt, geometry: Geometry, name: str) -> SegVolProm
 
 class SegVol(Model):
     """SegVol with zoom-out (and optionally zoom-in) inference; weights from `SegVol_v1.pth`, tokenizer from `clip`
-    (SegVol's config/clip folder). `seed` drives the points SegVol draws per zoom-in window in point mode."""
+    (SegVol's config/clip folder). `seed` seeds the local torch generator of the points SegVol draws per zoom-in
+    window in point mode (one generator per call)."""
 
     name = "segvol"
     version = "1"
@@ -151,13 +154,27 @@ class SegVol(Model):
             self._tokenizer = load_tokenizer(self.clip)
         return self._tokenizer
 
-    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
+    def _preprocessed(self, image: Image, state: dict[str, Any]):
         if image.channels != 1:
             raise ValueError(f"SegVol takes one-channel scans, got {image.channels} channels")
         if STATE not in state:
             state[STATE] = preprocess(image.array)
-        volume = state[STATE]
-        prompts = {t.name: zoom_out_prompt(t.prompt, volume.geometry, t.name) for t in targets}
+        return state[STATE]
+
+    def draw_points(self, image: Image, reference: np.ndarray, rng: np.random.Generator, *, n_positive_extra: int,
+                    n_negative_extra: int, state: dict[str, Any]) -> tuple[Click, ...]:
+        """inference_demo.py's points: `select_points` on the class's zoom-out label with a torch generator
+        seeded from `rng` (`points.draw_points`), given back as the native voxels they sample; the zoom-out
+        points themselves are kept in `state`, so the following `segment` decodes exactly them (a native voxel
+        of an axis shorter than the zoom-out grid is sampled by two zoom-out voxels)."""
+        clicks, coords, labels = draw_points(reference, self._preprocessed(image, state).geometry, rng,
+                                             n_positive_extra=n_positive_extra, n_negative_extra=n_negative_extra)
+        state.setdefault(DRAWN, {})[clicks] = (coords, labels)
+        return clicks
+
+    def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> Mapping[str, np.ndarray]:
+        volume = self._preprocessed(image, state)
+        prompts = {t.name: zoom_out_prompt(t.prompt, volume.geometry, t.name, state.get(DRAWN)) for t in targets}
         given = [name for name, prompt in prompts.items() if prompt is not None]
         masks = {name: np.zeros(image.shape, bool) for name, prompt in prompts.items() if prompt is None}
         if given:
@@ -166,6 +183,7 @@ class SegVol(Model):
             texts = any(prompts[name].text is not None for name in given)
             found = segment_volume(self.network, volume, [prompts[name] for name in given],
                                    tokenizer=self.tokenizer() if texts else None, use_zoom_in=self.zoom_in,
-                                   rng=np.random.default_rng(self.seed), embedding=state[EMBEDDING])
+                                   generator=torch.Generator().manual_seed(self.seed),
+                                   embedding=state[EMBEDDING])
             masks.update(zip(given, found))
         return masks

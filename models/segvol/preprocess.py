@@ -54,6 +54,13 @@ def resize_nearest_exact(volume: np.ndarray, size: tuple[int, ...] = ROI) -> np.
     return F.interpolate(tensor, size=size, mode="nearest-exact")[0, 0].numpy()
 
 
+def zoom_out_sources(length: int, size: int) -> np.ndarray:
+    """The zoom-in index that each of `size` zoom-out indices samples on an axis of `length` (torch's nearest-exact,
+    computed by resizing the index ramp itself, so rounding is torch's)."""
+    ramp = np.arange(length, dtype=np.float32).reshape(length, 1, 1)
+    return resize_nearest_exact(ramp, (size, 1, 1))[:, 0, 0].astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Where the zoom-in grid lies in the native grid: native shape, pad widths and crop on the (D, H, W) grid."""
