@@ -1,0 +1,210 @@
+"""Hostile inputs, round three (issue 27): nothing written outside `--out`, no case lost to a duplicate id, no
+inflation bomb read whole, no silent wrong number, workers that die with their parent, and one-line messages.
+Each input is made on the fly and the command run as a user runs it."""
+
+import gzip
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.io import InputError, read_label_map, write_volume
+
+AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _assert_clean_error(result, *needles, code=2):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error")]) == 1, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def _run_limited(args, limit_gb=1.5, timeout=120):
+    """A `bench` command in a subprocess whose address space is capped (a runaway allocation fails fast)."""
+    def cap():
+        limit = int(limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT)}
+    return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)], capture_output=True, text=True,
+                          preexec_fn=cap, timeout=timeout, cwd=PROJECT, env=env)
+
+
+def _pair(tmp_path, ref=None, name="case_0"):
+    ref = np.pad(np.ones((4, 4, 3), np.uint8), 2) if ref is None else ref
+    write_volume(tmp_path / "ref" / f"{name}.nii.gz", ref, AFFINE)
+    write_volume(tmp_path / "pred" / f"{name}.nii.gz", ref, AFFINE)
+
+
+def _evaluate(tmp_path, *extra, labels="1=liver"):
+    return _invoke("evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out", tmp_path / "out",
+                   "--dataset", "d", "--modality", "CT", "--labels", labels, *extra)
+
+
+# Volumes: shape, size announced by the header, data files --------------------------------------------------------
+
+def _nifti_bytes(array, affine=AFFINE) -> bytes:
+    image = nib.Nifti1Image(array, affine)
+    return image.header.binaryblock + b"\0" * 4 + np.asarray(array).tobytes(order="F")
+
+
+def test_a_header_with_no_voxels_is_an_input_error(tmp_path):
+    header = nib.Nifti1Header(_nifti_bytes(np.zeros((4, 4, 3), np.uint8))[:348])
+    header["dim"][1] = 0
+    for name in ("empty.nii", "empty.nii.gz"):
+        data = header.binaryblock + b"\0" * 4
+        (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        with pytest.raises(InputError, match=rf"{name}: .*no voxels \(0 x 4 x 3\)"):
+            read_label_map(tmp_path / name)
+
+
+def test_a_zero_voxel_pair_is_not_scored_as_perfect(tmp_path):
+    header = nib.Nifti1Header(_nifti_bytes(np.zeros((4, 4, 3), np.uint8))[:348])
+    header["dim"][1] = 0
+    for side in ("ref", "pred"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "case_0.nii.gz").write_bytes(gzip.compress(header.binaryblock + b"\0" * 4))
+    result = _evaluate(tmp_path)
+    assert result.exit_code != 0 and "no voxels" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("shape, accepted", [((6, 5, 4, 1), True), ((6, 5, 4, 2), False), ((6, 5, 4, 1, 1), False),
+                                             ((6, 5, 4, 1, 3), False)])
+def test_four_and_five_dimensional_files_say_what_is_supported(tmp_path, shape, accepted):
+    array = np.zeros(shape, np.uint8)
+    array[1:3, 1:3, 1:3] = 1
+    path = tmp_path / "multi.nii.gz"
+    nib.save(nib.Nifti1Image(array, AFFINE), str(path))
+    if accepted:
+        volume = read_label_map(path)
+        assert volume.array.shape == shape[:3] and volume.array.sum() == 8
+        assert volume.spacing == pytest.approx((0.8, 0.8, 2.5))
+        return
+    with pytest.raises(InputError) as error:
+        read_label_map(path)
+    message = str(error.value)
+    assert "multi.nii.gz" in message and f"{len(shape)}-D" in message and " x ".join(map(str, shape)) in message
+    assert "3-D, or 4-D with one channel" in message and "broadcast" not in message and "inconsistent" not in message
+
+
+def test_a_4d_image_with_one_channel_scores(tmp_path):
+    ref = np.pad(np.ones((4, 4, 3), np.uint8), 2)
+    write_volume(tmp_path / "ref" / "case_0.nii.gz", ref, AFFINE)
+    (tmp_path / "pred").mkdir()
+    nib.save(nib.Nifti1Image(ref[..., None], AFFINE), str(tmp_path / "pred" / "case_0.nii.gz"))
+    result = _evaluate(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(tmp_path / "out" / "metrics.parquet").dsc.tolist() == [1.0]
+
+
+def _bomb(path: Path, announced: tuple[int, ...], members: int) -> Path:
+    """A .nii.gz whose header announces `announced` uint8 voxels, followed by `members` gzip members of 16 MiB of
+    zeros each (a few MB on disk)."""
+    header = nib.Nifti1Image(np.zeros(announced, np.uint8), AFFINE).header.binaryblock + b"\0" * 4
+    zeros = gzip.compress(b"\0" * 2**24, compresslevel=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(header) + zeros * members)
+    return path
+
+
+def test_an_inflation_bomb_is_refused_in_bounded_memory(tmp_path):
+    """A 3 MB stream of 3 GiB whose header announces 122 x 101 x 30 voxels: read no further than announced."""
+    for side in ("ref", "pred"):
+        _bomb(tmp_path / side / "case_0.nii.gz", (122, 101, 30), members=192)
+    result = _run_limited(["evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out",
+                           tmp_path / "out", "--dataset", "d", "--modality", "CT", "--labels", "1=liver"])
+    assert result.returncode != 0 and "MemoryError" not in result.stderr, result.stderr[-2000:]
+    assert "case_0.nii.gz" in result.stderr and "longer than its header announces" in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "metrics.parquet").exists()
+
+
+@pytest.mark.parametrize("cut, needle", [(-1, "longer than its header announces"), (+1, "shorter than")])
+def test_a_stream_of_the_wrong_length_is_refused(tmp_path, cut, needle):
+    array = np.zeros((6, 5, 4), np.uint8)
+    data = _nifti_bytes(array)
+    header = nib.Nifti1Header(data[:348])
+    header["dim"][3] = 4 + cut  # announces one slice less (longer stream) or one more (shorter stream)
+    (tmp_path / "v.nii.gz").write_bytes(gzip.compress(header.binaryblock + data[348:]))
+    with pytest.raises(InputError, match=f"v.nii.gz: .*{needle}"):
+        read_label_map(tmp_path / "v.nii.gz")
+
+
+def test_an_announcement_no_gzip_stream_can_hold_is_refused_before_inflating(tmp_path):
+    header = nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), AFFINE).header
+    header.set_data_shape((4096, 4096, 1280))  # 20 GiB from a file of a few dozen bytes
+    path = tmp_path / "huge.nii.gz"
+    path.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4))
+    with pytest.raises(InputError, match="huge.nii.gz: the header announces 20 GiB"):
+        read_label_map(path)
+
+
+def _mhd(path: Path, data_file: str, shape=(6, 5, 4), element="MET_UCHAR") -> Path:
+    path.write_text(f"ObjectType = Image\nNDims = 3\nDimSize = {' '.join(map(str, shape))}\nElementType = {element}\n"
+                    f"ElementSpacing = 1 1 1\nElementDataFile = {data_file}\n")
+    return path
+
+
+@pytest.mark.parametrize("target, needle", [
+    ("/dev/zero", "its data file /dev/zero is not a regular file"),
+    ("short.raw", "its data file short.raw holds 100 bytes, the header announces 120 (6 x 5 x 4 voxels)"),
+    ("long.raw", "its data file long.raw holds 500 bytes, the header announces 120"),
+    ("absent.raw", "absent.raw is not found"),
+])
+def test_detached_data_must_be_a_regular_file_of_the_announced_size(tmp_path, target, needle):
+    (tmp_path / "short.raw").write_bytes(b"\0" * 100)
+    (tmp_path / "long.raw").write_bytes(b"\0" * 500)
+    with pytest.raises(InputError, match=re.escape(needle)):
+        read_label_map(_mhd(tmp_path / "v.mhd", target))
+
+
+def test_a_tiny_header_pointing_at_dev_zero_is_refused_in_bounded_memory(tmp_path):
+    """A 140-byte .mhd announcing 8 GB from /dev/zero took 7.85 GB before."""
+    for side in ("ref", "pred"):
+        (tmp_path / side).mkdir()
+        _mhd(tmp_path / side / "case_0.mhd", "/dev/zero", shape=(2000, 2000, 2000))
+    result = _run_limited(["evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out",
+                           tmp_path / "out", "--dataset", "d", "--modality", "CT", "--labels", "1=liver"])
+    assert result.returncode != 0 and "MemoryError" not in result.stderr, result.stderr[-2000:]
+    assert "case_0.mhd: its data file /dev/zero is not a regular file" in result.stderr, result.stderr
+
+
+def test_detached_nrrd_data_must_be_a_regular_file(tmp_path):
+    path = tmp_path / "v.nhdr"
+    path.write_text("NRRD0004\ntype: uint8\ndimension: 3\nsizes: 6 5 4\nencoding: raw\ndata file: /dev/zero\n")
+    with pytest.raises(InputError, match="v.nhdr: its data file /dev/zero is not a regular file"):
+        read_label_map(path)
+    (tmp_path / "v.raw").write_bytes(bytes(120))
+    path.write_text("NRRD0004\ntype: uint8\ndimension: 3\nsizes: 6 5 4\nencoding: raw\ndata file: v.raw\n")
+    assert read_label_map(path).array.shape == (6, 5, 4)
+
+
+def test_a_good_detached_mhd_still_reads(tmp_path):
+    (tmp_path / "v.raw").write_bytes(bytes(range(120)))
+    volume = read_label_map(_mhd(tmp_path / "v.mhd", "v.raw"))
+    assert volume.array.shape == (6, 5, 4) and int(volume.array[5, 4, 3]) == 119
+
+
+def _manifest(tmp_path, cases, name="m.yaml", **top):
+    import yaml
+    path = tmp_path / name
+    body = {"modality": "CT", "classes": {"liver": 1}, **top, "cases": cases}
+    path.write_text(json.dumps(body) if name.endswith(".json") else yaml.safe_dump(body))
+    return path
