@@ -208,3 +208,76 @@ def _manifest(tmp_path, cases, name="m.yaml", **top):
     body = {"modality": "CT", "classes": {"liver": 1}, **top, "cases": cases}
     path.write_text(json.dumps(body) if name.endswith(".json") else yaml.safe_dump(body))
     return path
+
+
+# Class maps -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value", [("--labels", "1=liver,1=spleen"), ("--classes", {"1": "liver", "spleen": 1}),
+                                           ("--classes", {"liver": [2, 3], "kidney": [3, 2]})])
+def test_a_label_value_claimed_by_two_classes_is_refused(tmp_path, option, value):
+    _pair(tmp_path)
+    if option == "--classes":
+        (tmp_path / "classes.json").write_text(json.dumps(value))
+        value = tmp_path / "classes.json"
+    result = _invoke("evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out", tmp_path / "out",
+                     "--dataset", "d", "--modality", "CT", option, value)
+    _assert_clean_error(result, "claimed by both", code=2)
+    assert not (tmp_path / "out" / "metrics.parquet").exists()
+
+
+def test_a_union_that_shares_values_on_purpose_still_scores(tmp_path):
+    ref = np.zeros((10, 10, 6), np.uint8)
+    ref[1:4, 1:4, 1:4], ref[6:9, 6:9, 1:4] = 2, 3
+    _pair(tmp_path, ref=ref)
+    result = _evaluate(tmp_path, labels="2=left kidney,3=right kidney,2+3=kidney")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert sorted(rows.class_name) == ["kidney", "left kidney", "right kidney"]
+    assert rows.set_index("class_name").ref_voxels.to_dict() == {"kidney": 54, "left kidney": 27, "right kidney": 27}
+
+
+# Manifests: a case id given twice ---------------------------------------------------------------------------------
+
+def _manifest_case(tmp_path, name="a"):
+    ref = np.pad(np.ones((4, 4, 3), np.uint8), 2)
+    write_volume(tmp_path / f"{name}_img.nii.gz", ref.astype(np.float32) * 100, AFFINE)
+    write_volume(tmp_path / f"{name}_lab.nii.gz", ref, AFFINE)
+    return {"image": f"{name}_img.nii.gz", "label": f"{name}_lab.nii.gz"}
+
+
+def _duplicate_manifest(tmp_path, kind):
+    first, second = _manifest_case(tmp_path, "a"), _manifest_case(tmp_path, "b")
+    if kind == "jsonl":
+        records = [{**case, "mask": case.pop("label"), "dataset": "AMOS22_CT", "modality": "CT", "patient_id": "p1"}
+                   for case in (first, second)]
+        path = tmp_path / "m.jsonl"
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        return path, ("line 1", "line 2")
+    return _manifest(tmp_path, [{**first, "id": "p1"}, {**second, "id": "p1"}], name=f"m.{kind}"), ("case 1",
+                                                                                                     "case 2")
+
+
+@pytest.mark.parametrize("kind", ["yaml", "json", "jsonl"])
+@pytest.mark.parametrize("command", ["evaluate", "run", "clicks", "verify"])
+def test_a_case_id_given_twice_in_a_manifest_is_refused_naming_both(tmp_path, kind, command):
+    manifest, entries = _duplicate_manifest(tmp_path, kind)
+    common = ["--root", tmp_path, "--manifest", manifest]
+    args = {"evaluate": ["evaluate", "--pred", tmp_path / "pred", "--dataset", "AMOS22_CT", "--out", tmp_path / "o"],
+            "run": ["run", "--model", "oracle", "--out", tmp_path / "o"],
+            "clicks": ["clicks", "--model", "region_growing", "--n-clicks", "1", "--out", tmp_path / "o"],
+            "verify": ["datasets", "verify", "AMOS22_CT"]}[command]
+    (tmp_path / "pred").mkdir()
+    result = _invoke(*args, *common)
+    _assert_clean_error(result, "case id 'p1' is given twice", *entries, code=2)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.parquet"))
+
+
+def test_datasets_verify_checks_the_manifests_own_classes(tmp_path):
+    manifest = _manifest(tmp_path, [_manifest_case(tmp_path)])
+    result = _invoke("datasets", "verify", "AMOS22_CT", "--root", tmp_path, "--manifest", manifest)
+    assert result.exit_code == 0, result.output
+    assert "1 case(s) checked, 0 problem(s)" in result.output
+    absent = _manifest(tmp_path, [_manifest_case(tmp_path)], name="m2.yaml", classes={"liver": 1, "spleen": 2})
+    result = _invoke("datasets", "verify", "AMOS22_CT", "--root", tmp_path, "--manifest", absent)
+    assert result.exit_code == 1 and "class 'spleen' is absent from every case" in result.output
+    assert "aorta" not in result.output
