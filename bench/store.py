@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.io import InputError
+
 METRIC_COLUMNS = [
     "run", "model", "dataset", "case_id", "modality", "class_name",
     "dsc", "nsd", "tolerance_mm", "grid", "ref_empty", "pred_empty", "ref_voxels", "pred_voxels",
@@ -118,11 +120,39 @@ class RunConfigMismatch(ValueError):
     """The output directory already holds results made with different settings."""
 
 
+def hashed_name(name: str) -> str:
+    """A safe, unique path component for any name: its readable stem plus a short hash of the exact name (never
+    `..`, a separator or an absolute path)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{stem}.{digest}"
+
+
+# A plain file name (letters, digits, spaces, `._()+,-`, starting with a letter or digit) is kept as it is, so
+# `predictions/ts_0001/left kidney.nii.gz` stays readable; any other name gets its `hashed_name`.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()+,-]{0,99}")
+
+
+def safe_name(name: str) -> str:
+    """The one path component the store builds from a case id, class name or run name: the name itself when it is
+    a plain file name, else its `hashed_name` (so `../../evil`, `/abs/path` or `a/b` never leave the run folder)."""
+    return name if _PLAIN_NAME.fullmatch(name) and not name.endswith((".", " ")) else hashed_name(name)
+
+
+def refuse_colliding_names(names: Iterable[str], what: str) -> None:
+    """InputError when two of `names` would share a path component (`safe_name`, compared without case, since a
+    macOS or Windows disk does not tell `Case1` from `case1`): one file would overwrite the other."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(safe_name(name).casefold(), name)
+        if other != name:
+            raise InputError(f"{what} {other!r} and {name!r} would be stored under one file name (names are "
+                             "compared without case); rename one of them")
+
+
 def case_file_name(case_key: str) -> str:
-    """A safe, unique file name for a case key (readable stem plus a short hash of the exact key)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", case_key)[:80]
-    digest = hashlib.sha1(case_key.encode()).hexdigest()[:10]
-    return f"{stem}.{digest}.parquet"
+    """A safe, unique file name for a case key (`hashed_name` + .parquet)."""
+    return f"{hashed_name(case_key)}.parquet"
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -281,3 +281,164 @@ def test_datasets_verify_checks_the_manifests_own_classes(tmp_path):
     result = _invoke("datasets", "verify", "AMOS22_CT", "--root", tmp_path, "--manifest", absent)
     assert result.exit_code == 1 and "class 'spleen' is absent from every case" in result.output
     assert "aorta" not in result.output
+
+
+# Nothing written outside --out ------------------------------------------------------------------------------------
+
+def _files(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file() or path.is_symlink()}
+
+
+def test_hostile_case_ids_class_names_and_run_names_write_nothing_outside_out(tmp_path):
+    data = tmp_path / "deep" / "er" / "data"
+    data.mkdir(parents=True)
+    cases = [{**_manifest_case(data, name), "id": case_id}
+             for name, case_id in (("a", "../../evil"), ("b", str(tmp_path / "abs_evil")), ("c", ".."),
+                                   ("d", "ok/../../x"))]
+    manifest = _manifest(data, cases, classes={"../../../evilcls": 1})
+    out = tmp_path / "deep" / "er" / "out"
+    before = _files(tmp_path)
+    result = _invoke("run", "--model", "oracle", "--root", data, "--manifest", manifest, "--out", out,
+                     "--run", "../../evilrun")
+    assert result.exit_code == 0, result.output
+    outside = {path for path in _files(tmp_path) - before if not path.is_relative_to(out)}
+    assert not outside, outside
+    assert len(list((out / "cases").glob("*.parquet"))) == 4
+    predictions = sorted(path.relative_to(out / "predictions") for path in (out / "predictions").rglob("*.nii.gz"))
+    assert len(predictions) == 4 and all(len(path.parts) == 2 for path in predictions), predictions
+    rows = pd.read_parquet(out / "metrics.parquet")
+    assert set(rows.case_id) == {case["id"] for case in cases} and set(rows.class_name) == {"../../../evilcls"}
+
+
+def test_readable_names_keep_their_prediction_paths(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = _manifest(data, [{**_manifest_case(data), "id": "ts_0001"}], classes={"left kidney": 1})
+    result = _invoke("run", "--model", "oracle", "--root", data, "--manifest", manifest, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "predictions" / "ts_0001" / "left kidney.nii.gz").is_file()
+
+
+def test_names_that_only_differ_in_case_are_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = _manifest(data, [{**_manifest_case(data, "a"), "id": "Case1"}, {**_manifest_case(data, "b"),
+                                                                                 "id": "case1"}])
+    result = _invoke("run", "--model", "oracle", "--root", data, "--manifest", manifest, "--out", tmp_path / "o")
+    _assert_clean_error(result, "'Case1' and 'case1'", code=2)
+
+
+# Reports and stored rows ------------------------------------------------------------------------------------------
+
+def _scored_run(tmp_path, run="model|a", class_name="liver|left"):
+    _pair(tmp_path)
+    (tmp_path / "classes.json").write_text(json.dumps({class_name: 1}))
+    result = _invoke("evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out", tmp_path / "out",
+                     "--dataset", "d", "--modality", "CT", "--classes", tmp_path / "classes.json", "--run", run)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "out"
+
+
+def _markdown_rows(text: str) -> list[list[str]]:
+    import re as regex
+    return [regex.split(r"(?<!\\)\|", line.strip())[1:-1] for line in text.splitlines() if line.startswith("|")]
+
+
+def test_a_pipe_in_a_class_or_run_name_is_escaped_in_markdown(tmp_path):
+    out = _scored_run(tmp_path)
+    for args in (["tables", "--run", out, "--by", "class"], ["compare", out, out, "--n-boot", "20"]):
+        result = _invoke(*args)
+        assert result.exit_code == 0, result.output
+        rows = _markdown_rows(result.stdout)
+        assert rows and len({len(row) for row in rows}) == 1, result.stdout
+        assert "liver\\|left" in result.stdout or "model\\|a" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda t: t.assign(case_id=None), "column case_id has a missing value"),
+    (lambda t: t.assign(class_name=None), "column class_name has a missing value"),
+    (lambda t: t.assign(ref_voxels=-5), "column ref_voxels has a negative value (-5)"),
+    (lambda t: t.assign(pred_voxels=2.5), "column pred_voxels has a non-integer value (2.5)"),
+])
+def test_tables_and_export_refuse_hand_edited_ids_and_counts(tmp_path, change, needle):
+    out = _scored_run(tmp_path, run="r", class_name="liver")
+    metrics = out / "metrics.parquet"
+    change(pd.read_parquet(metrics)).to_parquet(metrics)
+    for command in (["tables", "--run", out], ["export", "--run", out, "--format", "csv"]):
+        _assert_clean_error(_invoke(*command), needle, "metrics.parquet", code=2)
+
+
+def test_a_corrupt_case_file_is_named_with_the_way_out(tmp_path):
+    out = _scored_run(tmp_path, run="r", class_name="liver")
+    (out / "metrics.parquet").unlink()
+    case_file = next((out / "cases").glob("*.parquet"))
+    case_file.write_bytes(b"PAR1 garbage")
+    result = _evaluate(tmp_path, "--run", "r", labels="1=liver")
+    _assert_clean_error(result, case_file.name, "delete it", "--overwrite", code=2)
+    assert "ArrowInvalid" not in result.output
+    _assert_clean_error(_invoke("tables", "--run", out), case_file.name, code=2)
+
+
+def test_report_out_that_is_a_file_is_refused(tmp_path):
+    out = _scored_run(tmp_path, run="r", class_name="liver")
+    (tmp_path / "report.html").write_text("mine")
+    result = _invoke("report", "--run", out, "--out", tmp_path / "report.html", "--pictures", "0", "--n-boot", "10")
+    _assert_clean_error(result, "report.html", "not a folder", code=2)
+    assert (tmp_path / "report.html").read_text() == "mine"
+
+
+def test_clicks_name_the_classes_asked_for_and_not_found(tmp_path):
+    ref = np.pad(np.ones((4, 4, 3), np.uint8), 2)
+    write_volume(tmp_path / "refs" / "c1.nii.gz", ref, AFFINE)
+    write_volume(tmp_path / "images" / "c1_0000.nii.gz", ref.astype(np.float32) * 100, AFFINE)
+    result = _invoke("clicks", "--model", "region_growing", "--images", tmp_path / "images", "--refs",
+                     tmp_path / "refs", "--labels", "1=liver,2=spleen,3=aorta", "--class", "spleen", "--class",
+                     "aorta", "--n-clicks", "2", "--out", tmp_path / "out")
+    _assert_clean_error(result, "spleen, aorta", code=1)
+
+
+# Checkpoints ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def network_model():
+    torch = pytest.importorskip("torch")
+    from models.reference.region_growing import RegionGrowing
+    from models.registry import register_model, unregister_model
+
+    class NetworkGrowing(RegionGrowing):
+        name = "network-growing-3"
+
+        def __init__(self, **options):
+            super().__init__(**options)
+            self.network = torch.nn.Linear(1, 1)
+
+    register_model("network-growing-3")(NetworkGrowing)
+    yield torch
+    unregister_model("network-growing-3")
+
+
+def _folders(tmp_path):
+    ref = np.pad(np.ones((4, 4, 3), np.uint8), 2)
+    write_volume(tmp_path / "refs" / "c1.nii.gz", ref, AFFINE)
+    write_volume(tmp_path / "images" / "c1_0000.nii.gz", ref.astype(np.float32) * 100, AFFINE)
+    return ["--images", tmp_path / "images", "--refs", tmp_path / "refs", "--labels", "1=liver", "--modality", "CT"]
+
+
+def test_an_empty_checkpoint_is_one_line(tmp_path, network_model):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    for trust in ([], ["--trust-checkpoint"]):
+        result = _invoke("run", "--model", "network-growing-3", *_folders(tmp_path), "--checkpoint",
+                         tmp_path / "empty.pth", "--out", tmp_path / "o", *trust)
+        _assert_clean_error(result, "empty.pth", "empty", code=2)
+        assert "IndexError" not in result.output
+
+
+def test_a_trusted_checkpoint_is_named_once_and_recorded(tmp_path, network_model):
+    path = tmp_path / "weights.pth"
+    network_model.save(network_model.nn.Linear(1, 1).state_dict(), path)
+    result = _invoke("run", "--model", "network-growing-3", *_folders(tmp_path), "--checkpoint", path,
+                     "--trust-checkpoint", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(f"{path}") == 1 and "arbitrary code" in result.stderr, result.stderr
+    config = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert config["trusted_checkpoint"] == str(path)
