@@ -15,6 +15,7 @@ specialist such as nnU-Net: one call per case, every class, under any protocol).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -71,7 +72,8 @@ class RunSpec:
         config.update(command="run", protocol=self.protocol.to_json(), sources=sources,
                       model_provenance=model.provenance().to_json(),
                       prompts_given=sorted(given_kinds(model, self.protocol)))
-        config.pop("trust_checkpoint")
+        if config.pop("trust_checkpoint") and self.checkpoint:
+            config["trusted_checkpoint"] = self.checkpoint  # unpickled whole: named, not compared on resume
         return config
 
 
@@ -158,6 +160,10 @@ def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str
     spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options,
                    checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
                    classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
+    if trust_checkpoint and checkpoint:  # said once, before anything is unpickled
+        print(f"note: --trust-checkpoint: {checkpoint} is unpickled whole, so any code it holds runs with your "
+              "rights (arbitrary code); use it only for a file from a source you trust (recorded in run.json)",
+              file=sys.stderr)
     return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
 
 
