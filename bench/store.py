@@ -93,6 +93,7 @@ class InvalidRows(ValueError):
 
 
 _REQUIRED = ("run", "model", "dataset", "case_id", "modality", "class_name", "dsc", "nsd")
+_COUNTS = ("ref_voxels", "pred_voxels")
 
 
 def validate_rows(table: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -109,6 +110,19 @@ def validate_rows(table: pd.DataFrame, source: Path) -> pd.DataFrame:
         if ((values < 0) | (values > 1)).any():
             bad = values[(values < 0) | (values > 1)].iloc[0]
             raise InvalidRows(f"{source}: column {column} has a value outside [0, 1] ({float(bad):g})")
+    for column in ("run", "model", "dataset", "case_id", "class_name"):
+        if table[column].isna().any():
+            row = int(table[column].isna().to_numpy().argmax())
+            raise InvalidRows(f"{source}: column {column} has a missing value (row {row})")
+    for column in _COUNTS:
+        if column not in table.columns:
+            continue
+        counts = pd.to_numeric(table[column], errors="coerce")
+        if (counts.isna() & table[column].notna()).any():
+            raise InvalidRows(f"{source}: column {column} must hold voxel counts, found {table[column].dtype}")
+        for problem, bad in (("a negative value", counts < 0), ("a non-integer value", counts != counts.round())):
+            if bad.any():
+                raise InvalidRows(f"{source}: column {column} has {problem} ({float(counts[bad].iloc[0]):g})")
     if table["dsc"].isna().all() and table["nsd"].isna().all():
         raise InvalidRows(f"{source}: every score is NaN: nothing to aggregate")
     if "grid" not in table.columns:

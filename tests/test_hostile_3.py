@@ -330,13 +330,13 @@ def test_names_that_only_differ_in_case_are_refused(tmp_path):
 
 # Reports and stored rows ------------------------------------------------------------------------------------------
 
-def _scored_run(tmp_path, run="model|a", class_name="liver|left"):
+def _scored_run(tmp_path, run="model|a", class_name="liver|left", out="out"):
     _pair(tmp_path)
     (tmp_path / "classes.json").write_text(json.dumps({class_name: 1}))
-    result = _invoke("evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out", tmp_path / "out",
+    result = _invoke("evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--out", tmp_path / out,
                      "--dataset", "d", "--modality", "CT", "--classes", tmp_path / "classes.json", "--run", run)
     assert result.exit_code == 0, result.output
-    return tmp_path / "out"
+    return tmp_path / out
 
 
 def _markdown_rows(text: str) -> list[list[str]]:
@@ -345,13 +345,14 @@ def _markdown_rows(text: str) -> list[list[str]]:
 
 
 def test_a_pipe_in_a_class_or_run_name_is_escaped_in_markdown(tmp_path):
-    out = _scored_run(tmp_path)
-    for args in (["tables", "--run", out, "--by", "class"], ["compare", out, out, "--n-boot", "20"]):
+    out = _scored_run(tmp_path, out="out|b")
+    for args in (["tables", "--run", out, "--by", "class"], ["compare", out, out, "--n-boot", "20"],
+                 ["compare", out, out, "--per-class"]):
         result = _invoke(*args)
         assert result.exit_code == 0, result.output
         rows = _markdown_rows(result.stdout)
         assert rows and len({len(row) for row in rows}) == 1, result.stdout
-        assert "liver\\|left" in result.stdout or "model\\|a" in result.stdout, result.stdout
+        assert "liver\\|left" in result.stdout or "model\\|a" in result.stdout or "out\\|b" in result.stdout
 
 
 @pytest.mark.parametrize("change, needle", [

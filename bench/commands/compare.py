@@ -16,6 +16,7 @@ import typer
 
 from bench.commands.tables import POLICY_HELP, EmptyPolicy, echo_notes
 from bench.runs import load_runs
+from bench.tables import markdown_cell
 from protocols.aggregate import METRICS
 from protocols.stats import holm, paired_tests, per_class_tests
 
@@ -40,9 +41,9 @@ def compare_output(
         head = "| B | metric | class | cases | A | B | B-A | r | W | p | p (Holm) |\n"
         head += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         body = "".join(
-            f"| {r.run} | {r.metric} | {r.key} | {r.cases} | {100 * r.mean_a:.2f} | {100 * r.mean_b:.2f} "
-            f"| {100 * r.difference:+.2f} | {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} "
-            f"| {r.p_holm:.3g} |\n" for r in table.itertuples())
+            f"| {markdown_cell(r.run)} | {r.metric} | {markdown_cell(r.key)} | {r.cases} | {100 * r.mean_a:.2f} "
+            f"| {100 * r.mean_b:.2f} | {100 * r.difference:+.2f} | {r.effect_size:+.2f} | {r.statistic:.1f} "
+            f"| {r.p_value:.3g} | {r.p_holm:.3g} |\n" for r in table.itertuples())
         notes.append(f"per class: Wilcoxon signed-rank over the cases both runs scored; Holm correction over all "
                      f"{len(table)} tests")
     else:
@@ -74,10 +75,10 @@ def compare_output(
 
 
 def _line(r) -> str:
-    return (f"| {r.run} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {100 * r.mean_a:.2f} "
-            f"| {100 * r.mean_b:.2f} | {100 * r.difference:+.2f} | [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] "
-            f"| {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} | {r.p_holm:.3g} | {r.pairs} "
-            f"| {r.only_a} | {r.only_b} | {r.dropped_nan} |\n")
+    return (f"| {markdown_cell(r.run)} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} "
+            f"| {100 * r.mean_a:.2f} | {100 * r.mean_b:.2f} | {100 * r.difference:+.2f} "
+            f"| [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] | {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} "
+            f"| {r.p_holm:.3g} | {r.pairs} | {r.only_a} | {r.only_b} | {r.dropped_nan} |\n")
 
 
 def compare_text(run_a: Path, run_b: Path) -> str:
