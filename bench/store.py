@@ -256,9 +256,20 @@ def stored_cases(out_dir: Path) -> dict[str, dict]:
     """Case key -> the metadata stored with its rows (read from the Parquet footers only)."""
     stored = {}
     for file in stored_case_files(out_dir):
-        meta = json.loads((pq.read_schema(file).metadata or {}).get(_CASE_META, b"{}"))
+        schema = _read_case_file(file, pq.read_schema)
+        meta = json.loads((schema.metadata or {}).get(_CASE_META, b"{}"))
         stored[meta.get("case", file.name)] = meta
     return stored
+
+
+def _read_case_file(file: Path, read):
+    """`read(file)` for a stored case file; a damaged one (a disk filled up, a hand edit) is named with the way
+    out, since every resume reads it."""
+    try:
+        return read(file)
+    except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+        raise InvalidRows(f"{file}: a stored case file is not readable Parquet (damaged, or not written here); "
+                          "delete it to score that case again, or run with --overwrite") from None
 
 
 def drop_case(out_dir: Path, case_key: str) -> None:
@@ -270,7 +281,7 @@ def read_cases(out_dir: Path) -> pd.DataFrame:
     files = stored_case_files(out_dir)
     if not files:
         return pd.DataFrame(columns=METRIC_COLUMNS)
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([_read_case_file(f, pd.read_parquet) for f in files], ignore_index=True)
 
 
 def consolidate(out_dir: Path) -> pd.DataFrame:

@@ -395,7 +395,7 @@ def test_clicks_name_the_classes_asked_for_and_not_found(tmp_path):
     result = _invoke("clicks", "--model", "region_growing", "--images", tmp_path / "images", "--refs",
                      tmp_path / "refs", "--labels", "1=liver,2=spleen,3=aorta", "--class", "spleen", "--class",
                      "aorta", "--n-clicks", "2", "--out", tmp_path / "out")
-    _assert_clean_error(result, "spleen, aorta", code=1)
+    _assert_clean_error(result, "contains any requested class (spleen, aorta)", code=1)
 
 
 # Checkpoints ------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import typer
 from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
 from bench.io import InputError
 from bench.matching import match_predictions
-from bench.store import RunConfigMismatch, RunLocked
+from bench.store import InvalidRows, RunConfigMismatch, RunLocked
 from bench.targets import resolve_target
 
 
@@ -91,7 +91,7 @@ def evaluate(
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
         outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite,
                                  executor=executor.value, scheduler=scheduler)
-    except (InputError, RunConfigMismatch, RunLocked, OSError) as error:
+    except (InputError, RunConfigMismatch, RunLocked, InvalidRows, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} stored with unchanged inputs, in {out}")
