@@ -443,3 +443,106 @@ def test_a_trusted_checkpoint_is_named_once_and_recorded(tmp_path, network_model
     assert result.stderr.count(f"{path}") == 1 and "arbitrary code" in result.stderr, result.stderr
     config = json.loads((tmp_path / "o" / "run.json").read_text())
     assert config["trusted_checkpoint"] == str(path)
+
+
+# Processes die with their parent ----------------------------------------------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for a reaper is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_workers_and_the_resource_tracker_die_with_a_parent_killed_while_they_start(tmp_path):
+    """`kill -9` of `bench run --workers 2` as its first worker starts (before its initializer can run): spawned
+    workers (torch is loaded, so the pool spawns) and multiprocessing's resource tracker must all be gone within a
+    few seconds."""
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = _manifest(data, [{**_manifest_case(data, f"c{n}"), "id": f"c{n}"} for n in range(4)])
+    command = [sys.executable, "-m", "bench.cli", "run", "--model", "oracle", "--root", data, "--manifest", manifest,
+               "--out", tmp_path / "out", "--workers", "2"]
+    process = subprocess.Popen(list(map(str, command)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    children: set[int] = set()
+    deadline = time.time() + 120
+    while time.time() < deadline and len(children) < 2 and process.poll() is None:  # the tracker, a worker
+        children |= _children(process.pid)
+        time.sleep(0.002)
+    try:
+        assert len(children) >= 2, f"the run started {len(children)} child process(es)"
+        assert not list((tmp_path / "out").glob("cases/*.parquet")), "a case was stored before the kill"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(map(_alive, children)):
+            time.sleep(0.05)
+        assert not [pid for pid in children if _alive(pid)], [Path(f"/proc/{pid}/cmdline").read_bytes()[-120:]
+                                                             for pid in children if _alive(pid)]
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+SCRIPT_SLOW_START = '''
+import sys
+import time
+from pathlib import Path
+
+from bench.executors import map_cases
+
+if __name__ == "__mp_main__":  # a spawned worker: a slow start (heavy imports) before the pool's initializer runs
+    time.sleep(1.5)
+
+
+def task(n):
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    import torch  # noqa: F401  (loaded here, so the pool spawns its workers)
+
+    list(map_cases(task, list(range(4)), workers=2))
+'''
+
+
+@pytest.mark.slow
+def test_spawned_workers_killed_parent_during_their_start_die_too(tmp_path):
+    """The parent dies while its spawned workers are still importing: the workers must not outlive it (before, the
+    death signal was asked for only once the initializer ran, after the parent had gone: the workers then waited
+    forever on their task queue, and kept the resource tracker alive)."""
+    pytest.importorskip("torch")
+    script = tmp_path / "slow_start.py"
+    script.write_text(SCRIPT_SLOW_START)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    children: set[int] = set()
+    deadline = time.time() + 120
+    while time.time() < deadline and len(children) < 3 and process.poll() is None:  # the tracker, two workers
+        children |= _children(process.pid)
+        time.sleep(0.005)
+    try:
+        time.sleep(0.3)  # the workers are in their slow start
+        children |= _children(process.pid)
+        assert len(children) >= 3, children
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.time() + 8
+        while time.time() < deadline and any(map(_alive, children)):
+            time.sleep(0.05)
+        assert not [pid for pid in children if _alive(pid)], "processes outlived their killed parent"
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
