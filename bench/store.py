@@ -150,7 +150,9 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()+,-]{0,99}")
 def safe_name(name: str) -> str:
     """The one path component the store builds from a case id, class name or run name: the name itself when it is
     a plain file name, else its `hashed_name` (so `../../evil`, `/abs/path` or `a/b` never leave the run folder)."""
-    return name if _PLAIN_NAME.fullmatch(name) and not name.endswith((".", " ")) else hashed_name(name)
+    if _PLAIN_NAME.fullmatch(name) and not name.endswith((".", " ")):
+        return name
+    return hashed_name(name).lstrip(".")  # `../x` -> `_.._x.<hash>`: not hidden, so folder listings show it
 
 
 def refuse_colliding_names(names: Iterable[str], what: str) -> None:

@@ -306,6 +306,7 @@ def test_hostile_case_ids_class_names_and_run_names_write_nothing_outside_out(tm
     assert len(list((out / "cases").glob("*.parquet"))) == 4
     predictions = sorted(path.relative_to(out / "predictions") for path in (out / "predictions").rglob("*.nii.gz"))
     assert len(predictions) == 4 and all(len(path.parts) == 2 for path in predictions), predictions
+    assert not any(part.startswith(".") for path in predictions for part in path.parts), predictions
     rows = pd.read_parquet(out / "metrics.parquet")
     assert set(rows.case_id) == {case["id"] for case in cases} and set(rows.class_name) == {"../../../evilcls"}
 
