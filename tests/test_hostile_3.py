@@ -483,6 +483,7 @@ def test_workers_and_the_resource_tracker_die_with_a_parent_killed_while_they_st
     try:
         assert len(children) >= 2, f"the run started {len(children)} child process(es)"
         assert not list((tmp_path / "out").glob("cases/*.parquet")), "a case was stored before the kill"
+        children |= _children(process.pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         deadline = time.time() + 10
