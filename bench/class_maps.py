@@ -27,7 +27,9 @@ def _label_value(raw, name: str, source: str) -> int:
 
 def parse_class_map(mapping: Mapping, source: str, *, unify: bool = True) -> ClassValues:
     """{name: value or [values]} or {value: name}; an nnU-Net/MSD dataset.json is read through its `labels`.
-    Background (0) is left out; two entries naming the same class are an error, not a silent overwrite."""
+    Background (0) is left out; two entries naming the same class, or two classes with the same label values
+    (`1=liver,1=spleen`: one would be scored with the other's mask), are errors, not a silent overwrite. Classes
+    whose values merely overlap are unions on purpose (`kidney: [2, 3]` beside `left kidney: 2`)."""
     if not isinstance(mapping, Mapping):
         raise InputError(f"{source}: a class map must be a mapping of class names to label values")
     if isinstance(mapping.get("labels"), Mapping):
@@ -48,6 +50,10 @@ def parse_class_map(mapping: Mapping, source: str, *, unify: bool = True) -> Cla
             name = unified_class_name(name)
         if name in classes:
             raise InputError(f"{source}: class {name!r} is given twice")
+        same = next((other for other, taken in classes.items() if set(taken) == set(values)), None)
+        if same is not None:
+            raise InputError(f"{source}: label value {'+'.join(map(str, values))} is claimed by both {same!r} and "
+                             f"{name!r}; give each class its own value (a union lists several: 2+3=kidney)")
         classes[name] = values
     if not classes:
         raise InputError(f"{source}: the class map is empty")

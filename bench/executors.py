@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,16 +29,30 @@ EXECUTORS = ("local", "dask")
 Case = TypeVar("Case")
 
 
-def die_with_parent() -> None:
-    """Pool worker initializer: on Linux, the kernel kills this worker when its parent dies (even by SIGKILL), so
-    a killed run leaves no orphan writing case files."""
+def die_with_parent(parent: int) -> None:
+    """Pool worker initializer, the first thing a worker runs: it dies with its parent `parent` (pid), even one
+    killed by SIGKILL, so a killed run leaves no orphan writing case files (an orphan would also wait forever on
+    its task queue, whose write end it holds, and keep multiprocessing's resource tracker alive). On Linux the
+    kernel sends the signal (PR_SET_PDEATHSIG); elsewhere a thread watches the parent. A parent that died before
+    the watch began (while a spawned worker was still importing) is caught by the pid check."""
+    import signal
+
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
@@ -59,7 +74,8 @@ def _local(task: Callable[[Case], None], cases: Sequence[Case], workers: int,
             else:
                 yield case, None
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, mp_context=pool_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),),
+                             mp_context=pool_context()) as pool:
         futures = {pool.submit(task, case): case for case in cases}
         for future in as_completed(futures):
             yield futures[future], future.exception()

@@ -16,6 +16,7 @@ specialist such as nnU-Net: one call per case, every class, under any protocol).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -76,7 +77,8 @@ class RunSpec:
         config.update(command="run", protocol=self.protocol.to_json(), sources=sources,
                       model_provenance=model.provenance().to_json(),
                       prompts_given=sorted(given_kinds(model, self.protocol)))
-        config.pop("trust_checkpoint")
+        if config.pop("trust_checkpoint") and self.checkpoint:
+            config["trusted_checkpoint"] = self.checkpoint  # unpickled whole: named, not compared on resume
         return config
 
 
@@ -116,8 +118,7 @@ def resolve_device(device: str, declared: frozenset[str]) -> str:
 
 def prompt_record_path(out: Path, case_id: str, class_name: str) -> Path:
     """Where the prompts of one (case, class) are stored in a run folder (safe names, unique by hash)."""
-    folder = store.case_file_name(case_id).removesuffix(".parquet")
-    return Path(out) / PROMPTS_DIR / folder / store.case_file_name(class_name).replace(".parquet", ".json")
+    return Path(out) / PROMPTS_DIR / store.hashed_name(case_id) / f"{store.hashed_name(class_name)}.json"
 
 
 def replayed_clicks(run_dir: str | None, case_id: str, class_name: str) -> list[Click]:
@@ -167,6 +168,10 @@ def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str
     spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options, checkpoint=checkpoint,
                    trust_checkpoint=trust_checkpoint, classes=tuple(only) if only else None,
                    replay=str(replay.resolve()) if replay else None, weights=tuple(weights))
+    if trust_checkpoint and checkpoint:  # said once, before anything is unpickled
+        print(f"note: --trust-checkpoint: {checkpoint} is unpickled whole, so any code it holds runs with your "
+              "rights (arbitrary code); use it only for a file from a source you trust (recorded in run.json)",
+              file=sys.stderr)
     return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
 
 
@@ -431,7 +436,8 @@ def store_case(out: Path, result: CaseResult, meta: dict | None = None, write_ma
             if result.png_names:
                 write_mask(out / PREDICTIONS_DIR / result.png_names[name], mask)
             else:
-                write_volume(out / PREDICTIONS_DIR / result.case_id / f"{name}.nii.gz", mask, result.affine)
+                folder = out / PREDICTIONS_DIR / store.safe_name(result.case_id)
+                write_volume(folder / f"{store.safe_name(name)}.nii.gz", mask, result.affine)
     store.write_case(out, result.case_id, result.rows, meta)
 
 
@@ -530,6 +536,9 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     Failed cases raise `CaseFailures` at the end, after every other case is stored."""
     if not sources:
         raise InputError("no cases to run")
+    store.refuse_colliding_names([source.case_id for source in sources], "case ids")
+    for source in sources:
+        store.refuse_colliding_names(source.classes, f"case {source.case_id}: class names")
     if planar(sources) and spec.protocol.space.grid != "native":
         raise InputError(f"protocol {spec.protocol.name!r} works on the {spec.protocol.space.grid} grid; 2D PNG "
                          "cases have only their own pixel grid (use a native-grid protocol: harness, sam-med2d)")

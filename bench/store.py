@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.io import InputError
+
 METRIC_COLUMNS = [
     "run", "model", "dataset", "case_id", "modality", "class_name",
     "dsc", "nsd", "tolerance_mm", "grid", "ref_empty", "pred_empty", "ref_voxels", "pred_voxels",
@@ -38,7 +40,7 @@ CONFIG_FILE = "run.json"
 _CASES = "cases"
 _CASE_META = b"medseg_bench_case"
 # run.json keys that describe a run rather than set its numbers: not compared when a run is resumed.
-_UNCOMPARED = ("provenance", "status", "unscored_labels")
+_UNCOMPARED = ("provenance", "status", "unscored_labels", "trusted_checkpoint")
 
 
 LOCK_FILE = ".lock"
@@ -91,6 +93,7 @@ class InvalidRows(ValueError):
 
 
 _REQUIRED = ("run", "model", "dataset", "case_id", "modality", "class_name", "dsc", "nsd")
+_COUNTS = ("ref_voxels", "pred_voxels")
 
 
 def validate_rows(table: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -107,6 +110,19 @@ def validate_rows(table: pd.DataFrame, source: Path) -> pd.DataFrame:
         if ((values < 0) | (values > 1)).any():
             bad = values[(values < 0) | (values > 1)].iloc[0]
             raise InvalidRows(f"{source}: column {column} has a value outside [0, 1] ({float(bad):g})")
+    for column in ("run", "model", "dataset", "case_id", "class_name"):
+        if table[column].isna().any():
+            row = int(table[column].isna().to_numpy().argmax())
+            raise InvalidRows(f"{source}: column {column} has a missing value (row {row})")
+    for column in _COUNTS:
+        if column not in table.columns:
+            continue
+        counts = pd.to_numeric(table[column], errors="coerce")
+        if (counts.isna() & table[column].notna()).any():
+            raise InvalidRows(f"{source}: column {column} must hold voxel counts, found {table[column].dtype}")
+        for problem, bad in (("a negative value", counts < 0), ("a non-integer value", counts != counts.round())):
+            if bad.any():
+                raise InvalidRows(f"{source}: column {column} has {problem} ({float(counts[bad].iloc[0]):g})")
     if table["dsc"].isna().all() and table["nsd"].isna().all():
         raise InvalidRows(f"{source}: every score is NaN: nothing to aggregate")
     if "grid" not in table.columns:
@@ -118,11 +134,41 @@ class RunConfigMismatch(ValueError):
     """The output directory already holds results made with different settings."""
 
 
+def hashed_name(name: str) -> str:
+    """A safe, unique path component for any name: its readable stem plus a short hash of the exact name (never
+    `..`, a separator or an absolute path)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{stem}.{digest}"
+
+
+# A plain file name (letters, digits, spaces, `._()+,-`, starting with a letter or digit) is kept as it is, so
+# `predictions/ts_0001/left kidney.nii.gz` stays readable; any other name gets its `hashed_name`.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()+,-]{0,99}")
+
+
+def safe_name(name: str) -> str:
+    """The one path component the store builds from a case id, class name or run name: the name itself when it is
+    a plain file name, else its `hashed_name` (so `../../evil`, `/abs/path` or `a/b` never leave the run folder)."""
+    if _PLAIN_NAME.fullmatch(name) and not name.endswith((".", " ")):
+        return name
+    return hashed_name(name).lstrip(".")  # `../x` -> `_.._x.<hash>`: not hidden, so folder listings show it
+
+
+def refuse_colliding_names(names: Iterable[str], what: str) -> None:
+    """InputError when two of `names` would share a path component (`safe_name`, compared without case, since a
+    macOS or Windows disk does not tell `Case1` from `case1`): one file would overwrite the other."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(safe_name(name).casefold(), name)
+        if other != name:
+            raise InputError(f"{what} {other!r} and {name!r} would be stored under one file name (names are "
+                             "compared without case); rename one of them")
+
+
 def case_file_name(case_key: str) -> str:
-    """A safe, unique file name for a case key (readable stem plus a short hash of the exact key)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", case_key)[:80]
-    digest = hashlib.sha1(case_key.encode()).hexdigest()[:10]
-    return f"{stem}.{digest}.parquet"
+    """A safe, unique file name for a case key (`hashed_name` + .parquet)."""
+    return f"{hashed_name(case_key)}.parquet"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -212,9 +258,20 @@ def stored_cases(out_dir: Path) -> dict[str, dict]:
     """Case key -> the metadata stored with its rows (read from the Parquet footers only)."""
     stored = {}
     for file in stored_case_files(out_dir):
-        meta = json.loads((pq.read_schema(file).metadata or {}).get(_CASE_META, b"{}"))
+        schema = _read_case_file(file, pq.read_schema)
+        meta = json.loads((schema.metadata or {}).get(_CASE_META, b"{}"))
         stored[meta.get("case", file.name)] = meta
     return stored
+
+
+def _read_case_file(file: Path, read):
+    """`read(file)` for a stored case file; a damaged one (a disk filled up, a hand edit) is named with the way
+    out, since every resume reads it."""
+    try:
+        return read(file)
+    except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+        raise InvalidRows(f"{file}: a stored case file is not readable Parquet (damaged, or not written here); "
+                          "delete it to score that case again, or run with --overwrite") from None
 
 
 def drop_case(out_dir: Path, case_key: str) -> None:
@@ -226,7 +283,7 @@ def read_cases(out_dir: Path) -> pd.DataFrame:
     files = stored_case_files(out_dir)
     if not files:
         return pd.DataFrame(columns=METRIC_COLUMNS)
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([_read_case_file(f, pd.read_parquet) for f in files], ignore_index=True)
 
 
 def consolidate(out_dir: Path) -> pd.DataFrame:

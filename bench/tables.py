@@ -309,8 +309,14 @@ def render(table: pd.DataFrame, fmt: str, best: pd.DataFrame | None = None) -> s
                   for row in body]
         wrapped = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *lines, r"\bottomrule", r"\end{tabular}"]
         return "\n".join(wrapped) + "\n"
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(index_names) + ["---:"] * len(header)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+    lines = ["| " + " | ".join(map(markdown_cell, head)) + " |",
+             "|" + "|".join(["---"] * len(index_names) + ["---:"] * len(header)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in body]) + "\n"
+
+
+def markdown_cell(text) -> str:
+    """A Markdown table cell: a `|` in a class or run name is escaped, so it cannot shift the cells after it."""
+    return str(text).replace("|", "\\|")
 
 
 _LATEX_SPECIAL = {"&": r"\&", "_": r"\_", "%": r"\%", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",

@@ -84,18 +84,26 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    if trust:
-        return torch.load(path, map_location="cpu", weights_only=False)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint file is empty (0 bytes); download it again")
     try:
+        if trust:
+            return torch.load(path, map_location="cpu", weights_only=False)
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if trust:
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(error)})") from None
         found = _UNSUPPORTED.search(str(error))
         what = f"the pickled global {found.group(1)}" if found else "a pickled object outside the allow-list"
         raise CheckpointError(f"{path}: refused to unpickle {what} (not needed for weights; pass "
                               f"--trust-checkpoint only if you trust the file's source)") from None
     except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _is_state_dict(value: Any) -> bool:

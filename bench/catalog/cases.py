@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -129,7 +129,7 @@ def satds_jsonl_sources(path: str | Path, root: str | Path, catalog: Catalog | N
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read SAT-DS records ({error})") from error
-    sources = []
+    sources, entries = [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -138,7 +138,8 @@ def satds_jsonl_sources(path: str | Path, root: str | Path, catalog: Catalog | N
         except json.JSONDecodeError as error:
             raise InputError(f"{path}, line {number}: not JSON ({error.msg})") from None
         sources.append(satds_record_source(record, root, catalog, f"{path}, line {number}"))
-    return sources
+        entries.append(f"line {number}")
+    return refuse_duplicate_ids(sources, entries, path)
 
 
 def sammed2d_sources(root: str | Path, split: str = "test", modality: str | None = None,
@@ -200,7 +201,8 @@ def msd_sources(folder: str | Path, catalog: Catalog | None = None) -> list[Case
         image = resolve_inside(folder, pair["image"])
         sources.append(CaseSource(image.name.split(".")[0], image, resolve_inside(folder, pair["label"]), modality,
                                   classes, dataset))
-    return sources
+    return refuse_duplicate_ids(sources, [f"training entry {n}" for n in range(1, len(sources) + 1)],
+                                folder / "dataset.json")
 
 
 def manifest_sources(path: str | Path, root: str | Path | None = None,
@@ -229,6 +231,19 @@ def manifest_sources(path: str | Path, root: str | Path | None = None,
         dataset = info.name if info else entry.get("dataset", manifest.get("dataset"))
         sources.append(CaseSource(str(entry.get("id", image.name.split(".")[0])), image,
                                   resolve_inside(root, entry["label"]), str(modality), classes, dataset))
+    return refuse_duplicate_ids(sources, [f"case {number}" for number in range(1, len(sources) + 1)], path)
+
+
+def refuse_duplicate_ids(sources: list[CaseSource], entries: Sequence[str], where: Path) -> list[CaseSource]:
+    """`sources` when every case id is unique; otherwise InputError naming both entries (a second case with the same
+    id would replace the first in the results store: one case silently lost)."""
+    first: dict[str, int] = {}
+    for index, source in enumerate(sources):
+        earlier = first.setdefault(source.case_id, index)
+        if earlier != index:
+            raise InputError(f"{where}: case id {source.case_id!r} is given twice ({entries[earlier]}: "
+                             f"{sources[earlier].image.name}, {entries[index]}: {source.image.name}); give each "
+                             "case its own id")
     return sources
 
 

@@ -218,7 +218,8 @@ def clicks(
     typer.echo(f"simulated {done} case(s), {skipped} already stored in {out} (protocol {chosen.name}, device "
                f"{spec.device})")
     if rows.empty:
-        typer.secho(f"error: no reference of the {done + skipped} case(s) contains any requested class, so there was "
-                    "nothing to click on; check --class and the class map", fg="red", err=True)
+        asked = ", ".join(only) if only else ", ".join(dict.fromkeys(c for s in sources for c in s.classes))
+        typer.secho(f"error: no reference of the {done + skipped} case(s) contains any requested class ({asked}), so "
+                    "there was nothing to click on; check --class and the class map", fg="red", err=True)
         raise typer.Exit(1)
     print_click_results(rows, model, chosen, tolerance_unit(sources), time_limit=time_limit)

@@ -16,7 +16,7 @@ import typer
 
 from bench.commands.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy, echo_notes
 from bench.runs import load_runs
-from bench.tables import UNSCALED
+from bench.tables import UNSCALED, markdown_cell
 from protocols.class_metrics import view_columns
 from protocols.stats import holm, paired_tests, per_class_tests
 
@@ -43,7 +43,7 @@ def compare_output(
         head = "| B | metric | class | cases | A | B | B-A | r | W | p | p (Holm) |\n"
         head += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         body = "".join(
-            f"| {r.run} | {r.metric} | {r.key} | {r.cases} | {_scale(r.metric) * r.mean_a:.2f} "
+            f"| {markdown_cell(r.run)} | {r.metric} | {markdown_cell(r.key)} | {r.cases} | {_scale(r.metric) * r.mean_a:.2f} "
             f"| {_scale(r.metric) * r.mean_b:.2f} | {_scale(r.metric) * r.difference:+.2f} | {r.effect_size:+.2f} "
             f"| {r.statistic:.1f} | {r.p_value:.3g} | {r.p_holm:.3g} |\n" for r in table.itertuples())
         notes.append(f"per class: Wilcoxon signed-rank over the cases both runs scored; Holm correction over all "
@@ -83,7 +83,7 @@ def _scale(metric: str) -> float:
 
 def _line(r) -> str:
     k = _scale(r.metric)
-    return (f"| {r.run} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {k * r.mean_a:.2f} "
+    return (f"| {markdown_cell(r.run)} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {k * r.mean_a:.2f} "
             f"| {k * r.mean_b:.2f} | {k * r.difference:+.2f} | [{k * r.lo:+.2f}, {k * r.hi:+.2f}] "
             f"| {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} | {r.p_holm:.3g} | {r.pairs} "
             f"| {r.only_a} | {r.only_b} | {r.dropped_nan} |\n")

@@ -54,6 +54,14 @@ def show(name: str = typer.Argument(..., help="Dataset name, e.g. KiTS23 (case a
                    f"{flag}{derived}")
 
 
+def _classes_to_find(sources, info) -> list[str]:
+    """The catalog's classes, or those of the sources' own class maps (a manifest's `classes`) where they differ."""
+    catalog_maps = (dict(info.class_values), dict(info.mask_values))
+    if all(dict(source.classes) in catalog_maps for source in sources):
+        return list(info.classes)
+    return list(dict.fromkeys(name for source in sources for name in source.classes))
+
+
 @datasets_app.command("verify")
 def verify(
     name: str = typer.Argument(..., help="Catalog dataset name."),
@@ -66,7 +74,7 @@ def verify(
         sources = discover_sources(root, manifest)
     except (CatalogError, InputError) as error:
         _fail(error)
-    problems = verify_sources(sources, info.classes)
+    problems = verify_sources(sources, _classes_to_find(sources, info))
     for problem in problems:
         typer.secho(problem, fg="red")
     typer.echo(f"{info.name}: {len(sources)} case(s) checked, {len(problems)} problem(s)")

@@ -12,7 +12,7 @@ from protocols.class_metrics import LESION
 from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
 from bench.io import InputError
 from bench.matching import match_predictions
-from bench.store import RunConfigMismatch, RunLocked
+from bench.store import InvalidRows, RunConfigMismatch, RunLocked
 from bench.targets import resolve_target
 
 
@@ -116,7 +116,7 @@ def evaluate(
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
         outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite,
                                  executor=executor.value, scheduler=scheduler)
-    except (InputError, RunConfigMismatch, RunLocked, OSError) as error:
+    except (InputError, RunConfigMismatch, RunLocked, InvalidRows, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} stored with unchanged inputs, in {out}")

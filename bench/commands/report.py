@@ -28,6 +28,8 @@ def report(
     )
 
     try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a folder (--out is the folder for index.html and figures/)")
         index = write_report(run, out, published, seed, n_boot, baseline, empty_policy=empty_policy,
                              pictures=pictures, picture_case=picture_case, metrics=view_columns(metric))
     except (ValueError, KeyError, FileNotFoundError) as error:
