@@ -33,10 +33,10 @@ def bounding_box(mask: np.ndarray) -> Crop | None:
 
 
 def _foreground_index(flat: np.ndarray) -> np.ndarray:
-    """Flat indices of the non-zero entries of a contiguous 1-D integer array.
+    """Flat indices of the non-zero entries of a contiguous 1-D integer or boolean array.
 
     The bytes are first scanned 8 at a time as 64-bit words, so that only words holding some foreground are
-    looked at byte by byte: a label map is mostly background.
+    looked at byte by byte: label maps and run boundaries are mostly zero.
     """
     raw = flat.view(np.uint8)
     if raw.size % 8:
@@ -54,32 +54,46 @@ def _foreground_index(flat: np.ndarray) -> np.ndarray:
 _MAX_BINS = 1 << 22
 
 
+def _rows_with_foreground(rows: np.ndarray) -> np.ndarray:
+    """Whether each row of a C-contiguous 2-D array holds a non-zero value (read 8 bytes at a time if it can)."""
+    if rows.shape[1] * rows.itemsize % 8 == 0:
+        return rows.view(np.uint64).any(axis=1)
+    return rows.any(axis=1)
+
+
 def label_boxes(label_map: np.ndarray) -> dict[int, Crop]:
     """Bounding box of every non-zero label value present, like `scipy.ndimage.find_objects` but keyed by value.
 
-    One scan finds the foreground voxels; their coordinates are then histogrammed per (label, index) along
-    each axis. On a typical CT label map (a few percent foreground) this is several times faster than
-    find_objects, which visits every voxel once per dimension through a generic iterator.
+    One pass over the label map in memory order finds the rows (along the fastest axis) holding foreground; only
+    those rows are compared with their shifted selves to find the runs of equal labels, and a box is the extent
+    of the starts and ends of its label's runs (a CT label map has tens of thousands of runs for millions of
+    foreground voxels). find_objects instead visits every voxel once per dimension through a generic iterator,
+    about 20x slower on a 512 x 512 x 82 map.
     """
     fortran = label_map.flags.f_contiguous and not label_map.flags.c_contiguous
-    flat = (label_map.T if fortran else np.ascontiguousarray(label_map)).reshape(-1)
-    index = _foreground_index(flat)
-    if index.size == 0:
+    memory = label_map.T if fortran else np.ascontiguousarray(label_map)
+    if memory.size == 0:
         return {}
-    labels = flat[index]
+    rows = memory.reshape(-1, memory.shape[-1])
+    hot = np.flatnonzero(_rows_with_foreground(rows))
+    if hot.size == 0:
+        return {}
+    width = -(-(rows.shape[1] + 1) // 8) * 8  # run boundaries per row, padded to whole 64-bit words
+    padded = np.zeros((hot.size, width + 1), rows.dtype)
+    padded[:, 1:rows.shape[1] + 1] = rows[hot]
+    row, column = np.divmod(_foreground_index((padded[:, 1:] != padded[:, :-1]).reshape(-1)), width)
+    starting, ending = padded[row, column + 1], padded[row, column]  # the label a boundary opens and closes
+    starts, ends = starting != 0, ending != 0
+    labels = np.concatenate([starting[starts], ending[ends]])
+    coordinates = list(np.unravel_index(np.concatenate([hot[row[starts]], hot[row[ends]]]), memory.shape[:-1]))
+    coordinates.append(np.concatenate([column[starts], column[ends] - 1]))
+    if fortran:
+        coordinates.reverse()
     values = None
     if (int(labels.max()) + 1) * max(label_map.shape) > _MAX_BINS:
         values, labels = np.unique(labels, return_inverse=True)
     labels = labels.astype(np.intp)
-    if flat.size < 2**31:  # 32-bit index arithmetic is faster
-        index = index.astype(np.int32)
     n_labels = int(labels.max()) + 1
-    coordinates = []
-    for size in reversed(label_map.shape[::-1] if fortran else label_map.shape):
-        coordinates.append(index % size)
-        index = index // size
-    if not fortran:
-        coordinates.reverse()
     extents = []
     for axis, size in enumerate(label_map.shape):
         present = np.bincount(labels * size + coordinates[axis], minlength=n_labels * size).reshape(n_labels, size)
