@@ -32,23 +32,6 @@ def bounding_box(mask: np.ndarray) -> Crop | None:
     return tuple(slice(start, stop) for start, stop in spans)
 
 
-def _foreground_index(flat: np.ndarray) -> np.ndarray:
-    """Flat indices of the non-zero entries of a contiguous 1-D integer or boolean array.
-
-    The bytes are first scanned 8 at a time as 64-bit words, so that only words holding some foreground are
-    looked at byte by byte: label maps and run boundaries are mostly zero.
-    """
-    raw = flat.view(np.uint8)
-    if raw.size % 8:
-        raw = np.concatenate([raw, np.zeros(8 - raw.size % 8, np.uint8)])
-    hot_words = np.flatnonzero(raw.view(np.uint64))
-    rows, columns = np.nonzero(raw.reshape(-1, 8)[hot_words])
-    index = (hot_words[rows] * 8 + columns) // flat.itemsize
-    if flat.itemsize > 1 and index.size:  # several non-zero bytes of one voxel: keep the first
-        index = index[np.concatenate(([True], index[1:] != index[:-1]))]
-    return index
-
-
 # Above this many (label, index) bins per axis, labels are renumbered to 0..n-1 first, so that memory is
 # O(voxels + distinct labels) whatever the label values (one voxel labelled 2**31 - 1 must not ask for terabytes).
 _MAX_BINS = 1 << 22
@@ -78,10 +61,10 @@ def label_boxes(label_map: np.ndarray) -> dict[int, Crop]:
     hot = np.flatnonzero(_rows_with_foreground(rows))
     if hot.size == 0:
         return {}
-    width = -(-(rows.shape[1] + 1) // 8) * 8  # run boundaries per row, padded to whole 64-bit words
+    width = rows.shape[1] + 1  # run boundaries per row: before each voxel and after the last
     padded = np.zeros((hot.size, width + 1), rows.dtype)
-    padded[:, 1:rows.shape[1] + 1] = rows[hot]
-    row, column = np.divmod(_foreground_index((padded[:, 1:] != padded[:, :-1]).reshape(-1)), width)
+    padded[:, 1:-1] = rows[hot]
+    row, column = np.divmod(np.flatnonzero(padded[:, 1:] != padded[:, :-1]), width)
     starting, ending = padded[row, column + 1], padded[row, column]  # the label a boundary opens and closes
     starts, ends = starting != 0, ending != 0
     labels = np.concatenate([starting[starts], ending[ends]])

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from protocols.boxes import bounding_box
-from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
+from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table, transposed_codes
 
 EMPTY_POLICIES = ("sat", "nan")
 # Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/scoring_grid.py).
@@ -122,21 +122,32 @@ def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
 
     Surfels of each mask count as overlapping when the other surface passes within the tolerance; NSD is the
     overlapping surface area of both masks over their total surface area. Only the border vertices of each
-    surface are visited, never a full distance map of the crop (unless the tolerance ball is large).
+    surface are visited, never a full distance map of the crop (unless the tolerance ball is large). Areas are
+    summed as (number of vertices of each neighbour code) x (area of that code), so the sum does not depend on
+    the order the vertices are visited in: Fortran-ordered masks (NIfTI's) are scored through their transposes,
+    read in memory order, with the same result.
     """
     spacing = tuple(float(s) for s in spacing)
     check_tolerance(tolerance_mm)
     offsets = _tolerance_offsets(spacing, tolerance_mm)
     margin = np.abs(offsets).max(axis=0) if offsets is not None else np.zeros(len(spacing), int)
+    transposed = offsets is not None and pred.flags.f_contiguous and not pred.flags.c_contiguous
+    if transposed:
+        pred, ref, margin, offsets = pred.T, ref.T, margin[::-1], offsets[:, ::-1]
     codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
     borders = [border_vertices(c) for c in codes]
     indices = [np.flatnonzero(b) for b in borders]
-    areas = surfel_area_table(spacing)
-    surfels = [areas[c.reshape(-1)[i]] for c, i in zip(codes, indices)]
+    border_codes = [c.reshape(-1)[i] for c, i in zip(codes, indices)]
     near_ref = _within(borders[1], indices[0], offsets, spacing, tolerance_mm)
     near_pred = _within(borders[0], indices[1], offsets, spacing, tolerance_mm)
-    overlap = surfels[0][near_ref].sum() + surfels[1][near_pred].sum()
-    return float(overlap / (surfels[0].sum() + surfels[1].sum()))
+    n_codes = 1 << (1 << pred.ndim)
+    total = np.bincount(border_codes[0], minlength=n_codes) + np.bincount(border_codes[1], minlength=n_codes)
+    near = (np.bincount(border_codes[0][near_ref], minlength=n_codes)
+            + np.bincount(border_codes[1][near_pred], minlength=n_codes))
+    if transposed:  # counts of the transposes' codes -> counts of the masks' own codes
+        total[transposed_codes(pred.ndim)], near[transposed_codes(pred.ndim)] = total.copy(), near.copy()
+    areas = surfel_area_table(spacing)
+    return float((near @ areas) / (total @ areas))
 
 
 def surface_dice(
