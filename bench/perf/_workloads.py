@@ -65,7 +65,7 @@ def degrade_hard(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     band = ndimage.maximum_filter(prediction, 3) != ndimage.minimum_filter(prediction, 3)
     neighbour = np.roll(prediction, 1, axis=int(rng.integers(0, 2)))
     swap = band & (rng.random(prediction.shape, dtype=np.float32) < 1 / 3)
-    return np.where(swap, neighbour, prediction)
+    return np.asfortranarray(np.where(swap, neighbour, prediction))  # NIfTI's memory order, as read
 
 
 def amos(degradation=degrade, seed: int = 0) -> Workload:
@@ -85,23 +85,29 @@ def totalsegmentator() -> Workload:
     return Workload("TotalSegmentator fast vs full", pred.array, ref.array, ref.spacing, classes)
 
 
-def upsampled(workload: Workload, factor: int) -> Workload:
-    """Both label maps repeated `factor` times along the first axis (`factor` x the voxels, nearest upsampling),
-    the spacing divided to match."""
-    spacing = (workload.spacing[0] / factor, *workload.spacing[1:])
-    return Workload(f"{workload.name}, {factor} x voxels", np.repeat(workload.pred, factor, axis=0),
-                    np.repeat(workload.ref, factor, axis=0), spacing, workload.classes)
+def upsampled(workload: Workload, factors: tuple[int, ...]) -> Workload:
+    """Both label maps nearest-upsampled by whole `factors` per axis (each voxel repeated), kept Fortran-ordered
+    as NIfTI arrays are; the spacing is kept, so the organs are larger in voxels and in mm."""
+    def grow(labels: np.ndarray) -> np.ndarray:
+        for axis, factor in enumerate(factors):
+            labels = np.repeat(labels, factor, axis=axis)
+        return np.asfortranarray(labels)
+
+    voxels = int(np.prod(factors))
+    return Workload(f"{workload.name}, {voxels} x voxels", grow(workload.pred), grow(workload.ref), workload.spacing,
+                    workload.classes)
 
 
 def split_classes(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """AMOS relabelled into `n_classes` classes with the same foreground: fewer classes than organs merge organs
-    (value modulo n), more cut each organ into stripes along the first axis of its bounding box."""
+    (value modulo n), more cut each organ into stripes along the first axis of its bounding box; Fortran-ordered
+    like the NIfTI array it comes from."""
     organs = int(labels.max())
     if n_classes <= organs:
-        return np.where(labels > 0, (labels.astype(np.int32) - 1) % n_classes + 1, 0).astype(labels.dtype)
+        return np.asfortranarray(np.where(labels > 0, (labels.astype(np.int32) - 1) % n_classes + 1, 0), labels.dtype)
     pieces = np.full(organs, n_classes // organs) + (np.arange(organs) < n_classes % organs)
     first = np.concatenate([[1], 1 + np.cumsum(pieces)[:-1]])
-    result = np.zeros(labels.shape, np.uint16)
+    result = np.zeros(labels.shape, np.uint16, order="F")
     for value, box in enumerate(ndimage.find_objects(labels), 1):
         if box is None:
             continue
