@@ -61,26 +61,28 @@ def label_boxes(label_map: np.ndarray) -> dict[int, Crop]:
     hot = np.flatnonzero(_rows_with_foreground(rows))
     if hot.size == 0:
         return {}
-    width = rows.shape[1] + 1  # run boundaries per row: before each voxel and after the last
-    padded = np.zeros((hot.size, width + 1), rows.dtype)
-    padded[:, 1:-1] = rows[hot]
-    row, column = np.divmod(np.flatnonzero(padded[:, 1:] != padded[:, :-1]), width)
-    starting, ending = padded[row, column + 1], padded[row, column]  # the label a boundary opens and closes
-    starts, ends = starting != 0, ending != 0
-    labels = np.concatenate([starting[starts], ending[ends]])
-    coordinates = list(np.unravel_index(np.concatenate([hot[row[starts]], hot[row[ends]]]), memory.shape[:-1]))
-    coordinates.append(np.concatenate([column[starts], column[ends] - 1]))
+    width = rows.shape[1] + 1  # each hot row after one zero: a run boundary lies between two unequal neighbours
+    flat = np.zeros(hot.size * width + 1, rows.dtype)
+    flat[:-1].reshape(hot.size, width)[:, 1:] = rows[hot]
+    boundary = np.flatnonzero(flat[1:] != flat[:-1])
+    start, end = boundary[flat[boundary + 1] != 0] + 1, boundary[flat[boundary] != 0]  # first, last voxel of a run
+    labels = flat[start]  # runs do not overlap: the i-th start and the i-th end are those of one run
+    start_row, start_column = np.divmod(start, width)
+    owners = [labels] * (memory.ndim - 1) + [np.concatenate([labels, labels])]
+    coordinates = list(np.unravel_index(hot[start_row], memory.shape[:-1])) if memory.ndim > 1 else []
+    coordinates.append(np.concatenate([start_column, end % width]) - 1)
     if fortran:
+        owners.reverse()
         coordinates.reverse()
     values = None
     if (int(labels.max()) + 1) * max(label_map.shape) > _MAX_BINS:
-        values, labels = np.unique(labels, return_inverse=True)
-    labels = labels.astype(np.intp)
-    n_labels = int(labels.max()) + 1
+        values, inverse = np.unique(labels, return_inverse=True)
+        owners = [inverse if len(o) == len(labels) else np.concatenate([inverse, inverse]) for o in owners]
+    n_labels = int(labels.max()) + 1 if values is None else len(values)
     extents = []
     for axis, size in enumerate(label_map.shape):
-        present = np.bincount(labels * size + coordinates[axis], minlength=n_labels * size).reshape(n_labels, size)
-        present = present > 0
+        bins = owners[axis].astype(np.intp) * size + coordinates[axis]
+        present = np.bincount(bins, minlength=n_labels * size).reshape(n_labels, size) > 0
         extents.append((present.argmax(axis=1), size - present[:, ::-1].argmax(axis=1), present.any(axis=1)))
     return {
         int(values[v]) if values is not None else v: tuple(slice(int(first[v]), int(stop[v])) for first, stop, _ in extents)
