@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -87,12 +88,16 @@ def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
     return 2.0 * overlap / (pred_voxels + ref_voxels)
 
 
-def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarray | None:
-    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT)."""
+@lru_cache(maxsize=64)
+def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT);
+    with the background margin per axis they need (cached: every class of a case asks for the same)."""
     if math.prod(2 * math.floor(tolerance_mm / s) + 1 for s in spacing) > _MAX_OFFSET_BOX:
-        return None
+        return None, (0,) * len(spacing)
     offsets = offsets_within(spacing, tolerance_mm)
-    return offsets if len(offsets) <= _MAX_SHIFTS else None
+    if len(offsets) > _MAX_SHIFTS:
+        return None, (0,) * len(spacing)
+    return offsets, tuple(int(m) for m in np.abs(offsets).max(axis=0))
 
 
 def _within(
@@ -111,8 +116,9 @@ def _within(
         raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
     strides = np.asarray(source.strides) // source.itemsize
     flat = source.reshape(-1)
-    within = np.zeros(targets.size, bool)
-    for step in offsets @ strides:
+    steps = offsets @ strides
+    within = flat[targets + steps[0]]
+    for step in steps[1:]:
         within |= flat[targets + step]
     return within
 
@@ -129,8 +135,7 @@ def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     """
     spacing = tuple(float(s) for s in spacing)
     check_tolerance(tolerance_mm)
-    offsets = _tolerance_offsets(spacing, tolerance_mm)
-    margin = np.abs(offsets).max(axis=0) if offsets is not None else np.zeros(len(spacing), int)
+    offsets, margin = _tolerance_offsets(spacing, tolerance_mm)
     transposed = offsets is not None and pred.flags.f_contiguous and not pred.flags.c_contiguous
     if transposed:
         pred, ref, margin, offsets = pred.T, ref.T, margin[::-1], offsets[:, ::-1]
