@@ -34,7 +34,7 @@ def neighbour_codes(mask: np.ndarray, margin: Sequence[int] | int = 0) -> np.nda
     built one axis at a time (last axis first): each step doubles the bits per vertex by pairing the lower and
     upper neighbour along that axis, so the lowest corner ends in the highest bit.
     """
-    margin = [int(m) for m in np.broadcast_to(margin, (mask.ndim,))]
+    margin = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
     codes = np.zeros([n + 2 + 2 * m for n, m in zip(mask.shape, margin)], np.uint8)
     codes[tuple(slice(1 + m, 1 + m + n) for n, m in zip(mask.shape, margin))] = mask
     bits = 1
