@@ -18,6 +18,11 @@ class Timing:
     wall: float
     children_cpu: float = 0.0
 
+    @property
+    def total_cpu(self) -> float:
+        """CPU seconds of this process and of the worker processes it waited for."""
+        return self.cpu + self.children_cpu
+
     def __str__(self) -> str:
         children = f" + {self.children_cpu:.3f} s in workers" if self.children_cpu else ""
         return f"{self.cpu:8.4f} s CPU{children}, {self.wall:8.4f} s wall"
