@@ -37,7 +37,8 @@ COMMANDS = {
             "store; re-running resumes."),
     "datasets": ("bench.commands.datasets:datasets_app",
                  "The 72 SAT-DS datasets: classes, regions, splits; verify a local copy."),
-    "models": ("bench.commands.models:models_app", "Models: list them, show what one needs, verify a checkpoint."),
+    "models": ("bench.commands.models:models_app", "Models: list them, show what one needs and where its files come from, fetch them, verify "
+               "local files."),
     "baselines": ("bench.commands.baselines:baselines_app", "Baselines: SAT's per-dataset nnU-Net specialists."),
 }
 

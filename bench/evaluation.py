@@ -26,9 +26,9 @@ from bench.matching import CasePair, match_cases
 from bench.provenance import provenance
 from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
+from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, LESION, metric_columns, parse_metrics
+from protocols.lesions import MATCHERS
 from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
-
-DISTANCE_COLUMNS = ["hd95_mm", "assd_mm"]
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,40 @@ class RunSettings:
     grid: str = "native"
     orientation: str = "RAS"
     distances: bool = False
+    metrics: tuple[str, ...] = BASE_METRICS
+    ignore_label: int | None = None
+    lesion_classes: tuple[str, ...] | None = None  # None: every class (with the lesion metric)
+    connectivity: int | None = None  # None: full connectivity (26 in 3D, 8 in 2D)
+    matcher: str = "hungarian"
+    match_iou: float = 0.5
 
     def __post_init__(self):
         try:
             check_tolerance(self.tolerance_mm)
         except ValueError as error:
             raise InputError(f"--tolerance: {error}") from None
+        try:
+            asked = parse_metrics([*self.metrics, *(DISTANCE_NAMES if self.distances else ())])
+        except ValueError as error:
+            raise InputError(f"--metrics: {error}") from None
+        object.__setattr__(self, "metrics", asked)
+        if self.matcher not in MATCHERS:
+            raise InputError(f"--matcher: choose from {', '.join(MATCHERS)}, got {self.matcher!r}")
+        if not 0 < self.match_iou <= 1:
+            raise InputError(f"--match-iou: an IoU in (0, 1], got {self.match_iou}")
+        if self.connectivity not in (None, 4, 6, 8, 18, 26):
+            raise InputError(f"--connectivity: 26, 18 or 6 in 3D, 8 or 4 in 2D, got {self.connectivity}")
+        claimed = {int(v) for value in self.classes.values() for v in np.atleast_1d(value)}
+        if self.ignore_label is not None and int(self.ignore_label) in claimed:
+            raise InputError(f"--ignore-label {self.ignore_label}: that value is a class of the class map")
         if self.grid not in SCORING_GRIDS:
             raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
         if self.empty_policy not in EMPTY_POLICIES:
             raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
+
+    def _implied_metrics(self) -> tuple[str, ...]:
+        """The metrics implied by `distances` alone: a run asking for no more keeps its run.json unchanged."""
+        return parse_metrics(DISTANCE_NAMES if self.distances else ())
 
     def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
         return {
@@ -64,6 +88,11 @@ class RunSettings:
             "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy, "grid": self.grid,
             "orientation": self.orientation, "distances": self.distances, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
             "provenance": provenance(),
+            **({"metrics": list(self.metrics)} if self.metrics != self._implied_metrics() else {}),
+            **({"ignore_label": self.ignore_label} if self.ignore_label is not None else {}),
+            **({"lesion_classes": None if self.lesion_classes is None else list(self.lesion_classes),
+                "lesion_connectivity": self.connectivity, "lesion_matcher": self.matcher,
+                "lesion_match_iou": self.match_iou} if LESION in self.metrics else {}),
         }
 
 
@@ -150,19 +179,27 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
     try:
         scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
-                               distances=settings.distances)
+                               metrics=settings.metrics, ignore_label=settings.ignore_label,
+                               lesion_classes=settings.lesion_classes, lesion_options={
+                                   "connectivity": settings.connectivity, "matcher": settings.matcher,
+                                   "threshold": settings.match_iou})
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
-    rows = pd.DataFrame([vars(score) for score in scores])
+    rows = pd.DataFrame([score.as_row() for score in scores])
     rows.insert(0, "case_id", pair.case_id)
     for column in ("run", "model", "dataset", "modality", "grid"):
         rows[column] = getattr(settings, column)
     rows["tolerance_mm"] = settings.tolerance_mm
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
-    meta["unscored"] = {"pred": pred_unscored, "ref": ref_unscored}
-    return rows[store.METRIC_COLUMNS + (DISTANCE_COLUMNS if settings.distances else [])], meta
+    ignored = str(settings.ignore_label)  # the ignore label is left out on purpose, not unscored
+    meta["unscored"] = {"pred": pred_unscored, "ref": [name for name in ref_unscored if name != ignored]}
+    if LESION in settings.metrics:
+        meta["lesions"] = [{"class_name": score.class_name, **vars(lesion)} for score in scores
+                           for lesion in score.lesions]
+    # reindexed: in a case without a lesion class the lesion columns are NaN, not missing
+    return rows.reindex(columns=store.METRIC_COLUMNS + metric_columns(settings.metrics)), meta
 
 
 def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:
@@ -235,7 +272,25 @@ def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, 
     unscored = _unscored_summary(store.stored_cases(out_dir))
     store.update_config(out_dir, unscored_labels=unscored)
     table = None if errors else store.consolidate(out_dir)
+    if table is not None and LESION in settings.metrics:
+        write_lesion_table(out_dir)
     return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors, dropped, unscored)
+
+
+LESIONS_FILE = "lesions.parquet"
+LESION_TABLE_COLUMNS = ["case_id", "class_name", "side", "lesion", "voxels", "volume_mm3", "size_bin", "partner",
+                        "iou", "dsc", "nsd"]
+
+
+def write_lesion_table(out_dir: Path) -> pd.DataFrame:
+    """`lesions.parquet`: one row per lesion (case, class, side, lesion number), from the stored cases."""
+    records = [{"case_id": case_id, **lesion} for case_id, meta in sorted(store.stored_cases(out_dir).items())
+               for lesion in meta.get("lesions", [])]
+    table = pd.DataFrame(records, columns=LESION_TABLE_COLUMNS)
+    temporary = out_dir / f".{LESIONS_FILE}.tmp"
+    table.to_parquet(temporary, index=False)
+    temporary.replace(out_dir / LESIONS_FILE)
+    return table
 
 
 def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, **options) -> RunOutcome:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench.tables import counts, plural, render, restrict_to_runs
 from protocols.aggregate import METRICS
+from protocols.class_metrics import LOWER_IS_BETTER
 
 
 def default_baseline(methods: Sequence[str]) -> str | None:
@@ -23,10 +24,10 @@ def default_baseline(methods: Sequence[str]) -> str | None:
     return next((m for m in methods if m.lower().startswith("nnu-net")), None)
 
 
-def _means(wide: pd.DataFrame, method: str, keys: pd.Index) -> tuple[dict[str, float], int]:
+def _means(wide: pd.DataFrame, method: str, keys: pd.Index, metrics: Sequence[str]) -> tuple[dict[str, float], int]:
     """(metric -> mean of the method over those of ``keys`` it covers, how many it covers)."""
     means, covered = {}, 0
-    for metric in METRICS:
+    for metric in metrics:
         column = wide.get((metric, method))
         values = column.reindex(keys).dropna() if column is not None else pd.Series(dtype=float)
         means[metric] = values.mean() if len(values) else np.nan
@@ -40,10 +41,14 @@ def _shared_keys(wide: pd.DataFrame, methods: Sequence[str]) -> pd.Index:
     return wide[columns].dropna().index if columns else pd.Index([])
 
 
-def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | None = None) -> pd.DataFrame:
-    """One row per method: ``rank`` (runs only), means on the ``common`` keys of its ranking group, means on all of
-    its own keys, deltas against ``baseline`` on the keys both cover (``d_keys``), grid, policy and coverage."""
-    frame = entries[entries["level"] == level]
+def leaderboard(
+    entries: pd.DataFrame, level: str = "class", baseline: str | None = None, metrics: Sequence[str] = METRICS
+) -> pd.DataFrame:
+    """One row per method: ``rank`` (runs only, by the first of `metrics` on the common keys: highest first, lowest
+    for a distance), means on the ``common`` keys of its ranking group, means on all of its own keys, deltas
+    against ``baseline`` on the keys both cover (``d_keys``), grid, policy and coverage."""
+    metrics = list(metrics)
+    frame = entries[(entries["level"] == level) & entries["metric"].isin(metrics)]
     wide = frame.pivot_table(index="key", columns=["metric", "method"], values="value", aggfunc="first")
     methods = list(dict.fromkeys(frame["method"]))
     if baseline is not None and baseline not in methods:
@@ -59,22 +64,23 @@ def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | Non
         own = frame[frame["method"] == method]
         row = {"method": method, "source": protocol.loc[method, "source"], "grid": protocol.loc[method, "grid"],
                "policy": protocol.loc[method, "policy"], "keys": own["key"].nunique()}
-        row |= {m: own.loc[own["metric"] == m, "value"].mean() for m in METRICS}
+        row |= {m: own.loc[own["metric"] == m, "value"].mean() for m in metrics}
         common = common_of[groups[method]] if method in groups else reference
-        means, covered = _means(wide, method, common)
+        means, covered = _means(wide, method, common, metrics)
         row |= {f"common_{m}": v for m, v in means.items()} | {"common_keys": covered, "common_of": len(common)}
         if baseline:
             shared = _shared_keys(wide, [method, baseline])
-            mine, _ = _means(wide, method, shared)
-            theirs, _ = _means(wide, baseline, shared)
-            row |= {f"d_{m}": mine[m] - theirs[m] for m in METRICS} | {"d_keys": len(shared)}
+            mine, _ = _means(wide, method, shared, metrics)
+            theirs, _ = _means(wide, baseline, shared, metrics)
+            row |= {f"d_{m}": mine[m] - theirs[m] for m in metrics} | {"d_keys": len(shared)}
         row["coverage"] = _coverage(entries, method, row["keys"], level)
         rows.append(row)
     board = pd.DataFrame(rows)
     board["_run"] = board["source"] == "run"
     board["_group"] = [str(groups.get(m, "")) for m in board["method"]]
-    board = board.sort_values(["_run", "_group", "common_dsc", "dsc"], ascending=[False, True, False, False],
-                              na_position="last", kind="stable")
+    higher = metrics[0] not in LOWER_IS_BETTER
+    board = board.sort_values(["_run", "_group", f"common_{metrics[0]}", metrics[0]],
+                              ascending=[False, True, not higher, not higher], na_position="last", kind="stable")
     ranks = board[board["_run"]].groupby("_group", sort=False).cumcount() + 1
     board.insert(0, "rank", ranks.reindex(board.index).astype("Int64"))
     return board.drop(columns=["_run", "_group"]).reset_index(drop=True)
@@ -88,15 +94,20 @@ def _coverage(entries: pd.DataFrame, method: str, keys: int, level: str) -> str:
     return f"{plural(keys, 'classes' if level == 'class' else level + 's')} (published, complete test sets)"
 
 
-def board_notes(board: pd.DataFrame, level: str, baseline: str | None) -> list[str]:
+def board_notes(
+    board: pd.DataFrame, level: str, baseline: str | None, metrics: Sequence[str] = METRICS
+) -> list[str]:
     """How the board was ranked and what its comparisons cross (grids, policies)."""
+    label = metrics[0].upper()
+    order = "lowest first" if metrics[0] in LOWER_IS_BETTER else "highest first"
     runs = board[board["source"] == "run"]
     groups = runs.groupby(["grid", "policy"], sort=False)
     notes = []
     for (grid, policy), group in groups:
         keys = int(group["common_of"].iloc[0])
-        notes.append(f"runs on the {grid} grid, empty policy {policy}: ranked by DSC on the {keys} {level} keys all "
-                     f"{len(group)} of them cover ('DSC (common)'); DSC/NSD (own) are means over each run's own keys")
+        notes.append(f"runs on the {grid} grid, empty policy {policy}: ranked by {label} on the {keys} {level} keys "
+                     f"all {len(group)} of them cover ('{label} (common)', {order}); "
+                     f"{'/'.join(m.upper() for m in metrics)} (own) are means over each run's own keys")
     if groups.ngroups > 1:
         notes.append("runs of different grids or empty policies are ranked separately, never against each other")
     published = board[board["source"] != "run"]
@@ -112,18 +123,20 @@ def board_notes(board: pd.DataFrame, level: str, baseline: str | None) -> list[s
     return notes
 
 
-def leaderboard_view(board: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """The leaderboard as display text: scores in percent, deltas signed, key counts."""
+def leaderboard_view(
+    board: pd.DataFrame, baseline: str | None, metrics: Sequence[str] = METRICS
+) -> pd.DataFrame:
+    """The leaderboard as display text: scores in percent (distances in mm), deltas signed, key counts."""
     view = pd.DataFrame({"rank": board["rank"].map(lambda r: "-" if pd.isna(r) else str(int(r))),
                          "method": board["method"], "grid": board["grid"]})
-    for metric in METRICS:
+    for metric in metrics:
         view[f"{metric.upper()} (common)"] = board[f"common_{metric}"].map(_number)
     view["common"] = [f"{int(k)}/{int(n)}" for k, n in zip(board["common_keys"], board["common_of"])]
-    for metric in METRICS:
+    for metric in metrics:
         view[f"{metric.upper()} (own)"] = board[metric].map(_number)
     view["keys"] = board["keys"].astype(int).astype(str)
     if baseline:
-        for metric in METRICS:
+        for metric in metrics:
             view[f"Δ{metric.upper()}"] = board[f"d_{metric}"].map(lambda v: _number(v, signed=True))
         view["Δ keys"] = board["d_keys"].astype(int).astype(str)
     view["coverage"] = board["coverage"]
@@ -134,23 +147,25 @@ def _number(value: float, signed: bool = False) -> str:
     return "-" if pd.isna(value) else f"{value:{'+' if signed else ''}.2f}"
 
 
-def render_leaderboard(board: pd.DataFrame, baseline: str | None, fmt: str = "md") -> str:
+def render_leaderboard(board: pd.DataFrame, baseline: str | None, fmt: str = "md",
+                       metrics: Sequence[str] = METRICS) -> str:
     """The leaderboard as Markdown, LaTeX (text, nothing marked: the rank says it) or CSV (plain numbers)."""
     if fmt == "csv":
-        columns = ["rank", "method", "source", "grid", "policy", "common_dsc", "common_nsd", "common_keys",
-                   "common_of", "dsc", "nsd", "keys", *(["d_dsc", "d_nsd", "d_keys"] if baseline else []), "coverage"]
+        deltas = [*(f"d_{m}" for m in metrics), "d_keys"] if baseline else []
+        columns = ["rank", "method", "source", "grid", "policy", *(f"common_{m}" for m in metrics), "common_keys",
+                   "common_of", *metrics, "keys", *deltas, "coverage"]
         return render(board[columns].set_index(["rank", "method"]), "csv")
-    view = leaderboard_view(board, baseline)
+    view = leaderboard_view(board, baseline, metrics)
     return render(view, fmt, best=pd.DataFrame(False, index=view.index, columns=view.columns))
 
 
 def ranked(
-    entries: pd.DataFrame, by: str = "class", baseline: str | None = None
+    entries: pd.DataFrame, by: str = "class", baseline: str | None = None, metrics: Sequence[str] = METRICS
 ) -> tuple[pd.DataFrame, str | None, list[str]]:
     """(leaderboard, the baseline used, notes: how it was ranked and what the comparisons left out)."""
     if by not in ("class", "dataset"):
         raise ValueError(f"unknown --by {by!r}; choose class or dataset")
-    level_entries, left_out = restrict_to_runs(entries, by)
+    level_entries, left_out = restrict_to_runs(entries[entries["metric"].isin(metrics)], by)
     chosen = baseline or default_baseline(list(dict.fromkeys(level_entries["method"])))
-    board = leaderboard(pd.concat([level_entries, entries[entries["level"] == "overall"]]), by, chosen)
-    return board, chosen, [*board_notes(board, by, chosen), *left_out]
+    board = leaderboard(pd.concat([level_entries, entries[entries["level"] == "overall"]]), by, chosen, metrics)
+    return board, chosen, [*board_notes(board, by, chosen, metrics), *left_out]

@@ -7,7 +7,8 @@ native grid and scores them on the grid the protocol names. It writes nothing an
 stores each case atomically (rows, prompts, NIfTI masks with the reference's affine) and resumes.
 
 Prompts: each target gets the protocol's prompt kinds that the model declares (`text` = the class name;
-`boxes`; SegVol-style point sets; clicks in the interactive loop); kinds it does not declare are left out and
+`boxes`; SegVol-style point sets; clicks in the interactive loop, after a first call with the box alone where the
+click protocol gives boxes); kinds it does not declare are left out and
 listed in run.json, and a model that takes none of them is refused, unless it declares no prompt kind at all (a
 specialist such as nnU-Net: one call per case, every class, under any protocol). An oracle also gets the reference.
 """
@@ -38,11 +39,13 @@ from bench.provenance import provenance
 from bench.sammed2d import is_data_folder, mask_name, write_mask
 from bench.spaces import SpaceCase, crop_space, native_space, resample, satds_space
 from bench.targets import folder_target, user_classes
+from bench.weights import resolve_run_files
 from models.base import Model, Target
 from models.registry import get_model, takes_checkpoint
 from protocols.case import evaluate_case
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, largest_component_box, segvol_points
+from protocols.prompts_segfm import draw_box_shift, segfm_box
 from protocols.prompts_slices import slice_boxes, target_slices
 from protocols.protocol import Protocol
 
@@ -65,6 +68,7 @@ class RunSpec:
     device: str = "cpu"
     classes: tuple[str, ...] | None = None
     replay: str | None = None
+    weights: tuple[dict, ...] = ()  # the official files used, checked against models/weights.yaml (bench.weights)
 
     def as_config(self, model: Model, sources: str) -> dict:
         config = asdict(self)
@@ -153,12 +157,15 @@ def parse_model_args(items: list[str] | None) -> dict:
 def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str] | None, checkpoint: Path | None,
                trust_checkpoint: bool, device: str, only: list[str] | None, replay: Path | None) -> RunSpec:
     """The RunSpec of `bench run` and `bench clicks`: the preset's model options under the user's, the checkpoint,
-    and the device (auto: CUDA when the model declares it and torch sees a GPU). Builds and loads the model once
-    (kept for the run), so a bad checkpoint fails before any case."""
+    and the device (auto: CUDA when the model declares it and torch sees a GPU). Official files given as paths or
+    hf:// references, or cached registry defaults, are resolved and checked first (`bench.weights`); then the model
+    is built and loaded once (kept for the run), so a bad checkpoint fails before any case."""
     options = {**protocol.model_args_for(model), **parse_model_args(model_args)}
-    spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options,
-                   checkpoint=str(checkpoint) if checkpoint else None, trust_checkpoint=trust_checkpoint,
-                   classes=tuple(only) if only else None, replay=str(replay.resolve()) if replay else None)
+    checkpoint, options, weights = resolve_run_files(model, str(checkpoint) if checkpoint else None, options,
+                                                     set(protocol.prompts.kinds))
+    spec = RunSpec(run=run, model=model, protocol=protocol, model_args=options, checkpoint=checkpoint,
+                   trust_checkpoint=trust_checkpoint, classes=tuple(only) if only else None,
+                   replay=str(replay.resolve()) if replay else None, weights=tuple(weights))
     return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
 
 
@@ -195,17 +202,19 @@ def scorer(reference: np.ndarray, spacing, *, tolerance_mm: float = 1.0, dice: s
     return score
 
 
-def _score_fn(reference: np.ndarray, spacing, protocol: Protocol) -> Callable[[np.ndarray], tuple[float, float, int]]:
+def _score_fn(reference: np.ndarray, spacing, protocol: Protocol,
+              name: str) -> Callable[[np.ndarray], tuple[float, float, int]]:
     scoring = protocol.scoring
     spacing = (1.0,) * reference.ndim if scoring.distances == "voxels" else tuple(spacing)
-    return scorer(reference, spacing, tolerance_mm=scoring.tolerance_mm, dice=scoring.dice, empty=scoring.empty)
+    return scorer(reference, spacing, tolerance_mm=scoring.tolerance_for(name), dice=scoring.dice,
+                  empty=scoring.empty)
 
 
 def _row(case_id: str, name: str, source: CaseSource, spec: RunSpec, reference: np.ndarray, spacing,
          dsc: float, nsd: float, pred_voxels: int, seconds: float, **extra) -> dict:
     row = {"run": spec.run, "model": spec.model, "dataset": source.dataset or "", "case_id": case_id,
            "modality": source.modality, "class_name": name, "dsc": dsc, "nsd": nsd,
-           "tolerance_mm": spec.protocol.scoring.tolerance_mm, "ref_empty": not reference.any(),
+           "tolerance_mm": spec.protocol.scoring.tolerance_for(name), "ref_empty": not reference.any(),
            "pred_empty": pred_voxels == 0, "ref_voxels": int(np.count_nonzero(reference)),
            "pred_voxels": int(pred_voxels), "spacing": "x".join(f"{s:g}" for s in spacing), "seconds": seconds,
            "grid": "native" if spec.protocol.scoring.grid == "native" else spec.protocol.space.grid,
@@ -246,6 +255,16 @@ def _slice_box(reference: np.ndarray, axis: int, index: int) -> Box:
     return Box(lift(box.lo, index), lift(box.hi, index))
 
 
+def _click_box(reference: np.ndarray, rule: str, rng: np.random.Generator) -> tuple[Box, dict]:
+    """The box of a click protocol's first interaction, and its JSON record (the SegFM box keeps its middle
+    slice and the margin drawn)."""
+    if rule == "segfm_mid_slice":
+        found = segfm_box(reference, draw_box_shift(rng))
+        return found.box, found.to_json()
+    box = largest_component_box(reference) if rule == "largest_component_exclusive" else box_from_mask(reference)
+    return box, {"lo": list(box.lo), "hi": list(box.hi)}
+
+
 def _orientation(source: CaseSource) -> str:
     """The SAT-DS orientation of the case's dataset (RAS unless the catalog names another, e.g. ASR for spines)."""
     try:
@@ -284,7 +303,7 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
         name = target.name
         pred, ref, spacing = ((masks[name], space.masks[name], space.image.spacing) if in_space
                               else (native_masks[name], native.masks[name], native.image.spacing))
-        dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol)(pred)
+        dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol, name)(pred)
         spacing = (1.0,) * ref.ndim if protocol.scoring.distances == "voxels" else spacing
         rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels, seconds,
                          prompt_policy="+".join(sorted(kinds)), first_click=None, click=None))
@@ -319,12 +338,14 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         in_space = protocol.scoring.grid == "space"
         voxels = protocol.scoring.distances == "voxels"
         if in_space:
-            score = _score_fn(reference, space.image.spacing, protocol)
+            score = _score_fn(reference, space.image.spacing, protocol, name)
             spacing = (1.0,) * reference.ndim if voxels else space.image.spacing
         else:
-            native_score = _score_fn(native.masks[name], native.image.spacing, protocol)
+            native_score = _score_fn(native.masks[name], native.image.spacing, protocol, name)
             score = lambda pred, space=space, native_score=native_score: native_score(space.to_native(pred))  # noqa: E731
             spacing = (1.0,) * reference.ndim if voxels else native.image.spacing
+        box_rng = prompt_rng(prompts.seed, source.case_id, name, "box", 0)
+        box, box_record = _click_box(reference, prompts.boxes, box_rng) if "boxes" in kinds else (None, None)
         steps = run_clicks(
             model=model, image=space.image, reference=reference, score=score, n_clicks=prompts.n_clicks,
             policy_for=prompts.policy, name=name, feed=prompts.feed,
@@ -333,7 +354,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             rng_for=lambda k, name=name: prompt_rng(prompts.seed, source.case_id, name,
                                                     f"first:{prompts.policy(1)}" if k == 1 else prompts.policy(k), k),
             replay=replayed_clicks(spec.replay, source.case_id, name), state=state if shared is not None else {},
-            text=name if "text" in kinds else None,
+            text=name if "text" in kinds else None, box=box, stop_at_perfect=prompts.stop_at_perfect,
+            on_failure=prompts.on_failure,
         )
         ref_for_row = reference if in_space else native.masks[name]
         for step in steps:
@@ -343,6 +365,11 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_next_policy(protocol),
                                        first_click=prompts.policy(1), seed=prompts.seed,
                                        clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
+        if box_record is not None:
+            records[name]["box"] = box_record
+        failures = [{"click": step.click_index, "error": step.failed} for step in steps if step.failed]
+        if failures:
+            records[name]["failed"] = failures
         final[name] = space.to_native(steps[-1].mask) if steps[-1].mask is not None else np.zeros_like(
             native.masks[name])
     return rows, records, final
@@ -507,6 +534,8 @@ def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, over
             raise error
         elif on_case:
             on_case(number, len(todo), source.case_id)
+    for case_id in errors:  # a failed re-run must not leave the old rows of a changed case behind
+        store.drop_case(out, case_id)
     if errors:
         raise CaseFailures(errors)
     return store.consolidate(out), len(todo), len(sources) - len(todo)

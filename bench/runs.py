@@ -118,16 +118,19 @@ def full_coverage(rows: pd.DataFrame) -> set[tuple[str, str, str]]:
 def collect_entries(
     runs: Runs, published: Sequence[str] = (), intervals: np.random.Generator | None = None, n_boot: int = 1000,
     scorer: Callable[[pd.DataFrame], dict[str, pd.DataFrame]] = aggregate.all_scores,
+    metrics: Sequence[str] = aggregate.METRICS,
 ) -> tuple[pd.DataFrame, list[str]]:
     """(entries of runs and published tables in run order, notes); bootstrap intervals if a generator is given.
 
     Run entries carry their grid, empty policy and whether they cover a complete test split (``full``).
-    `scorer` computes every level's aggregates (pandas here; `bench.dask_aggregate.dask_scores` on a cluster).
+    `scorer` computes every level's DSC/NSD aggregates (pandas here; `bench.dask_aggregate.dask_scores` on a
+    cluster); other `metrics` (row columns such as ``iou`` or ``hd95_mm``) are averaged here with pandas.
     """
     if runs.rows.empty:
         raise ValueError("the runs hold no standard (non-click) rows to macro-average")
-    scores = scorer(runs.rows)
-    ci = stats.bootstrap_ci(runs.rows, intervals, n_boot=n_boot) if intervals is not None else None
+    scores = scorer(runs.rows) if tuple(metrics) == aggregate.METRICS else aggregate.all_scores(runs.rows, metrics)
+    ci = (stats.bootstrap_ci(runs.rows, intervals, n_boot=n_boot, metrics=tuple(metrics))
+          if intervals is not None else None)
     entries = pd.concat([run_entries(scores[level], ci[level] if ci else None) for level in aggregate.LEVELS])
     entries["grid"] = entries["method"].map(runs.protocol["grid"])
     entries["policy"] = entries["method"].map(runs.protocol["policy"])

@@ -2,7 +2,7 @@
 
 An *entry* row is (method, level, key, metric, value, lo, hi, cases, datasets, classes, source, grid, policy,
 full): ``value`` and its bootstrap interval ``lo``/``hi`` in percent (the papers print percent; runs store
-fractions and are converted here); intervals and counts are NaN for published numbers. ``grid`` is where the
+fractions and are converted here; HD95/ASSD stay in mm, the volume difference in mm^3); intervals and counts are NaN for published numbers. ``grid`` is where the
 scores were computed (``native``, ``satds``, or a paper's own grid), ``policy`` the empty-mask policy and
 ``full`` whether the entry rests on a complete test split (always for a published number).
 Layouts: by region like SAT Table 1 (rows metric x method, columns regions); by class or dataset like SAT
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from protocols.aggregate import METRICS, OVERALL
+from protocols.class_metrics import LOWER_IS_BETTER, SIGNED
 from bench.published import paper_grid
 
 ENTRY_COLUMNS = [
@@ -33,20 +34,24 @@ REGION_LABELS = {
 }
 FORMATS = ("md", "csv", "latex")
 _PUBLISHED_LEVELS = {"organ": "class"}
+UNSCALED = frozenset({*LOWER_IS_BETTER, "vol_diff_mm3"})  # printed as they are (mm, mm^3), not in percent
 
 
 def run_entries(scores: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Entries from `protocols.aggregate` scores and optional `protocols.stats` intervals (fractions to percent)."""
+    """Entries from `protocols.aggregate` scores and optional `protocols.stats` intervals, for every metric the
+    scores hold (fractions to percent; distances and volumes stay in mm and mm^3)."""
     ids = ["method", "level", "key", "cases", "datasets", "classes"]
-    long = scores.melt(id_vars=ids, value_vars=list(METRICS), var_name="metric", value_name="value")
-    long = long.assign(value=long["value"] * 100, lo=np.nan, hi=np.nan, source="run", grid="native", policy="sat",
-                       full=False)
+    metrics = [c for c in scores.columns if c not in (*ids, "group")]
+    scale = {m: 1.0 if m in UNSCALED else 100.0 for m in metrics}
+    long = scores.melt(id_vars=ids, value_vars=metrics, var_name="metric", value_name="value")
+    long = long.assign(value=long["value"] * long["metric"].map(scale), lo=np.nan, hi=np.nan, source="run",
+                       grid="native", policy="sat", full=False)
     for side in ("lo", "hi") if intervals is not None else ():
-        bound = intervals.melt(id_vars=["method", "key"], value_vars=[f"{m}_{side}" for m in METRICS],
+        bound = intervals.melt(id_vars=["method", "key"], value_vars=[f"{m}_{side}" for m in metrics],
                                var_name="metric", value_name=side)
         bound["metric"] = bound["metric"].str.removesuffix(f"_{side}")
         long = long.drop(columns=side).merge(bound, on=["method", "key", "metric"], how="left")
-        long[side] = long[side] * 100
+        long[side] = long[side] * long["metric"].map(scale)
     return long[ENTRY_COLUMNS]
 
 
@@ -211,7 +216,8 @@ def comparability_layout(entries: pd.DataFrame, by: str, metrics: Sequence[str] 
 def best_mask(
     table: pd.DataFrame, groups: pd.DataFrame | None = None, runs: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """True where a value is the best of its comparison (methods of one metric) among two or more comparable values.
+    """True where a value is the best of its comparison (methods of one metric) among two or more comparable values:
+    the largest, the smallest for distances, none for signed volume errors (`protocols.class_metrics`).
 
     ``groups`` (same shape as ``table``, from `comparability_layout`) splits a comparison into comparable sets;
     without it every value is comparable. Only sets holding one of the ``runs`` are marked when any run has a
@@ -224,6 +230,8 @@ def best_mask(
     methods = values.index.get_level_values("method")
     is_run = np.isin(methods, list(runs))
     for metric in dict.fromkeys(values.index.get_level_values("metric")):
+        if metric in SIGNED:
+            continue
         rows = np.flatnonzero(values.index.get_level_values("metric") == metric)
         for column in range(values.shape[1]):
             scores = values.iloc[rows, column].to_numpy(dtype=float)
@@ -234,7 +242,7 @@ def best_mask(
                 members = present & (kinds == kind)
                 if members.sum() < 2 or (runs_present and not (members & is_run[rows]).any()):
                     continue
-                best = scores[members].max()
+                best = scores[members].min() if metric in LOWER_IS_BETTER else scores[members].max()
                 marks.iloc[rows[members & (scores == best)], column] = True
     return marks if region else marks.T
 

@@ -43,7 +43,7 @@ class SliceWise(Model):
         inner = model.capabilities
         self.capabilities = Capabilities(
             ndims=frozenset({2, 3}), prompts=inner.prompts & SLICE_PROMPTS, accumulates_clicks=inner.accumulates_clicks,
-            previous_logits=inner.previous_logits, devices=inner.devices,
+            previous_logits=inner.previous_logits, keeps_history=inner.keeps_history, devices=inner.devices,
         )
 
     def _route(self, prompt: Prompt, depth: int) -> dict[int, Prompt]:

@@ -41,10 +41,14 @@ class Capabilities:
 
     - `ndims`: image dimensionalities it takes (2, 3).
     - `prompts`: prompt kinds it understands (`protocols.prompts.PROMPT_KINDS`).
-    - `accumulates_clicks`: True if each call must get all clicks so far (SAM-Med3D's current script, SegVol);
-      False if it takes only the newest click and carries the rest in its state.
+    - `accumulates_clicks`: True if each call must get all clicks so far (SegVol, SAM and SAM-Med2D per slice,
+      the reference models); False if the protocol's `feed` decides (all clicks so far, or the newest with the
+      rest carried in its state).
     - `previous_logits`: True if it feeds its own previous logits back as a mask prompt (SAM family), kept in
       `state`; the loop then gives only the newest click when the protocol says so.
+    - `keeps_history`: True if it keeps every interaction of the current target itself (nnInteractive's
+      session): the loop then gives it only the newest interaction whatever the protocol's `feed`, so each
+      click is added once and predicted once.
     - `input_grid`: the grid it wants its image on: "native" (it does its own preprocessing, e.g. a crop), or
       "satds" (SAT-DS preprocessing: RAS, 1 x 1 x 3 mm, foreground crop, normalised; the runner maps back).
     - `targets_per_call`: how many prompt sets one call may carry (None: any; SAM-Med2D's decoder takes one).
@@ -55,6 +59,7 @@ class Capabilities:
     prompts: frozenset[str]
     accumulates_clicks: bool
     previous_logits: bool = False
+    keeps_history: bool = False
     input_grid: str = "native"
     targets_per_call: int | None = None
     devices: frozenset[str] = frozenset({"cpu"})
@@ -66,6 +71,8 @@ class Capabilities:
         if self.input_grid not in INPUT_GRIDS or not set(self.devices) <= set(DEVICES) or not self.devices:
             raise ValueError(f"invalid capabilities: input_grid={self.input_grid!r} (one of {INPUT_GRIDS}), "
                              f"devices={set(self.devices)} (subset of {DEVICES})")
+        if self.keeps_history and self.accumulates_clicks:
+            raise ValueError("invalid capabilities: a model that keeps its own history cannot also need every click")
         if self.targets_per_call is not None and self.targets_per_call < 1:
             raise ValueError(f"invalid capabilities: targets_per_call={self.targets_per_call}")
 

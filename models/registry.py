@@ -127,7 +127,8 @@ def describe(name: str) -> dict:
         "name": name, "class": f"{type(model).__module__}.{type(model).__qualname__}", "version": model.version,
         "parameters": model.provenance().parameters, "dimensions": sorted(capabilities.ndims),
         "prompts": sorted(capabilities.prompts), "accumulates_clicks": capabilities.accumulates_clicks,
-        "previous_logits": capabilities.previous_logits, "input_grid": capabilities.input_grid,
+        "previous_logits": capabilities.previous_logits, "keeps_history": capabilities.keeps_history,
+        "input_grid": capabilities.input_grid,
         "targets_per_call": capabilities.targets_per_call, "devices": sorted(capabilities.devices),
         "checkpoint_files": list(info.files), "download": info.download, "published_sha256": info.sha256,
     }

@@ -11,7 +11,8 @@ classes, ``whole body`` for classes in several regions). Then:
 - a *region* score is the mean of the class scores of its group; the *overall* score the mean over all classes;
 - a *dataset* score is the mean of its cells over classes.
 
-Every aggregate carries its counts (cases, datasets, classes) so partial coverage stays visible.
+Every aggregate carries its counts (cases, datasets, classes) so partial coverage stays visible. Every metric a
+row holds (``protocols.class_metrics``: IoU, HD95, ...) is averaged the same way when asked for by `metrics`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from protocols.lesions import FRACTION_LESION_METRICS
+
 METRICS = ("dsc", "nsd")
+# Extra metrics re-scored by an empty policy like DSC (fractions, and the lesion metrics of lesion-wise rows) or
+# by the distances' rule.
+FRACTION_METRICS = ("iou", "precision", "recall")
+DISTANCE_METRICS = ("hd95_mm", "assd_mm")
 LEVELS = ("class", "region", "dataset", "overall")
 LESION = "lesion"
 WHOLE_BODY = "whole body"
@@ -74,7 +81,15 @@ def apply_empty_policy(rows: pd.DataFrame, policy: str) -> pd.DataFrame:
         raise ValueError(f"rows lack {', '.join(missing)}: the policy cannot be re-applied without rescoring")
     ref, pred = rows["ref_empty"].eq(True), rows["pred_empty"].eq(True)
     both, one = ref & pred, ref ^ pred
-    scores = {m: rows[m].mask(both, 1.0 if policy == "sat" else np.nan).mask(one, 0.0) for m in METRICS}
+    scores = {m: rows[m].mask(both, 1.0 if policy == "sat" else np.nan).mask(one, 0.0)
+              for m in (*METRICS, *FRACTION_METRICS) if m in rows.columns}
+    # lesion metrics only on the rows scored lesion-wise (the others keep their NaN)
+    lesion_rows = rows["lesion_ref"].notna() if "lesion_ref" in rows.columns else None
+    scores |= {m: rows[m].mask(both & lesion_rows, 1.0 if policy == "sat" else np.nan).mask(one & lesion_rows, 0.0)
+               for m in FRACTION_LESION_METRICS if m in rows.columns and lesion_rows is not None}
+    # distances: both empty -> 0 (sat) or NaN; one empty keeps its stored worst value (the image diagonal)
+    scores |= {m: rows[m].mask(both, 0.0 if policy == "sat" else np.nan) for m in DISTANCE_METRICS
+               if m in rows.columns}
     return rows.assign(**scores)
 
 
@@ -97,6 +112,15 @@ def class_groups(rows: pd.DataFrame) -> pd.Series:
 def cell_scores(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (method, dataset, class): mean scores over cases and the case count. Needs `attach_terms` columns."""
     return Cells(rows).table
+
+
+def check_metrics(rows: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """The metric columns to average, each one the rows hold (else a one-line error saying how to get it)."""
+    missing = [m for m in metrics if m not in rows.columns]
+    if missing:
+        raise ValueError(f"the rows hold no {', '.join(missing)} column: score the runs with `bench evaluate "
+                         f"--metrics` naming it")
+    return list(metrics)
 
 
 def summarise(cells: pd.DataFrame, level: str, values: Sequence[str] = METRICS) -> pd.DataFrame:
@@ -123,14 +147,15 @@ def summarise(cells: pd.DataFrame, level: str, values: Sequence[str] = METRICS) 
     return table.rename(columns={"group": "key"}) if level == "region" else table.assign(key=OVERALL)
 
 
-def scores(rows: pd.DataFrame, level: str) -> pd.DataFrame:
-    """One level's aggregates (columns ``SCORE_COLUMNS``) from rows labelled by `attach_terms`."""
-    return Cells(rows).scores(level)
+def scores(rows: pd.DataFrame, level: str, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """One level's aggregates (columns ``SCORE_COLUMNS``, with `metrics` in place of DSC/NSD) from rows labelled
+    by `attach_terms`."""
+    return Cells(rows, metrics).scores(level)
 
 
-def all_scores(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def all_scores(rows: pd.DataFrame, metrics: Sequence[str] = METRICS) -> dict[str, pd.DataFrame]:
     """Every level's aggregates, sharing one pass over the rows for the cells."""
-    cells = Cells(rows)
+    cells = Cells(rows, metrics)
     return {level: cells.scores(level) for level in LEVELS}
 
 
@@ -145,13 +170,14 @@ class Cells:
     order, so the cases of one (method, dataset) are contiguous (the bootstrap resamples within them).
     """
 
-    def __init__(self, rows: pd.DataFrame):
+    def __init__(self, rows: pd.DataFrame, metrics: Sequence[str] = METRICS):
         # A row without any score (both masks empty under the "nan" policy) contributes nothing, so it is not
         # counted either: the counts say how many cases, datasets and classes a score rests on.
-        rows = rows[rows[list(METRICS)].notna().any(axis=1)]
+        self.metrics = check_metrics(rows, metrics)
+        rows = rows[rows[self.metrics].notna().any(axis=1)]
         self.rows = rows
         grouped = rows.groupby(CELL_KEYS, sort=True)
-        self.table = grouped[list(METRICS)].mean()
+        self.table = grouped[self.metrics].mean()
         self.table["cases"] = grouped.size()
         self.table = self.table.reset_index()
         self.cell_of_row = grouped.ngroup().to_numpy()
@@ -175,7 +201,7 @@ class Cells:
 
     def scores(self, level: str) -> pd.DataFrame:
         _check_level(level)
-        return level_scores(self.table, level, self.case_counts(level))
+        return level_scores(self.table, level, self.case_counts(level), self.metrics)
 
 
 def _check_level(level: str) -> None:
@@ -183,15 +209,18 @@ def _check_level(level: str) -> None:
         raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
 
 
-def level_scores(cells: pd.DataFrame, level: str, cases: np.ndarray) -> pd.DataFrame:
-    """One level's aggregates (columns ``SCORE_COLUMNS``) from the cell table and the number of distinct cases
-    behind each unit of the level, in `summarise`'s sorted order (however they were computed)."""
+def level_scores(
+    cells: pd.DataFrame, level: str, cases: np.ndarray, metrics: Sequence[str] = METRICS
+) -> pd.DataFrame:
+    """One level's aggregates (columns ``SCORE_COLUMNS``, `metrics` in place of DSC/NSD) from the cell table and
+    the number of distinct cases behind each unit of the level, in `summarise`'s sorted order (however they were
+    computed)."""
     _check_level(level)
-    table = summarise(cells, level).assign(level=level)
+    table = summarise(cells, level, metrics).assign(level=level)
     table["cases"] = cases
     if "group" not in table.columns:
         table["group"] = table["key"] if level == "region" else ""
-    return table[SCORE_COLUMNS]
+    return table[[*SCORE_COLUMNS[:4], *metrics, *SCORE_COLUMNS[-3:]]]
 
 
 def _distinct(codes: np.ndarray) -> np.ndarray:

@@ -10,13 +10,17 @@ nnU-Net's `-l`); `SegmentationIndex.unclaimed_labels` names them so the caller c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from protocols.boxes import Crop, bounding_box, label_boxes
-from protocols.metrics import check_spacing, check_tolerance, empty_score, surface_overlap
-from protocols.surface_distances import distance_metrics
+from protocols.class_metrics import (
+    BASE_METRICS, DISTANCE_NAMES, LESION, extra_scores, image_diagonal_mm, parse_metrics,
+)
+from protocols.lesions import Lesion, class_lesions
+from protocols.metrics import check_spacing, check_tolerance, empty_score
+from protocols.surfaces import SurfacePair
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 ClassMap = Mapping[str, int | Sequence[int]]
@@ -33,8 +37,13 @@ class ClassScore:
     pred_empty: bool
     ref_voxels: int
     pred_voxels: int
-    hd95_mm: float | None = None
-    assd_mm: float | None = None
+    extra: Mapping[str, float | int | str] = field(default_factory=dict)
+    lesions: tuple[Lesion, ...] = ()
+
+    def as_row(self) -> dict:
+        """The score as one flat row: the standard columns, then the extra metrics' columns (lesions apart)."""
+        row = {k: v for k, v in vars(self).items() if k not in ("extra", "lesions")}
+        return {**row, **self.extra}
 
 
 def _label_values(value: int | Sequence[int]) -> tuple[int, ...]:
@@ -113,19 +122,32 @@ def evaluate_case(
     empty_policy: str = "sat",
     *,
     distances: bool = False,
+    metrics: Sequence[str] = BASE_METRICS,
+    ignore_label: int | None = None,
+    lesion_classes: Collection[str] | None = None,
+    lesion_options: Mapping[str, object] | None = None,
 ) -> list[ClassScore]:
-    """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and with
-    `distances` also HD95 and ASSD in mm (`protocols.surface_distances`; NaN when both masks are empty, inf when
-    one is).
+    """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and the further
+    `metrics` of `protocols.class_metrics` in each score's `extra` (`distances` adds HD95 and ASSD in mm), all
+    read from one build of each class's surfaces.
 
     A class given several label values is their union (e.g. kidney = left + right kidney). A side may be given
-    as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass).
+    as a `SegmentationIndex` already built (to ask it for unclaimed labels without a second pass). With
+    `ignore_label`, reference voxels of that value are left out of both sides (as nnU-Net's evaluator's
+    `ignore_label`): set to background in the reference and in the prediction before anything is scored.
+    With the ``lesion`` metric, the classes in `lesion_classes` (all when None) are also scored lesion by lesion
+    (`protocols.lesions.lesion_scores` with `lesion_options`: connectivity, matcher, threshold), their lesion
+    table in each score's `lesions`.
     """
     check_tolerance(tolerance_mm)
+    metrics = parse_metrics([*metrics, *(DISTANCE_NAMES if distances else ())])
+    if ignore_label is not None:
+        pred, ref = without_ignored(pred, ref, ignore_label, classes)
     _check_inputs(*(s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref)), spacing, classes)
     pred_side = pred if isinstance(pred, SegmentationIndex) else SegmentationIndex(pred)
     ref_side = ref if isinstance(ref, SegmentationIndex) else SegmentationIndex(ref)
     scores = []
+    diagonal = image_diagonal_mm(_shape(ref_side), spacing)
     for name, value in classes.items():
         values = _label_values(value)
         pred_box, ref_box = pred_side.box(name, values), ref_side.box(name, values)
@@ -135,18 +157,48 @@ def evaluate_case(
         pred_voxels = int(np.count_nonzero(pred_mask)) if pred_mask is not None else 0
         ref_voxels = int(np.count_nonzero(ref_mask)) if ref_mask is not None else 0
         fixed = empty_score(pred_voxels == 0, ref_voxels == 0, empty_policy)
+        overlap, pair = 0, None
         if fixed is None:
             overlap = int(np.count_nonzero(pred_mask & ref_mask))
             dsc = 2.0 * overlap / (pred_voxels + ref_voxels)
-            nsd = surface_overlap(pred_mask, ref_mask, spacing, tolerance_mm)
+            pair = SurfacePair(pred_mask, ref_mask, spacing, tolerance_mm)
+            nsd = pair.nsd()
         else:
             dsc = nsd = fixed
-        hd95 = assd = None
-        if distances:
-            if pred_voxels and ref_voxels:
-                hd95, assd = distance_metrics(pred_mask, ref_mask, spacing)
-            else:
-                hd95 = assd = float("nan") if pred_voxels == ref_voxels == 0 else float("inf")
+        extra = extra_scores(metrics, overlap, pred_voxels, ref_voxels, spacing, pair, diagonal, empty_policy)
+        lesions = []
+        if LESION in metrics and (lesion_classes is None or name in lesion_classes):
+            row, lesions = class_lesions(pred_mask, ref_mask, spacing, tolerance_mm=tolerance_mm,
+                                         empty_policy=empty_policy, **(lesion_options or {}))
+            extra |= row
         scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
-                                 hd95, assd))
+                                 extra, tuple(lesions)))
     return scores
+
+
+def without_ignored(
+    pred: Segmentation | SegmentationIndex, ref: Segmentation | SegmentationIndex, ignore_label: int, classes: ClassMap
+) -> tuple[Segmentation, np.ndarray]:
+    """Both sides with the voxels where the reference label map holds `ignore_label` set to background."""
+    pred, ref = (s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref))
+    if not isinstance(ref, np.ndarray):
+        raise ValueError("an ignore label needs the reference as a label map, not per-class masks")
+    if any(int(ignore_label) in _label_values(value) for value in classes.values()):
+        raise ValueError(f"the ignore label {ignore_label} is also a class label value")
+    ignored = ref == ignore_label
+    if not ignored.any():
+        return pred, ref
+    if isinstance(pred, np.ndarray):
+        if pred.shape != ref.shape:
+            raise ValueError(f"pred and ref shapes differ: {sorted({pred.shape, ref.shape})}")
+        pred = np.where(ignored, 0, pred).astype(pred.dtype, copy=False)
+    else:
+        pred = {name: mask & ~ignored if mask.shape == ref.shape else mask for name, mask in pred.items()}
+    return pred, np.where(ignored, 0, ref).astype(ref.dtype, copy=False)
+
+
+def _shape(side: SegmentationIndex) -> tuple[int, ...]:
+    segmentation = side.segmentation
+    if side.is_label_map:
+        return segmentation.shape
+    return next(iter(segmentation.values())).shape if segmentation else ()

@@ -14,23 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from protocols.boxes import bounding_box
-from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table, transposed_codes
+from protocols.surfaces import SurfacePair
 
 EMPTY_POLICIES = ("sat", "nan")
 # Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/scoring_grid.py).
 SCORING_GRIDS = ("native", "satds")
-
-# Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
-# offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
-# the crop for any tolerance).
-_MAX_SHIFTS = 64
-_MAX_OFFSET_BOX = 4096
 
 
 def check_spacing(spacing: Sequence[float], ndim: int) -> None:
@@ -88,71 +80,15 @@ def dice(pred: np.ndarray, ref: np.ndarray, empty_policy: str = "sat") -> float:
     return 2.0 * overlap / (pred_voxels + ref_voxels)
 
 
-@lru_cache(maxsize=64)
-def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> tuple[np.ndarray | None, tuple[int, ...]]:
-    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT);
-    with the background margin per axis they need (cached: every class of a case asks for the same)."""
-    if math.prod(2 * math.floor(tolerance_mm / s) + 1 for s in spacing) > _MAX_OFFSET_BOX:
-        return None, (0,) * len(spacing)
-    offsets = offsets_within(spacing, tolerance_mm)
-    if len(offsets) > _MAX_SHIFTS:
-        return None, (0,) * len(spacing)
-    return offsets, tuple(int(m) for m in np.abs(offsets).max(axis=0))
-
-
-def _within(
-    source: np.ndarray, targets: np.ndarray, offsets: np.ndarray | None, spacing: tuple[float, ...],
-    tolerance_mm: float
-) -> np.ndarray:
-    """For each flat index in `targets`, whether a `source` border vertex lies within the tolerance.
-
-    With a small tolerance ball (`offsets`) each offset is one gather at the target vertices (`source` carries a
-    background margin at least as wide as the ball, so no offset wraps around an axis); with a large one
-    (`offsets` None), a single exact distance transform of the crop.
-    """
-    if offsets is None:
-        return (distance_transform_edt(~source, sampling=spacing) <= tolerance_mm).reshape(-1)[targets]
-    if not source.flags.c_contiguous:
-        raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
-    strides = np.asarray(source.strides) // source.itemsize
-    flat = source.reshape(-1)
-    steps = offsets @ strides
-    within = flat[targets + steps[0]]
-    for step in steps[1:]:
-        within |= flat[targets + step]
-    return within
-
-
 def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float) -> float:
     """NSD of two non-empty masks already cropped to (at least) the bounding box of their union.
 
     Surfels of each mask count as overlapping when the other surface passes within the tolerance; NSD is the
     overlapping surface area of both masks over their total surface area. Only the border vertices of each
-    surface are visited, never a full distance map of the crop (unless the tolerance ball is large). Areas are
-    summed as (number of vertices of each neighbour code) x (area of that code), so the sum does not depend on
-    the order the vertices are visited in: Fortran-ordered masks (NIfTI's) are scored through their transposes,
-    read in memory order, with the same result.
+    surface are visited, never a full distance map of the crop (unless the tolerance ball is large).
     """
-    spacing = tuple(float(s) for s in spacing)
     check_tolerance(tolerance_mm)
-    offsets, margin = _tolerance_offsets(spacing, tolerance_mm)
-    transposed = offsets is not None and pred.flags.f_contiguous and not pred.flags.c_contiguous
-    if transposed:
-        pred, ref, margin, offsets = pred.T, ref.T, margin[::-1], offsets[:, ::-1]
-    codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
-    borders = [border_vertices(c) for c in codes]
-    indices = [np.flatnonzero(b) for b in borders]
-    border_codes = [c.reshape(-1)[i] for c, i in zip(codes, indices)]
-    near_ref = _within(borders[1], indices[0], offsets, spacing, tolerance_mm)
-    near_pred = _within(borders[0], indices[1], offsets, spacing, tolerance_mm)
-    n_codes = 1 << (1 << pred.ndim)
-    total = np.bincount(border_codes[0], minlength=n_codes) + np.bincount(border_codes[1], minlength=n_codes)
-    near = (np.bincount(border_codes[0][near_ref], minlength=n_codes)
-            + np.bincount(border_codes[1][near_pred], minlength=n_codes))
-    if transposed:  # counts of the transposes' codes -> counts of the masks' own codes
-        total[transposed_codes(pred.ndim)], near[transposed_codes(pred.ndim)] = total.copy(), near.copy()
-    areas = surfel_area_table(spacing)
-    return float((near @ areas) / (total @ areas))
+    return SurfacePair(pred, ref, spacing, tolerance_mm).nsd()
 
 
 def surface_dice(

@@ -73,13 +73,14 @@ def segvol_points(ref: np.ndarray, rng: np.random.Generator, *, n_positive_extra
 
 
 def largest_component_box(mask: np.ndarray) -> Box:
-    """SAM-Med2D's `get_boxes_from_mask(max_pixel=0)`: the box of the largest connected component (8-connected
-    in 2D, as skimage's `label` defaults to full connectivity), upper edge exclusive as regionprops reports it;
-    as a `Box`, `hi` is therefore one past the component's last pixel on every axis."""
+    """The box of the largest connected component (full connectivity, as skimage's `label` defaults to; the first
+    in raster order among equals), inclusive like every `Box`: SAM-Med2D's `get_boxes_from_mask(max_pixel=0)`
+    (OpenGVLab/SAM-Med2D@bfd2b93:utils.py:15-66), whose regionprops box is this one's `hi + 1`, the exclusive
+    edge a SAM model adds when it hands the box to its network."""
     labels, count = label(mask, structure=np.ones((3,) * mask.ndim, bool))
     if count == 0:
         raise ValueError("cannot make a box from an empty mask")
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
     crop = bounding_box(labels == int(np.argmax(sizes)))
-    return Box(tuple(s.start for s in crop), tuple(s.stop for s in crop))
+    return Box(tuple(s.start for s in crop), tuple(s.stop - 1 for s in crop))

@@ -12,6 +12,8 @@ Next click from the error between prediction and reference (`NEXT_CLICKS`); FN =
 - ``ritm``: distance transforms of FN and FP; the one with the larger maximum wins; uniform among its voxels
   farther than half that maximum from its border (SAM-Med3D's default evaluation clicks).
 - ``center_largest_error``: the largest connected FN or FP component, at its distance-transform maximum.
+- ``segfm_largest_error``: the CVPR'25 SegFM script's click (`protocols.prompts_segfm`): the largest component
+  of FN | FP as one mask, at its distance maximum in voxels, ties drawn as the script draws them.
 
 Distances are in millimetres (spacing-aware) and regions touching the image border are measured to the
 border, as if the image were padded with background (the official code pads by one voxel). SAM-Med3D
@@ -24,12 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.ndimage import label
-
 from protocols.prompts import Click
 from protocols.boxes import bounding_box
 from protocols.metrics import check_masks
-from protocols.prompts_distance import distance_transform
+from protocols.prompts_distance import distance_transform, largest_component
+from protocols.prompts_segfm import segfm_click
 
 Spacing = Sequence[float]
 
@@ -54,17 +55,6 @@ def _central_argmax(values: np.ndarray, spacing: Spacing) -> tuple[int, ...]:
     return tuple(int(i) for i in peaks[0])
 
 
-def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """The largest component of a non-empty mask, and its size (first by label on ties). Components are
-    fully connected (26 neighbours in 3D, 8 in 2D), as the CVPR'25 SegFM evaluation labels them, so that a thin
-    diagonal structure counts as one error region."""
-    labels, count = label(mask, structure=np.ones((3,) * mask.ndim, bool))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    biggest = int(np.argmax(sizes))
-    return labels == biggest, int(sizes[biggest])
-
-
 def _centre(mask: np.ndarray, spacing: Spacing) -> tuple[int, ...]:
     """The distance-transform maximum of a non-empty mask, computed on its bounding box."""
     crop = bounding_box(mask)
@@ -82,7 +72,7 @@ def center_click(ref: np.ndarray, spacing: Spacing, rng: np.random.Generator) ->
     """First click: the distance maximum of the largest target component (`rng` unused: deterministic)."""
     check_masks(None, ref, spacing)
     crop = _require_target(ref)
-    component, _ = _largest_component(ref[crop])
+    component, _ = largest_component(ref[crop])
     return Click(_offset(crop, _centre(component, spacing)), True)
 
 
@@ -157,7 +147,7 @@ def center_largest_error_click(pred: np.ndarray, ref: np.ndarray, spacing: Spaci
     if found is None:
         return None
     crop, fn, fp = found
-    candidates = [(_largest_component(mask), positive) for mask, positive in ((fn, True), (fp, False)) if mask.any()]
+    candidates = [(largest_component(mask), positive) for mask, positive in ((fn, True), (fp, False)) if mask.any()]
     (component, _), positive = max(candidates, key=lambda item: item[0][1])
     return Click(_offset(crop, _centre(component, spacing)), positive)
 
@@ -171,6 +161,7 @@ NEXT_CLICKS: dict[str, NextClick] = {
     "fn_fp_coin": fn_fp_coin_click,
     "ritm": ritm_click,
     "center_largest_error": center_largest_error_click,
+    "segfm_largest_error": segfm_click,
 }
 
 

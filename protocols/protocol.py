@@ -4,14 +4,24 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
 - `space`: where the model is run and clicks are made: `native` grid, `satds` (SAT-DS preprocessing: RAS,
   1 x 1 x 3 mm, foreground crop) or `crop` (resampled to `spacing`, canonical orientation, a `size` box centred
   on the label's bounding box, zero-padded), as SAM-Med3D's validation does;
-- `prompts`: the kinds given (`text`, `points`, `boxes`), the box rule, SegVol-style point sets, and, for click
-  protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
+- `prompts`: the kinds given (`text`, `points`, `boxes`; in a click protocol a box is the first interaction and
+  stays in every later call), the box rule (`tight`, SAM-Med2D's `largest_component_exclusive`, or the SegFM
+  challenge's `segfm_mid_slice`: the middle slice's 2D box over the target's z range), SegVol-style point sets,
+  and, for click protocols, the click schedule (`clicks`: [[from_click, policy], ...], a next-click policy applied to an empty
   prediction for click 1), whether the model gets all clicks or only the newest (the model then carries its
-  previous logits), the number of clicks, per-slice prompting for 2D models, and the seed;
+  previous logits), the number of clicks, per-slice prompting for 2D models, the seed, whether a perfect target
+  stops its loop (`stop_at_perfect`) and what a failed model call gives (`on_failure`: `raise`, or `previous`:
+  the previous prediction, empty at the first, as the SegFM script scores a run that wrote nothing);
 - `scoring`: the grid (`native`, or `space`: where the loop ran), distances in `mm` or `voxels` of that grid,
   the Dice variant (`standard`, or `plus_one`: SegVol's 2|P and R| / (|P| + |R| + 1)), empty targets (`sat`: both
-  empty = 1, `nan`, `skip`: left out), the NSD tolerance, and what is reported (`per_click`, `auc`, `final`,
-  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such);
+  empty = 1, `nan`, `skip`: left out), the NSD tolerance (one number of mm, or per class as data:
+  `tolerance_mm: {liver: 2.0, "*": 1.0}`, where `*` is every class not named and defaults to 1 mm; each row
+  records the tolerance it was scored at), and what is reported (`per_click`, `auc`, `final`,
+  `max_over_clicks`: only to reproduce a paper that reported it, labelled as such; `cases`: per case the mean
+  over the classes present, as the SegFM challenge's table), the AUC (`normalised` to [0, 1], or `trapezoid`:
+  the SegFM script's area over the click predictions with x = 0..N-1), the NSD rule `nsd_zero_at_dsc` (a
+  case's NSD is 0 where its class-mean DSC is at most this) and `time_limit_s_per_class` (a case's scores are 0
+  where its model time exceeds this times its classes; applied on request);
 - `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
   baseline), under any the user gives;
 - `rules`: each rule the preset reproduces, with the official file:line it comes from
@@ -26,17 +36,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 
+from protocols.metrics import check_tolerance
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
 SPACES = ("native", "satds", "crop")
 PROMPT_KINDS = ("text", "points", "boxes")
-BOX_RULES = ("tight", "largest_component_exclusive")
+BOX_RULES = ("tight", "largest_component_exclusive", "segfm_mid_slice")
 FEEDS = ("all", "newest")
+ON_FAILURE = ("raise", "previous")
 SCORING_GRIDS = ("native", "space")
 DISTANCES = ("mm", "voxels")
 DICE_VARIANTS = ("standard", "plus_one")
 EMPTY_TARGETS = ("sat", "nan", "skip")
-REPORTS = ("per_click", "auc", "final", "max_over_clicks")
+REPORTS = ("per_click", "auc", "final", "max_over_clicks", "cases")
+AUCS = ("normalised", "trapezoid")
 CLICK_POLICIES = tuple(sorted(set(FIRST_CLICKS) | set(NEXT_CLICKS)))
 
 
@@ -62,6 +75,8 @@ class Prompts:
     per_slice_axis: int | None = None
     segvol_points: tuple[int, int] | None = None
     seed: int = 0
+    stop_at_perfect: bool = True
+    on_failure: str = "raise"
 
     def policy(self, click: int) -> str:
         """The policy that makes click `click` (1-based): the last schedule entry starting at or before it."""
@@ -76,6 +91,14 @@ class Scoring:
     empty: str = "sat"
     tolerance_mm: float = 1.0
     report: tuple[str, ...] = ("per_click", "auc", "final")
+    auc: str = "normalised"
+    nsd_zero_at_dsc: float | None = None
+    time_limit_s_per_class: float | None = None
+    class_tolerance_mm: tuple[tuple[str, float], ...] = ()
+
+    def tolerance_for(self, class_name: str) -> float:
+        """The NSD tolerance of a class: its own when the preset names it, else `tolerance_mm`."""
+        return dict(self.class_tolerance_mm).get(class_name, self.tolerance_mm)
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,10 @@ def _floats(value) -> tuple[float, ...] | None:
     return None if value is None else tuple(float(v) for v in values)
 
 
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
 def _ints(value) -> tuple[int, ...] | None:
     values = value if isinstance(value, list | tuple) else [value] * 3
     return None if value is None else tuple(int(v) for v in values)
@@ -160,7 +187,7 @@ def parse_protocol(data: Mapping) -> Protocol:
     if space.grid == "crop" and (space.spacing is None or space.size is None):
         raise ProtocolError(f"protocol {name!r}: a crop space needs `spacing` and `size`")
     prompt_data = _section(name, data, "prompts", {"kinds", "boxes", "clicks", "feed", "n_clicks", "per_slice_axis",
-                                                   "segvol_points", "seed"})
+                                                   "segvol_points", "seed", "stop_at_perfect", "on_failure"})
     defaults = Prompts()
     clicks = tuple((int(start), str(policy)) for start, policy in prompt_data.get("clicks", defaults.clicks))
     segvol = prompt_data.get("segvol_points")
@@ -171,7 +198,10 @@ def parse_protocol(data: Mapping) -> Protocol:
         per_slice_axis=prompt_data.get("per_slice_axis"),
         segvol_points=None if segvol is None else (int(segvol[0]), int(segvol[1])),
         seed=int(prompt_data.get("seed", defaults.seed)),
+        stop_at_perfect=bool(prompt_data.get("stop_at_perfect", defaults.stop_at_perfect)),
+        on_failure=str(prompt_data.get("on_failure", defaults.on_failure)),
     )
+    _choice(name, "prompts.on_failure", prompts.on_failure, ON_FAILURE)
     for kind in prompts.kinds:
         _choice(name, "prompts.kinds", kind, PROMPT_KINDS)
     if not prompts.kinds:
@@ -190,13 +220,19 @@ def parse_protocol(data: Mapping) -> Protocol:
         raise ProtocolError(f"protocol {name!r}: prompts.segvol_points must be two counts >= 0")
     if prompts.n_clicks < 1:
         raise ProtocolError(f"protocol {name!r}: prompts.n_clicks must be >= 1")
-    scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report"})
+    scoring_data = _section(name, data, "scoring", {"grid", "distances", "dice", "empty", "tolerance_mm", "report",
+                                                    "auc", "nsd_zero_at_dsc", "time_limit_s_per_class"})
+    default_tolerance, class_tolerances = _tolerances(name, scoring_data.get("tolerance_mm", 1.0))
     scoring = Scoring(
         grid=str(scoring_data.get("grid", "native")), distances=str(scoring_data.get("distances", "mm")),
         dice=str(scoring_data.get("dice", "standard")), empty=str(scoring_data.get("empty", "sat")),
-        tolerance_mm=float(scoring_data.get("tolerance_mm", 1.0)),
-        report=tuple(scoring_data.get("report", Scoring().report)),
+        tolerance_mm=default_tolerance,
+        report=tuple(scoring_data.get("report", Scoring().report)), auc=str(scoring_data.get("auc", "normalised")),
+        nsd_zero_at_dsc=_optional_float(scoring_data.get("nsd_zero_at_dsc")),
+        time_limit_s_per_class=_optional_float(scoring_data.get("time_limit_s_per_class")),
+        class_tolerance_mm=class_tolerances,
     )
+    _choice(name, "scoring.auc", scoring.auc, AUCS)
     _choice(name, "scoring.grid", scoring.grid, SCORING_GRIDS)
     _choice(name, "scoring.distances", scoring.distances, DISTANCES)
     _choice(name, "scoring.dice", scoring.dice, DICE_VARIANTS)
@@ -210,6 +246,21 @@ def parse_protocol(data: Mapping) -> Protocol:
     return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
                     {str(k): dict(v) for k, v in model_args.items()}, _rules(name, data.get("rules") or ()),
                     tuple(str(d).strip() for d in data.get("differences") or ()))
+
+
+def _tolerances(preset: str, value) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """(default tolerance, (class, tolerance) pairs) from a number or a `{class: mm}` mapping (`*`: the rest)."""
+    per_class = dict(value) if isinstance(value, Mapping) else {"*": value}
+    checked = {}
+    for class_name, mm in per_class.items():
+        try:
+            checked[str(class_name)] = float(mm)
+            check_tolerance(checked[str(class_name)])
+        except (TypeError, ValueError):
+            raise ProtocolError(f"protocol {preset!r}: scoring.tolerance_mm {class_name!r} = {mm!r}: a finite "
+                                "number of mm >= 0") from None
+    default = checked.pop("*", Scoring.tolerance_mm)
+    return default, tuple(sorted(checked.items()))
 
 
 def _rules(preset: str, rules) -> tuple[tuple[str, str], ...]:

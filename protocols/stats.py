@@ -41,7 +41,8 @@ def resample_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -
 
 
 def bootstrap_ci(
-    rows: pd.DataFrame, rng: np.random.Generator, n_boot: int = 1000, confidence: float = 0.95
+    rows: pd.DataFrame, rng: np.random.Generator, n_boot: int = 1000, confidence: float = 0.95,
+    metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, pd.DataFrame]:
     """Percentile intervals for every aggregate of labelled rows (see `aggregate.attach_terms`).
 
@@ -51,12 +52,12 @@ def bootstrap_ci(
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    cells = Cells(rows)
+    cells = Cells(rows, metrics)
     weights = resample_counts(cells.strata, n_boot, rng).astype(np.float64)
     replicates = cells.table[["method", "dataset", "key", "group"]]
     columns = {}
     rows = cells.rows
-    for metric in METRICS:
+    for metric in cells.metrics:
         point = cells.table[metric].to_numpy(dtype=np.float64)
         values = rows[metric].to_numpy(dtype=np.float64)
         valid = ~np.isnan(values)
@@ -74,7 +75,7 @@ def bootstrap_ci(
     for level in LEVELS:
         table = summarise(replicates, level, values=list(columns))
         result = table[["method", "key"]].copy()
-        for metric in METRICS:
+        for metric in cells.metrics:
             draws = table[[f"{metric}#{b}" for b in range(n_boot)]].to_numpy()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN aggregates keep a NaN interval

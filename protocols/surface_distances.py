@@ -1,11 +1,11 @@
 """Hausdorff distance at a percentile (HD95) and average symmetric surface distance (ASSD), DeepMind's definitions.
 
-Both come from the same surface geometry as NSD (`protocols.surfels`): the dual-grid border vertices of each
-mask, each carrying its surfel area, and the distance in mm from every border vertex of one mask to the nearest
-border vertex of the other (an exact Euclidean distance transform with the voxel spacing). HD95 is the larger of
-the two area-weighted 95th percentiles of those distances (`surface_distance.compute_robust_hausdorff`); ASSD the
-area-weighted mean over both surfaces together. They cost a full distance transform of the crop per mask, so the
-scoring path leaves them off unless asked; NSD does not use this module.
+Both come from the same surface geometry as NSD (`protocols.surfaces.SurfacePair`): the dual-grid border vertices
+of each mask, each carrying its surfel area, and the exact distance in mm from every border vertex of one mask to
+the nearest border vertex of the other (the distances surface-distance reads from a Euclidean distance transform).
+HD95 is the larger of the two area-weighted 95th percentiles of those distances
+(`surface_distance.compute_robust_hausdorff`); ASSD the area-weighted mean over both surfaces together. They cost
+several times NSD, so the scoring path leaves them off unless asked.
 
 Empty masks: both empty -> NaN; exactly one empty -> inf (no surface to measure to), as in `surface_distance`.
 """
@@ -15,31 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from protocols.boxes import bounding_box
 from protocols.metrics import check_masks
-from protocols.surfels import border_vertices, neighbour_codes, surfel_area_table
+from protocols.surfaces import SurfacePair
 
 
-def surface_distances(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(distances ref -> pred, surfel areas of ref, distances pred -> ref, surfel areas of pred), each sorted by
-    distance, for two non-empty boolean masks of one shape."""
-    spacing = tuple(float(s) for s in spacing)
+def _pair(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> SurfacePair:
     box = bounding_box(pred | ref)
-    codes = [neighbour_codes(mask[box]) for mask in (ref, pred)]
-    borders = [border_vertices(c) for c in codes]
-    areas = surfel_area_table(spacing)
-    distance_maps = [distance_transform_edt(~border, sampling=spacing) for border in borders]
-    result = []
-    for mine, other in ((0, 1), (1, 0)):
-        distances = distance_maps[other][borders[mine]]
-        surfels = areas[codes[mine][borders[mine]]]
-        order = np.argsort(distances, kind="stable")
-        result += [distances[order], surfels[order]]
-    return result[0], result[1], result[2], result[3]
+    return SurfacePair(pred[box], ref[box], spacing)
 
 
 def _check(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float | None:
@@ -55,14 +39,7 @@ def hausdorff(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], perce
     fixed = _check(pred, ref, spacing)
     if fixed is not None:
         return fixed
-    to_pred, ref_areas, to_ref, pred_areas = surface_distances(pred, ref, spacing)
-    return max(_percentile(to_pred, ref_areas, percent), _percentile(to_ref, pred_areas, percent))
-
-
-def _percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
-    cumulative = np.cumsum(areas) / np.sum(areas)
-    index = int(np.searchsorted(cumulative, percent / 100.0))
-    return float(distances[min(index, len(distances) - 1)])
+    return _pair(pred, ref, spacing).hausdorff(percent)
 
 
 def average_symmetric_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float:
@@ -70,9 +47,7 @@ def average_symmetric_surface_distance(pred: np.ndarray, ref: np.ndarray, spacin
     fixed = _check(pred, ref, spacing)
     if fixed is not None:
         return fixed
-    to_pred, ref_areas, to_ref, pred_areas = surface_distances(pred, ref, spacing)
-    total = np.sum(to_pred * ref_areas) + np.sum(to_ref * pred_areas)
-    return float(total / (np.sum(ref_areas) + np.sum(pred_areas)))
+    return _pair(pred, ref, spacing).assd()
 
 
 def distance_metrics(
@@ -82,7 +57,5 @@ def distance_metrics(
     fixed = _check(pred, ref, spacing)
     if fixed is not None:
         return fixed, fixed
-    to_pred, ref_areas, to_ref, pred_areas = surface_distances(pred, ref, spacing)
-    hd = max(_percentile(to_pred, ref_areas, percent), _percentile(to_ref, pred_areas, percent))
-    total = np.sum(to_pred * ref_areas) + np.sum(to_ref * pred_areas)
-    return hd, float(total / (np.sum(ref_areas) + np.sum(pred_areas)))
+    pair = _pair(pred, ref, spacing)
+    return pair.hausdorff(percent), pair.assd()

@@ -1,12 +1,29 @@
-"""Shared fixtures: the read-only real data in ../shared (tests using it skip cleanly when it is absent)."""
+"""Shared fixtures: the read-only real data in ../shared (tests using it skip cleanly when it is absent), and a
+Hugging Face home of their own, offline (no test reads the user's hub cache or reaches the network)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_hf_home(tmp_path_factory):
+    """HF_HOME in a temporary folder and HF_HUB_OFFLINE=1 for the whole session (subprocesses inherit them)."""
+    saved = {key: os.environ.get(key) for key in ("HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_ASSETS_CACHE")}
+    os.environ.update(HF_HOME=str(tmp_path_factory.mktemp("hf_home")), HF_HUB_OFFLINE="1")
+    for key in ("HF_HUB_CACHE", "HF_ASSETS_CACHE"):
+        os.environ.pop(key, None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

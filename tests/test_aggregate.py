@@ -161,3 +161,35 @@ def test_empty_policy_is_reapplied_from_the_flags():
         aggregate.apply_empty_policy(rows.drop(columns="ref_empty"), "sat")
     with pytest.raises(ValueError, match="unknown empty policy"):
         aggregate.apply_empty_policy(rows, "zero")
+
+
+def test_empty_policy_reapplied_to_overlap_and_distance_columns():
+    """IoU follows DSC's rule; HD95 both empty -> 0 (sat) or NaN (nan); one empty keeps its stored worst value."""
+    rows = pd.DataFrame({"dsc": [0.5, 1.0, 0.0], "nsd": [0.5, 1.0, 0.0], "iou": [0.4, 1.0, 0.3],
+                         "hd95_mm": [3.0, 0.0, 250.0], "ref_empty": [False, True, False],
+                         "pred_empty": [False, True, True]})
+    nan = aggregate.apply_empty_policy(rows, "nan")
+    assert nan["iou"].tolist()[::2] == [0.4, 0.0] and np.isnan(nan["iou"][1]) and np.isnan(nan["hd95_mm"][1])
+    assert nan["hd95_mm"][2] == 250.0
+    sat = aggregate.apply_empty_policy(nan, "sat")
+    assert sat["iou"].tolist() == [0.4, 1.0, 0.0] and sat["hd95_mm"].tolist() == [3.0, 0.0, 250.0]
+
+
+
+def test_empty_policy_leaves_rows_not_scored_lesion_wise_alone():
+    """Lesion metrics follow DSC's rule on lesion-wise rows; an organ row keeps NaN (it is no lesion class)."""
+    rows = pd.DataFrame({"dsc": [1.0, 0.0, 1.0], "nsd": [1.0, 0.0, 1.0], "lesion_f1": [1.0, 0.0, np.nan],
+                         "lesion_ref": [0, 2, np.nan], "ref_empty": [True, False, True],
+                         "pred_empty": [True, True, True]})
+    nan = aggregate.apply_empty_policy(rows, "nan")
+    assert np.isnan(nan["lesion_f1"][0]) and nan["lesion_f1"][1] == 0.0 and np.isnan(nan["lesion_f1"][2])
+    sat = aggregate.apply_empty_policy(nan, "sat")
+    assert sat["lesion_f1"][0] == 1.0 and np.isnan(sat["lesion_f1"][2])
+
+
+def test_a_one_side_empty_row_stored_with_a_score_is_zero_under_both_policies():
+    rows = pd.DataFrame({"dsc": [0.4, 0.7], "nsd": [0.5, 0.9], "ref_empty": [True, False],
+                         "pred_empty": [False, True], "method": "A"})
+    for policy in ("sat", "nan"):
+        fixed = aggregate.apply_empty_policy(rows, policy)
+        assert fixed["dsc"].tolist() == [0.0, 0.0] and fixed["nsd"].tolist() == [0.0, 0.0]

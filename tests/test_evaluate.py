@@ -183,3 +183,79 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
         table.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
         expected.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
     )
+
+
+def test_metrics_option_adds_columns_and_default_rows_are_unchanged(tmp_path):
+    """--metrics adds the overlap counts and metrics and the distances with their rule; the default run keeps the
+    standard columns and run.json keys; the ignore label leaves reference voxels out; bad names are one line."""
+    cases = _folders(tmp_path, n_cases=2)
+    classes = ["--classes", str(tmp_path / "classes.json")]
+    assert _evaluate(tmp_path, *classes).exit_code == 0
+    default = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    from bench.store import METRIC_COLUMNS
+    assert list(default.columns) == METRIC_COLUMNS
+    assert "metrics" not in json.loads((tmp_path / "out" / "run.json").read_text())
+    result = _evaluate(tmp_path, *classes, "--metrics", "iou,hd95,recall", "--overwrite")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert list(rows.columns) == METRIC_COLUMNS + ["tp_voxels", "fp_voxels", "fn_voxels", "iou", "recall", "hd95_mm",
+                                                   "distance_rule"]
+    for case_id, (pred, ref) in cases.items():
+        expected = evaluate_case(pred, ref, SPACING, CLASSES, metrics=("iou", "recall", "hd95"))
+        got = rows[rows.case_id == case_id].set_index("class_name")
+        for score in expected:
+            for column, value in score.extra.items():
+                assert got.loc[score.class_name, column] == (pytest.approx(value) if column != "distance_rule"
+                                                             else value)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["metrics"] == ["dsc", "nsd", "iou", "recall",
+                                                                                "hd95"]
+    bad = _evaluate(tmp_path, *classes, "--metrics", "dsc,hd99", "--overwrite")
+    assert bad.exit_code == 2 and "--metrics: unknown metric 'hd99'" in bad.output and "Traceback" not in bad.output
+    clash = _evaluate(tmp_path, *classes, "--ignore-label", "2", "--overwrite")
+    assert clash.exit_code == 2 and "--ignore-label 2" in clash.output
+    ignored = _evaluate(tmp_path, "--labels", "1=liver", "--ignore-label", "2", "--overwrite")
+    assert ignored.exit_code == 0, ignored.output
+    assert "ref label 2" not in ignored.output and "ref label 3" in ignored.output  # the ignore label is not reported as an unscored label
+
+
+def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
+    """--metrics lesion scores the catalog's lesion classes (kidney tumor here, not kidney) lesion by lesion: one
+    row per case and class with the lesion columns, and lesions.parquet keyed by case, class, side and lesion."""
+    ref = np.zeros((30, 28, 10), np.uint8)
+    ref[2:12, 2:12, 1:8] = 1  # kidney
+    ref[4:7, 4:7, 2:5] = 2  # kidney tumor: two lesions
+    ref[20:24, 20:24, 2:6] = 2
+    pred = ref.copy()
+    pred[20:24, 20:24, 2:6] = 0  # the second lesion missed
+    pred[25:27, 2:4, 2:4] = 2  # a false lesion
+    write_volume(tmp_path / "ref" / "case_000.nii.gz", ref, AFFINE)
+    write_volume(tmp_path / "pred" / "case_000.nii.gz", pred, AFFINE)
+    result = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    assert len(rows) == 2 and np.isnan(rows.loc["kidney", "lesion_f1"])
+    tumour = rows.loc["kidney tumor"]
+    assert (tumour.lesion_ref, tumour.lesion_pred, tumour.lesion_tp) == (2, 2, 1) and tumour.lesion_f1 == 0.5
+    lesions = pd.read_parquet(tmp_path / "out" / "lesions.parquet")
+    assert set(lesions.class_name) == {"kidney tumor"} and len(lesions) == 4
+    assert not lesions.duplicated(["case_id", "class_name", "side", "lesion"]).any()
+    assert lesions[lesions.side == "ref"].partner.tolist() == [1, 0]
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert config["lesion_classes"] == ["kidney tumor"]
+    every = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion", "--instances",
+                      "--overwrite")
+    assert every.exit_code == 0, every.output
+    assert pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name").loc["kidney",
+                                                                                            "lesion_f1"] == 1.0
+    options = ["--matcher", "greedy", "--match-iou", "0.3", "--connectivity", "6", "--overwrite"]
+    greedy = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion", *options)
+    assert greedy.exit_code == 0, greedy.output
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert (config["lesion_matcher"], config["lesion_match_iou"], config["lesion_connectivity"]) == ("greedy", 0.3, 6)
+    organs = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--overwrite")
+    assert organs.exit_code == 0, organs.output
+    assert "no class of this class map is a lesion class" in organs.output
+    assert pd.read_parquet(tmp_path / "out" / "metrics.parquet")["lesion_f1"].isna().all()
+    assert pd.read_parquet(tmp_path / "out" / "lesions.parquet").empty
+    bad = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--matcher", "best", "--overwrite")
+    assert bad.exit_code == 2 and "--matcher" in bad.output and "Traceback" not in bad.output

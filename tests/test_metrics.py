@@ -147,3 +147,14 @@ def test_large_tolerance_uses_exact_distance_transform():
     spacing = (0.5, 0.5, 1.0)
     assert len(offsets_within(spacing, 3.0)) > 64
     assert surface_dice(pred, ref, spacing, 3.0) == pytest.approx(oracle_nsd(pred, ref, spacing, 3.0), abs=1e-9)
+
+
+def test_nsd_exactly_at_the_tolerance_counts_on_the_distance_transform_path():
+    """Two 1 mm slabs 3 mm apart: every border vertex lies within 3 mm (inclusive) of the other surface; the
+    tolerance ball (123 offsets) takes the exact distance-transform path."""
+    pred, ref = np.zeros((12, 6, 6), bool), np.zeros((12, 6, 6), bool)
+    pred[3, 1:5, 1:5] = True
+    ref[6, 1:5, 1:5] = True
+    assert len(offsets_within((1.0, 1.0, 1.0), 3.0)) > 64
+    assert surface_dice(pred, ref, (1.0, 1.0, 1.0), 3.0) == 1.0 == oracle_nsd(pred, ref, (1.0, 1.0, 1.0), 3.0)
+    assert surface_dice(pred, ref, (1.0, 1.0, 1.0), 2.999) == pytest.approx(0.5)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 pytest.importorskip("nnInteractive")
+from bench.interactive import run_clicks
 from models.base import Image, Target
 from models.nninteractive.folder import write_random_model_folder
 from models.nninteractive.session import NnInteractive, checkpoint_path
@@ -80,6 +81,40 @@ def test_model_interface_takes_the_newest_click_and_keeps_the_rest(model, volume
     assert float(model.session.interactions[negative, 5, 5, 5]) > 0
     with pytest.raises(ValueError, match="3D image"):
         model.start(volume[0])
+
+
+def test_the_click_loop_hands_the_session_each_click_once_with_one_prediction_per_click(model, volume, monkeypatch):
+    """Under `feed: all` the loop must still give nnInteractive only the newest click: its session keeps every
+    interaction itself, so re-adding the earlier ones would make 4 clicks 10 interactions and 10 predictions."""
+    added, predictions = [], []
+    add_point, predict = model.session.add_point_interaction, model.session._predict
+    monkeypatch.setattr(model.session, "add_point_interaction",
+                        lambda coordinates, **kw: added.append(tuple(coordinates)) or add_point(coordinates, **kw))
+    monkeypatch.setattr(model.session, "_predict", lambda *a, **kw: predictions.append(1) or predict(*a, **kw))
+    reference = np.zeros(SHAPE, bool)
+    reference[14:34, 12:30, 10:26] = True
+    steps = run_clicks(model=model, image=Image(array=volume, spacing=(1.0, 1.0, 1.0), affine=np.eye(4)),
+                       reference=reference, score=lambda pred: (0.0, 0.0, int(pred.sum())), n_clicks=4,
+                       policy_for=lambda k: "center" if k == 1 else "center_largest_error",
+                       rng_for=lambda k: np.random.default_rng(k), feed="all")
+    clicks = [step.click.point for step in steps]
+    assert len(set(clicks)) == 4
+    assert (len(added), len(predictions)) == (4, 4) and added == clicks  # one interaction, one prediction a click
+    assert model.capabilities.keeps_history
+
+
+def test_autozoom_on_a_patch_its_refinement_cannot_cover_is_a_one_line_error(folder, tmp_path):
+    """nnInteractive plans refinement patches with a 24-voxel margin per side: with a patch of at most 48 voxels
+    on an axis its planner finds no patch and fails with `TypeError: 'NoneType' object is not iterable`. The
+    official model's patch is 192^3, so only small (test) folders reach it; refuse them with the option to use."""
+    with pytest.raises(ValueError, match=r"patch size \(32, 32, 32\) is too small for nnInteractive's autozoom .*"
+                                         r"--model-args autozoom=false"):
+        NnInteractive(checkpoint=folder)
+    edge = write_random_model_folder(tmp_path / "edge", patch_size=(48, 64, 64), features=(2, 4))
+    with pytest.raises(ValueError, match=r"patch size \(48, 64, 64\)"):
+        NnInteractive(checkpoint=edge)
+    wide = write_random_model_folder(tmp_path / "wide", patch_size=(49, 64, 64), features=(2, 4))
+    assert NnInteractive(checkpoint=wide).session.do_autozoom
 
 
 def test_model_folder_and_checkpoint_errors(folder, tmp_path):

@@ -132,14 +132,19 @@ def test_harness_centre_click_then_centre_of_the_largest_error_all_clicks_native
     assert set(result.rows.spacing) == {"1x1x1"} and set(result.rows.protocol) == {"harness"}
 
 
-def test_segfm_five_centre_clicks(dataset):
-    """SegFM (CVPR'25): 5 clicks, each at the centre of the largest (fully connected) error component."""
+def test_segfm_box_first_then_five_clicks_in_the_error_plane(dataset):
+    """SegFM (CVPR'25): the box alone first (the liver cube's box: on a 20-voxel side every margin rounds to 0),
+    then 5 calls with the box and all clicks so far, each new click in the missing plane (an error 1 voxel thick:
+    all 49 voxels tie at distance 1; the script's seeded draw picks one, in its (z, y, x) order)."""
     Recorder.hole, Recorder.hole_always = 1, True  # never perfect: the loop runs all 5 clicks
     result = _run(dataset, "segfm-cvpr25")
     calls = _calls("liver")
-    assert len(calls) == 5 and calls[0]["prompt"].points[0].point == (7, 8, 5)
-    assert all(c["prompt"].points[-1].point == (4, 8, 5) for c in calls[1:])  # centre of the missing plane
-    assert len(result.rows[result.rows.class_name == "liver"]) == 5
+    assert len(calls) == 6 and not calls[0]["prompt"].points
+    assert all(c["prompt"].boxes == (Box((4, 5, 2), (10, 11, 8)),) for c in calls)
+    pick = np.random.RandomState(42).choice(49)  # CVPR25_iter_eval.py:166-172 over the plane, z slowest
+    assert all(c["prompt"].points[-1].point == (4, 5 + pick % 7, 2 + pick // 7) for c in calls[1:])
+    assert [len(c["prompt"].points) for c in calls] == [0, 1, 2, 3, 4, 5]
+    assert sorted(result.rows[result.rows.class_name == "liver"].click) == [0, 1, 2, 3, 4, 5]
 
 
 def test_sat_text_prompts_all_classes_in_one_call_scored_on_the_satds_grid(dataset):
@@ -229,12 +234,13 @@ def test_sam_med3d_2d_baseline_one_click_per_target_slice_per_round(dataset):
     assert len(second["prompt"].points) > len(first["prompt"].points)  # accumulated
 
 
-def test_sam_med2d_box_of_the_largest_component_with_exclusive_upper_edge(dataset):
-    """models_spec.md lines 552-554: get_boxes_from_mask boxes the largest connected component, max exclusive
-    (regionprops); the small spleen component is left out; one pass per slice."""
+def test_sam_med2d_box_of_the_largest_component(dataset):
+    """models_spec.md lines 552-554: get_boxes_from_mask boxes the largest connected component (recorded
+    inclusive; the network gets regionprops' exclusive hi + 1); the small spleen component is left out; one pass
+    per slice."""
     result = _run(dataset, "sam-med2d")
     boxes = {c["name"]: c["prompt"].boxes for c in Recorder.calls}
-    assert boxes["spleen"] == tuple(Box((12, 2, z), (18, 8, z)) for z in (3, 4, 5))
+    assert boxes["spleen"] == tuple(Box((12, 2, z), (17, 7, z)) for z in (3, 4, 5))  # regionprops: hi + 1
     assert all(not c["prompt"].points for c in Recorder.calls)
     assert set(result.rows.class_name) == {"liver", "spleen", "absent"} and result.rows.click.isna().all()
 
@@ -356,3 +362,26 @@ def test_a_protocol_file_of_ones_own(tmp_path):
         load(path)
     with pytest.raises(ProtocolError, match="unknown protocol 'nope'; presets: harness"):
         load("nope")
+
+
+def test_per_class_nsd_tolerances_are_data():
+    """`tolerance_mm: {class: mm, "*": default}` in a preset: each class is scored (and its row labelled) at its
+    own tolerance; a bad value is a one-line protocol error."""
+    import numpy as np
+
+    from bench.runner import _score_fn
+    from protocols.metrics import surface_dice
+    from protocols.protocol import ProtocolError, parse_protocol
+
+    protocol = parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": 3.0, "*": 0.5}}})
+    assert protocol.scoring.tolerance_for("liver") == 3.0 and protocol.scoring.tolerance_for("spleen") == 0.5
+    assert parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": 3.0}}}).scoring.tolerance_for("x") == 1.0
+    ref = np.zeros((12, 12, 6), bool)
+    ref[3:8, 3:8, 1:4] = True
+    pred = np.roll(ref, 2, axis=0)
+    for name in ("liver", "spleen"):
+        nsd = _score_fn(ref, (1.0, 1.0, 1.0), protocol, name)(pred)[1]
+        assert nsd == surface_dice(pred, ref, (1, 1, 1), protocol.scoring.tolerance_for(name))
+    assert _score_fn(ref, (1.0,) * 3, protocol, "liver")(pred)[1] > _score_fn(ref, (1.0,) * 3, protocol, "x")(pred)[1]
+    with pytest.raises(ProtocolError, match="tolerance_mm 'liver'"):
+        parse_protocol({"name": "t", "scoring": {"tolerance_mm": {"liver": -1}}})

@@ -133,6 +133,18 @@ def test_ritm_goes_negative_when_the_false_positive_is_deeper():
     assert not click.positive and pred[click.point]
 
 
+def test_ritm_tie_of_equal_depth_goes_negative():
+    """FN and FP blocks of the same size: equal distance maxima, and `fn_max > fp_max` is false, so the official
+    rule (SAM-Med3D@b5927c7:utils/click_method.py) clicks the false positive."""
+    ref = np.zeros((30, 30, 12), bool)
+    ref[2:9, 2:9, 2:9] = True
+    pred = np.zeros_like(ref)
+    pred[18:25, 18:25, 2:9] = True
+    for seed in range(10):
+        click = next_click("ritm", pred, ref, (1.0, 1.0, 1.0), RNG(seed))
+        assert not click.positive and pred[click.point]
+
+
 @pytest.mark.parametrize("name", sorted(FIRST_CLICKS))
 def test_first_click_is_on_the_target(name):
     ref = _two_components()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from protocols.metrics import _MAX_SHIFTS, surface_dice
+from protocols.metrics import surface_dice
+from protocols.surfaces import _MAX_SHIFTS
 from protocols.prompts_clicks import first_click, next_click
 from protocols.surfels import offsets_within
 

@@ -59,7 +59,7 @@ def test_bench_run_clear_errors(raw_dataset, tmp_path):
     for extra, message in [(["--model", "sam9"], "unknown model 'sam9'"),
                            (["--model", "oracle", "--protocol", "sam-med4d"], "unknown protocol 'sam-med4d'"),
                            (["--model", "oracle", "--class", "lung"], "--class lung"),
-                           (["--model", "sat-nano"], "model 'sat-nano'"),
+                           (["--model", "sat-nano"], "sat-nano: checkpoint (hf://zzh99/SAT/Nano/nano.pth) is needed"),
                            (["--model", "oracle", "--model-args", "shift"], "expected key=value")]:
         result = CliRunner().invoke(app, base + extra)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output

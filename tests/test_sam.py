@@ -211,3 +211,37 @@ def test_factories_load_official_state_dicts_strictly():
     del weights["image_encoder.neck.0.weight"]
     with pytest.raises(ValueError, match="SAM vit_b checkpoint: 1 missing keys \\['image_encoder.neck.0.weight'\\]"):
         sam("vit_b", state_dict=weights)
+
+
+@pytest.mark.slow
+def test_sam_vit_b_segment_equals_the_official_predictor_goldens():
+    """Goldens: tests/goldens/make_sam_goldens.py, the official SamPredictor.predict with SAM ViT-B and the parity
+    weights. Through `sam-vit-b`'s `segment` on the 2D slice (one 1024 encoder pass, ~20-60 s on CPU): a point;
+    the point and a negative one with the previous low-res logits fed back as mask_input; a box; the box with both
+    points and its previous logits. Each round keeps the mask of the highest predicted IoU."""
+    from pathlib import Path
+
+    from models.base import Image, Target
+    from models.parity import parity_state_dict
+    from models.sam.model import sam
+    from protocols.prompts import Box, Click, Prompt
+
+    golden = np.load(Path(__file__).parent / "goldens" / "sam_vit_b_predictor.npz")
+    model = sam("vit_b", state_dict=parity_state_dict(build_sam("vit_b")))
+    image = Image(array=golden["image"], spacing=(1.0, 1.0), affine=np.eye(3))
+    clicks = tuple(Click((int(y), int(x)), bool(label)) for (x, y), label in zip(golden["points"], golden["labels"]))
+    x0, y0, x1, y1 = (int(v) for v in golden["box"])
+    box = Box((y0, x0), (y1 - 1, x1 - 1))  # inclusive; the model hands SAM (x0, y0, x1, y1)
+    rounds = {"point": ("p", Prompt(points=clicks[:1])), "refine": ("p", Prompt(points=clicks)),
+              "box": ("b", Prompt(boxes=(box,))), "box_refine": ("b", Prompt(points=clicks, boxes=(box,)))}
+    state: dict = {}
+    for name, (target, prompt) in rounds.items():
+        mask = model.segment(image, [Target(target, prompt)], state)[target]
+        result = state[target].result
+        ious = golden[f"{name}_ious"]
+        assert result.iou == pytest.approx(float(ious.max()), abs=1e-4), name
+        expected = golden[f"{name}_low_res_sub"]
+        np.testing.assert_allclose(result.low_res_logits[0, 0, ::8, ::8].numpy(), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max(), err_msg=name)
+        assert (mask != golden[f"{name}_mask"]).sum() <= 2, name
+    assert golden["box_mask"].sum() > 1000 and golden["refine_mask"].any()

@@ -75,7 +75,7 @@ def fresh_models():
 
 def model_args(folder: Path) -> list[str]:
     return ["--model-args", f"text_encoder={folder / 'text.pth'}", "--model-args", f"tokenizer={folder / 'tokenizer'}",
-            "--model-args", f"window={WINDOW}"]
+            "--model-args", f"window={WINDOW}", "--model-args", "trust_tokenizer=true"]  # tiny: not BioLORD's
 
 
 def test_registry_builds_both_sizes_with_the_official_parameter_counts():

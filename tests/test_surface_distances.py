@@ -59,3 +59,52 @@ def test_hand_computed_and_empty_cases():
     assert hausdorff(empty, ref, (1, 1, 1)) == np.inf == average_symmetric_surface_distance(ref, empty, (1, 1, 1))
     with pytest.raises(ValueError, match="boolean"):
         hausdorff(ref.astype(np.uint8), ref, (1, 1, 1))
+
+
+def test_case_distances_match_surface_distance_and_record_the_empty_rule():
+    """evaluate_case's HD95/ASSD equal compute_robust_hausdorff / compute_average_surface_distance; an empty side
+    scores the image diagonal, both empty 0 (sat) or NaN (nan), each row naming its rule."""
+    from protocols.case import evaluate_case
+
+    rng = np.random.default_rng(3)
+    shape, spacing = (30, 26, 18), (0.8, 1.2, 2.5)
+    ref = blob(shape, rng).astype(np.uint8) + 2 * (blob(shape, rng) & ~blob(shape, rng)).astype(np.uint8)
+    ref[ref == 3] = 2
+    pred = np.zeros_like(ref)
+    pred[blob(shape, rng)] = 1
+    pred[ref == 2] = 3  # class "b" missed, class "c" predicted where the reference has none
+    classes = {"a": 1, "b": 2, "c": 3, "d": 4}
+    scores = {s.class_name: s.extra for s in evaluate_case(pred, ref, spacing, classes, metrics=("hd95", "assd"))}
+    distances = surface_distance.compute_surface_distances(ref == 1, pred == 1, spacing)
+    assert scores["a"]["hd95_mm"] == pytest.approx(surface_distance.compute_robust_hausdorff(distances, 95), rel=1e-12)
+    mean_ref_to_pred, mean_pred_to_ref = surface_distance.compute_average_surface_distance(distances)
+    areas_ref, areas_pred = distances["surfel_areas_gt"].sum(), distances["surfel_areas_pred"].sum()
+    assd = (mean_ref_to_pred * areas_ref + mean_pred_to_ref * areas_pred) / (areas_ref + areas_pred)
+    assert scores["a"]["assd_mm"] == pytest.approx(assd, rel=1e-12)
+    assert scores["a"]["distance_rule"] == "measured"
+    diagonal = np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
+    for name in ("b", "c"):
+        assert scores[name]["hd95_mm"] == scores[name]["assd_mm"] == pytest.approx(diagonal)
+        assert scores[name]["distance_rule"] == "one empty -> image diagonal"
+    assert scores["d"]["hd95_mm"] == 0.0 and scores["d"]["distance_rule"] == "both empty -> 0"
+    nan = evaluate_case(pred, ref, spacing, {"d": 4}, empty_policy="nan", metrics=("hd95",))[0].extra
+    assert np.isnan(nan["hd95_mm"]) and nan["distance_rule"] == "both empty -> NaN"
+
+
+def test_case_builds_each_class_surfaces_once(monkeypatch):
+    """NSD, HD95 and ASSD of a class are read from one SurfacePair (one border extraction, one EDT per side)."""
+    import protocols.case
+    from protocols.surfaces import SurfacePair
+
+    built = []
+
+    class Counting(SurfacePair):
+        def __init__(self, *args, **kwargs):
+            built.append(args[0].shape)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(protocols.case, "SurfacePair", Counting)
+    rng = np.random.default_rng(5)
+    ref, pred = blob((20, 20, 10), rng).astype(np.uint8), blob((20, 20, 10), rng).astype(np.uint8)
+    protocols.case.evaluate_case(pred, ref, (1, 1, 2), {"a": 1}, metrics=("nsd", "hd95", "assd"))
+    assert len(built) == 1

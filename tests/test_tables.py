@@ -467,3 +467,72 @@ def test_tables_lay_click_runs_out_as_sam_med3d_table3_beside_the_paper(tmp_path
     assert "SAM-Med3D paper" not in alone.output and "| sam3d | k points | 46.00" in alone.output
     table4 = CliRunner().invoke(app, ["tables", f"--run={runs[0]}", "--published", "sam-med3d-table4"])
     assert table4.exit_code == 0 and "sam-med3d-table4 is not laid out" in table4.output
+
+
+def write_distance_runs(folder) -> list:
+    """Two runs with IoU and HD95 columns (as `bench evaluate --metrics iou,hd95` writes): 'near' has HD95 2 mm
+    on every row, 'far' 5 mm, except one KiTS23 case of 'far' at 11 mm."""
+    dirs = []
+    for run, hd95 in (("near", 2.0), ("far", 5.0)):
+        records = [
+            dict(run=run, model=run, dataset=dataset, case_id=f"c{i}", modality="CT", class_name=name, dsc=0.8,
+                 nsd=0.7, iou=0.6 if run == "near" else 0.5,
+                 hd95_mm=11.0 if (run, dataset, i) == ("far", "KiTS23", 0) else hd95)
+            for dataset, names, n in (("AbdomenCT1K", ("liver",), 2), ("KiTS23", ("liver", "kidney tumor"), 2))
+            for i in range(n) for name in names
+        ]
+        path = folder / run
+        path.mkdir()
+        pd.DataFrame(records).to_parquet(path / "metrics.parquet")
+        dirs.append(path)
+    return dirs
+
+
+def test_every_view_takes_metric_with_lower_is_better_for_distances(tmp_path):
+    """--metric hd95: values in mm (not x100), datasets-first class means, the smallest marked best, the
+    leaderboard ranked lowest first; --metric iou in percent; a metric the rows lack is a one-line error."""
+    near, far = write_distance_runs(tmp_path)
+    runs = ["--run", str(near), "--run", str(far)]
+    runner = CliRunner()
+    result = runner.invoke(app, ["tables", *runs, "--by", "class", "--metric", "hd95"])
+    assert result.exit_code == 0, result.output
+    # ct_liver of 'far': AbdomenCT1K 5, KiTS23 (11 + 5) / 2 = 8 -> datasets first: 6.5
+    assert "| ct_liver | **2.00** | 6.50 |" in result.stdout
+    assert "| ct_kidney tumor | **2.00** | 8.00 |" in result.stdout
+    result = runner.invoke(app, ["tables", *runs, "--by", "class", "--metric", "iou"])
+    assert "| ct_liver | **60.00** | 50.00 |" in result.stdout
+    board = runner.invoke(app, ["leaderboard", *runs, "--metric", "hd95", "--published", "sat-table3"])
+    assert board.exit_code == 0, board.output
+    lines = [line for line in board.stdout.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert lines[0].startswith("| 1 | near") and lines[1].startswith("| 2 | far")
+    assert "ranked by HD95_MM" in board.stderr and "lowest first" in board.stderr
+    compared = runner.invoke(app, ["compare", str(near), str(far), "--metric", "hd95"])
+    assert compared.exit_code == 0, compared.output
+    assert "| hd95_mm | 4 |" in compared.stdout and "| 2.00 |" in compared.stdout
+    missing = runner.invoke(app, ["tables", *runs, "--metric", "assd"])
+    assert missing.exit_code == 2 and "no assd_mm column" in missing.output and "Traceback" not in missing.output
+    unknown = runner.invoke(app, ["tables", *runs, "--metric", "hd99"])
+    assert unknown.exit_code == 2 and "unknown --metric 'hd99'" in unknown.output
+
+
+def test_report_takes_metric(tmp_path):
+    near, far = write_distance_runs(tmp_path)
+    result = CliRunner().invoke(app, ["report", "--run", str(near), "--run", str(far), "--out", str(tmp_path / "r"),
+                                      "--metric", "hd95", "--pictures", "0", "--n-boot", "20"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "HD95_MM per region" in page and (tmp_path / "r" / "figures" / "regions_hd95_mm.png").is_file()
+
+
+def test_report_has_a_lesion_section_when_rows_carry_lesion_columns(tmp_path):
+    near, far = write_distance_runs(tmp_path)
+    for path, found in ((near, 1), (far, 0)):
+        rows = pd.read_parquet(path / "metrics.parquet")
+        rows = rows.assign(lesions_lt100=2, found_lt100=found, lesions_100_1000=1, found_100_1000=1,
+                           lesions_gt1000=0, found_gt1000=0, lesion_f1=0.5)
+        rows.to_parquet(path / "metrics.parquet")
+    result = CliRunner().invoke(app, ["report", "--run", str(near), "--run", str(far), "--out", str(tmp_path / "r"),
+                                      "--metric", "lesion_f1", "--pictures", "0", "--n-boot", "20"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Lesion detection by size" in page and (tmp_path / "r" / "figures" / "lesions_by_size.png").is_file()

@@ -25,6 +25,8 @@ from bench.presets import load_protocol, preset_names
 from bench.runner import (
     CaseFailures,
     RunSpec,
+    given_kinds,
+    model_for,
     model_spec,
     resolve_sources,
     run_cases,
@@ -33,7 +35,7 @@ from bench.runner import (
 )
 from models.checkpoints import CheckpointError
 from models.registry import model_names
-from protocols.interactive import max_over_clicks, summarise_clicks
+from protocols.interactive import case_table, max_over_clicks, summarise_clicks
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 from protocols.protocol import FEEDS, Protocol, ProtocolError, parse_protocol, with_overrides
 
@@ -59,10 +61,10 @@ def click_protocol(*, first_click: str, policy: str, n_clicks: int, seed: int, t
     })
 
 
-def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = None) -> None:
+def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = None, auc: str = "normalised") -> None:
     """The per-class click table: DSC/NSD at 1, 3, 5, 10 clicks (those within `n_clicks`), final and AUC."""
     at = tuple(k for k in (1, 3, 5, 10) if n_clicks is None or k <= n_clicks) or (1,)
-    summary = summarise_clicks(rows, at=at)
+    summary = summarise_clicks(rows, at=at, auc=auc)
     typer.echo(f"\n{title}\n")
     columns = [c for c in summary.columns if c.startswith("dsc") or c.startswith("nsd")]
     typer.echo("| class | " + " | ".join(columns) + " |")
@@ -71,14 +73,36 @@ def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = N
         typer.echo(f"| {row.class_name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
-def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit: str = "mm") -> None:
-    """The per-class click table, and the paper-era max over clicks where the protocol reports it."""
+def print_case_table(rows: pd.DataFrame, protocol: Protocol, time_limit: bool = False) -> None:
+    """The per-case table of a protocol that reports `cases` (the SegFM script's CSV columns), and their means."""
+    scoring = protocol.scoring
+    table = case_table(rows, n_clicks=protocol.prompts.n_clicks, auc=scoring.auc,
+                       nsd_zero_at_dsc=scoring.nsd_zero_at_dsc,
+                       time_limit_s_per_class=scoring.time_limit_s_per_class if time_limit else None)
+    columns = ["DSC_AUC", "NSD_AUC", "DSC_Final", "NSD_Final",
+               *[f"{m}_{k}" for m in ("DSC", "NSD") for k in range(1, protocol.prompts.n_clicks + 2)],
+               "TotalRunningTime", "num_class"]
+    limit = (f"; time limit {scoring.time_limit_s_per_class:g} s per class applied" if time_limit and
+             scoring.time_limit_s_per_class is not None else "")
+    typer.echo(f"\nPer case, as {protocol.name} scores it (interaction 1 = box, 2.. = clicks; means over the classes "
+               f"of the case, the NSD rule applied to them, not to the per-class table above; AUC over the "
+               f"clicks{limit}):\n")
+    typer.echo(table[["case_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo("mean over cases: " + ", ".join(f"{c} {table[c].mean():.4f}" for c in columns[:4]))
+
+
+def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit: str = "mm",
+                        time_limit: bool = False) -> None:
+    """The per-class click table, the per-case table where the protocol reports one, and the paper-era max over
+    clicks where the protocol reports it."""
     how = f" ({protocol.description})" if protocol.name == "clicks" else ""
     if protocol.scoring.distances == "voxels":
         unit = "voxel of the working space"
     print_click_summary(rows, f"{model} under {protocol.name}{how}: mean over cases of DSC/NSD after k clicks "
                               f"(NSD tolerance {protocol.scoring.tolerance_mm:g} {unit})",
-                        n_clicks=protocol.prompts.n_clicks)
+                        n_clicks=protocol.prompts.n_clicks, auc=protocol.scoring.auc)
+    if "cases" in protocol.scoring.report:
+        print_case_table(rows, protocol, time_limit)
     if "max_over_clicks" in protocol.scoring.report:
         typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
         typer.echo(max_over_clicks(rows).to_string(index=False))
@@ -87,9 +111,15 @@ def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit
 def run_reported(sources, out: Path, spec: RunSpec, **options) -> tuple[pd.DataFrame, int, int]:
     """`run_cases` as `bench run` and `bench clicks` report it: a model run without weights is named first; failed
     cases are listed on stderr and end the command with exit code 1 (the other cases are stored)."""
+    missing = sorted(set(spec.protocol.prompts.kinds) - model_for(spec).capabilities.prompts)
+    if missing and spec.protocol.interactive:
+        note(f"note: {spec.model} takes no {', '.join(missing)} prompts: under {spec.protocol.name} it gets "
+             f"{' and '.join(sorted(given_kinds(model_for(spec), spec.protocol)))} only"
+             + (" (a case without a box: interaction 1 scores 0)" if "boxes" in missing else ""))
     if untrained(spec):
         note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
-             f"model (`bench models show {spec.model}` says where the official weights are)")
+             f"model (`bench models fetch {spec.model}` gets the official weights; `bench models show {spec.model}` "
+             "says where they come from)")
     try:
         return run_cases(sources, out, spec, **options)
     except CaseFailures as failures:
@@ -156,6 +186,8 @@ def clicks(
     replay: Path = typer.Option(None, help="A previous `bench clicks` or `bench run` folder: give its stored "
                                            "clicks, in order, in place of the policy (same prompts for another "
                                            "model)."),
+    time_limit: bool = typer.Option(False, help="Apply the preset's time limit (segfm-cvpr25: a case above 90 s of "
+                                                "model time per class scores 0)."),
     overwrite: bool = typer.Option(False, help="Run every case again, dropping what --out holds."),
     workers: int = typer.Option(1, min=1, help="Processes running cases in parallel (Dask: local cluster size)."),
     executor: str = typer.Option("local", help="Where cases run: local (this process or a pool) or dask."),
@@ -165,6 +197,8 @@ def clicks(
     try:
         chosen = chosen_protocol(protocol, n_clicks=n_clicks, seed=seed, policy=policy, first_click=first_click,
                                  feed=feed, tolerance=tolerance)
+        if time_limit and chosen.scoring.time_limit_s_per_class is None:
+            raise InputError(f"--time-limit: protocol {chosen.name} sets no time limit")
         sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
                                          refs=refs, classes=classes, labels=labels,
                                          modality=modality or ("CT" if root is None else None))
@@ -187,4 +221,4 @@ def clicks(
         typer.secho(f"error: no reference of the {done + skipped} case(s) contains any requested class, so there was "
                     "nothing to click on; check --class and the class map", fg="red", err=True)
         raise typer.Exit(1)
-    print_click_results(rows, model, chosen, tolerance_unit(sources))
+    print_click_results(rows, model, chosen, tolerance_unit(sources), time_limit=time_limit)

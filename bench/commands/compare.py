@@ -14,16 +14,19 @@ import numpy as np
 import pandas as pd
 import typer
 
-from bench.commands.tables import POLICY_HELP, EmptyPolicy, echo_notes
+from bench.commands.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy, echo_notes
 from bench.runs import load_runs
-from protocols.aggregate import METRICS
+from bench.tables import UNSCALED
+from protocols.class_metrics import view_columns
 from protocols.stats import holm, paired_tests, per_class_tests
 
 
 def compare_output(
     run_dirs: list[Path], per_class: bool = False, seed: int = 0, n_boot: int = 2000, empty_policy: str | None = None,
+    metric: str = "both",
 ) -> tuple[str, list[str]]:
-    """(the Markdown table of tests, notes)."""
+    """(the Markdown table of tests, notes); ``metric`` as `bench tables --metric`."""
+    metrics = view_columns(metric)
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two runs: the first is the reference A")
     runs = [load_runs([path], empty_policy) for path in run_dirs]
@@ -32,22 +35,22 @@ def compare_output(
     if per_class:
         parts = []
         for path, b in zip(run_dirs[1:], runs[1:]):
-            for metric in METRICS:
-                table = per_class_tests(a.rows, b.rows, metric).assign(run=str(path), metric=metric)
+            for name in metrics:
+                table = per_class_tests(a.rows, b.rows, name).assign(run=str(path), metric=name)
                 parts.append(table)
         table = pd.concat(parts, ignore_index=True)
         table["p_holm"] = holm(table["p_value"].to_numpy())
         head = "| B | metric | class | cases | A | B | B-A | r | W | p | p (Holm) |\n"
         head += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         body = "".join(
-            f"| {r.run} | {r.metric} | {r.key} | {r.cases} | {100 * r.mean_a:.2f} | {100 * r.mean_b:.2f} "
-            f"| {100 * r.difference:+.2f} | {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} "
-            f"| {r.p_holm:.3g} |\n" for r in table.itertuples())
+            f"| {r.run} | {r.metric} | {r.key} | {r.cases} | {_scale(r.metric) * r.mean_a:.2f} "
+            f"| {_scale(r.metric) * r.mean_b:.2f} | {_scale(r.metric) * r.difference:+.2f} | {r.effect_size:+.2f} "
+            f"| {r.statistic:.1f} | {r.p_value:.3g} | {r.p_holm:.3g} |\n" for r in table.itertuples())
         notes.append(f"per class: Wilcoxon signed-rank over the cases both runs scored; Holm correction over all "
                      f"{len(table)} tests")
     else:
         results = paired_tests(a.rows, {str(path): b.rows for path, b in zip(run_dirs[1:], runs[1:])},
-                               METRICS, np.random.default_rng(seed), n_boot)
+                               metrics, np.random.default_rng(seed), n_boot)
         head = ("| B | metric | cases | classes | datasets | A | B | B-A | 95% CI | r | W | p | p (Holm) "
                 "| pairs | only A | only B | NaN dropped |\n")
         head += "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
@@ -73,9 +76,15 @@ def compare_output(
     return head + body, notes
 
 
+def _scale(metric: str) -> float:
+    """Fractions print in percent; distances (mm) and volumes (mm^3) as they are."""
+    return 1.0 if metric in UNSCALED else 100.0
+
+
 def _line(r) -> str:
-    return (f"| {r.run} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {100 * r.mean_a:.2f} "
-            f"| {100 * r.mean_b:.2f} | {100 * r.difference:+.2f} | [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] "
+    k = _scale(r.metric)
+    return (f"| {r.run} | {r.metric} | {r.cases} | {r.classes} | {r.datasets} | {k * r.mean_a:.2f} "
+            f"| {k * r.mean_b:.2f} | {k * r.difference:+.2f} | [{k * r.lo:+.2f}, {k * r.hi:+.2f}] "
             f"| {r.effect_size:+.2f} | {r.statistic:.1f} | {r.p_value:.3g} | {r.p_holm:.3g} | {r.pairs} "
             f"| {r.only_a} | {r.only_b} | {r.dropped_nan} |\n")
 
@@ -92,12 +101,13 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap interval of the difference."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates."),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
+    metric: str = typer.Option("both", "--metric", help=METRIC_HELP),
 ) -> None:
     """Patient-level paired tests of each run against the first: Wilcoxon over cases, interval, effect size, Holm.
 
     The table goes to stdout, notes to stderr."""
     try:
-        text, notes = compare_output(runs, per_class, seed, n_boot, empty_policy)
+        text, notes = compare_output(runs, per_class, seed, n_boot, empty_policy, metric)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

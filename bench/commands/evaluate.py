@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from bench.catalog import load_catalog, term_key
+from protocols.class_metrics import LESION
 from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
 from bench.io import InputError
 from bench.matching import match_predictions
@@ -44,6 +46,13 @@ def print_summary(table, title: str) -> None:
         typer.echo(f"| {name:<28} | {row.dsc:7.4f} | {row.nsd:7.4f} | {int(row.cases):5d} |")
 
 
+def lesion_classes(modality: str, classes) -> tuple[str, ...]:
+    """The classes of a class map the catalog marks as lesions (SAT-DS's abnormal terms) for the modality."""
+    terms = load_catalog().terms
+    abnormal = set(terms.loc[terms["abnormal"], "key"])
+    return tuple(name for name in classes if term_key(modality, name) in abnormal)
+
+
 def note(text: str) -> None:
     typer.secho(text, fg="yellow", err=True)
 
@@ -65,6 +74,17 @@ def evaluate(
     empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
+    metrics: str = typer.Option("dsc,nsd", help="Metrics to score, comma-separated: dsc, nsd (always), iou, "
+                                "precision, recall, vol_diff, rel_vol_error, hd95, assd; or overlap, distances, all."),
+    ignore_label: int = typer.Option(None, help="Reference label value left out of both sides (nnU-Net's "
+                                     "ignore_label); needs reference label maps."),
+    instances: bool = typer.Option(False, help="With --metrics lesion: score every class lesion by lesion, not "
+                                   "only the classes the catalog marks as lesions."),
+    connectivity: int = typer.Option(None, help="With --metrics lesion: a lesion is a connected component at this "
+                                     "connectivity: 26 (default), 18 or 6 neighbours in 3D; 8 (default) or 4 in 2D."),
+    matcher: str = typer.Option("hungarian", help="With --metrics lesion: hungarian (most matches, then IoU) or "
+                                "greedy (by decreasing IoU), as panoptica's two matchers."),
+    match_iou: float = typer.Option(0.5, help="With --metrics lesion: a lesion pair matches at IoU >= this."),
     workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel (Dask: local cluster size)."),
     executor: Executor = typer.Option(Executor.local, help="Run cases in local processes or on a Dask cluster."),
     scheduler: str = typer.Option(None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."),
@@ -81,8 +101,13 @@ def evaluate(
         settings = RunSettings(
             run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
             classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
-            orientation=target.orientation, distances=distances,
+            orientation=target.orientation, distances=distances, metrics=tuple(metrics.split(",")),
+            ignore_label=ignore_label, connectivity=connectivity, matcher=matcher, match_iou=match_iou,
+            lesion_classes=None if instances else lesion_classes(target.modality, target.classes),
         )
+        if LESION in settings.metrics and not settings.lesion_classes and not instances:
+            note("note: --metrics lesion: no class of this class map is a lesion class of the catalog; "
+                 "--instances scores every class lesion by lesion")
         check_out_dir(out, pred, ref, root)
         pairs, unmatched = match_predictions(pred, target.refs)
         config = {**settings.as_config(pred, ref or root), "references": target.source}

@@ -8,23 +8,28 @@ from typing import Literal
 
 import typer
 
-from bench.commands.tables import POLICY_HELP, EmptyPolicy, Format, echo_notes
+from bench.commands.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy, Format, echo_notes
 from bench.leaderboard import ranked, render_leaderboard
 from bench.runs import collect_entries, empty_lines, load_runs
 from bench.published import list_published
+from bench.tables import UNSCALED
+from protocols.class_metrics import view_columns
 
 
 def leaderboard_output(
     run_dirs: Sequence[Path], published: Sequence[str] | None = None, baseline: str | None = None,
-    by: str = "class", fmt: str = "md", empty_policy: str | None = None,
+    by: str = "class", fmt: str = "md", empty_policy: str | None = None, metric: str = "both",
 ) -> tuple[str, list[str]]:
     """(title and leaderboard, notes). ``published`` defaults to every packaged table; ``baseline`` to the
-    nnU-Net specialists when present."""
+    nnU-Net specialists when present; ``metric`` as `bench tables --metric` (the first ranks)."""
+    metrics = view_columns(metric)
     runs = load_runs(run_dirs, empty_policy)
-    entries, notes = collect_entries(runs, list_published() if published is None else list(published))
-    board, chosen, board_lines = ranked(entries, by, baseline)
-    title = f"Leaderboard ({by}-wise, percent)" + (f", deltas against {chosen}" if chosen else "")
-    table = render_leaderboard(board, chosen, fmt)
+    entries, notes = collect_entries(runs, list_published() if published is None else list(published),
+                                     metrics=metrics)
+    board, chosen, board_lines = ranked(entries, by, baseline, metrics)
+    unit = "mm" if metrics[0] in UNSCALED else "percent"
+    title = f"Leaderboard ({by}-wise, {unit})" + (f", deltas against {chosen}" if chosen else "")
+    table = render_leaderboard(board, chosen, fmt, metrics)
     text = table if fmt != "md" else f"{title}\n\n{table}"
     return text, list(dict.fromkeys([*board_lines, *empty_lines(runs), *notes]))
 
@@ -45,12 +50,13 @@ def leaderboard_command(
     by: Literal["class", "dataset"] = typer.Option("class", "--by", help="Keys: class or dataset."),
     fmt: Format = typer.Option("md", "--format", help="md | csv | latex"),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
+    metric: str = typer.Option("both", "--metric", help=METRIC_HELP),
 ) -> None:
     """Rank runs on the keys they all share, published entries beside them; deltas on the keys both cover.
 
     The leaderboard goes to stdout, notes to stderr."""
     try:
-        text, notes = leaderboard_output(run, published or None, baseline, by, fmt, empty_policy)
+        text, notes = leaderboard_output(run, published or None, baseline, by, fmt, empty_policy, metric)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

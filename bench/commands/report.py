@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from bench.commands.tables import POLICY_HELP, EmptyPolicy
+from bench.commands.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy
+from protocols.class_metrics import view_columns
 
 
 def report(
@@ -19,6 +20,7 @@ def report(
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
     pictures: int = typer.Option(6, "--pictures", help="Classes of the first run to picture (lowest DSC first); 0: none."),
     picture_case: str = typer.Option(None, "--picture-case", help="Picture this case instead of best/median/worst."),
+    metric: str = typer.Option("both", "--metric", help=METRIC_HELP),
 ) -> None:
     """Write the HTML report; open OUT/index.html in a browser."""
     from bench.report import (
@@ -27,7 +29,7 @@ def report(
 
     try:
         index = write_report(run, out, published, seed, n_boot, baseline, empty_policy=empty_policy,
-                             pictures=pictures, picture_case=picture_case)
+                             pictures=pictures, picture_case=picture_case, metrics=view_columns(metric))
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -38,12 +38,14 @@ from bench.tables import (
     with_intervals,
 )
 from protocols import aggregate
+from protocols.class_metrics import view_columns
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 
 BY = ("class", "region", "dataset")
 CLICK_TABLES = (TABLE3, "sam-med3d-table4")
 Scorer = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
-METRIC_CHOICES = {"dsc": ("dsc",), "nsd": ("nsd",), "both": aggregate.METRICS}
+METRIC_HELP = ("Metric(s) to show: both (DSC and NSD), dsc, nsd, or one scored with `bench evaluate --metrics`: "
+               "iou, precision, recall, vol_diff, rel_vol_error, hd95, assd (distances: lower is better).")
 Format = Literal["md", "csv", "latex"]
 EmptyPolicy = Literal["sat", "nan"]
 FORMAT_HELP = "md | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs tabular)"
@@ -63,9 +65,9 @@ def protocol_table(
 ) -> tuple[str, list[str]]:
     """(the table of one protocol, with 95% bootstrap intervals when a seed is given; notes)."""
     generator = np.random.default_rng(seed) if seed is not None else None
-    entries, notes = collect_entries(runs, published, generator, n_boot, scorer)
+    metrics = view_columns(metric)
+    entries, notes = collect_entries(runs, published, generator, n_boot, scorer, metrics)
     chosen, left_out = comparable(entries, by)
-    metrics = METRIC_CHOICES[metric]
     values = layout(chosen, by, metrics)
     text = values
     if seed is not None:
@@ -111,8 +113,7 @@ def tables_output(
     `scorer` computes the macro averages (pandas, or `dask_scores` on a cluster)."""
     if by not in BY:
         raise ValueError(f"unknown --by {by!r}; choose one of {', '.join(BY)}")
-    if metric not in METRIC_CHOICES:
-        raise ValueError(f"unknown --metric {metric!r}; choose one of {', '.join(METRIC_CHOICES)}")
+    view_columns(metric)  # an unknown name fails before any run is read
     runs = load_runs(run_dirs, empty_policy)
     parts, notes = [], []
     click_tables = [name for name in published if name in CLICK_TABLES]
@@ -211,7 +212,7 @@ def tables(
     run: list[Path] = typer.Option([], "--run", help="Run folder (or metrics.parquet); repeat for several runs."),
     published: list[str] = typer.Option([], "--published", help="Published table, e.g. sat-table1; repeatable."),
     by: Literal["class", "region", "dataset"] = typer.Option("region", "--by", help="Rows: class, region or dataset."),
-    metric: Literal["dsc", "nsd", "both"] = typer.Option("both", "--metric", help="Metric(s) to show."),
+    metric: str = typer.Option("both", "--metric", help=METRIC_HELP),
     fmt: Format = typer.Option("md", "--format", help=FORMAT_HELP),
     seed: int = typer.Option(None, "--ci-seed", help="Add 95% bootstrap intervals over cases, with this seed."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap replicates for --ci-seed."),
@@ -231,6 +232,8 @@ def tables(
             typer.echo(published_text(published, fmt), nl=False)
             return
         if executor == "dask":
+            if view_columns(metric) != aggregate.METRICS:
+                raise ValueError(f"--executor dask averages DSC and NSD; --metric {metric} runs locally")
             from bench.dask_aggregate import dask_scores
             from bench.executors import dask_client
 

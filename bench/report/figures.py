@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bench.tables import REGION_LABELS
+from bench.tables import REGION_LABELS, UNSCALED
 
 FORMATS = ("png", "svg")
 LABEL_PT = 8.0
@@ -66,12 +66,50 @@ def region_bars(
                      color=COLOURS[i % len(COLOURS)], yerr=_errors(heights, *bounds),
                      error_kw={"elinewidth": 0.9, "capsize": 2, "ecolor": "#333333"})
         axes.set_xticks(x, [str(c) for c in values.columns])
-        axes.set_ylabel(f"{metric.upper()} (%)")
-        axes.set_ylim(0, 100)
+        _value_axis(axes, metric, 100)
         axes.grid(axis="y", alpha=0.3)
         axes.spines[["top", "right"]].set_visible(False)
         figure.legend(frameon=False, ncol=min(4, len(values)), loc="outside upper center")
     return figure
+
+
+def detection_bars(table: pd.DataFrame) -> plt.Figure:
+    """Detection rate (percent) by reference-lesion volume bin, one bar per method, the lesion count above each
+    bar. ``table``: columns method, size_bin, lesions, rate (`protocols.lesions.detection_by_size`)."""
+    labels = {"lt100": "< 100 mm³", "100_1000": "100-1000 mm³", "gt1000": "> 1000 mm³"}
+    methods = list(dict.fromkeys(table["method"]))
+    bins = list(dict.fromkeys(table["size_bin"]))
+    with matplotlib.rc_context(_STYLE):
+        figure, axes = plt.subplots(figsize=(6.0, 3.4), layout="constrained")
+        width = 0.8 / max(1, len(methods))
+        x = np.arange(len(bins))
+        for i, method in enumerate(methods):
+            part = table[table["method"] == method].set_index("size_bin").reindex(bins)
+            offsets = x + (i - (len(methods) - 1) / 2) * width
+            axes.bar(offsets, 100 * part["rate"].to_numpy(dtype=float), width, label=str(method),
+                     color=COLOURS[i % len(COLOURS)])
+            for position, rate, count in zip(offsets, part["rate"], part["lesions"]):
+                axes.annotate(f"n={int(count)}", (position, 0 if pd.isna(rate) else 100 * rate), ha="center",
+                              va="bottom", fontsize=7)
+        axes.set_xticks(x, [labels.get(b, b) for b in bins])
+        axes.set_ylabel("lesions detected (%)")
+        axes.set_ylim(0, 108)
+        axes.grid(axis="y", alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+        figure.legend(frameon=False, ncol=min(4, len(methods)), loc="outside upper center")
+    return figure
+
+
+def _value_axis(axes: plt.Axes, metric: str, top: float) -> None:
+    """A percent axis from 0 to ``top``, or, for distances (from 0) and signed volumes, their unit."""
+    if metric in UNSCALED:
+        volume = metric.endswith("mm3")
+        axes.set_ylabel(f"{metric.upper()} ({'mm^3' if volume else 'mm'})")
+        if not volume:
+            axes.set_ylim(bottom=0)
+    else:
+        axes.set_ylabel(f"{metric.upper()} (%)")
+        axes.set_ylim(0, top)
 
 
 def class_panels(values: pd.DataFrame, groups: pd.Series, order_by: str) -> list[tuple[str, pd.Index]]:
@@ -119,8 +157,7 @@ def class_dots(
             axes.scatter(x + offset, data[:, i], s=16, label=str(method), color=colour, zorder=3)
         axes.set_xticks(x, [str(k) for k in values.index], rotation=90, fontsize=LABEL_PT)
         axes.set_xlim(-0.7, len(values) - 0.3)
-        axes.set_ylim(0, 102)
-        axes.set_ylabel(f"{metric.upper()} (%)")
+        _value_axis(axes, metric, 102)
         axes.set_title(title, loc="left")
         axes.grid(axis="y", alpha=0.3)
         axes.spines[["top", "right"]].set_visible(False)

@@ -24,6 +24,7 @@ from bench.report.page import anchor, figure, html_table, page
 from bench.report.pictures import picture_sections
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
+    UNSCALED,
     best_mask,
     comparability_layout,
     comparable,
@@ -36,6 +37,7 @@ from bench.tables import (
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 from bench.click_tables import click_curves, per_slice_runs, table3_layout
+from protocols.lesions import SIZE_BINS, detection_by_size
 from protocols.stats import paired_tests
 
 _FIGURES = "figures"
@@ -44,13 +46,14 @@ _FIGURES = "figures"
 def write_report(
     run_dirs: Sequence[Path], out_dir: Path, published: Sequence[str] = (), seed: int = 0, n_boot: int = 200,
     baseline: str | None = None, title: str = "Segmentation benchmark report", empty_policy: str | None = None,
-    pictures: int = 6, picture_case: str | None = None,
+    pictures: int = 6, picture_case: str | None = None, metrics: Sequence[str] = METRICS,
 ) -> Path:
     """Write the report for ``run_dirs`` (with ``published`` tables) under ``out_dir``; returns index.html.
 
     Every aggregate shows a 95% bootstrap interval over cases resampled within datasets (``n_boot`` replicates
     from ``seed``). ``pictures`` classes of the first run (its lowest mean DSC first) get best/median/worst
-    case pictures, or only ``picture_case``; 0 turns pictures off.
+    case pictures, or only ``picture_case``; 0 turns pictures off. ``metrics`` are the row columns the tables,
+    figures and tests show (DSC and NSD by default; e.g. ``("hd95_mm",)``).
     """
     out_dir = Path(out_dir)
     runs = load_runs(run_dirs, empty_policy)
@@ -61,7 +64,7 @@ def write_report(
         picture_html, picture_notes, pictured = picture_sections(runs, out_dir, pictures, picture_case)
     if not runs.rows.empty:
         links = {key: "#" + anchor("pictures", key) for key in pictured}
-        standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline, links)
+        standard, notes = _standard_sections(runs, out_dir, published, seed, n_boot, baseline, links, metrics)
         sections += standard
     if not runs.clicks.empty:
         sections += _click_sections(runs.clicks, runs.configs, out_dir, np.random.default_rng(seed), n_boot)
@@ -86,28 +89,28 @@ def _clear_figures(folder: Path) -> None:
 
 def _standard_sections(
     runs: Runs, out_dir: Path, published: Sequence[str], seed: int, n_boot: int, baseline: str | None,
-    links: dict[str, str],
+    links: dict[str, str], metrics: Sequence[str] = METRICS,
 ) -> tuple[list[tuple[str, str]], list[str]]:
     rows = runs.rows
-    entries, notes = collect_entries(runs, published, np.random.default_rng(seed), n_boot)
+    entries, notes = collect_entries(runs, published, np.random.default_rng(seed), n_boot, metrics=metrics)
     notes = [*coverage_lines(entries), *empty_lines(runs), *notes,
              f"[lo, hi]: 95% bootstrap interval, cases resampled within each dataset ({n_boot} replicates, seed {seed})"]
     groups = class_groups(rows)
     run_names = list(dict.fromkeys(rows["method"]))
-    board, chosen, board_notes = ranked(entries, "class", baseline)
+    board, chosen, board_notes = ranked(entries, "class", baseline, metrics)
     notes += board_notes
     heading = "Leaderboard (class-wise)" + (f", deltas against {chosen}" if chosen else "")
-    sections = [(heading, html_table(leaderboard_view(board, chosen)))]
+    sections = [(heading, html_table(leaderboard_view(board, chosen, metrics)))]
     regions, left_out = comparable(entries, "region")
     notes += left_out + cross_notes(regions)
-    sections.append(("Region-wise (SAT Table 1 layout)", _table(regions, "region", run_names)))
+    sections.append(("Region-wise (SAT Table 1 layout)", _table(regions, "region", run_names, None, metrics)))
     shared = shared_region_entries(entries, groups)
     if shared is not None:
         count = int(shared.loc[shared["key"] == OVERALL, "classes"].max())
-        values = layout(shared, "region")
-        marks = best_mask(values, comparability_layout(shared, "region").reindex_like(values), run_names)
+        values = layout(shared, "region", metrics)
+        marks = best_mask(values, comparability_layout(shared, "region", metrics).reindex_like(values), run_names)
         sections.append((f"Region-wise on the {count} classes every method covers", html_table(values, marks)))
-    for metric in METRICS:
+    for metric in metrics:
         values, lo, hi = (layout(regions, "region", (metric,), value=v).droplevel("metric") for v in ("value", "lo", "hi"))
         stem = f"{_FIGURES}/regions_{metric}"
         figures.save(figures.region_bars(values, metric, lo, hi), out_dir / stem)
@@ -116,7 +119,7 @@ def _standard_sections(
     classes, left_out = comparable(entries, "class")
     notes += left_out
     order_by = run_names[0]
-    for metric in METRICS:
+    for metric in metrics:
         values, lo, hi = (layout(classes, "class", (metric,), value=v).droplevel("metric", axis=1)
                           for v in ("value", "lo", "hi"))
         panels = figures.class_panels(values, groups, order_by)
@@ -128,40 +131,58 @@ def _standard_sections(
             parts.append(figure(stem, f"{metric.upper()}, {panel_title}: {len(keys)} classes sorted by {order_by}"))
         heading = f"{metric.upper()} per class, one panel per region (Fig. 4/5 style, whiskers: 95% intervals)"
         sections.append((heading, "".join(parts)))
-    sections.append(("Class-wise", _table(classes, "class", run_names, links)))
+    sections.append(("Class-wise", _table(classes, "class", run_names, links, metrics)))
     if len(run_names) > 1:
         sections.append(("Paired tests at the patient level, each run against " + run_names[0],
-                         _paired_table(rows, run_names, np.random.default_rng(seed), n_boot)))
+                         _paired_table(rows, run_names, np.random.default_rng(seed), n_boot, metrics)))
     datasets, left_out = comparable(entries, "dataset")
     notes += left_out
-    sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset", run_names)))
+    sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset", run_names, None, metrics)))
+    if {f"lesions_{name}" for name in SIZE_BINS} <= set(rows.columns):
+        sections.append(_lesion_section(rows, out_dir))
     return sections, notes
 
 
-def _paired_table(rows: pd.DataFrame, runs: Sequence[str], rng: np.random.Generator, n_boot: int) -> str:
+def _lesion_section(rows: pd.DataFrame, out_dir: Path) -> tuple[str, str]:
+    """Lesion detection by size (runs scored with `--metrics lesion`): pooled counts and the detection-rate plot."""
+    scored = rows.dropna(subset=[f"lesions_{name}" for name in SIZE_BINS])
+    table = detection_by_size(scored)
+    stem = f"{_FIGURES}/lesions_by_size"
+    figures.save(figures.detection_bars(table), out_dir / stem)
+    shown = table.assign(rate=100 * table["rate"]).set_index(["method", "size_bin"])
+    caption = ("reference lesions found (matched at IoU >= 0.5) by volume, pooled over cases and lesion classes; "
+               "n: reference lesions in the bin")
+    return "Lesion detection by size", html_table(shown) + figure(stem, caption)
+
+
+def _paired_table(rows: pd.DataFrame, runs: Sequence[str], rng: np.random.Generator, n_boot: int,
+                  metrics: Sequence[str] = METRICS) -> str:
     """Wilcoxon over cases (each case's mean over the classes both runs scored), the datasets-first mean
     difference with its 95% bootstrap interval, the rank-biserial effect size and Holm-adjusted p-values."""
     reference = rows[rows["method"] == runs[0]]
-    tests = paired_tests(reference, {m: rows[rows["method"] == m] for m in runs[1:]}, METRICS, rng, n_boot)
+    tests = paired_tests(reference, {m: rows[rows["method"] == m] for m in runs[1:]}, tuple(metrics), rng, n_boot)
+    scale = tests["metric"].map(lambda m: 1.0 if m in UNSCALED else 100.0)
     table = pd.DataFrame({
         "run": tests["run"], "metric": tests["metric"], "cases": tests["cases"].astype(str),
         "classes": tests["classes"].astype(str), "datasets": tests["datasets"].astype(str),
-        runs[0]: 100 * tests["mean_a"], "run mean": 100 * tests["mean_b"], "difference": 100 * tests["difference"],
+        runs[0]: scale * tests["mean_a"], "run mean": scale * tests["mean_b"],
+        "difference": scale * tests["difference"],
         "r": tests["effect_size"], "p": tests["p_value"].map("{:.3g}".format),
         "p (Holm)": tests["p_holm"].map("{:.3g}".format),
     }).set_index(["run", "metric"])
     nan = pd.DataFrame(np.nan, index=table.index, columns=table.columns)
     lo, hi = nan.copy(), nan.copy()
-    lo["difference"], hi["difference"] = (100 * tests["lo"]).to_numpy(), (100 * tests["hi"]).to_numpy()
+    lo["difference"], hi["difference"] = (scale * tests["lo"]).to_numpy(), (scale * tests["hi"]).to_numpy()
     note = ('<p class="notes">Holm correction over the {} tests of this table; difference: run minus {}, '
             "cases resampled within datasets for the 95% interval; r: rank-biserial effect size.</p>")
     return html_table(table, None, lo, hi) + note.format(len(tests), html.escape(runs[0]))
 
 
-def _table(entries: pd.DataFrame, by: str, runs: Sequence[str], links: dict[str, str] | None = None) -> str:
-    values = layout(entries, by)
-    lo, hi = (layout(entries, by, value=side) for side in ("lo", "hi"))
-    marks = best_mask(values, comparability_layout(entries, by).reindex_like(values), runs)
+def _table(entries: pd.DataFrame, by: str, runs: Sequence[str], links: dict[str, str] | None = None,
+           metrics: Sequence[str] = METRICS) -> str:
+    values = layout(entries, by, metrics)
+    lo, hi = (layout(entries, by, metrics, value=side) for side in ("lo", "hi"))
+    marks = best_mask(values, comparability_layout(entries, by, metrics).reindex_like(values), runs)
     return html_table(values, marks, lo, hi, links)
 
 

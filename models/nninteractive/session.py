@@ -1,8 +1,9 @@
 """nnInteractive (MIC-DKFZ, PyPI `nninteractive`) behind the model interface: its own inference session, fed clicks.
 
 The session (nnInteractive 2.6.0 inference/inference_session.py) keeps every interaction of the current object
-and predicts after each one, writing a binary mask into a target buffer; so this model takes only the newest
-click per call (`accumulates_clicks=False`). It works in the voxel grid of the array it is given, with no
+and predicts after each one, writing a binary mask into a target buffer; so this model declares
+`keeps_history` and the click loop hands it only the newest click per call, whatever the protocol's `feed`
+(re-adding earlier clicks would add them again: 4 clicks would make 10 interactions and 10 predictions). It works in the voxel grid of the array it is given, with no
 resampling or reorientation, and normalises the image itself (z-score over the non-zero bounding box): pass raw
 intensities. Coordinates are our voxel indices unchanged. A box (inclusive indices) becomes the session's
 half-open `[lo, hi + 1)` per axis; the official checkpoint takes only 2D boxes (one axis one voxel thick).
@@ -28,6 +29,10 @@ import torch
 from models.base import Capabilities, Image, Model, Target
 
 _REQUIRED = ("plans.json", "dataset.json")
+# nnInteractive plans autozoom's refinement patches with this margin per side (2.6.0 inference_session.py:2104;
+# MIC-DKFZ/nnInteractive@154d9c6:nnInteractive/inference/inference_session.py:1680): a patch of at most twice
+# the margin on an axis covers nothing, and utils/bboxes.py:197 (@154d9c6 :181) then fails with a TypeError.
+REFINEMENT_MARGIN = 24
 
 
 def _numpy_globals() -> list:
@@ -94,9 +99,14 @@ class NnInteractive(Model):
                 do_autozoom=autozoom, interactions_storage="auto", enable_undo=False)
             self.session.initialize_from_trained_model_folder(str(checkpoint), use_fold=path.parent.name[5:],
                                                               checkpoint_name=checkpoint_name)
+        patch = tuple(int(p) for p in self.session.configuration_manager.patch_size)
+        if autozoom and min(patch) <= 2 * REFINEMENT_MARGIN:
+            raise ValueError(f"{checkpoint}: patch size {patch} is too small for nnInteractive's autozoom refinement "
+                             f"(it needs more than {2 * REFINEMENT_MARGIN} voxels per axis); turn it off with "
+                             f"--model-args autozoom=false")
         self.buffer: np.ndarray | None = None
         self.capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points", "boxes"}),
-                                         accumulates_clicks=False)
+                                         accumulates_clicks=False, keeps_history=True)
 
     def _quiet(self):
         """The session prints progress on stdout; keep it off unless verbose."""

@@ -3,9 +3,10 @@
 The image is encoded on the first call for a slice and the embedding kept in the state, so later clicks on that
 slice run only the prompt encoder and mask decoder. Every call gets all clicks so far (as SAM-Med3D's 2D
 baseline and SAM-Med2D's test.py feed them) plus the previous round's low-res mask. Points are voxel indices
-(row, column), turned into SAM's (x, y); a box (inclusive pixel indices) becomes the continuous corners
-(x0, y0, x1 + 1, y1 + 1), SAM-Med2D's exclusive-max convention (utils.py get_boxes_from_mask). SAM decodes at
-most one box per round. 3D volumes go through `models.adapters.SliceWise`.
+(row, column), turned into SAM's (x, y); a box (inclusive pixel indices, as every `Box`) becomes the continuous
+corners (x0, y0, x1 + 1, y1 + 1), SAM-Med2D's exclusive-max convention (regionprops, OpenGVLab/SAM-Med2D@bfd2b93:
+utils.py:28-32, 49, 65): `protocols.prompts_boxes.largest_component_box` gives exactly its test-time box. SAM
+decodes at most one box per round. 3D volumes go through `models.adapters.SliceWise`.
 """
 
 from __future__ import annotations

@@ -49,6 +49,17 @@ class EncodedSlice:
         scale = np.array([self.input_size[1] / self.original_size[1], self.input_size[0] / self.original_size[0]])
         return np.asarray(xy, np.float64) * scale + np.array([self.offset[1], self.offset[0]])
 
+    def box_to_model(self, box_xyxy: np.ndarray) -> np.ndarray:
+        """A box (x0, y0, x1, y1), upper edge exclusive, in slice pixels -> the model frame (2, 2). On the
+        sam-med2d path a resized slice's box is the box test.py takes of the nearest-resized mask: resized pixel i
+        samples slice pixel floor(i * in / out) (OpenGVLab/SAM-Med2D@bfd2b93:utils.py:161-167, DataLoader.py:73-78),
+        so the box runs from ceil(x0 * out / in) to ceil(x1 * out / in); elsewhere the corners are scaled."""
+        corners = np.asarray(box_xyxy, np.float64).reshape(2, 2)
+        if self.path != "sam-med2d" or self.input_size == self.original_size:
+            return self.to_model(corners)
+        scale = np.array([self.input_size[1] / self.original_size[1], self.input_size[0] / self.original_size[0]])
+        return np.ceil(corners * scale - 1e-9)  # exact multiples stay (5 * 0.8 is 4.000000000000001)
+
 
 @dataclass(frozen=True, eq=False)
 class SliceResult:
@@ -133,7 +144,7 @@ def decode(
         points = (coords, torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=device)[None])
     boxes = None
     if box_xyxy is not None:
-        corners = encoded.to_model(np.asarray(box_xyxy, np.float64).reshape(2, 2))
+        corners = encoded.box_to_model(box_xyxy)
         boxes = torch.as_tensor(corners.reshape(1, 4), dtype=torch.float32, device=device)
     if points is None and boxes is None:
         raise ValueError("a SAM decoding round needs at least one point or a box")
