@@ -58,12 +58,9 @@ def class_mask(label_map: np.ndarray, value: int | Sequence[int]) -> np.ndarray:
 
 def _merge_boxes(boxes: Sequence[Crop | None]) -> Crop | None:
     present = [box for box in boxes if box is not None]
-    if not present:
-        return None
-    return tuple(
-        slice(min(box[axis].start for box in present), max(box[axis].stop for box in present))
-        for axis in range(len(present[0]))
-    )
+    if len(present) < 2:
+        return present[0] if present else None
+    return tuple(slice(min(s.start for s in spans), max(s.stop for s in spans)) for spans in zip(*present))
 
 
 class SegmentationIndex:

@@ -7,20 +7,22 @@ and ASSD read the exact distance from every border vertex to the nearest border 
 a k-d tree of each surface's vertices in mm (the same distances as a Euclidean distance transform of the border
 map, at about half its cost: no distance map of the crop), computed on first use and kept.
 So a case scored for NSD, HD95 and ASSD builds its surfaces once (STYLE.md: surface-distance's split between
-`compute_surface_distances` and the cheap metrics read from it).
+`compute_surface_distances` and the cheap metrics read from it). Fortran-ordered masks (crops of NIfTI arrays) are
+read through their C-ordered transposes, in memory order, and NSD sums areas as (vertices per neighbour code) x
+(area of the code), so its value does not depend on the memory order.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
-from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table
+from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table, transposed_codes
 
 # Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
 # offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
@@ -29,12 +31,16 @@ _MAX_SHIFTS = 64
 _MAX_OFFSET_BOX = 4096
 
 
-def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarray | None:
-    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT)."""
+@lru_cache(maxsize=64)
+def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    """The integer offsets within the tolerance when few enough to gather one by one, else None (use an EDT);
+    with the background margin per axis they need (cached: every class of a case asks for the same)."""
     if math.prod(2 * math.floor(tolerance_mm / s) + 1 for s in spacing) > _MAX_OFFSET_BOX:
-        return None
+        return None, (0,) * len(spacing)
     offsets = offsets_within(spacing, tolerance_mm)
-    return offsets if len(offsets) <= _MAX_SHIFTS else None
+    if len(offsets) > _MAX_SHIFTS:
+        return None, (0,) * len(spacing)
+    return offsets, tuple(int(m) for m in np.abs(offsets).max(axis=0))
 
 
 def _within(source: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -47,8 +53,9 @@ def _within(source: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> np.
         raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
     strides = np.asarray(source.strides) // source.itemsize
     flat = source.reshape(-1)
-    within = np.zeros(targets.size, bool)
-    for step in offsets @ strides:
+    steps = offsets @ strides
+    within = flat[targets + steps[0]]
+    for step in steps[1:]:
         within |= flat[targets + step]
     return within
 
@@ -57,18 +64,34 @@ class SurfacePair:
     """Border vertices (flat indices into a padded dual grid) and surfel areas of a prediction and a reference.
 
     `tolerance_mm` is the NSD tolerance the pair is built for: it sets the background margin the gathers need.
+    With `transposed`, the grid (borders, indices, codes, offsets, `grid_spacing`) is that of the masks'
+    transposes: Fortran-ordered masks are read in memory order.
     """
 
     def __init__(self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float = 0.0):
         self.spacing = tuple(float(s) for s in spacing)
         self.tolerance_mm = float(tolerance_mm)
-        self.offsets = _tolerance_offsets(self.spacing, self.tolerance_mm)
-        margin = np.abs(self.offsets).max(axis=0) if self.offsets is not None else np.zeros(len(self.spacing), int)
+        offsets, margin = _tolerance_offsets(self.spacing, self.tolerance_mm)
+        self.transposed = offsets is not None and pred.flags.f_contiguous and not pred.flags.c_contiguous
+        if self.transposed:
+            pred, ref, margin, offsets = pred.T, ref.T, margin[::-1], offsets[:, ::-1]
+        self.offsets = offsets
+        self.grid_spacing = self.spacing[::-1] if self.transposed else self.spacing
         codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
         self.borders = [border_vertices(c) for c in codes]
         self.indices = [np.flatnonzero(b) for b in self.borders]
-        areas = surfel_area_table(self.spacing)
-        self.areas = [areas[c.reshape(-1)[i]] for c, i in zip(codes, self.indices)]
+        self.codes = [c.reshape(-1)[i] for c, i in zip(codes, self.indices)]
+
+    def _area_table(self) -> np.ndarray:
+        """Surfel area per neighbour code of the grid (the masks' own codes, or their transposes')."""
+        table = surfel_area_table(self.spacing)
+        return table[transposed_codes(len(self.spacing))] if self.transposed else table
+
+    @cached_property
+    def areas(self) -> list[np.ndarray]:
+        """Surfel area of each border vertex, in the order of `indices`."""
+        table = self._area_table()
+        return [table[c] for c in self.codes]
 
     def nsd(self) -> float:
         """Normalised Surface Dice at the pair's tolerance: the surface area of both masks lying within the
@@ -81,14 +104,21 @@ class SurfacePair:
         else:
             near_ref = _within(self.borders[1], self.indices[0], self.offsets)
             near_pred = _within(self.borders[0], self.indices[1], self.offsets)
-        overlap = self.areas[0][near_ref].sum() + self.areas[1][near_pred].sum()
-        return float(overlap / (self.areas[0].sum() + self.areas[1].sum()))
+        n_codes = 1 << (1 << len(self.spacing))
+        total = np.bincount(self.codes[0], minlength=n_codes) + np.bincount(self.codes[1], minlength=n_codes)
+        near = (np.bincount(self.codes[0][near_ref], minlength=n_codes)
+                + np.bincount(self.codes[1][near_pred], minlength=n_codes))
+        if self.transposed:  # counts of the transposes' codes -> counts of the masks' own codes
+            own = transposed_codes(len(self.spacing))
+            total[own], near[own] = total.copy(), near.copy()
+        areas = surfel_area_table(self.spacing)
+        return float((near @ areas) / (total @ areas))
 
     @cached_property
     def distances(self) -> tuple[np.ndarray, np.ndarray]:
         """(mm from each pred border vertex to the reference surface, mm from each ref border vertex to the
         prediction surface), in the order of `indices`: exact nearest-vertex distances, computed once."""
-        points = [np.stack(np.unravel_index(i, b.shape), axis=1) * np.asarray(self.spacing)
+        points = [np.stack(np.unravel_index(i, b.shape), axis=1) * np.asarray(self.grid_spacing)
                   for i, b in zip(self.indices, self.borders)]
         trees = [cKDTree(p, leafsize=32, balanced_tree=False, compact_nodes=False) for p in points]
         result = []

@@ -28,22 +28,39 @@ def _corner_shifts(ndim: int) -> list[tuple[tuple[int, ...], int]]:
 def neighbour_codes(mask: np.ndarray, margin: Sequence[int] | int = 0) -> np.ndarray:
     """Neighbour code of every dual-grid vertex; output shape is `mask.shape + 1 + 2 * margin` per axis.
 
-    The result is C-contiguous whatever the memory order of `mask`. Vertex `i` sits between voxels `i - 1` and
-    `i`, so objects touching the image border get a closed surface;
-    `margin` adds that many background vertices (code 0) on both sides of each axis. The code is built one axis
-    at a time (last axis first): each step doubles the bits per vertex by pairing the lower and upper neighbour
-    along that axis, so the lowest corner ends in the highest bit.
+    The result is C-contiguous whatever the memory order of `mask` (a C-contiguous mask is read in memory order,
+    the fastest). Vertex `i` sits between voxels `i - 1` and `i`, so objects touching the image border get a
+    closed surface; `margin` adds that many background vertices (code 0) on both sides of each axis. The code is
+    built one axis at a time (last axis first): each step doubles the bits per vertex by pairing the lower and
+    upper neighbour along that axis, so the lowest corner ends in the highest bit.
     """
-    margin = np.broadcast_to(margin, (mask.ndim,))
-    codes = np.pad(mask.astype(np.uint8, copy=False), [(1 + int(m), 1 + int(m)) for m in margin])
+    margin = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
+    codes = np.zeros([n + 2 + 2 * m for n, m in zip(mask.shape, margin)], np.uint8)
+    codes[tuple(slice(1 + m, 1 + m + n) for n, m in zip(mask.shape, margin))] = mask
     bits = 1
     for axis in reversed(range(mask.ndim)):
         lower = [slice(None)] * mask.ndim
         upper = [slice(None)] * mask.ndim
         lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        codes = (codes[tuple(lower)] << np.uint8(bits)) | codes[tuple(upper)]
+        step = np.left_shift(codes[tuple(lower)], np.uint8(bits))
+        codes = np.bitwise_or(step, codes[tuple(upper)], out=step)
         bits *= 2
-    return np.ascontiguousarray(codes)
+    return codes
+
+
+@lru_cache(maxsize=2)
+def transposed_codes(ndim: int) -> np.ndarray:
+    """For each neighbour code of a transposed mask (`mask.T`), the code of the same vertex in `mask` itself.
+
+    Scoring a Fortran-ordered mask through its (C-ordered) transpose reads memory in order; counts of codes
+    found on the transpose are mapped back through this table, so the numbers are those of the mask itself.
+    """
+    table = np.zeros(1 << (1 << ndim), np.intp)
+    for code in range(len(table)):
+        cube = _corner_values(code, ndim).transpose()
+        table[code] = sum(int(cube[corner]) << shift for corner, shift in _corner_shifts(ndim))
+    table.flags.writeable = False
+    return table
 
 
 def border_vertices(codes: np.ndarray) -> np.ndarray:

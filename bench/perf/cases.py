@@ -1,5 +1,5 @@
 """A folder of AMOS-size cases for the throughput benchmarks: the real AMOS label as every reference, each
-prediction degraded with its own seed (`metrics.degrade`), written once into a temporary folder."""
+prediction degraded with its own seed (`_workloads.degrade`), written once into a temporary folder."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.io import read_label_map, write_volume
-from bench.perf.metrics import AMOS, AMOS_CLASSES, degrade
+from bench.perf._workloads import AMOS, AMOS_CLASSES, degrade, require
 
 CLASSES = {name: index + 1 for index, name in enumerate(AMOS_CLASSES)}
 
 
 def write_cases(root: Path, n_cases: int) -> tuple[Path, Path]:
     """`root/ref` and `root/pred` with `n_cases` AMOS-size label maps each (`amos_0000.nii.gz`, ...)."""
-    if not AMOS.is_file():
-        raise SystemExit(f"{AMOS} is absent: this benchmark needs ../shared/data/amos")
-    volume = read_label_map(AMOS)
+    volume = read_label_map(require(AMOS))
     for index in range(n_cases):
         name = f"amos_{index:04d}.nii.gz"
         write_volume(root / "ref" / name, volume.array, volume.affine)
