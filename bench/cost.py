@@ -1,0 +1,112 @@
+"""Cost beside accuracy: one row per run with DSC/NSD, seconds per case and per call, peak memory and NoC.
+
+Read from the stored rows (`bench.meter` measured them) and run.json, so nothing runs again: a run stored with
+`bench clicks --time-limit` has its protocol's time limit re-applied from the stored seconds. DSC/NSD are the
+mean over (case, class) rows, at the last click for click runs, in percent. Seconds are medians: per case the sum
+of its model calls' seconds, per call each call's own (click runs: one call per click; the rows of a perfect
+target after it stopped made no call); the warm-up call of each process (`warmup_seconds`) is left out of both
+and shown apart, with the model's loading time. Memory is the largest per-case peak (RSS rise, CUDA allocated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import store
+from bench.tables import render
+from protocols.cost import apply_time_limit, noc_per_target, noc_summary, target_label
+
+CASE = ["dataset", "case_id"]
+SECONDS_COLUMNS = ("s/case", "s/call", "CPU s/call", "warm-up s", "load s")
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    return rows[name] if name in rows.columns else pd.Series(np.nan, index=rows.index)
+
+
+def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict:
+    """The cost row of one run's rows (with its run.json)."""
+    clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
+    scored = rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
+        "click"].transform("max")]
+    timed = rows[_column(rows, "warmup_seconds").isna()].assign(cpu_seconds=lambda r: _column(r, "cpu_seconds"))
+    calls = timed[timed["seconds"] > 0] if not clicks.empty else timed.groupby(CASE)[["seconds", "cpu_seconds"]].sum()
+    cost = config.get("cost") or {}
+    record = {"run": str(rows["run"].iloc[0]), "model": str(rows["model"].iloc[0]),
+              "device": cost.get("device") or config.get("device") or "-",
+              "cases": int(rows.groupby(CASE).ngroups), "DSC": 100 * rows.loc[scored.index, "dsc"].mean(),
+              "NSD": 100 * rows.loc[scored.index, "nsd"].mean(),
+              "s/case": timed.groupby(CASE)["seconds"].sum().median() if len(timed) else np.nan,
+              "s/call": calls["seconds"].median() if len(calls) else np.nan,
+              "CPU s/call": _column(calls, "cpu_seconds").median() if len(calls) else np.nan,
+              "peak RSS MB": _column(rows, "peak_rss_mb").max(), "peak GPU MB": _column(rows, "peak_gpu_mb").max(),
+              "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan)}
+    if not clicks.empty:
+        summary = noc_summary(noc_per_target(clicks, targets), targets).iloc[0]
+        for target in targets:
+            label = target_label(target)
+            record[f"NoC@{label}"], record[f"NoF@{label}"] = summary[f"NoC@{label}"], int(summary[f"NoF@{label}"])
+    return record
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
+    rows = store.read_metrics([path])
+    run_dir = path if path.is_dir() else path.parent
+    config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
+    scoring = (config.get("protocol") or {}).get("scoring") or {}
+    limit = scoring.get("time_limit_s_per_class")
+    if config.get("time_limit") and limit is not None:
+        rows = apply_time_limit(rows, float(limit))
+        over = rows.loc[rows["over_time_limit"], "case_id"].nunique()
+        return rows, config, [f"{path}: time limit {limit:g} s per class re-applied from the stored seconds "
+                              f"({over} case(s) over it scored 0)"]
+    return rows, config, []
+
+
+def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)) -> tuple[pd.DataFrame, list[str]]:
+    """(one cost row per run, indexed by run and model; notes)."""
+    records, notes = [], []
+    for path in map(Path, run_dirs):
+        rows, config, read_notes = _read(path)
+        records.append(run_cost(rows, config, targets))
+        notes += read_notes
+    table = pd.DataFrame(records).set_index(["run", "model"])
+    notes.append("DSC/NSD: mean over (case, class), at the last click for click runs, percent; s/case, s/call: "
+                 "medians of model-call wall seconds (CPU s: the process's CPU time, every thread), the first call "
+                 "of each process left out (warm-up s) and the model's loading apart (load s); peak RSS MB: the "
+                 "largest per-case rise of the resident set; peak GPU MB: torch.cuda.max_memory_allocated")
+    if any(column.startswith("NoC@") for column in table.columns):
+        notes.append("NoC@T: mean clicks until DSC >= T over (case, class), a target never reaching T counted at the "
+                     "run's click cap; NoF@T: how many never reached it")
+    return table, notes
+
+
+def cost_text(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90), fmt: str = "md"
+              ) -> tuple[str, list[str]]:
+    """The cost table rendered (seconds with 3 significant digits in md/latex; plain numbers in CSV), and notes."""
+    table, notes = cost_table(run_dirs, targets)
+    if fmt != "csv":
+        for column in SECONDS_COLUMNS:
+            table[column] = table[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}")
+        for column in [c for c in table.columns if c.startswith("NoF@") or c == "cases"]:
+            table[column] = table[column].map(lambda v: "-" if pd.isna(v) else str(int(v)))
+    unmarked = pd.DataFrame(False, index=table.index, columns=table.columns)
+    return render(table, fmt, best=unmarked), notes
+
+
+def parse_targets(text: str | None) -> tuple[float, ...]:
+    """`--noc-targets 85,90` (percent, or fractions of 1) as fractions; ValueError on anything else."""
+    if not text:
+        return (0.85, 0.90)
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--noc-targets {text!r}: expected numbers such as 85,90") from None
+    values = [v / 100 if v > 1 else v for v in values]
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise ValueError(f"--noc-targets {text!r}: targets must lie in (0, 100] percent")
+    return tuple(values)
