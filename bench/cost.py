@@ -5,7 +5,7 @@ Read from the stored rows (`bench.meter` measured them) and run.json, so nothing
 mean over (case, class) rows, at the last click for click runs, in percent. Seconds are medians: per case the sum
 of its model calls' seconds, per call each call's own (click runs: one call per click; the rows of a perfect
 target after it stopped made no call); the warm-up call of each process (`warmup_seconds`) is left out of both
-and shown apart, with the model's loading time. Memory is the largest per-case peak (RSS rise, CUDA allocated).
+and shown apart, with the model's loading time (unless it was the run's only call: then it is used, and said). Memory is the largest per-case peak (RSS rise, CUDA allocated).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict
     clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
     scored = rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
         "click"].transform("max")]
-    timed = rows[_column(rows, "warmup_seconds").isna()].assign(cpu_seconds=lambda r: _column(r, "cpu_seconds"))
+    warm = _column(rows, "warmup_seconds").notna()
+    timed = (rows[~warm] if not warm.all() else rows).assign(cpu_seconds=lambda r: _column(r, "cpu_seconds"))
     calls = timed[timed["seconds"] > 0] if not clicks.empty else timed.groupby(CASE)[["seconds", "cpu_seconds"]].sum()
     cost = config.get("cost") or {}
     record = {"run": str(rows["run"].iloc[0]), "model": str(rows["model"].iloc[0]),
@@ -44,7 +45,8 @@ def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict
               "s/call": calls["seconds"].median() if len(calls) else np.nan,
               "CPU s/call": _column(calls, "cpu_seconds").median() if len(calls) else np.nan,
               "peak RSS MB": _column(rows, "peak_rss_mb").max(), "peak GPU MB": _column(rows, "peak_gpu_mb").max(),
-              "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan)}
+              "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan),
+              "warm-up only": bool(warm.all())}
     if not clicks.empty:
         summary = noc_summary(noc_per_target(clicks, targets), targets).iloc[0]
         for target in targets:
@@ -75,6 +77,8 @@ def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)
         records.append(run_cost(rows, config, targets))
         notes += read_notes
     table = pd.DataFrame(records).set_index(["run", "model"])
+    for run in table.index[table.pop("warm-up only")].get_level_values("run"):
+        notes.append(f"{run}: its only model call was the warm-up (one case, one call): its seconds include it")
     notes.append("DSC/NSD: mean over (case, class), at the last click for click runs, percent; s/case, s/call: "
                  "medians of model-call wall seconds (CPU s: the process's CPU time, every thread), the first call "
                  "of each process left out (warm-up s) and the model's loading apart (load s); peak RSS MB: the "

@@ -172,3 +172,17 @@ def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
     assert "NoC@50" in shown.output and "NoF@99" in shown.output and "s/call" in shown.output
     refused = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "85,x"])
     assert refused.exit_code == 2 and "--noc-targets '85,x'" in refused.output
+
+
+def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0})
+    out = tmp_path / "run"
+    ran = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                   "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                   "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    shown = CliRunner().invoke(app, ["leaderboard", "--run", str(out), "--published", "sat-table2", "--cost"])
+    assert shown.exit_code == 0, shown.output
+    board, cost = shown.output.split("Cost of the runs")
+    assert "s/case" not in board and "| run | known-cost | cpu | 1 |" in cost and "peak RSS MB" in cost
+    assert "its only model call was the warm-up" in shown.output  # one case, one call: said, not hidden
