@@ -28,22 +28,55 @@ def _column(rows: pd.DataFrame, name: str) -> pd.Series:
     return rows[name] if name in rows.columns else pd.Series(np.nan, index=rows.index)
 
 
+def _clicks(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
+
+
+def timed_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose seconds count in the cost figures: all but the warm-up calls' (all, when that is every row)."""
+    warm = _column(rows, "warmup_seconds").notna()
+    return (rows[~warm] if not warm.all() else rows).assign(seconds=lambda r: _column(r, "seconds"),
+                                                            cpu_seconds=lambda r: _column(r, "cpu_seconds"))
+
+
+def case_seconds(rows: pd.DataFrame) -> pd.Series:
+    """Per case, the summed wall seconds of its model calls (warm-up left out)."""
+    return timed_rows(rows).groupby(CASE)["seconds"].sum(min_count=1).dropna()
+
+
+def call_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model call with its `seconds` and `cpu_seconds`: the click rows that made a call, or per case of
+    a one-shot run its one call (the rows' shares summed)."""
+    timed = timed_rows(rows)
+    if _clicks(rows).empty:
+        return timed.groupby(CASE)[["seconds", "cpu_seconds"]].sum(min_count=1).dropna(subset=["seconds"])
+    return timed[timed["seconds"] > 0]
+
+
+def click_latency(rows: pd.DataFrame) -> pd.DataFrame:
+    """Click runs: per click index the median, first and third quartile of the calls' wall seconds."""
+    calls = call_rows(rows)
+    if _clicks(rows).empty or calls.empty:
+        return pd.DataFrame(columns=["click", "median", "q1", "q3"])
+    grouped = calls.groupby("click")["seconds"]
+    return pd.DataFrame({"median": grouped.median(), "q1": grouped.quantile(0.25),
+                         "q3": grouped.quantile(0.75)}).reset_index()
+
+
 def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict:
     """The cost row of one run's rows (with its run.json)."""
-    clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
+    clicks = _clicks(rows)
     scored = rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
         "click"].transform("max")]
     warm = _column(rows, "warmup_seconds").notna()
-    timed = (rows[~warm] if not warm.all() else rows).assign(cpu_seconds=lambda r: _column(r, "cpu_seconds"))
-    calls = timed[timed["seconds"] > 0] if not clicks.empty else timed.groupby(CASE)[["seconds", "cpu_seconds"]].sum()
+    calls = call_rows(rows)
     cost = config.get("cost") or {}
     record = {"run": str(rows["run"].iloc[0]), "model": str(rows["model"].iloc[0]),
               "device": cost.get("device") or config.get("device") or "-",
               "cases": int(rows.groupby(CASE).ngroups), "DSC": 100 * rows.loc[scored.index, "dsc"].mean(),
               "NSD": 100 * rows.loc[scored.index, "nsd"].mean(),
-              "s/case": timed.groupby(CASE)["seconds"].sum().median() if len(timed) else np.nan,
-              "s/call": calls["seconds"].median() if len(calls) else np.nan,
-              "CPU s/call": _column(calls, "cpu_seconds").median() if len(calls) else np.nan,
+              "s/case": case_seconds(rows).median(),
+              "s/call": calls["seconds"].median(), "CPU s/call": calls["cpu_seconds"].median(),
               "peak RSS MB": _column(rows, "peak_rss_mb").max(), "peak GPU MB": _column(rows, "peak_gpu_mb").max(),
               "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan),
               "warm-up only": bool(warm.all())}
@@ -55,7 +88,8 @@ def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict
     return record
 
 
-def _read(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
+def read_run(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
+    """A run's rows (its stored time limit re-applied), its run.json, and a note when the limit was applied."""
     rows = store.read_metrics([path])
     run_dir = path if path.is_dir() else path.parent
     config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
@@ -73,7 +107,7 @@ def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)
     """(one cost row per run, indexed by run and model; notes)."""
     records, notes = [], []
     for path in map(Path, run_dirs):
-        rows, config, read_notes = _read(path)
+        rows, config, read_notes = read_run(path)
         records.append(run_cost(rows, config, targets))
         notes += read_notes
     table = pd.DataFrame(records).set_index(["run", "model"])

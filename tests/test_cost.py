@@ -186,3 +186,18 @@ def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
     board, cost = shown.output.split("Cost of the runs")
     assert "s/case" not in board and "| run | known-cost | cpu | 1 |" in cost and "peak RSS MB" in cost
     assert "its only model call was the warm-up" in shown.output  # one case, one call: said, not hidden
+
+
+def test_report_draws_accuracy_vs_time_and_click_latency(tmp_path):
+    from bench.report.write import write_report
+
+    images, refs = _folders(tmp_path, {"a": 1.0})
+    out = tmp_path / "run"
+    ran = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                   "--labels", "1=cube", "--n-clicks", "3", "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    index = write_report([out], tmp_path / "report", pictures=0, n_boot=10)
+    html = index.read_text()
+    assert "Cost beside accuracy" in html and "NoF@85" in html
+    for stem in ("cost_accuracy_vs_time", "cost_click_latency"):
+        assert (tmp_path / "report" / "figures" / f"{stem}.svg").is_file() and f"figures/{stem}.svg" in html
