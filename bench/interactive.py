@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.meter import CallCost, timed_call
 from models.base import Image, Model, Target, UnsupportedPrompt
 from protocols.prompts import Box, Click, Prompt
 from protocols.prompts_clicks import FIRST_CLICKS, first_click, next_click
@@ -35,7 +36,8 @@ Score = Callable[[np.ndarray], tuple[float, float, int]]
 @dataclass(frozen=True)
 class ClickStep:
     """The outcome of click (or round) k (0: the box alone): the clicks given (empty once the loop stopped or for
-    the box), the scores and the model's wall time for the call in seconds."""
+    the box), the scores, the model's wall and CPU time for the call in seconds (`bench.meter`), and again its wall
+    time as `warmup_seconds` when it was the process's first call of the model (left out of cost figures)."""
 
     click_index: int
     clicks: tuple[Click, ...]
@@ -45,6 +47,8 @@ class ClickStep:
     seconds: float
     mask: np.ndarray | None = None
     failed: str | None = None
+    cpu_seconds: float = 0.0
+    warmup_seconds: float | None = None
 
     @property
     def click(self) -> Click | None:
@@ -95,17 +99,20 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
         everything = capabilities.accumulates_clicks or (feed == "all" and not capabilities.keeps_history)
         points = tuple(given) if everything else new
         prompt = Prompt(points=points, boxes=boxes, text=text, reference=reference if oracle else None)
-        start = time.perf_counter()
-        failed = None
+        start, cpu = time.perf_counter(), time.process_time()
+        failed, cost = None, None
         try:
-            mask = model.segment(image, [Target(name, prompt)], state)[name]
+            masks, cost = timed_call(model, image, [Target(name, prompt)], state)
+            mask = masks[name]
         except UnsupportedPrompt:
             raise
         except Exception as error:  # noqa: BLE001 - the SegFM rule: a failed run keeps the previous output
             if on_failure == "raise":
                 raise
             mask, failed = pred, f"{type(error).__name__}: {error}"
-        return ClickStep(k, new, *score(mask), time.perf_counter() - start, mask, failed)
+        if cost is None:  # a failed call: its time until it raised
+            cost = CallCost(time.perf_counter() - start, time.process_time() - cpu)
+        return ClickStep(k, new, *score(mask), cost.seconds, mask, failed, cost.cpu_seconds, cost.warmup_seconds)
 
     if box is not None:
         steps.append(call(0, ()))

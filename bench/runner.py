@@ -35,6 +35,7 @@ from bench.fingerprint import fingerprint, unchanged
 from bench.interactive import run_clicks
 from bench.io import InputError, write_volume
 from bench.matching import case_id_for, list_cases
+from bench.meter import COST_COLUMNS, CaseMemory, environment, timed_call
 from bench.preprocess import SAT_ORIENTATION
 from bench.provenance import provenance
 from bench.sammed2d import is_data_folder, mask_name, write_mask
@@ -51,7 +52,7 @@ from protocols.prompts_segfm import draw_box_shift, segfm_box
 from protocols.prompts_slices import slice_boxes, target_slices
 from protocols.protocol import Protocol
 
-EXTRA_COLUMNS = ["protocol", "prompt_policy", "first_click", "click", "seed"]
+EXTRA_COLUMNS = ["protocol", "prompt_policy", "first_click", "click", "seed", *COST_COLUMNS]
 RUN_COLUMNS = store.METRIC_COLUMNS + [c for c in EXTRA_COLUMNS if c not in store.METRIC_COLUMNS]
 PREDICTIONS_DIR = "predictions"
 PROMPTS_DIR = "prompts"
@@ -97,6 +98,7 @@ class CaseResult:
 
 
 _MODELS: dict[tuple, Model] = {}
+_LOAD_SECONDS: dict[tuple, float] = {}  # building, loading and moving each model (run.json's cost)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -133,8 +135,9 @@ def replayed_clicks(run_dir: str | None, case_id: str, class_name: str) -> list[
 
 def model_for(spec: RunSpec) -> Model:
     """The spec's model, built and loaded once per process (a worker reuses it across cases)."""
-    key = (spec.model, tuple(sorted(spec.model_args.items())), spec.checkpoint, spec.trust_checkpoint, spec.device)
+    key = _model_key(spec)
     if key not in _MODELS:
+        start = time.perf_counter()
         options = dict(spec.model_args)
         if spec.checkpoint and takes_checkpoint(spec.model):  # a trained-model folder the model reads itself
             options.update(checkpoint=spec.checkpoint, trust_checkpoint=spec.trust_checkpoint)
@@ -142,7 +145,12 @@ def model_for(spec: RunSpec) -> Model:
         if spec.checkpoint and not takes_checkpoint(spec.model):
             model.load_checkpoint(spec.checkpoint, trust=spec.trust_checkpoint)
         _MODELS[key] = model.to(spec.device)
+        _LOAD_SECONDS[key] = time.perf_counter() - start
     return _MODELS[key]
+
+
+def _model_key(spec: RunSpec) -> tuple:
+    return spec.model, tuple(sorted(spec.model_args.items())), spec.checkpoint, spec.trust_checkpoint, spec.device
 
 
 def parse_model_args(items: list[str] | None) -> dict:
@@ -300,9 +308,8 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
     targets = [Target(name, _static_prompt(name, space.masks[name], kinds, protocol,
                                            prompt_rng(protocol.prompts.seed, source.case_id, name, "static", 1),
                                            oracle, model, space.image, state)) for name in names]
-    start = time.perf_counter()
-    masks = model.segment(space.image, targets, state)
-    seconds = (time.perf_counter() - start) / max(len(targets), 1)
+    masks, cost = timed_call(model, space.image, targets, state)
+    share = max(len(targets), 1)  # one call for every target: each row gets its share
     native_masks = {name: space.to_native(mask) for name, mask in masks.items()}
     in_space = protocol.scoring.grid == "space" and (protocol.space.grid == "satds") == satds
     rows = []
@@ -312,8 +319,10 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
                               else (native_masks[name], native.masks[name], native.image.spacing))
         dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol, name)(pred)
         spacing = (1.0,) * ref.ndim if protocol.scoring.distances == "voxels" else spacing
-        rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels, seconds,
-                         prompt_policy="+".join(sorted(kinds)), first_click=None, click=None))
+        rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels,
+                         cost.seconds / share, cpu_seconds=cost.cpu_seconds / share,
+                         warmup_seconds=cost.warmup_seconds, prompt_policy="+".join(sorted(kinds)),
+                         first_click=None, click=None))
     records = {t.name: {"case_id": source.case_id, "class_name": t.name, "text": t.prompt.text,
                         "boxes": [{"lo": list(b.lo), "hi": list(b.hi)} for b in t.prompt.boxes],
                         "points": [c.to_json() for c in t.prompt.points]} for t in targets}
@@ -370,7 +379,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             combined.append((name, steps, space, native_score))
         for step in steps:
             rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
-                             step.pred_voxels, step.seconds, prompt_policy=_next_policy(protocol),
+                             step.pred_voxels, step.seconds, cpu_seconds=step.cpu_seconds,
+                             warmup_seconds=step.warmup_seconds, prompt_policy=_next_policy(protocol),
                              first_click=prompts.policy(1), click=step.click_index))
         records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_next_policy(protocol),
                                        first_click=prompts.policy(1), seed=prompts.seed,
@@ -412,14 +422,16 @@ def run_case(source: CaseSource, spec: RunSpec) -> CaseResult:
     names = [n for n in case.masks if spec.classes is None or n in spec.classes]
     model = model_for(spec)
     kinds = given_kinds(model, spec.protocol)
-    native = native_space(case.image, source.modality, case.masks)
     if spec.protocol.scoring.empty == "skip":
         names = [n for n in names if case.masks[n].any()]
-    if spec.protocol.interactive and kinds:  # a specialist (no prompts) runs once under any protocol
-        rows, records, masks = _interactive_case(source, spec, model, kinds, native, case.image, names)
-    else:
-        rows, records, masks = _static_case(source, spec, model, kinds, native, case.image, names)
-    table = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+    with CaseMemory() as memory:  # from the case read to its last score
+        native = native_space(case.image, source.modality, case.masks)
+        if spec.protocol.interactive and kinds:  # a specialist (no prompts) runs once under any protocol
+            rows, records, masks = _interactive_case(source, spec, model, kinds, native, case.image, names)
+        else:
+            rows, records, masks = _static_case(source, spec, model, kinds, native, case.image, names)
+    table = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS).assign(peak_rss_mb=memory.peak_rss_mb,
+                                                                   peak_gpu_mb=memory.peak_gpu_mb)
     png_names = ({mask_name(path, source.case_id): path.name for path in source.label}
                  if isinstance(source.label, tuple) else {})
     return CaseResult(source.case_id, table, records, masks, case.affine, time.perf_counter() - start, png_names)
@@ -572,4 +584,14 @@ def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, over
         store.drop_case(out, case_id)
     if errors:
         raise CaseFailures(errors)
-    return store.consolidate(out), len(todo), len(sources) - len(todo)
+    rows = store.consolidate(out)
+    store.update_config(out, cost=_cost_config(spec, rows))
+    return rows, len(todo), len(sources) - len(todo)
+
+
+def _cost_config(spec: RunSpec, rows: pd.DataFrame) -> dict:
+    """run.json's `cost`: the settings the cost columns were measured under, the model's loading time in this
+    process and the warm-up calls' wall times (one per process that ran cases)."""
+    warmups = rows["warmup_seconds"].dropna() if "warmup_seconds" in rows.columns else pd.Series(dtype=float)
+    return {**environment(spec.device), "load_seconds": _LOAD_SECONDS.get(_model_key(spec)),
+            "warmup_seconds": [float(v) for v in warmups]}

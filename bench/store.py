@@ -40,7 +40,7 @@ CONFIG_FILE = "run.json"
 _CASES = "cases"
 _CASE_META = b"medseg_bench_case"
 # run.json keys that describe a run rather than set its numbers: not compared when a run is resumed.
-_UNCOMPARED = ("provenance", "status", "unscored_labels", "trusted_checkpoint")
+_UNCOMPARED = ("provenance", "status", "unscored_labels", "trusted_checkpoint", "cost", "time_limit")
 
 
 LOCK_FILE = ".lock"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from bench import store
 from bench.commands.evaluate import note
 from bench.io import InputError
 from bench.presets import load_protocol, preset_names
@@ -212,6 +213,7 @@ def clicks(
         rows, done, skipped = run_reported(sources, out, spec, sources_label=label, write_masks=False,
                                            overwrite=overwrite, workers=workers, executor=executor,
                                            scheduler=scheduler)
+        store.update_config(out, time_limit=time_limit)  # `bench tables --cost` re-applies it from the seconds
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -23,6 +23,7 @@ from bench.click_tables import (
     running_max,
     table3_layout,
 )
+from bench.cost import cost_text, parse_targets
 from bench.published import load_published
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
@@ -221,6 +222,9 @@ def tables(
                                                                     "on a Dask cluster (very large runs)."),
     scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
     workers: int = typer.Option(2, min=1, help="Size of the local Dask cluster (--executor dask, no --scheduler)."),
+    cost: bool = typer.Option(False, "--cost", help="One row per run: DSC/NSD beside median seconds per case and "
+                                                    "per call, peak memory and (click runs) NoC."),
+    noc_targets: str = typer.Option(None, "--noc-targets", help="NoC targets for --cost, percent (default 85,90)."),
 ) -> None:
     """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparables.
 
@@ -230,6 +234,11 @@ def tables(
             raise ValueError("give --run RUN (repeatable) and/or --published TABLE (e.g. sat-table1)")
         if not run:
             typer.echo(published_text(published, fmt), nl=False)
+            return
+        if cost:
+            body, notes = cost_text(run, parse_targets(noc_targets), fmt)
+            typer.echo(body, nl=False)
+            echo_notes(notes)
             return
         if executor == "dask":
             if view_columns(metric) != aggregate.METRICS:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from bench.io import read_label_map
+from bench.perf import Timing
 from models.adapters import SliceWise
-from models.base import Image
+from models.base import Image, Target
 from models.parity import load_parity_weights
 from models.sam.model import SamSlices
 from models.sam.network import build_sam
@@ -47,31 +48,43 @@ def _clicks(liver: np.ndarray, slices: list[int], rng: np.random.Generator) -> l
     return clicks
 
 
+def _now() -> Timing:
+    return Timing(time.perf_counter(), time.process_time())
+
+
+def _since(start: Timing) -> Timing:
+    end = _now()
+    return Timing(end.wall - start.wall, end.cpu - start.cpu)
+
+
 def time_model(name: str, image: Image, liver: np.ndarray, n_slices: int, n_clicks: int, device: str) -> dict:
     network, path = MODELS[name]()
     network = load_parity_weights(network).to(device)
-    encoder_seconds: list[float] = []
-    decoder_seconds: list[float] = []
-    started: list[float] = []
-    network.image_encoder.register_forward_pre_hook(lambda *args: started.append(time.perf_counter()))
-    network.image_encoder.register_forward_hook(lambda *args: encoder_seconds.append(time.perf_counter() - started[-1]))
+    encoder_seconds: list[Timing] = []
+    decoder_seconds: list[Timing] = []
+    started: list[Timing] = []
+    network.image_encoder.register_forward_pre_hook(lambda *args: started.append(_now()))
+    network.image_encoder.register_forward_hook(lambda *args: encoder_seconds.append(_since(started[-1])))
     model = SliceWise(model=SamSlices(network=network, path=path, name=name), axis=2)
     rng = np.random.default_rng(0)
     depth = np.flatnonzero(liver.any(axis=(0, 1)))
     slices = [int(k) for k in depth[np.linspace(0, len(depth) - 1, n_slices + 2).astype(int)[1:-1]]]
     history: dict[int, list[Click]] = {k: [] for k in slices}
-    state = None
+    state: dict = {}
     for _ in range(n_clicks):
         for k, click in zip(slices, _clicks(liver, slices, rng)):
             history[k].append(click)
             passes = len(encoder_seconds)
-            start = time.perf_counter()
-            _, state = model.segment(image, Prompt(points=tuple(history[k])), state)
+            start = _now()
+            model.segment(image, [Target("liver", Prompt(points=tuple(history[k])))], state)
             if device != "cpu":
                 torch.cuda.synchronize()
             if len(encoder_seconds) == passes:
-                decoder_seconds.append(time.perf_counter() - start)
-    return {"encoder_s": float(np.median(encoder_seconds)), "decoder_s": float(np.median(decoder_seconds)),
+                decoder_seconds.append(_since(start))
+    return {"encoder_s": float(np.median([t.wall for t in encoder_seconds])),
+            "encoder_cpu_s": float(np.median([t.cpu for t in encoder_seconds])),
+            "decoder_s": float(np.median([t.wall for t in decoder_seconds])),
+            "decoder_cpu_s": float(np.median([t.cpu for t in decoder_seconds])),
             "encoder_passes": len(encoder_seconds), "slices": len(slices),
             "clicks": n_clicks * len(slices)}
 
@@ -94,13 +107,15 @@ def main() -> None:
     liver = labels == LIVER
     print(f"AMOS-size volume {labels.shape}; target liver; {args.slices} slices x {args.clicks} clicks; "
           f"device {args.device}, torch threads {torch.get_num_threads()}")
-    print("\n| model | encoder s/slice | decoder s/click | encoder/decoder | encoder passes = slices |")
-    print("|---|---|---|---|---|")
+    print("\n| model | encoder s/slice | encoder CPU s/slice | decoder s/click | decoder CPU s/click | encoder/decoder "
+          "| encoder passes = slices |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         result = time_model(name, image, liver, args.slices, args.clicks, args.device)
         ratio = result["encoder_s"] / result["decoder_s"]
         once = "yes" if result["encoder_passes"] == result["slices"] else f"NO ({result['encoder_passes']})"
-        print(f"| {name} | {result['encoder_s']:.2f} | {result['decoder_s']:.3f} | {ratio:.0f} | {once} |")
+        print(f"| {name} | {result['encoder_s']:.2f} | {result['encoder_cpu_s']:.2f} | {result['decoder_s']:.3f} | "
+              f"{result['decoder_cpu_s']:.3f} | {ratio:.0f} | {once} |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from baselines.nnunet.convert import convert_dataset
 from baselines.nnunet.plans import installed_plans, sat_plans_file
 from baselines.nnunet.workspace import SAT_PLANS, Workspace
 from bench.catalog import load_catalog
+from bench.perf import timed
 from bench.catalog.cases import CaseSource
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -95,6 +97,18 @@ def ours_on_full_case(info, model: Path, scratch: Path) -> tuple[float, int]:
     return time.perf_counter() - start, len(outcome.table)
 
 
+def _ingest_and_score(info, predictions: Path, model: Path, references: Path, scratch: Path):
+    """Our part of the specialist pipeline: the predictions ingested and scored."""
+    folder = ingest.ingest(info, predictions, model, scratch / "ingested")
+    return ingest.score(info, folder, references, scratch / "run", progress=False)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished child processes (the predictor runs in one)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--satds", type=Path, default=SHARED / "satds", help="SAT-DS folder holding nnunet/")
@@ -123,14 +137,12 @@ def main() -> None:
         settings = stages.Settings(device=args.device, threads=args.threads, quiet=True, workers=1)
         predictions = scratch / "predictions"
 
-        start = time.perf_counter()
-        stages.predict(workspace, info, model, predictions, step_size=args.step_size, mirroring=args.mirroring,
-                       processes=0, settings=settings)
-        predictor = time.perf_counter() - start
-        start = time.perf_counter()
-        folder = ingest.ingest(info, predictions, model, scratch / "ingested")
-        outcome = ingest.score(info, folder, raw / "labelsTs", scratch / "run", progress=False)
-        ours = time.perf_counter() - start
+        children = _children_cpu()
+        _, predicting = timed(stages.predict, workspace, info, model, predictions, step_size=args.step_size,
+                              mirroring=args.mirroring, processes=0, settings=settings)
+        predictor, predictor_cpu = predicting.wall, predicting.cpu + _children_cpu() - children
+        outcome, scoring = timed(_ingest_and_score, info, predictions, model, raw / "labelsTs", scratch)
+        ours = scoring.wall
         shape = nib.load(str(label)).shape
         spacing = full.header.get_zooms()
         windows = sliding_windows(shape, spacing, configuration, args.step_size)
@@ -142,9 +154,10 @@ def main() -> None:
           f"plans (patch {configuration['patch_size']}, spacing {configuration['spacing']}), random weights, "
           f"device {args.device}, step {args.step_size}, mirroring {'on' if args.mirroring else 'off'}")
     print(f"total                      {total:8.1f} s")
-    print(f"nnU-Net predictor          {predictor:8.1f} s  ({100 * predictor / total:5.1f} %)  child process: start, "
-          f"preprocessing, {windows} sliding windows ({predictor / windows:.1f} s each at most), export")
-    print(f"ingestion + DSC/NSD (ours) {ours:8.1f} s  ({100 * ours / total:5.1f} %)  "
+    print(f"nnU-Net predictor          {predictor:8.1f} s  ({100 * predictor / total:5.1f} %, CPU {predictor_cpu:.1f} s "
+          f"with its child process)  child process: start, preprocessing, {windows} sliding windows "
+          f"({predictor / windows:.1f} s each at most), export")
+    print(f"ingestion + DSC/NSD (ours) {ours:8.1f} s  ({100 * ours / total:5.1f} %, CPU {scoring.cpu:.1f} s)  "
           f"{len(outcome.table)} (case, class) rows")
     if ours_full is not None:
         estimate = full_windows * predictor / windows

@@ -17,22 +17,17 @@ import os
 import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.perf import timed
+
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "totalsegmentator_example"
 
 
-def _seconds(function, *args, **kwargs):
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start
-
-
 def _official(checkout: Path, network_state: dict, queries, batch_size: int, modality: str = "ct"):
-    """The official dataset item and inference loop on the CT; returns (SAT-space masks, seconds per phase)."""
+    """The official dataset item and inference loop on the CT; returns (SAT-space masks, Timing per phase)."""
     import nibabel as nib
     import torch
 
@@ -54,10 +49,10 @@ def _official(checkout: Path, network_state: dict, queries, batch_size: int, mod
         jsonl.write_text(json.dumps({"image": str(DATA / "ct.nii.gz"), "label": labels, "modality": modality,
                                      "dataset": "bench"}) + "\n")
         dataset = Inference_Dataset(str(jsonl), batch_size=batch_size)
-        item, pre = _seconds(dataset.__getitem__, 0)
+        item, pre = timed(dataset.__getitem__, 0)
         out = Path(folder, "out")
         out.mkdir()
-        _, windows = _seconds(engine.inference, network, Queries(), torch.device("cpu"), dataset, [item], str(out))
+        _, windows = timed(engine.inference, network, Queries(), torch.device("cpu"), dataset, [item], str(out))
         masks = np.stack([np.asarray(nib.load(out / "bench" / "seg_ct" / f"{name}.nii.gz").dataobj) > 0.5
                           for name in labels])
     return masks, {"preprocessing (MONAI)": pre, "windows + writing": windows}
@@ -90,19 +85,19 @@ def main() -> None:
     names = json.loads((DATA / "classes.json").read_text())
     classes = {names[str(j + 1)]: j + 1 for j in range(args.classes)}
     scored_reference = np.where(reference.array <= args.classes, reference.array, 0)  # the classes asked for
-    network, build = _seconds(lambda: SATNetwork(CONFIGS[args.size]).eval())
+    network, build = timed(lambda: SATNetwork(CONFIGS[args.size]).eval())
     network.load_state_dict(parity_state_dict(network))
     queries = torch.randn((args.classes, 768), generator=torch.Generator().manual_seed(0))
 
-    case, pre = _seconds(preprocess, volume, "ct")
+    case, pre = timed(preprocess, volume, "ct")
     windows = split_windows(case.image.shape)
     print(f"SAT-{args.size} (parity weights), CT {volume.array.shape} -> SAT space {case.image.shape}, "
           f"{len(windows)} windows of 288x288x96, {args.classes} classes, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads; network built in {build:.1f} s")
-    print(f"  {'preprocessing':16s} {pre:8.2f} s")
-    probabilities, infer = _seconds(predict_volume, network, queries, case.image, batch_size=args.batch_size)
+          f"{torch.get_num_threads()} threads; network built in {build:.1f}")
+    print(f"  {'preprocessing':16s} {pre:8.2f}")
+    probabilities, infer = timed(predict_volume, network, queries, case.image, batch_size=args.batch_size)
     masks = probabilities > THRESHOLD
-    print(f"  {'windows':16s} {infer:8.2f} s ({infer / len(windows):.2f} s per window)")
+    print(f"  {'windows':16s} {infer:8.2f}, {infer / len(windows):.2f} per window")
 
     def inverse():
         labels = np.zeros(volume.array.shape, np.uint16)
@@ -110,19 +105,19 @@ def main() -> None:
             labels[from_sat(case.transform, mask)] = j + 1
         return labels
 
-    labels, back = _seconds(inverse)
-    print(f"  {'inverse':16s} {back:8.2f} s")
-    _, score = _seconds(evaluate_case, labels, scored_reference, reference.spacing, classes)
-    print(f"  {'scoring':16s} {score:8.2f} s")
-    print(f"  {'total per case':16s} {pre + infer + back + score:8.2f} s")
+    labels, back = timed(inverse)
+    print(f"  {'inverse':16s} {back:8.2f}")
+    _, score = timed(evaluate_case, labels, scored_reference, reference.spacing, classes)
+    print(f"  {'scoring':16s} {score:8.2f}")
+    print(f"  {'total per case':16s} {pre + infer + back + score:8.2f}")
     if args.official:
         official, phases = _official(args.official, {"size": args.size, "weights": network.state_dict()},
                                      queries, args.batch_size)
         print("official code, same process:")
-        for phase, seconds in phases.items():
-            print(f"  {phase:22s} {seconds:8.2f} s")
-        ours = pre + infer
-        theirs = sum(phases.values())
+        for phase, timing in phases.items():
+            print(f"  {phase:22s} {timing:8.2f}")
+        ours = (pre + infer).wall
+        theirs = sum(timing.wall for timing in phases.values())
         print(f"  ratio ours/official (preprocessing + windows): {ours / theirs:.2f}")
         if official.shape == masks.shape:
             print(f"  SAT-space masks: {np.mean(official == masks):.6%} of voxels agree")

@@ -19,10 +19,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.perf import timed
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT.parent / "shared" / "data" / "totalsegmentator_example"
@@ -42,13 +43,12 @@ def run_ours(network, tokenizer, image, liver, kind: str, zoom_in: bool):
 
 
 def count_windows(network, function, *args):
-    """(result, seconds, image-encoder forwards) of one call."""
+    """(result, its Timing, image-encoder forwards) of one call."""
     calls = []
     hook = network.image_encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
-        start = time.perf_counter()
-        result = function(*args)
-        return result, time.perf_counter() - start, len(calls)
+        result, timing = timed(function, *args)
+        return result, timing, len(calls)
     finally:
         hook.remove()
 
@@ -94,12 +94,12 @@ def main() -> None:
               f"target liver; best of {args.repeats}")
         for mode, zoom_in in MODES.items():
             for kind in KINDS:
-                best, forwards, mask, volume = float("inf"), 0, None, None
+                best, forwards, mask, volume = None, 0, None, None
                 for _ in range(args.repeats):
-                    (mask, volume), seconds, forwards = count_windows(network, run_ours, network, tokenizer, image,
-                                                                      liver, kind, zoom_in)
-                    best = min(best, seconds)
-                line = f"{mode:17s} {kind:5s} {best:7.2f} s/case  ({forwards} image-encoder forwards)"
+                    (mask, volume), timing, forwards = count_windows(network, run_ours, network, tokenizer, image,
+                                                                     liver, kind, zoom_in)
+                    best = timing if best is None or timing.wall < best.wall else best
+                line = f"{mode:17s} {kind:5s} {best:7.2f} per case  ({forwards} image-encoder forwards)"
                 if args.official:
                     out = Path(scratch) / f"official_{mode}_{kind}.npy"
                     official = run_official(args.official_python, args.official, kind, zoom_in, clip_dir, out)
@@ -108,7 +108,7 @@ def main() -> None:
                     same = theirs.shape == ours.shape and np.array_equal(theirs, ours)
                     differing = "shape differs" if theirs.shape != ours.shape else int((theirs != ours).sum())
                     line += (f" | official {official['seconds']:7.2f} s, ratio official/ours "
-                             f"{official['seconds'] / best:5.2f}, same mask: {same} ({differing} voxels differ)")
+                             f"{official['seconds'] / best.wall:5.2f}, same mask: {same} ({differing} voxels differ)")
                 print(line, flush=True)
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from bench.leaderboard import leaderboard_view, ranked
 from bench.provenance import git_commit, harness_version
 from bench.report import figures
+from bench.report.cost import cost_sections
 from bench.report.page import anchor, figure, html_table, page
 from bench.report.pictures import picture_sections
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
@@ -70,6 +71,9 @@ def write_report(
         sections += _click_sections(runs.clicks, runs.configs, out_dir, np.random.default_rng(seed), n_boot)
         notes.append("SAM-Med3D Table 3 was scored on volumes resampled to 1.5 mm and cropped to 128^3 around the "
                      "target: cross-grid context beside any run of this harness")
+    cost, cost_notes = cost_sections(run_dirs, out_dir, _FIGURES)
+    sections += cost
+    notes += cost_notes
     sections += picture_html
     notes += picture_notes
     facts = _facts(runs, run_dirs, seed, n_boot, empty_policy, published)

@@ -1,0 +1,203 @@
+"""Cost beside accuracy: a weightless model with a known cost per call run through `bench clicks` and `bench run`,
+its recorded seconds, CPU seconds and peak memory checked within (generous: the machine is shared) tolerances,
+its warm-up call kept apart; NoC from hand-built click curves; the time limit zeroing exactly the cases above it,
+re-applied from the stored seconds by `bench tables --cost`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import bench.runner as runner
+from bench.cli import app
+from bench.cost import cost_table
+from bench.io import write_volume
+from models.base import Capabilities, Model
+from models.registry import register_model, unregister_model
+from protocols.cost import apply_time_limit, clicks_to_reach, noc_per_target, noc_summary
+
+SLEEP_S, CPU_S, ARRAY_MB, FIRST_SLEEP_S = 0.15, 0.1, 64, 0.6
+
+
+class KnownCost(Model):
+    """Sleeps `SLEEP_S` times the image's maximum per call (the first call of the object `FIRST_SLEEP_S` more:
+    its loading), burns `CPU_S` of CPU time, and holds a touched array of `ARRAY_MB` during the call; returns the
+    box (or an empty mask without one)."""
+
+    name = "known-cost"
+    version = "1"
+    capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points", "boxes"}), accumulates_clicks=True)
+
+    def __init__(self):
+        self.calls = 0
+
+    def _segment(self, image, targets, state):
+        time.sleep(SLEEP_S * float(image.array.max()) + (FIRST_SLEEP_S if self.calls == 0 else 0.0))
+        self.calls += 1
+        held = np.ones(ARRAY_MB * 2**20 // 8)  # float64: ARRAY_MB megabytes, every page written
+        start = time.process_time()
+        while time.process_time() - start < CPU_S:
+            held[:1024] += 1.0
+        out = {}
+        for target in targets:
+            mask = np.zeros(image.shape, bool)
+            for box in target.prompt.boxes:
+                mask[tuple(slice(lo, hi + 1) for lo, hi in zip(box.lo, box.hi))] = True
+            out[target.name] = mask
+        return out
+
+
+@pytest.fixture(autouse=True)
+def known_cost():
+    register_model("known-cost")(KnownCost)
+    runner._MODELS.clear()
+    yield
+    runner._MODELS.clear()
+    unregister_model("known-cost")
+
+
+def _folders(tmp_path, levels: dict[str, float]) -> tuple:
+    """One 16^3 case per entry: image filled with the level (the sleep factor), a cube of label 1, a slab of 2."""
+    images, refs = tmp_path / "images", tmp_path / "refs"
+    images.mkdir(), refs.mkdir()
+    for case, level in levels.items():
+        label = np.zeros((16, 16, 16), np.uint8)
+        label[4:12, 4:12, 5:11] = 1
+        label[:, :, 13:15] = 2
+        write_volume(images / f"{case}_0000.nii.gz", np.full(label.shape, level, np.float32), np.eye(4))
+        write_volume(refs / f"{case}.nii.gz", label, np.eye(4))
+    return images, refs
+
+
+def test_click_run_records_seconds_cpu_memory_and_the_warm_up_apart(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--images", str(images), "--refs",
+                                      str(refs), "--labels", "1=cube", "--n-clicks", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "metrics.parquet").sort_values("click")
+    first, later = rows.iloc[0], rows.iloc[1:]
+    assert first["warmup_seconds"] == first["seconds"] >= SLEEP_S + FIRST_SLEEP_S
+    assert later["warmup_seconds"].isna().all()
+    assert later["seconds"].between(SLEEP_S + CPU_S, SLEEP_S + CPU_S + 1.5).all()
+    assert later["cpu_seconds"].between(CPU_S, CPU_S + 0.5).all()  # the sleep costs no CPU
+    assert (later["cpu_seconds"] < later["seconds"] - SLEEP_S / 2).all()
+    assert rows["peak_rss_mb"].between(ARRAY_MB - 4, ARRAY_MB + 200).all() and rows["peak_gpu_mb"].isna().all()
+    cost = json.loads((out / "run.json").read_text())["cost"]
+    assert cost["device"] == "cpu" and cost["warmup_seconds"] == [pytest.approx(first["seconds"])]
+    assert cost["load_seconds"] < 1.0 and cost["rss"].startswith("VmHWM")
+    table, _ = cost_table([out])
+    (record,) = table.to_dict("records")
+    assert record["s/call"] == pytest.approx(later["seconds"].median())  # the warm-up left out
+    assert record["s/case"] == pytest.approx(later["seconds"].sum())
+    assert record["warm-up s"] == pytest.approx(first["seconds"])
+
+
+def test_static_run_shares_one_call_between_its_targets(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                      "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "metrics.parquet").sort_values(["case_id", "class_name"])
+    assert rows["warmup_seconds"].notna().tolist() == [True, True, False, False]  # case a had the first call
+    b = rows[rows["case_id"] == "b"]
+    assert b["seconds"].iloc[0] == b["seconds"].iloc[1] and b["seconds"].sum() >= SLEEP_S + CPU_S
+    assert b["cpu_seconds"].sum() == pytest.approx(CPU_S, abs=0.5)
+    assert b["peak_rss_mb"].iloc[0] >= ARRAY_MB - 4
+    table, _ = cost_table([out])
+    assert table["s/case"].iloc[0] == pytest.approx(b["seconds"].sum())  # case b only: a held the warm-up
+    assert table["s/call"].iloc[0] == pytest.approx(b["seconds"].sum())
+
+
+def test_noc_counts_the_first_click_reaching_the_target_and_caps_the_others():
+    assert clicks_to_reach([0.5, 0.86, 0.95], [1, 2, 3], 0.85) == (2, True)
+    assert clicks_to_reach([0.5, 0.86, 0.95], [1, 2, 3], 0.90) == (3, True)
+    assert clicks_to_reach([0.5, 0.86, 0.88], [1, 2, 3], 0.90) == (3, False)  # the cap, a failure
+    assert clicks_to_reach([0.9, 0.8, 0.95], [0, 1, 2], 0.85) == (0, True)  # the box alone reached it
+    curves = {("c1", "liver"): [0.86, 0.9, 0.92], ("c1", "spleen"): [0.2, 0.5, 0.84], ("c2", "liver"): [0.1, 0.9, 0.91]}
+    rows = pd.DataFrame([{"run": "r", "model": "m", "case_id": case, "class_name": name, "click": k + 1, "dsc": dsc}
+                         for (case, name), values in curves.items() for k, dsc in enumerate(values)])
+    per_target = noc_per_target(rows).set_index(["case_id", "class_name"])
+    assert per_target["noc@85"].to_dict() == {("c1", "liver"): 1, ("c1", "spleen"): 3, ("c2", "liver"): 2}
+    assert per_target["reached@85"].to_dict() == {("c1", "liver"): True, ("c1", "spleen"): False,
+                                                  ("c2", "liver"): True}
+    (summary,) = noc_summary(noc_per_target(rows)).to_dict("records")
+    assert summary["NoC@85"] == pytest.approx((1 + 3 + 2) / 3) and summary["NoF@85"] == 1
+    assert summary["NoC@90"] == pytest.approx((2 + 3 + 2) / 3) and summary["NoF@90"] == 1
+    assert summary["targets"] == 3
+
+
+def test_time_limit_zeroes_exactly_the_cases_above_it():
+    seconds = {"fast": [40.0, 50.0], "edge": [90.0, 90.0], "slow": [100.0, 81.0]}  # two classes: limit 180 s
+    rows = pd.DataFrame([{"run": "r", "dataset": "d", "case_id": case, "class_name": f"k{i}", "dsc": 0.8, "nsd": 0.7,
+                          "seconds": s} for case, values in seconds.items() for i, s in enumerate(values)])
+    limited = apply_time_limit(rows, 90.0).set_index(["case_id", "class_name"])
+    assert limited["over_time_limit"].groupby("case_id").all().to_dict() == {"edge": False, "fast": False,
+                                                                             "slow": True}
+    assert (limited.loc["slow", ["dsc", "nsd"]] == 0).all().all()
+    assert (limited.loc[["fast", "edge"], "dsc"] == 0.8).all() and (rows["dsc"] == 0.8).all()  # rows unchanged
+
+
+def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
+    """`bench clicks --time-limit` under the SegFM preset with a 2 s limit: the slow case (3 calls of 1 s
+    and more) is over it, the fast one (3 calls of 0.1 s, and the warm-up's 0.6 s) is not; run.json stores the flag, and `bench tables --cost` re-applies it
+    from the stored seconds, without running the model."""
+    preset = Path(__file__).parents[1] / "protocols" / "presets" / "segfm-cvpr25.yaml"
+    protocol = tmp_path / "segfm-2s.yaml"
+    protocol.write_text(preset.read_text().replace("time_limit_s_per_class: 90", "time_limit_s_per_class: 2"))
+    images, refs = _folders(tmp_path, {"fast": 0.0, "slow": 6.0})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--protocol", str(protocol), "--images",
+                                      str(images), "--refs", str(refs), "--labels", "1=cube", "--n-clicks", "2",
+                                      "--out", str(out), "--time-limit"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["time_limit"] is True
+    stored = pd.read_parquet(out / "metrics.parquet")
+    totals = stored.groupby("case_id")["seconds"].sum()
+    assert totals["slow"] > 3 * (6 * SLEEP_S + CPU_S) and totals["fast"] < 2.0
+    table, notes = cost_table([out])
+    final_dsc = stored[stored["click"] == 2].set_index("case_id")["dsc"]
+    assert table["DSC"].iloc[0] == pytest.approx(100 * final_dsc["fast"] / 2)  # slow scored 0
+    assert any("time limit 2 s per class re-applied" in note and "1 case(s)" in note for note in notes)
+    shown = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "50,99"])
+    assert shown.exit_code == 0, shown.output
+    assert "NoC@50" in shown.output and "NoF@99" in shown.output and "s/call" in shown.output
+    refused = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "85,x"])
+    assert refused.exit_code == 2 and "--noc-targets '85,x'" in refused.output
+
+
+def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0})
+    out = tmp_path / "run"
+    ran = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                   "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                   "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    shown = CliRunner().invoke(app, ["leaderboard", "--run", str(out), "--published", "sat-table2", "--cost"])
+    assert shown.exit_code == 0, shown.output
+    board, cost = shown.output.split("Cost of the runs")
+    assert "s/case" not in board and "| run | known-cost | cpu | 1 |" in cost and "peak RSS MB" in cost
+    assert "its only model call was the warm-up" in shown.output  # one case, one call: said, not hidden
+
+
+def test_report_draws_accuracy_vs_time_and_click_latency(tmp_path):
+    from bench.report.write import write_report
+
+    images, refs = _folders(tmp_path, {"a": 1.0})
+    out = tmp_path / "run"
+    ran = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                   "--labels", "1=cube", "--n-clicks", "3", "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    index = write_report([out], tmp_path / "report", pictures=0, n_boot=10)
+    html = index.read_text()
+    assert "Cost beside accuracy" in html and "NoF@85" in html
+    for stem in ("cost_accuracy_vs_time", "cost_click_latency"):
+        assert (tmp_path / "report" / "figures" / f"{stem}.svg").is_file() and f"figures/{stem}.svg" in html
