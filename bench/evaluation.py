@@ -41,7 +41,7 @@ class RunSettings:
     modality: str
     classes: ClassMap
     tolerance_mm: float = 1.0
-    empty_policy: str = "sat"
+    empty_policy: str = "nan"  # both empty: left out, as nnU-Net and MONAI (ignore_empty); "sat" scores them 1
     grid: str = "native"
     orientation: str = "RAS"
     distances: bool = False
@@ -244,11 +244,18 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: Run
     return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir), **options)
 
 
+def both_empty_rows(table: pd.DataFrame) -> pd.Series:
+    """Whether each row is empty in both reference and prediction (its stored flags)."""
+    return table["ref_empty"].eq(True) & table["pred_empty"].eq(True)
+
+
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean DSC and NSD per class over cases (NaN scores are excluded), with the number of cases."""
+    """Mean DSC and NSD per class over cases (NaN scores, e.g. both-empty rows under the "nan" policy, are left
+    out), with the number of cases scored and of cases empty in both reference and prediction."""
     grouped = table.groupby("class_name", sort=False)
     return pd.DataFrame({
         "dsc": grouped["dsc"].mean(),
         "nsd": grouped["nsd"].mean(),
-        "cases": grouped["case_id"].nunique(),
-    })
+        "cases": table.dropna(subset=["dsc"]).groupby("class_name", sort=False)["case_id"].nunique(),
+        "both_empty": both_empty_rows(table).groupby(table["class_name"], sort=False).sum(),
+    }).fillna({"cases": 0}).astype({"cases": int, "both_empty": int})

@@ -45,11 +45,19 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
         rows["grid"] = config.get("grid", DEFAULT_GRID)
     rows["grid"] = rows["grid"].fillna(DEFAULT_GRID).astype(str)
     if empty_policy is None:
-        rows["policy"] = config.get("empty_policy", DEFAULT_POLICY)
+        rows["policy"] = stored_policy(config)
         return rows, config
     if not {"ref_empty", "pred_empty"} <= set(rows.columns) or rows[["ref_empty", "pred_empty"]].isna().any().any():
         raise ValueError(f"{path}: rows without ref_empty/pred_empty flags; --empty-policy cannot be re-applied")
     return aggregate.apply_empty_policy(rows, empty_policy).assign(policy=empty_policy), config
+
+
+def stored_policy(config: dict) -> str:
+    """The empty-mask policy a run was scored under: `bench evaluate`'s, or its protocol's (`bench run`/`clicks`);
+    ``sat`` for an older run that records neither (it was scored so)."""
+    scoring = (config.get("protocol") or {}).get("scoring") or {}
+    policy = config.get("empty_policy", scoring.get("empty"))
+    return policy if policy in aggregate.EMPTY_POLICIES else DEFAULT_POLICY
 
 
 def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs:
@@ -151,7 +159,13 @@ def empty_lines(runs: Runs) -> list[str]:
         if pd.isna(count):
             lines.append(f"{method}: no ref_empty/pred_empty flags stored, empty (case, class) rows cannot be counted")
             continue
-        policy = runs.protocol.loc[method, "policy"]
-        effect = "each scored 1 (policy sat)" if policy == "sat" else "left out of means and counts (policy nan)"
-        lines.append(f"{method}: {int(count)} (case, class) rows empty in both reference and prediction, {effect}")
+        lines.append(f"{method}: {both_empty_line(int(count), runs.protocol.loc[method, 'policy'])}")
     return lines
+
+
+def both_empty_line(count: int, policy: str, total: int | None = None) -> str:
+    """How many (case, class) rows are empty in both reference and prediction, and how the policy counts them."""
+    effect = ("each scored 1 (policy sat)" if policy == "sat"
+              else "left out of means and counts (policy nan)")
+    return f"{count}{f' of {total}' if total is not None else ''} (case, class) rows empty in both reference and " \
+           f"prediction, {effect}"

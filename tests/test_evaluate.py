@@ -183,3 +183,55 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
         table.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
         expected.sort_values(["case_id", "class_name"]).reset_index(drop=True)[["case_id", "class_name", "dsc", "nsd"]],
     )
+
+
+def _totalsegmentator_pair(shared_dir, root):
+    """The real TotalSegmentator example as a one-case folder pair: seg_total_fast scored against seg_total."""
+    source = shared_dir / "data" / "totalsegmentator_example"
+    for side, name in (("ref", "seg_total.nii.gz"), ("pred", "seg_total_fast.nii.gz")):
+        (root / side).mkdir(parents=True)
+        (root / side / "s01.nii.gz").symlink_to(source / name)
+    return source / "classes.json"
+
+
+def _both_empty_values(shared_dir):
+    from bench.io import read_label_map
+
+    source = shared_dir / "data" / "totalsegmentator_example"
+    present = set(np.unique(read_label_map(source / "seg_total.nii.gz").array))
+    present |= set(np.unique(read_label_map(source / "seg_total_fast.nii.gz").array))
+    values = {int(v) for v in json.loads((source / "classes.json").read_text())}
+    return values - present, len(values)
+
+
+def test_both_empty_rows_are_left_out_by_default_and_counted_in_the_printed_table(shared_dir, tmp_path):
+    """The default (nnU-Net / MONAI ignore_empty): a class neither scan contains is stored with its flags, left
+    out of means, and the printed table says how many rows were left out instead of showing 1.0000."""
+    classes = _totalsegmentator_pair(shared_dir, tmp_path)
+    absent, n_classes = _both_empty_values(shared_dir)
+    assert len(absent) > 50
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    both = rows.ref_empty & rows.pred_empty
+    assert both.sum() == len(absent) and rows.loc[both, ["dsc", "nsd"]].isna().all().all()
+    assert rows.loc[~both, "dsc"].notna().all()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["empty_policy"] == "nan"
+    assert f"{len(absent)} of {n_classes} (case, class) rows empty in both reference and prediction" in result.output
+    assert "left out of means" in result.output
+    brain = next(line for line in result.output.splitlines() if line.startswith("| brain "))
+    assert "1.0000" not in brain and brain.split("|")[4].strip() == "0" and brain.split("|")[5].strip() == "1"
+    overall = rows.loc[~both, "dsc"].mean()
+    assert f"{overall:.4f}" in next(line for line in result.output.splitlines() if line.startswith("| mean "))
+
+
+def test_sat_empty_policy_keeps_sats_rule_on_request(shared_dir, tmp_path):
+    classes = _totalsegmentator_pair(shared_dir, tmp_path)
+    absent, _ = _both_empty_values(shared_dir)
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--empty-policy", "sat")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert (rows.loc[rows.ref_empty & rows.pred_empty, "dsc"] == 1.0).sum() == len(absent)
+    assert "each scored 1 (policy sat)" in result.output
+    brain = next(line for line in result.output.splitlines() if line.startswith("| brain "))
+    assert "1.0000" in brain

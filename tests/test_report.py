@@ -217,3 +217,13 @@ def test_small_report_renders_in_headless_chromium(report, tmp_path):
     attributes = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom.stdout).group(1)))
     assert attributes["images-loaded"] == attributes["images"] != "0"
     assert attributes["errors"] == "" and attributes["overflowing"] == "0" and attributes["wrapped"] == "0"
+
+
+def test_pictures_never_pick_a_case_empty_in_both_reference_and_prediction():
+    """Under SAT's rule a both-empty case scores 1 and would be the "best" case: it has nothing to show."""
+    from bench.report.pictures import chosen_cases
+
+    rows = pd.DataFrame({"case_id": ["s1", "s2", "s3"], "dsc": [1.0, 0.9, 0.5],
+                         "ref_empty": [True, False, False], "pred_empty": [True, False, False]})
+    assert chosen_cases(rows) == [("best (DSC 90.0)", "s2"), ("worst (DSC 50.0)", "s3")]
+    assert chosen_cases(rows.iloc[:1]) == []

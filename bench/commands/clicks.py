@@ -55,7 +55,8 @@ def click_protocol(*, first_click: str, policy: str, n_clicks: int, seed: int, t
         "name": "clicks", "description": f"{first_click} first click, then {policy}", "space": {"grid": "native"},
         "prompts": {"kinds": ["points"], "clicks": [[1, first_click], [2, policy]], "feed": feed,
                     "n_clicks": n_clicks, "seed": seed},
-        "scoring": {"grid": "native", "tolerance_mm": tolerance_mm, "report": ["per_click", "auc", "final"]},
+        "scoring": {"grid": "native", "tolerance_mm": tolerance_mm, "empty": "nan",
+                    "report": ["per_click", "auc", "final"]},
     })
 
 

@@ -10,6 +10,7 @@ import typer
 from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
 from bench.io import InputError
 from bench.matching import match_predictions
+from bench.runs import both_empty_line
 from bench.store import RunConfigMismatch, RunLocked
 from bench.targets import resolve_target
 
@@ -35,13 +36,23 @@ class Split(str, Enum):
     all = "all"
 
 
-def print_summary(table, title: str) -> None:
+def _score(value: float) -> str:
+    return "      -" if value != value else f"{value:7.4f}"
+
+
+def print_summary(table, title: str, policy: str) -> None:
+    """The per-class means, their mean over classes, and how many rows were empty in both reference and
+    prediction (`both empty`: left out of the means under the "nan" policy, each scored 1 under "sat")."""
     summary = class_summary(table)
     typer.echo(f"\n{title}\n")
-    typer.echo(f"| {'class':<28} | {'DSC':>7} | {'NSD':>7} | {'cases':>5} |")
-    typer.echo(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 7}|")
-    for name, row in summary.iterrows():
-        typer.echo(f"| {name:<28} | {row.dsc:7.4f} | {row.nsd:7.4f} | {int(row.cases):5d} |")
+    typer.echo(f"| {'class':<28} | {'DSC':>7} | {'NSD':>7} | {'cases':>5} | {'both empty':>10} |")
+    typer.echo(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 12}|")
+    for row in summary.itertuples():
+        typer.echo(f"| {row.Index:<28} | {_score(row.dsc)} | {_score(row.nsd)} | {row.cases:5d} | "
+                   f"{row.both_empty:10d} |")
+    typer.echo(f"| {'mean over classes':<28} | {_score(summary.dsc.mean())} | {_score(summary.nsd.mean())} | "
+               f"{'':5} | {int(summary.both_empty.sum()):10d} |")
+    typer.echo("\n" + both_empty_line(int(summary.both_empty.sum()), policy, total=len(table)))
 
 
 def note(text: str) -> None:
@@ -62,7 +73,8 @@ def evaluate(
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen,2+3=kidney'."),
     modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's)."),
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm (in pixels for 2D PNG slices)."),
-    empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
+    empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.nan, help="Both empty: left out (nan), or 1 (sat, SAT's "
+                                                                   "rule)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
     workers: int = typer.Option(1, min=1, help="Processes scoring cases in parallel (Dask: local cluster size)."),
@@ -112,4 +124,4 @@ def evaluate(
     unit = "mm" if target.ndim == 3 else "pixel (PNG slices carry no spacing)"
     print_summary(outcome.table, f"{settings.model} on {settings.dataset} ({settings.modality}): mean over cases "
                                  f"(NSD tolerance {tolerance:g} {unit}, empty policy {settings.empty_policy}, "
-                                 f"{settings.grid} grid)")
+                                 f"{settings.grid} grid)", settings.empty_policy)

@@ -86,4 +86,4 @@ def run(
         print_click_results(clicks, model, preset, tolerance_unit(sources))
     else:
         print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
-                            f"{preset.scoring.tolerance_mm:g} {tolerance_unit(sources)})")
+                            f"{preset.scoring.tolerance_mm:g} {tolerance_unit(sources)})", preset.scoring.empty)
