@@ -70,7 +70,8 @@ class RunSpec:
         config = asdict(self)
         config.update(command="run", protocol=self.protocol.to_json(), sources=sources,
                       model_provenance=model.provenance().to_json(),
-                      prompts_given=sorted(given_kinds(model, self.protocol)))
+                      prompts_given=sorted(given_kinds(model, self.protocol)),
+                      untrained=random_weights(self.checkpoint, model))
         config.pop("trust_checkpoint")
         return config
 
@@ -163,8 +164,14 @@ def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str
 
 
 def untrained(spec: RunSpec) -> bool:
-    """Whether the spec's model has a network but no weights were given: it runs with random weights."""
-    return spec.checkpoint is None and model_for(spec).network is not None
+    """Whether the spec's model has a network but no weights were given: it runs with random weights (recorded in
+    run.json as ``untrained``; every view marks such a run and never ranks it)."""
+    return random_weights(spec.checkpoint, model_for(spec))
+
+
+def random_weights(checkpoint: str | None, model: Model) -> bool:
+    """A model with a network and no checkpoint runs with random weights."""
+    return checkpoint is None and model.network is not None
 
 
 def given_kinds(model: Model, protocol: Protocol) -> set[str]:

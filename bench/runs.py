@@ -20,6 +20,7 @@ from bench.published import load_published
 
 DEFAULT_GRID = "native"
 DEFAULT_POLICY = "sat"
+UNTRAINED = "(untrained)"  # the mark of a run made with random weights, in every table, leaderboard and report
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
     if "grid" not in rows.columns:
         rows["grid"] = config.get("grid", DEFAULT_GRID)
     rows["grid"] = rows["grid"].fillna(DEFAULT_GRID).astype(str)
+    rows["untrained"] = bool(config.get("untrained", False))
     if empty_policy is None:
         rows["policy"] = stored_policy(config)
         return rows, config
@@ -74,12 +76,13 @@ def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs
     rows = pd.concat(parts, ignore_index=True)
     grids = rows.groupby("run", sort=False)["grid"].nunique()
     rows["method"] = rows["run"].where(~rows["run"].map(grids > 1), rows["run"] + " (" + rows["grid"] + ")")
+    rows["method"] = rows["method"].where(~rows["untrained"], rows["method"] + " " + UNTRAINED)
     is_click = rows["click"].notna() if "click" in rows.columns else pd.Series(False, index=rows.index)
     standard = rows[~is_click]
     labelled = aggregate.attach_terms(standard, load_catalog().terms, term_key)
     unassigned = sorted(labelled.loc[labelled["group"] == aggregate.UNASSIGNED, "key"].unique())
     notes = [f"classes not in the catalog (region 'unassigned'): {', '.join(unassigned)}"] if unassigned else []
-    protocol = rows.drop_duplicates("method").set_index("method")[["grid", "policy"]]
+    protocol = rows.drop_duplicates("method").set_index("method")[["grid", "policy", "untrained"]]
     return Runs(rows=labelled, clicks=rows[is_click], notes=notes, protocol=protocol, configs=configs)
 
 
@@ -139,6 +142,7 @@ def collect_entries(
     entries = pd.concat([run_entries(scores[level], ci[level] if ci else None) for level in aggregate.LEVELS])
     entries["grid"] = entries["method"].map(runs.protocol["grid"])
     entries["policy"] = entries["method"].map(runs.protocol["policy"])
+    entries["untrained"] = entries["method"].map(runs.protocol["untrained"]).eq(True)
     complete = full_coverage(runs.rows)
     entries["full"] = [(m, lv, k) in complete for m, lv, k in entries[["method", "level", "key"]].itertuples(index=False)]
     parts, notes = [entries], list(runs.notes)

@@ -152,9 +152,11 @@ def test_leaderboard_deltas_use_only_keys_shared_with_the_baseline():
     entries = pd.concat([
         tables.published_entries(published([
             ("nnU-Nets", m, "class", k, "ct", v) for m in ("dsc", "nsd") for k, v in (("liver", 90.0), ("spleen", 80.0))
-        ]), key_of)[0],
+        ]), key_of)[0].assign(grid="native"),  # deltas need the same grid and policy
         entries_of("A"),
     ])
+    other_grid = entries.assign(grid=np.where(entries["source"] == "published", "satds", entries["grid"]))
+    assert pd.isna(leaderboard(other_grid, "class", "nnU-Nets (P)").set_index("method").loc["A", "d_dsc"])
     assert default_baseline(["A", "nnU-Nets (P)"]) == "nnU-Nets (P)"
     assert default_baseline(["A", "B"]) is None
     board = leaderboard(entries, "class", "nnU-Nets (P)").set_index("method")
@@ -193,7 +195,7 @@ def demo_situation() -> pd.DataFrame:
     baseline, _ = tables.published_entries(published([
         ("nnU-Nets", m, "class", k, "ct", v) for m in ("dsc", "nsd") for k, v in (("liver", 94.06), ("spleen", 94.34))
     ]), key_of)
-    return pd.concat([runs, baseline], ignore_index=True)
+    return pd.concat([runs, baseline.assign(grid="native")], ignore_index=True)  # a delta needs the same grid
 
 
 TERMS_DEMO = pd.DataFrame([(f"ct_{c}", ("abdomen",), False) for c in
@@ -467,3 +469,48 @@ def test_tables_lay_click_runs_out_as_sam_med3d_table3_beside_the_paper(tmp_path
     assert "SAM-Med3D paper" not in alone.output and "| sam3d | k points | 46.00" in alone.output
     table4 = CliRunner().invoke(app, ["tables", f"--run={runs[0]}", "--published", "sam-med3d-table4"])
     assert table4.exit_code == 0 and "sam-med3d-table4 is not laid out" in table4.output
+
+
+def write_dataset_run(folder, name: str, dataset: str, organs: dict[str, float], config: dict | None = None):
+    """A run on one dataset: two cases of each organ at the given DSC, as `bench evaluate` writes it."""
+    rows = pd.DataFrame([dict(run=name, model=name, dataset=dataset, case_id=f"c{i}", modality="CT", class_name=c,
+                              dsc=v, nsd=v, ref_empty=False, pred_empty=False)
+                         for c, v in organs.items() for i in range(2)])
+    path = folder / name
+    path.mkdir()
+    rows.to_parquet(path / "metrics.parquet")
+    (path / "run.json").write_text(json.dumps({"run": name, "empty_policy": "nan", "grid": "native", **(config or {})}))
+    return path
+
+
+def test_leaderboard_ranks_only_on_dataset_class_pairs_every_ranked_run_covers(tmp_path):
+    """A TotalSegmentator run and an AMOS run share class keys (liver, spleen) but no (dataset, class): they are
+    not ranked against each other; the second is listed apart with the reason, and no delta crosses them."""
+    ts = write_dataset_run(tmp_path, "ts-run", "TotalSegmentator", {"liver": 0.9, "spleen": 0.8})
+    ts2 = write_dataset_run(tmp_path, "ts-other", "TotalSegmentator", {"liver": 0.7, "spleen": 0.95, "aorta": 0.2})
+    amos = write_dataset_run(tmp_path, "amos-run", "AMOS22_CT", {"liver": 0.99, "spleen": 0.99})
+    result = CliRunner().invoke(app, ["leaderboard", "--run", str(ts), "--run", str(ts2), "--run", str(amos),
+                                      "--published", "sat-table3", "--baseline", "ts-run", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(__import__("io").StringIO(result.stdout)).set_index("method")
+    assert board.loc["ts-run", "rank"] == 1 and board.loc["ts-other", "rank"] == 2  # 85 vs 82.5 on liver+spleen
+    assert board.loc["ts-other", "common_dsc"] == pytest.approx(82.5) and board.loc["ts-run", "common_of"] == 2
+    assert pd.isna(board.loc["amos-run", "rank"]) and pd.isna(board.loc["amos-run", "common_dsc"])
+    assert pd.isna(board.loc["amos-run", "d_dsc"]) and board.loc["ts-other", "d_dsc"] == pytest.approx(-2.5)
+    assert pd.isna(board.filter(like="(SAT)", axis=0)["d_dsc"]).all()  # the paper: another grid and policy
+    assert "amos-run: not ranked, shares no (dataset, class) with the ranked runs" in result.stderr
+
+
+def test_untrained_runs_are_marked_and_never_ranked_among_trained_runs(tmp_path):
+    trained = write_dataset_run(tmp_path, "trained", "TotalSegmentator", {"liver": 0.5})
+    random = write_dataset_run(tmp_path, "random", "TotalSegmentator", {"liver": 0.9}, {"untrained": True})
+    runner = CliRunner()
+    result = runner.invoke(app, ["leaderboard", "--run", str(trained), "--run", str(random), "--published",
+                                 "sat-table3"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.stdout.splitlines() if "random (untrained)" in row)
+    assert line.startswith("| - |")
+    assert next(row for row in result.stdout.splitlines() if "| trained " in row).startswith("| 1 |")
+    assert "random (untrained): not ranked, made with random weights" in result.stderr
+    tables_result = runner.invoke(app, ["tables", "--run", str(trained), "--run", str(random), "--by", "class"])
+    assert "random (untrained)" in tables_result.stdout

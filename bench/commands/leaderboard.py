@@ -12,6 +12,7 @@ from bench.commands.tables import POLICY_HELP, EmptyPolicy, Format, echo_notes
 from bench.leaderboard import ranked, render_leaderboard
 from bench.runs import collect_entries, empty_lines, load_runs
 from bench.published import list_published
+from protocols import aggregate
 
 
 def leaderboard_output(
@@ -22,7 +23,7 @@ def leaderboard_output(
     nnU-Net specialists when present."""
     runs = load_runs(run_dirs, empty_policy)
     entries, notes = collect_entries(runs, list_published() if published is None else list(published))
-    board, chosen, board_lines = ranked(entries, by, baseline)
+    board, chosen, board_lines = ranked(entries, by, baseline, aggregate.cell_scores(runs.rows))
     title = f"Leaderboard ({by}-wise, percent)" + (f", deltas against {chosen}" if chosen else "")
     table = render_leaderboard(board, chosen, fmt)
     text = table if fmt != "md" else f"{title}\n\n{table}"
@@ -54,5 +55,5 @@ def leaderboard_command(
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
-    typer.echo(text, nl=False)
+    typer.echo(text, nl=not text.endswith("\n"))
     echo_notes(notes)

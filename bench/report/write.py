@@ -33,6 +33,7 @@ from bench.tables import (
     plural,
     shared_region_entries,
 )
+from protocols import aggregate
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 from bench.click_tables import click_curves, per_slice_runs, table3_layout
@@ -94,7 +95,7 @@ def _standard_sections(
              f"[lo, hi]: 95% bootstrap interval, cases resampled within each dataset ({n_boot} replicates, seed {seed})"]
     groups = class_groups(rows)
     run_names = list(dict.fromkeys(rows["method"]))
-    board, chosen, board_notes = ranked(entries, "class", baseline)
+    board, chosen, board_notes = ranked(entries, "class", baseline, aggregate.cell_scores(runs.rows))
     notes += board_notes
     heading = "Leaderboard (class-wise)" + (f", deltas against {chosen}" if chosen else "")
     sections = [(heading, html_table(leaderboard_view(board, chosen)))]
