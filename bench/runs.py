@@ -76,7 +76,9 @@ def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs
     rows = pd.concat(parts, ignore_index=True)
     grids = rows.groupby("run", sort=False)["grid"].nunique()
     rows["method"] = rows["run"].where(~rows["run"].map(grids > 1), rows["run"] + " (" + rows["grid"] + ")")
-    rows["method"] = rows["method"].where(~rows["untrained"], rows["method"] + " " + UNTRAINED)
+    for column in ("method", "model"):  # click tables name the model, the others the method
+        if column in rows:
+            rows[column] = rows[column].where(~rows["untrained"], rows[column] + " " + UNTRAINED)
     is_click = rows["click"].notna() if "click" in rows.columns else pd.Series(False, index=rows.index)
     standard = rows[~is_click]
     labelled = aggregate.attach_terms(standard, load_catalog().terms, term_key)
