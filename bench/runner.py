@@ -469,6 +469,15 @@ class CaseFailures(InputError):
         super().__init__(f"{len(errors)} case(s) failed, nothing stored for them ({listed})")
 
 
+def label_values(sources: Sequence[CaseSource]) -> dict[str, list[int]]:
+    """Class name -> the label values it is made of, over all cases (what nnU-Net's summary.json is keyed by)."""
+    values: dict[str, list[int]] = {}
+    for source in sources:
+        if not isinstance(source.label, tuple):  # 2D PNG cases: one mask file per class, no label values
+            values.update({name: [int(v) for v in np.atleast_1d(v)] for name, v in source.classes.items()})
+    return values
+
+
 def run_and_store(source: CaseSource, *, out: Path, spec: RunSpec, write_masks: bool = True) -> None:
     """The task an executor runs: one case run and stored atomically (picklable with `functools.partial`)."""
     store_case(out, run_case(source, spec), input_meta(source), write_masks)
@@ -497,7 +506,8 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
 def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, overwrite, workers, executor,
                 scheduler) -> tuple[pd.DataFrame, int, int]:
     model = model_for(spec)
-    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance()}, overwrite=overwrite)
+    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance(),
+                         "label_values": label_values(sources)}, overwrite=overwrite)
     stored = store.stored_cases(out)
     for case_id in sorted(set(stored) - {source.case_id for source in sources}):
         store.drop_case(out, case_id)
