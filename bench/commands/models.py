@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from models.checkpoints import CheckpointError
-from models.registry import ModelUnavailable, describe, get_model, model_names
+from models.registry import ModelUnavailable, describe, get_model, model_names, takes_checkpoint
 
 models_app = typer.Typer(help="Models: list them, show what one needs, verify a checkpoint.", no_args_is_help=True)
 
@@ -38,6 +38,11 @@ def list_models() -> None:
 @models_app.command("show")
 def show(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Capabilities, implementation version, parameter count and the checkpoint files a model needs."""
+    if takes_checkpoint(name):  # its network is built from the trained-model folder: nothing to show without it
+        typer.echo(f"{'name':>18}: {name}\n{'checkpoint':>18}: its trained-model folder, built from it: "
+                   f"bench run --model {name} --checkpoint DIR (`bench models verify {name} --checkpoint DIR` "
+                   "checks one)")
+        return
     try:
         info = describe(name)
     except (ModelUnavailable, ValueError) as error:
