@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from bench import store
 from bench.executors import map_cases
+from bench.catalog.names import unified_class_name
 from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.matching import CasePair, match_cases
@@ -78,19 +79,24 @@ class RunOutcome:
     unscored: dict[str, int] = field(default_factory=dict)
 
 
-def _mask_files(folder: Path) -> dict[str, list[Path]]:
+def _mask_files(folder: Path, classes: ClassMap) -> dict[str, list[Path]]:
+    """Mask files by the class they are for: a file named by the class map's own name (TotalSegmentator's
+    `kidney_right.nii.gz`) or by the unified one (`right kidney.nii.gz`) is found under the unified name; other
+    files keep their own name."""
     files: dict[str, list[Path]] = {}
     for file in sorted(folder.iterdir()):
         suffix = volume_suffix(file)
         if suffix and file.is_file():
-            files.setdefault(file.name[: -len(suffix)], []).append(file)
+            stem = file.name[: -len(suffix)]
+            unified = unified_class_name(stem)
+            files.setdefault(unified if stem not in classes and unified in classes else stem, []).append(file)
     return files
 
 
 def _read_mask_folder(folder: Path, classes: ClassMap) -> tuple[dict[str, np.ndarray], list[Volume], list[str]]:
     """Per-class masks `<class>.<suffix>` for the requested classes; a union class with no file of its own is
     built from the single-label classes that make it up. Returns masks, volumes, and unrequested file names."""
-    files = _mask_files(folder)
+    files = _mask_files(folder, classes)
     for name, found in files.items():
         if len(found) > 1:
             raise InputError(f"{folder}: class {name!r} has several mask files ({', '.join(f.name for f in found)})")
@@ -105,7 +111,8 @@ def _read_mask_folder(folder: Path, classes: ClassMap) -> tuple[dict[str, np.nda
             continue
         parts = [single.get((int(v),)) for v in np.atleast_1d(value)]
         if np.size(value) < 2 or any(p is None or p not in masks for p in parts):
-            raise InputError(f"{folder}: no mask file for class {name!r} (expected {name}.nii.gz)")
+            raise InputError(f"{folder}: no mask file for class {name!r} (expected {name}.nii.gz, or the file named "
+                             "as in the class map, e.g. TotalSegmentator's kidney_right.nii.gz)")
         masks[name] = np.logical_or.reduce([masks[p] for p in parts])
     unrequested = sorted(f[0].name for name, f in files.items() if name not in classes)
     return masks, volumes, unrequested

@@ -235,3 +235,34 @@ def test_sat_empty_policy_keeps_sats_rule_on_request(shared_dir, tmp_path):
     assert "each scored 1 (policy sat)" in result.output
     brain = next(line for line in result.output.splitlines() if line.startswith("| brain "))
     assert "1.0000" in brain
+
+
+def _totalsegmentator_mask_folder(shared_dir, root):
+    """A TotalSegmentator-style case: its per-class output folder (one file per class of its own class file,
+    `kidney_right.nii.gz`), and the label map it came from, on a small grid."""
+    names = json.loads((shared_dir / "data" / "totalsegmentator_example" / "classes.json").read_text())
+    ref = np.zeros((12, 10, 8), np.uint8)
+    ref[1:5, 1:5, 1:5], ref[6:10, 1:5, 1:5], ref[1:5, 6:9, 2:6] = 1, 2, 3  # spleen, kidney_right, kidney_left
+    write_volume(root / "ref" / "s01.nii.gz", ref, AFFINE)
+    pred = np.roll(ref, 1, axis=0)
+    for value, name in names.items():
+        write_volume(root / "pred" / "s01" / f"{name}.nii.gz", (pred == int(value)).astype(np.uint8), AFFINE)
+    return shared_dir / "data" / "totalsegmentator_example" / "classes.json", ref, pred
+
+
+def test_a_totalsegmentator_mask_folder_is_read_by_its_own_class_names(shared_dir, tmp_path):
+    classes, ref, pred = _totalsegmentator_mask_folder(shared_dir, tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    expected = {s.class_name: s.dsc for s in evaluate_case(pred, ref, SPACING, {"spleen": 1, "right kidney": 2,
+                                                                                "left kidney": 3})}
+    assert rows.loc["right kidney", "dsc"] == pytest.approx(expected["right kidney"]) and len(rows) == 117
+    assert rows.loc["left kidney", "dsc"] == pytest.approx(expected["left kidney"])
+    (tmp_path / "pred" / "s01" / "kidney_right.nii.gz").rename(tmp_path / "pred" / "s01" / "right kidney.nii.gz")
+    renamed = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--overwrite")
+    assert renamed.exit_code == 0, renamed.output  # the unified name is found too
+    write_volume(tmp_path / "pred" / "s01" / "kidney_right.nii.gz", (pred == 2).astype(np.uint8), AFFINE)
+    clash = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--overwrite")
+    assert clash.exit_code == 1 and "kidney_right.nii.gz" in clash.output and "right kidney.nii.gz" in clash.output
+    assert "Traceback" not in clash.output
