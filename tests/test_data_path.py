@@ -332,3 +332,20 @@ def test_distances_are_extra_columns_on_request(tmp_path):
                                                           abs=1e-9)
         assert rows.loc[name, "dsc"] == pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index(
             "class_name").loc[name, "dsc"]
+
+
+def test_a_prediction_for_a_case_outside_sats_split_names_the_split(shared_dir, tmp_path):
+    """amos_0014 lies in labelsTs (nnU-Net's test folder) but in SAT's train split: say so and how to score it."""
+    folder, label = _amos_raw(shared_dir, tmp_path)
+    (folder / "labelsTs" / "amos_0013.nii.gz").rename(folder / "labelsTs" / "amos_0014.nii.gz")
+    (folder / "labelsTs" / "amos_0013.nii.gz").symlink_to(folder / "labelsTs" / "amos_0014.nii.gz")
+    assert "amos_0014.nii.gz" in map(str, load_catalog().dataset("AMOS22_CT").train_ids)
+    write_volume(tmp_path / "pred" / "amos_0014.nii.gz", label.array, label.affine)
+    result = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", folder, "--pred", tmp_path / "pred",
+                     "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "amos_0014.nii.gz (in SAT's train split of AMOS22_CT)" in result.output
+    assert "--split all" in result.output and "Traceback" not in result.output
+    everything = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", folder, "--pred", tmp_path / "pred",
+                         "--out", tmp_path / "out", "--split", "all")
+    assert everything.exit_code == 0, everything.output

@@ -288,6 +288,11 @@ def in_split(info: DatasetInfo, case_id: str, split: str) -> bool:
     return case_id in _split_keys(info.test_ids if split == "test" else info.train_ids)
 
 
+def split_of(info: DatasetInfo, case_id: str) -> str:
+    """The SAT split a case belongs to: ``test``, ``train``, or ``no`` (in neither list)."""
+    return next((split for split in ("test", "train") if in_split(info, case_id, split)), "no")
+
+
 def dataset_sources(name: str, root: str | Path, split: str = "test", manifest: str | Path | None = None,
                     catalog: Catalog | None = None) -> list[CaseSource]:
     """The cases of a catalog dataset under `root` that belong to SAT's split, each with the catalog's classes

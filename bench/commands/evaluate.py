@@ -96,7 +96,7 @@ def evaluate(
             orientation=target.orientation, distances=distances,
         )
         check_out_dir(out, pred, ref, root)
-        pairs, unmatched = match_predictions(pred, target.refs)
+        pairs, unmatched = match_predictions(pred, target.refs, target.elsewhere)
         config = {**settings.as_config(pred, ref or root), "references": target.source}
         if target.unmapped:
             note(f"note: {len(target.unmapped)} class(es) have no SAT term for {target.modality} and fall outside "
