@@ -349,3 +349,27 @@ def test_a_prediction_for_a_case_outside_sats_split_names_the_split(shared_dir, 
     everything = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", folder, "--pred", tmp_path / "pred",
                          "--out", tmp_path / "out", "--split", "all")
     assert everything.exit_code == 0, everything.output
+
+
+def test_the_official_amos22_download_layout_is_read(shared_dir, tmp_path):
+    """AMOS22 as downloaded: imagesTr/labelsTr, imagesVa/labelsVa, imagesTs, its own dataset.json (MSD-style, no
+    labelsTs). A case under labelsVa is found; a root in no known layout lists what was looked for."""
+    root = tmp_path / "amos22"
+    (root / "labelsTr").mkdir(parents=True)
+    (root / "labelsVa").mkdir()
+    (root / "imagesTs").mkdir()
+    shutil.copy(shared_dir / "data" / "amos" / "amos_0013_label.nii.gz", root / "labelsVa" / "amos_0013.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({"name": "AMOS", "labels": {"0": "background", "1": "spleen"},
+                                                   "training": [], "validation": []}))
+    (tmp_path / "pred").mkdir()
+    shutil.copy(shared_dir / "data" / "amos" / "amos_0013_label.nii.gz", tmp_path / "pred" / "amos_0013.nii.gz")
+    result = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", root, "--pred", tmp_path / "pred",
+                     "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    assert rows.loc["liver", "dsc"] == 1.0 and set(rows.case_id) == {"amos_0013"}
+    (tmp_path / "empty").mkdir()
+    nothing = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", tmp_path / "empty", "--pred", tmp_path / "pred",
+                      "--out", tmp_path / "out2")
+    assert nothing.exit_code == 2 and "labelsVa" in nothing.output and "labelsTs" in nothing.output
+    assert "--manifest" in nothing.output
