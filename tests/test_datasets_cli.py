@@ -87,3 +87,9 @@ def test_import_satds_writes_the_catalog_data(satds_dir, tmp_path):
     assert "72 datasets, 498 terms" in result.output
     for name in ("terms.json", "datasets.json"):
         assert (tmp_path / name).read_text() == (DATA_DIR / name).read_text()
+
+
+def test_list_is_a_markdown_table_with_its_separator_row():
+    lines = _invoke("list").output.splitlines()
+    assert lines[0].startswith("| dataset") and set(lines[1].replace("|", "").strip()) <= {"-", ":", " "}
+    assert lines[1].count("|") == lines[0].count("|") == lines[2].count("|")

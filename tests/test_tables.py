@@ -286,7 +286,7 @@ def test_csv_and_latex_on_stdout_alone(run_dirs):
     assert "bootstrap" in result.stderr
     result = CliRunner().invoke(app, ["tables", *runs, "--format", "latex"])
     tex = result.stdout
-    assert tex.startswith("\\begin{tabular}") and tex.rstrip().endswith("\\end{tabular}")
+    assert tex.startswith("% needs \\usepackage{booktabs}\n\\begin{tabular}") and tex.rstrip().endswith("\\end{tabular}")
     assert tex.count("\\begin{tabular}") == 1 and "\\underline{" in tex
     result = CliRunner().invoke(app, ["leaderboard", *runs, "--published", "sat-table3", "--format", "csv"])
     board = pd.read_csv(io.StringIO(result.stdout))
@@ -297,7 +297,7 @@ def test_choices_are_listed_in_help():
     for command in ("tables", "leaderboard", "report"):
         text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert "sat|nan" in text and "--empty-policy" in text
-    assert "md|csv|latex" in CliRunner().invoke(app, ["tables", "--help"], env={"COLUMNS": "200"}).output
+    assert "md|markdown|csv|latex" in CliRunner().invoke(app, ["tables", "--help"], env={"COLUMNS": "200"}).output
     result = CliRunner().invoke(app, ["tables", "--run", "x", "--format", "html"])
     assert result.exit_code == 2 and "html" in result.output
 
@@ -514,3 +514,24 @@ def test_untrained_runs_are_marked_and_never_ranked_among_trained_runs(tmp_path)
     assert "random (untrained): not ranked, made with random weights" in result.stderr
     tables_result = runner.invoke(app, ["tables", "--run", str(trained), "--run", str(random), "--by", "class"])
     assert "random (untrained)" in tables_result.stdout
+
+
+def test_latex_says_it_needs_booktabs_and_long_tables_use_longtable():
+    small = pd.DataFrame({"DSC": [90.0, 80.0]}, index=pd.Index(["liver", "spleen"], name="class"))
+    text = tables.render(small, "latex", best=small.astype(bool) & False)
+    assert text.splitlines()[0].startswith("%") and r"\usepackage{booktabs}" in text.splitlines()[0]
+    assert r"\begin{tabular}{lr}" in text and "longtable" not in text
+    catalog_classes = sorted(load_catalog().terms["key"])[:119]  # a class table as long as SAT's Table 3
+    long = pd.DataFrame({"DSC": np.linspace(50, 90, 119)}, index=pd.Index(catalog_classes, name="class"))
+    text = tables.render(long, "latex", best=long.astype(bool) & False)
+    assert r"\usepackage{longtable}" in text.splitlines()[0] and r"\begin{longtable}{lr}" in text
+    assert r"\endhead" in text and text.rstrip().endswith(r"\end{longtable}") and text.count(r"\\") == 120
+
+
+def test_markdown_is_accepted_as_a_format_name(run_dirs):
+    runs = [arg for path in run_dirs for arg in ("--run", str(path))]
+    for command in ("tables", "leaderboard"):
+        md = CliRunner().invoke(app, [command, *runs, "--format", "md"])
+        markdown = CliRunner().invoke(app, [command, *runs, "--format", "markdown"])
+        assert markdown.exit_code == 0, markdown.output
+        assert markdown.stdout == md.stdout

@@ -27,6 +27,7 @@ def list_datasets() -> None:
     catalog = load_catalog()
     typer.echo(f"| {'dataset':<28} | {'mod':<3} | {'region':<13} | {'classes':>7} | {'scans':>5} | {'test':>4} |"
                f" {'nnU-Net':<36} |")
+    typer.echo(f"|{'-' * 30}|{'-' * 5}|{'-' * 15}|{'-' * 8}:|{'-' * 6}:|{'-' * 5}:|{'-' * 38}|")
     for info in catalog.datasets.values():
         typer.echo(f"| {info.name:<28} | {info.modality:<3} | {info.region:<13} | {len(info.classes):>7} |"
                    f" {info.n_scans:>5} | {len(info.test_ids):>4} | {info.nnunet_name:<36} |")

@@ -10,6 +10,7 @@ import typer
 
 from bench.commands.tables import POLICY_HELP, EmptyPolicy, Format, echo_notes
 from bench.leaderboard import ranked, render_leaderboard
+from bench.tables import canonical_format
 from bench.runs import collect_entries, empty_lines, load_runs
 from bench.published import list_published
 from protocols import aggregate
@@ -44,14 +45,14 @@ def leaderboard_command(
     published: list[str] = typer.Option(None, "--published", help="Published tables to include (default: all)."),
     baseline: str = typer.Option(None, "--baseline", help="Method to compare with (default: nnU-Nets if present)."),
     by: Literal["class", "dataset"] = typer.Option("class", "--by", help="Keys: class or dataset."),
-    fmt: Format = typer.Option("md", "--format", help="md | csv | latex"),
+    fmt: Format = typer.Option("md", "--format", help="md (or markdown) | csv | latex"),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
 ) -> None:
     """Rank runs on the keys they all share, published entries beside them; deltas on the keys both cover.
 
     The leaderboard goes to stdout, notes to stderr."""
     try:
-        text, notes = leaderboard_output(run, published or None, baseline, by, fmt, empty_policy)
+        text, notes = leaderboard_output(run, published or None, baseline, by, canonical_format(fmt), empty_policy)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -26,6 +26,7 @@ from bench.click_tables import (
 from bench.published import load_published
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
+    canonical_format,
     best_mask,
     comparability_layout,
     comparable,
@@ -44,9 +45,9 @@ BY = ("class", "region", "dataset")
 CLICK_TABLES = (TABLE3, "sam-med3d-table4")
 Scorer = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 METRIC_CHOICES = {"dsc": ("dsc",), "nsd": ("nsd",), "both": aggregate.METRICS}
-Format = Literal["md", "csv", "latex"]
+Format = Literal["md", "markdown", "csv", "latex"]
 EmptyPolicy = Literal["sat", "nan"]
-FORMAT_HELP = "md | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs tabular)"
+FORMAT_HELP = "md (or markdown) | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs)"
 POLICY_HELP = ("Re-apply this empty-mask policy from the stored ref_empty/pred_empty flags (sat: both empty -> 1; "
                "nan: left out); default: each run as stored.")
 
@@ -224,6 +225,7 @@ def tables(
     """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparables.
 
     The table goes to stdout, notes to stderr."""
+    fmt = canonical_format(fmt)
     try:
         if not run and not published:
             raise ValueError("give --run RUN (repeatable) and/or --published TABLE (e.g. sat-table1)")
