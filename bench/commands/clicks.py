@@ -151,8 +151,7 @@ def clicks(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: catalog name or reference "
                                            "folder name)."),
-    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's; CT "
-                                            "for --images/--refs)."),
+    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's)."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
     replay: Path = typer.Option(None, help="A previous `bench clicks` or `bench run` folder: give its stored "
                                            "clicks, in order, in place of the policy (same prompts for another "
@@ -168,7 +167,7 @@ def clicks(
                                  feed=feed, tolerance=tolerance)
         sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
                                          refs=refs, classes=classes, labels=labels,
-                                         modality=modality or ("CT" if root is None else None))
+                                         modality=modality)
         known = set().union(*(source.classes for source in sources))
         unknown = sorted(set(only or ()) - known)
         if unknown:
