@@ -251,6 +251,17 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: Run
     return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir), **options)
 
 
+def summary_numbers(table: pd.DataFrame) -> dict:
+    """What run.json records of a run's result: the mean over classes of each class's mean DSC and NSD (final
+    click for click rows), and what it rests on (cases, classes, rows empty on both sides)."""
+    if "click" in table.columns and table["click"].notna().any():
+        table = table.sort_values("click", kind="stable").drop_duplicates(["case_id", "class_name"], keep="last")
+    summary = class_summary(table)
+    return {"dsc": float(summary["dsc"].mean()), "nsd": float(summary["nsd"].mean()),
+            "cases": int(table["case_id"].nunique()), "classes": int(len(summary)),
+            "both_empty": int(summary["both_empty"].sum())}
+
+
 def both_empty_rows(table: pd.DataFrame) -> pd.Series:
     """Whether each row is empty in both reference and prediction (its stored flags)."""
     return table["ref_empty"].eq(True) & table["pred_empty"].eq(True)

@@ -266,3 +266,21 @@ def test_a_totalsegmentator_mask_folder_is_read_by_its_own_class_names(shared_di
     clash = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--overwrite")
     assert clash.exit_code == 1 and "kidney_right.nii.gz" in clash.output and "right kidney.nii.gz" in clash.output
     assert "Traceback" not in clash.output
+
+
+def test_run_json_records_the_command_line_that_reproduces_the_run_and_its_summary(tmp_path):
+    import shlex
+
+    _folders(tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"), "--tolerance", "2")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    words = shlex.split(config["command_line"])
+    assert words[:2] == ["bench", "evaluate"] and "--tolerance" in words and "2.0" in words
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    means = rows.groupby("class_name")[["dsc", "nsd"]].mean().mean()
+    assert config["summary"]["dsc"] == pytest.approx(means["dsc"]) and config["summary"]["nsd"] == pytest.approx(
+        means["nsd"])
+    assert (config["summary"]["cases"], config["summary"]["classes"], config["summary"]["both_empty"]) == (3, 3, 0)
+    again = CliRunner().invoke(app, words[1:])
+    assert again.exit_code == 0 and "scored 0 case(s), 3 stored with unchanged inputs" in again.output, again.output

@@ -187,6 +187,8 @@ def test_a_model_with_a_network_and_no_checkpoint_is_named_untrained(raw_dataset
                 assert ("runs with random weights" in result.output) == noted, result.output
                 config = json.loads((tmp_path / command / model / "run.json").read_text())
                 assert config["untrained"] is noted
+                assert config["command_line"].startswith(f"bench {command} --model {model} ")
+                assert 0 < config["summary"]["dsc"] <= 1 and config["summary"]["classes"] == 1
         table = CliRunner().invoke(app, ["tables", "--run", str(tmp_path / "run" / "network-growing"),
                                          "--run", str(tmp_path / "run" / "region_growing")])
         assert "network-growing (untrained)" in table.output, table.output

@@ -19,8 +19,11 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from bench import store
 from bench.commands.evaluate import note
+from bench.evaluation import summary_numbers
 from bench.io import InputError
+from bench.provenance import command_line
 from bench.presets import load_protocol, preset_names
 from bench.runner import (
     CaseFailures,
@@ -85,14 +88,17 @@ def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit
         typer.echo(max_over_clicks(rows).to_string(index=False))
 
 
-def run_reported(sources, out: Path, spec: RunSpec, **options) -> tuple[pd.DataFrame, int, int]:
+def run_reported(sources, out: Path, spec: RunSpec, *, command: str, **options) -> tuple[pd.DataFrame, int, int]:
     """`run_cases` as `bench run` and `bench clicks` report it: a model run without weights is named first; failed
-    cases are listed on stderr and end the command with exit code 1 (the other cases are stored)."""
+    cases are listed on stderr and end the command with exit code 1 (the other cases are stored); run.json gets
+    the ``command`` line that reproduces the run and its summary numbers."""
     if untrained(spec):
         note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
              f"model (`bench models show {spec.model}` says where the official weights are)")
     try:
-        return run_cases(sources, out, spec, **options)
+        rows, done, skipped = run_cases(sources, out, spec, **options)
+        store.update_config(out, command_line=command, summary=summary_numbers(rows))
+        return rows, done, skipped
     except CaseFailures as failures:
         for case, message in failures.errors.items():
             typer.secho(f"error in case {case}: {message}", fg="red", err=True)
@@ -121,6 +127,7 @@ def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | N
 
 
 def clicks(
+    ctx: typer.Context,
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
     images: Path = typer.Option(None, help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
     refs: Path = typer.Option(None, help="Folder of reference label maps (<case>.nii.gz)."),
@@ -175,7 +182,8 @@ def clicks(
         spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
-        rows, done, skipped = run_reported(sources, out, spec, sources_label=label, write_masks=False,
+        rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
+                                           write_masks=False,
                                            overwrite=overwrite, workers=workers, executor=executor,
                                            scheduler=scheduler)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
-from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
+from bench import store
+from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs, summary_numbers
 from bench.io import InputError
 from bench.matching import match_predictions
+from bench.provenance import command_line
 from bench.runs import both_empty_line
 from bench.store import RunConfigMismatch, RunLocked
 from bench.targets import resolve_target
@@ -60,6 +62,7 @@ def note(text: str) -> None:
 
 
 def evaluate(
+    ctx: typer.Context,
     pred: Path = typer.Option(..., help="Folder of predictions (label maps, or one folder of class masks per case)."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json and per-case files."),
     ref: Path = typer.Option(None, help="Folder of reference segmentations (ad hoc; or use --dataset/--root), or an "
@@ -121,6 +124,7 @@ def evaluate(
         typer.secho(f"{len(outcome.errors)} case(s) failed; nothing was written for them and metrics.parquet "
                     "was not updated. Fix them and run the same command again to resume.", fg="red", err=True)
         raise typer.Exit(1)
+    store.update_config(out, command_line=command_line(ctx), summary=summary_numbers(outcome.table))
     unit = "mm" if target.ndim == 3 else "pixel (PNG slices carry no spacing)"
     print_summary(outcome.table, f"{settings.model} on {settings.dataset} ({settings.modality}): mean over cases "
                                  f"(NSD tolerance {tolerance:g} {unit}, empty policy {settings.empty_policy}, "

@@ -11,6 +11,7 @@ import typer
 from bench.commands.clicks import print_click_results, run_reported
 from bench.commands.evaluate import print_summary
 from bench.io import InputError
+from bench.provenance import command_line
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
 from bench.runner import model_spec, resolve_sources, tolerance_unit
 from models.checkpoints import CheckpointError
@@ -29,6 +30,7 @@ def _progress(started: float):
 
 
 def run(
+    ctx: typer.Context,
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/, prompts/, predictions/."),
     dataset: str = typer.Option(None, help="Dataset name (catalog name, stored in the rows)."),
@@ -73,7 +75,7 @@ def run(
         spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
-        rows, done, skipped = run_reported(sources, out, spec, sources_label=label,
+        rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
                                            on_case=_progress(time.perf_counter()), overwrite=overwrite,
                                            workers=workers, executor=executor, scheduler=scheduler)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
