@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from bench import store
 from bench.executors import map_cases
@@ -24,6 +23,7 @@ from bench.catalog.names import unified_class_name
 from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.matching import CasePair, match_cases
+from bench.progress import CaseProgress
 from bench.provenance import provenance
 from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
@@ -229,14 +229,17 @@ def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, 
     for case_id in dropped:
         store.drop_case(out_dir, case_id)
     errors: dict[str, str] = {}
-    bar = tqdm(total=len(todo), desc=f"scoring {settings.model}", unit="case", disable=not progress or None)
+    bar = CaseProgress(f"scoring {settings.model}", enabled=progress)
     task = partial(_score_and_store, settings=settings, out_dir=out_dir)
-    for pair, error in map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler,
-                                 caught=(InputError, MemoryError, OSError, ValueError)):
-        if error is not None:
-            errors[pair.case_id] = _failure(error)
-        bar.update()
-    bar.close()
+    try:
+        for number, (pair, error) in enumerate(map_cases(task, todo, executor=executor, workers=workers,
+                                                         scheduler=scheduler,
+                                                         caught=(InputError, MemoryError, OSError, ValueError)), 1):
+            if error is not None:
+                errors[pair.case_id] = _failure(error)
+            bar(number, len(todo), pair.case_id)
+    finally:
+        bar.close()
     for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind
         store.drop_case(out_dir, case_id)
     unscored = _unscored_summary(store.stored_cases(out_dir))

@@ -284,3 +284,39 @@ def test_run_json_records_the_command_line_that_reproduces_the_run_and_its_summa
     assert (config["summary"]["cases"], config["summary"]["classes"], config["summary"]["both_empty"]) == (3, 3, 0)
     again = CliRunner().invoke(app, words[1:])
     assert again.exit_code == 0 and "scored 0 case(s), 3 stored with unchanged inputs" in again.output, again.output
+
+
+def test_ctrl_c_says_what_was_stored_and_that_the_same_command_resumes(tmp_path, monkeypatch):
+    from bench import evaluation
+
+    _folders(tmp_path)
+    real = evaluation.map_cases
+
+    def interrupted_after_one(task, todo, **options):
+        for number, item in enumerate(real(task, todo, **options)):
+            if number == 1:  # the second case is stored, then Ctrl-C
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(evaluation, "map_cases", interrupted_after_one)
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert result.exit_code == 130
+    assert "interrupted: 2 case(s) stored in" in result.output and "run the same command again" in result.output
+    monkeypatch.setattr(evaluation, "map_cases", real)
+    again = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert again.exit_code == 0 and "scored 1 case(s), 2 stored with unchanged inputs" in again.output
+
+
+def test_one_progress_display_lines_in_a_log(capsys):
+    """Not a terminal: the first and last case, and at most one line per interval between."""
+    import io
+
+    from bench.progress import CaseProgress
+
+    log = io.StringIO()
+    progress = CaseProgress("scoring m", stream=log, every_s=3600)
+    for number in range(1, 6):
+        progress(number, 5, f"case_{number}")
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split()[0] for line in lines] == ["[1/5]", "[5/5]"] and "ETA" in lines[0]

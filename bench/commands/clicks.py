@@ -20,9 +20,10 @@ import pandas as pd
 import typer
 
 from bench import store
-from bench.commands.evaluate import note
+from bench.commands.evaluate import interrupted, note
 from bench.evaluation import summary_numbers
 from bench.io import InputError
+from bench.progress import CaseProgress
 from bench.provenance import command_line
 from bench.presets import load_protocol, preset_names
 from bench.runner import (
@@ -95,16 +96,21 @@ def run_reported(sources, out: Path, spec: RunSpec, *, command: str, **options) 
     if untrained(spec):
         note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
              f"model (`bench models show {spec.model}` says where the official weights are)")
+    progress = CaseProgress(f"{spec.model}, protocol {spec.protocol.name}")
     try:
-        rows, done, skipped = run_cases(sources, out, spec, **options)
+        rows, done, skipped = run_cases(sources, out, spec, on_case=progress, **options)
         store.update_config(out, command_line=command, summary=summary_numbers(rows))
         return rows, done, skipped
+    except KeyboardInterrupt:
+        interrupted(out)
     except CaseFailures as failures:
         for case, message in failures.errors.items():
             typer.secho(f"error in case {case}: {message}", fg="red", err=True)
         typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
                     "same command again to resume.", fg="red", err=True)
         raise typer.Exit(1) from failures
+    finally:
+        progress.close()
 
 
 def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | None, **ad_hoc) -> Protocol:

@@ -61,6 +61,14 @@ def note(text: str) -> None:
     typer.secho(text, fg="yellow", err=True)
 
 
+def interrupted(out: Path) -> None:
+    """Ctrl-C: say what is stored and that the same command resumes; exit 130 (128 + SIGINT), as shells do."""
+    stored = len(store.stored_case_files(out)) if out.is_dir() else 0
+    typer.secho(f"\ninterrupted: {stored} case(s) stored in {out}; run the same command again to resume "
+                "(stored cases with unchanged inputs are kept)", fg="yellow", err=True)
+    raise typer.Exit(130)
+
+
 def evaluate(
     ctx: typer.Context,
     pred: Path = typer.Option(..., help="Folder of predictions (label maps, or one folder of class masks per case)."),
@@ -106,6 +114,8 @@ def evaluate(
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
         outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite,
                                  executor=executor.value, scheduler=scheduler)
+    except KeyboardInterrupt:
+        interrupted(out)
     except (InputError, RunConfigMismatch, RunLocked, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import typer
@@ -17,16 +15,6 @@ from bench.runner import model_spec, resolve_sources, tolerance_unit
 from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.protocol import ProtocolError, with_overrides
-
-
-def _progress(started: float):
-    """One line per case with the time so far and the estimated time left (stderr on a terminal)."""
-    def report(number: int, total: int, case_id: str) -> None:
-        elapsed = time.perf_counter() - started
-        left = elapsed / number * (total - number)
-        typer.echo(f"[{number}/{total}] {case_id} done, {elapsed:.1f} s so far, ETA {left:.0f} s",
-                   err=sys.stdout.isatty())
-    return report
 
 
 def run(
@@ -76,7 +64,7 @@ def run(
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
         rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
-                                           on_case=_progress(time.perf_counter()), overwrite=overwrite,
+                                           overwrite=overwrite,
                                            workers=workers, executor=executor, scheduler=scheduler)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
