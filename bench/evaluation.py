@@ -274,9 +274,10 @@ def class_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean DSC and NSD per class over cases (NaN scores, e.g. both-empty rows under the "nan" policy, are left
     out), with the number of cases scored and of cases empty in both reference and prediction."""
     grouped = table.groupby("class_name", sort=False)
+    order = grouped["dsc"].mean().index  # the classes in the order the run scored them
     return pd.DataFrame({
         "dsc": grouped["dsc"].mean(),
         "nsd": grouped["nsd"].mean(),
         "cases": table.dropna(subset=["dsc"]).groupby("class_name", sort=False)["case_id"].nunique(),
         "both_empty": both_empty_rows(table).groupby(table["class_name"], sort=False).sum(),
-    }).fillna({"cases": 0}).astype({"cases": int, "both_empty": int})
+    }).reindex(order).fillna({"cases": 0}).astype({"cases": int, "both_empty": int})

@@ -320,3 +320,10 @@ def test_one_progress_display_lines_in_a_log(capsys):
     progress.close()
     lines = log.getvalue().splitlines()
     assert [line.split()[0] for line in lines] == ["[1/5]", "[5/5]"] and "ETA" in lines[0]
+
+
+def test_the_printed_table_keeps_the_class_map_order(shared_dir, tmp_path):
+    classes = _totalsegmentator_pair(shared_dir, tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
+    names = [line.split("|")[1].strip() for line in result.output.splitlines() if line.startswith("| ")][1:4]
+    assert names == ["spleen", "right kidney", "left kidney"]
