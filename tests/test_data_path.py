@@ -368,6 +368,8 @@ def test_the_official_amos22_download_layout_is_read(shared_dir, tmp_path):
     assert result.exit_code == 0, result.output
     rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
     assert rows.loc["liver", "dsc"] == 1.0 and set(rows.case_id) == {"amos_0013"}
+    verified = _invoke("datasets", "verify", "AMOS22_CT", "--root", root)
+    assert "1 case(s) checked" in verified.output and "missing file" in verified.output  # no imagesVa here
     (tmp_path / "empty").mkdir()
     nothing = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", tmp_path / "empty", "--pred", tmp_path / "pred",
                       "--out", tmp_path / "out2")
