@@ -50,10 +50,19 @@ def load_command(name: str):
     module, attribute = COMMANDS[name][0].split(":")
     target = getattr(import_module(module), attribute)
     if isinstance(target, typer.Typer):
+        _plain_help(target)
         return typer.main.get_group(target)
-    single = typer.Typer(pretty_exceptions_enable=False)
+    single = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
     single.command(name)(target)
     return typer.main.get_command(single)
+
+
+def _plain_help(group: typer.Typer) -> None:
+    """Click's plain help for a typer group and its subgroups: rich's option tables cut lines with '…' at 80
+    columns."""
+    group.rich_markup_mode = None
+    for sub in group.registered_groups:
+        _plain_help(sub.typer_instance)
 
 
 class LazyGroup(TyperGroup):

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from bench import store
 from bench.executors import map_cases
+from bench.catalog.names import unified_class_name
 from bench.fingerprint import fingerprint, unchanged
 from bench.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.matching import CasePair, match_cases
+from bench.progress import CaseProgress
 from bench.provenance import provenance
 from bench.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
@@ -41,7 +42,7 @@ class RunSettings:
     modality: str
     classes: ClassMap
     tolerance_mm: float = 1.0
-    empty_policy: str = "sat"
+    empty_policy: str = "nan"  # both empty: left out, as nnU-Net and MONAI (ignore_empty); "sat" scores them 1
     grid: str = "native"
     orientation: str = "RAS"
     distances: bool = False
@@ -107,19 +108,24 @@ class RunOutcome:
     unscored: dict[str, int] = field(default_factory=dict)
 
 
-def _mask_files(folder: Path) -> dict[str, list[Path]]:
+def _mask_files(folder: Path, classes: ClassMap) -> dict[str, list[Path]]:
+    """Mask files by the class they are for: a file named by the class map's own name (TotalSegmentator's
+    `kidney_right.nii.gz`) or by the unified one (`right kidney.nii.gz`) is found under the unified name; other
+    files keep their own name."""
     files: dict[str, list[Path]] = {}
     for file in sorted(folder.iterdir()):
         suffix = volume_suffix(file)
         if suffix and file.is_file():
-            files.setdefault(file.name[: -len(suffix)], []).append(file)
+            stem = file.name[: -len(suffix)]
+            unified = unified_class_name(stem)
+            files.setdefault(unified if stem not in classes and unified in classes else stem, []).append(file)
     return files
 
 
 def _read_mask_folder(folder: Path, classes: ClassMap) -> tuple[dict[str, np.ndarray], list[Volume], list[str]]:
     """Per-class masks `<class>.<suffix>` for the requested classes; a union class with no file of its own is
     built from the single-label classes that make it up. Returns masks, volumes, and unrequested file names."""
-    files = _mask_files(folder)
+    files = _mask_files(folder, classes)
     for name, found in files.items():
         if len(found) > 1:
             raise InputError(f"{folder}: class {name!r} has several mask files ({', '.join(f.name for f in found)})")
@@ -134,7 +140,8 @@ def _read_mask_folder(folder: Path, classes: ClassMap) -> tuple[dict[str, np.nda
             continue
         parts = [single.get((int(v),)) for v in np.atleast_1d(value)]
         if np.size(value) < 2 or any(p is None or p not in masks for p in parts):
-            raise InputError(f"{folder}: no mask file for class {name!r} (expected {name}.nii.gz)")
+            raise InputError(f"{folder}: no mask file for class {name!r} (expected {name}.nii.gz, or the file named "
+                             "as in the class map, e.g. TotalSegmentator's kidney_right.nii.gz)")
         masks[name] = np.logical_or.reduce([masks[p] for p in parts])
     unrequested = sorted(f[0].name for name, f in files.items() if name not in classes)
     return masks, volumes, unrequested
@@ -259,14 +266,17 @@ def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, 
     for case_id in dropped:
         store.drop_case(out_dir, case_id)
     errors: dict[str, str] = {}
-    bar = tqdm(total=len(todo), desc=f"scoring {settings.model}", unit="case", disable=not progress or None)
+    bar = CaseProgress(f"scoring {settings.model}", enabled=progress)
     task = partial(_score_and_store, settings=settings, out_dir=out_dir)
-    for pair, error in map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler,
-                                 caught=(InputError, MemoryError, OSError, ValueError)):
-        if error is not None:
-            errors[pair.case_id] = _failure(error)
-        bar.update()
-    bar.close()
+    try:
+        for number, (pair, error) in enumerate(map_cases(task, todo, executor=executor, workers=workers,
+                                                         scheduler=scheduler,
+                                                         caught=(InputError, MemoryError, OSError, ValueError)), 1):
+            if error is not None:
+                errors[pair.case_id] = _failure(error)
+            bar(number, len(todo), pair.case_id)
+    finally:
+        bar.close()
     for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind
         store.drop_case(out_dir, case_id)
     unscored = _unscored_summary(store.stored_cases(out_dir))
@@ -299,11 +309,30 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: Run
     return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir), **options)
 
 
+def summary_numbers(table: pd.DataFrame) -> dict:
+    """What run.json records of a run's result: the mean over classes of each class's mean DSC and NSD (final
+    click for click rows), and what it rests on (cases, classes, rows empty on both sides)."""
+    if "click" in table.columns and table["click"].notna().any():
+        table = table.sort_values("click", kind="stable").drop_duplicates(["case_id", "class_name"], keep="last")
+    summary = class_summary(table)
+    return {"dsc": float(summary["dsc"].mean()), "nsd": float(summary["nsd"].mean()),
+            "cases": int(table["case_id"].nunique()), "classes": int(len(summary)),
+            "both_empty": int(summary["both_empty"].sum())}
+
+
+def both_empty_rows(table: pd.DataFrame) -> pd.Series:
+    """Whether each row is empty in both reference and prediction (its stored flags)."""
+    return table["ref_empty"].eq(True) & table["pred_empty"].eq(True)
+
+
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean DSC and NSD per class over cases (NaN scores are excluded), with the number of cases."""
+    """Mean DSC and NSD per class over cases (NaN scores, e.g. both-empty rows under the "nan" policy, are left
+    out), with the number of cases scored and of cases empty in both reference and prediction."""
     grouped = table.groupby("class_name", sort=False)
+    order = grouped["dsc"].mean().index  # the classes in the order the run scored them
     return pd.DataFrame({
         "dsc": grouped["dsc"].mean(),
         "nsd": grouped["nsd"].mean(),
-        "cases": grouped["case_id"].nunique(),
-    })
+        "cases": table.dropna(subset=["dsc"]).groupby("class_name", sort=False)["case_id"].nunique(),
+        "both_empty": both_empty_rows(table).groupby(table["class_name"], sort=False).sum(),
+    }).reindex(order).fillna({"cases": 0}).astype({"cases": int, "both_empty": int})

@@ -67,17 +67,36 @@ def _nanmean(values: list[float]) -> float:
     return float(np.nanmean(array)) if np.isfinite(array).any() else math.nan
 
 
+def at_click(rows: pd.DataFrame, click: int | None = None) -> pd.DataFrame:
+    """One row per (case, class): click rows reduced to the final click (the masks a run writes), or to click
+    ``click`` (a target whose loop stopped earlier keeps its last click); other rows as they are."""
+    if "click" not in rows.columns or rows["click"].isna().all():
+        if click is not None:
+            raise ValueError("--click: this run has no click rows")
+        return rows
+    if click is not None:
+        if click < 1 or click > rows["click"].max():
+            raise ValueError(f"--click {click}: the run has clicks 1 to {int(rows['click'].max())}")
+        rows = rows[rows["click"] <= click]
+    return rows.sort_values("click", kind="stable").drop_duplicates(["case_id", "class_name"], keep="last")
+
+
 def export_text(rows: pd.DataFrame, fmt: str, config: dict | None = None,
-                files: dict[str, tuple[str, str]] | None = None) -> str:
-    """The rows as ``csv`` (one line per case and class), ``json`` (records) or ``nnunet-summary``."""
+                files: dict[str, tuple[str, str]] | None = None, click: int | None = None) -> str:
+    """The rows as ``csv`` (one line per case and class), ``json`` (records) or ``nnunet-summary`` (of the final
+    click of a click run, or of ``click``)."""
     if fmt == "csv":
         return rows.to_csv(index=False)
     if fmt == "json":
         return json.dumps(json.loads(rows.to_json(orient="records")), indent=1) + "\n"
     if fmt == "nnunet-summary":
-        if not config or "classes" not in config:
-            raise ValueError("nnunet-summary needs the run's run.json with its 'classes' (label values)")
-        return json.dumps(nnunet_summary(rows, config["classes"], files), indent=4, sort_keys=True) + "\n"
+        classes = (config or {}).get("classes")
+        classes = classes if isinstance(classes, dict) else (config or {}).get("label_values")
+        if not classes:
+            raise ValueError("nnunet-summary needs the label value of each class, which this run's run.json does not "
+                             "record (`bench evaluate` records 'classes', `bench run`/`clicks` 'label_values'); "
+                             "export --format csv instead, or run it again")
+        return json.dumps(nnunet_summary(at_click(rows, click), classes, files), indent=4, sort_keys=True) + "\n"
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

@@ -65,9 +65,16 @@ def case_id_for(name: str, refs: Mapping[str, Path]) -> str | None:
     return None
 
 
-def _orphans(pred_dir: Path, orphans: list[str]) -> InputError:
-    return InputError(f"{pred_dir}: no reference for prediction(s) {', '.join(orphans[:10])}"
-                      + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else ""))
+def _orphans(pred_dir: Path, orphans: list[str], elsewhere: Mapping[str, str] | None = None) -> InputError:
+    """No reference for these predictions; ``elsewhere`` (case id -> where it is instead, e.g. another split)
+    names where a case was found and what to pass."""
+    elsewhere = elsewhere or {}
+    stems = {name: name[: -len(volume_suffix(Path(name)))] if volume_suffix(Path(name)) else name for name in orphans}
+    where = {name: elsewhere.get(stem) or elsewhere.get(_CHANNEL_SUFFIX.sub("", stem)) for name, stem in stems.items()}
+    listed = ", ".join(f"{name} ({where[name]})" if where[name] else name for name in orphans[:10])
+    hint = "; pass --split all to score every case under the root" if any(where.values()) else ""
+    return InputError(f"{pred_dir}: no reference for prediction(s) {listed}"
+                      + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else "") + hint)
 
 
 def _match_mask_files(pred_dir: Path, refs: Mapping[str, tuple[Path, ...]]) -> tuple[list[CasePair], list[str]]:
@@ -96,10 +103,12 @@ def _match_mask_files(pred_dir: Path, refs: Mapping[str, tuple[Path, ...]]) -> t
     return pairs, unmatched
 
 
-def match_predictions(pred_dir: Path, refs: Mapping[str, Path | tuple[Path, ...]]) -> tuple[list[CasePair], list[str]]:
+def match_predictions(pred_dir: Path, refs: Mapping[str, Path | tuple[Path, ...]],
+                      elsewhere: Mapping[str, str] | None = None) -> tuple[list[CasePair], list[str]]:
     """A pair for every prediction, and the ids of references without a prediction.
 
-    Every prediction must name a reference (nnU-Net's evaluator convention): an orphan is an error listing it.
+    Every prediction must name a reference (nnU-Net's evaluator convention): an orphan is an error listing it,
+    with where ``elsewhere`` says its case is (a case of another split).
     """
     if refs and all(isinstance(ref, tuple) for ref in refs.values()):
         return _match_mask_files(pred_dir, refs)
@@ -118,7 +127,7 @@ def match_predictions(pred_dir: Path, refs: Mapping[str, Path | tuple[Path, ...]
         else:
             pairs[case_id] = CasePair(case_id, path, refs[case_id])
     if orphans:
-        raise _orphans(pred_dir, orphans)
+        raise _orphans(pred_dir, orphans, elsewhere)
     return [pairs[key] for key in sorted(pairs)], sorted(set(refs) - set(pairs))
 
 

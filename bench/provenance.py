@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
@@ -49,3 +50,25 @@ def provenance() -> dict:
         "python": platform.python_version(),
         "libraries": {name: _version(name) for name in _LIBRARIES},
     }
+
+
+def command_line(context) -> str:
+    """The `bench ...` command line of the running command (its typer/click ``context``), rebuilt from the parsed
+    options (absolute paths, every value that differs from its default), so that running it again reproduces
+    the run."""
+    names, level = [], context
+    while level.parent is not None:  # the root's name is however bench was started (`python -m bench.cli`)
+        names.insert(0, level.info_name)
+        level = level.parent
+    words = ["bench", *names]
+    for param in context.command.params:
+        value = context.params.get(param.name)
+        if value is None or value == param.default or not getattr(param, "opts", None):
+            continue
+        for item in value if isinstance(value, (list, tuple)) and param.multiple else [value]:
+            if isinstance(item, bool):
+                words.append(param.opts[0] if item else param.secondary_opts[0])
+                continue
+            item = getattr(item, "value", item)  # an Enum choice
+            words += [param.opts[0], str(Path(item).resolve()) if isinstance(item, Path) else str(item)]
+    return shlex.join(words)

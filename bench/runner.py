@@ -77,7 +77,8 @@ class RunSpec:
         config = asdict(self)
         config.update(command="run", protocol=self.protocol.to_json(), sources=sources,
                       model_provenance=model.provenance().to_json(),
-                      prompts_given=sorted(given_kinds(model, self.protocol)))
+                      prompts_given=sorted(given_kinds(model, self.protocol)),
+                      untrained=random_weights(self.checkpoint, model))
         if config.pop("trust_checkpoint") and self.checkpoint:
             config["trusted_checkpoint"] = self.checkpoint  # unpickled whole: named, not compared on resume
         return config
@@ -184,8 +185,14 @@ def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str
 
 
 def untrained(spec: RunSpec) -> bool:
-    """Whether the spec's model has a network but no weights were given: it runs with random weights."""
-    return spec.checkpoint is None and model_for(spec).network is not None
+    """Whether the spec's model has a network but no weights were given: it runs with random weights (recorded in
+    run.json as ``untrained``; every view marks such a run and never ranks it)."""
+    return random_weights(spec.checkpoint, model_for(spec))
+
+
+def random_weights(checkpoint: str | None, model: Model) -> bool:
+    """A model with a network and no checkpoint runs with random weights."""
+    return checkpoint is None and model.network is not None
 
 
 def given_kinds(model: Model, protocol: Protocol) -> set[str]:
@@ -532,6 +539,15 @@ class CaseFailures(InputError):
         super().__init__(f"{len(errors)} case(s) failed, nothing stored for them ({listed})")
 
 
+def label_values(sources: Sequence[CaseSource]) -> dict[str, list[int]]:
+    """Class name -> the label values it is made of, over all cases (what nnU-Net's summary.json is keyed by)."""
+    values: dict[str, list[int]] = {}
+    for source in sources:
+        if not isinstance(source.label, tuple):  # 2D PNG cases: one mask file per class, no label values
+            values.update({name: [int(v) for v in np.atleast_1d(v)] for name, v in source.classes.items()})
+    return values
+
+
 def run_and_store(source: CaseSource, *, out: Path, spec: RunSpec, write_masks: bool = True) -> None:
     """The task an executor runs: one case run and stored atomically (picklable with `functools.partial`)."""
     store_case(out, run_case(source, spec), input_meta(source), write_masks)
@@ -563,7 +579,8 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
 def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, overwrite, workers, executor,
                 scheduler) -> tuple[pd.DataFrame, int, int]:
     model = model_for(spec)
-    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance()}, overwrite=overwrite)
+    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance(),
+                         "label_values": label_values(sources)}, overwrite=overwrite)
     stored = store.stored_cases(out)
     for case_id in sorted(set(stored) - {source.case_id for source in sources}):
         store.drop_case(out, case_id)

@@ -20,6 +20,7 @@ from bench.published import load_published
 
 DEFAULT_GRID = "native"
 DEFAULT_POLICY = "sat"
+UNTRAINED = "(untrained)"  # the mark of a run made with random weights, in every table, leaderboard and report
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,21 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
     if "grid" not in rows.columns:
         rows["grid"] = config.get("grid", DEFAULT_GRID)
     rows["grid"] = rows["grid"].fillna(DEFAULT_GRID).astype(str)
+    rows["untrained"] = bool(config.get("untrained", False))
     if empty_policy is None:
-        rows["policy"] = config.get("empty_policy", DEFAULT_POLICY)
+        rows["policy"] = stored_policy(config)
         return rows, config
     if not {"ref_empty", "pred_empty"} <= set(rows.columns) or rows[["ref_empty", "pred_empty"]].isna().any().any():
         raise ValueError(f"{path}: rows without ref_empty/pred_empty flags; --empty-policy cannot be re-applied")
     return aggregate.apply_empty_policy(rows, empty_policy).assign(policy=empty_policy), config
+
+
+def stored_policy(config: dict) -> str:
+    """The empty-mask policy a run was scored under: `bench evaluate`'s, or its protocol's (`bench run`/`clicks`);
+    ``sat`` for an older run that records neither (it was scored so)."""
+    scoring = (config.get("protocol") or {}).get("scoring") or {}
+    policy = config.get("empty_policy", scoring.get("empty"))
+    return policy if policy in aggregate.EMPTY_POLICIES else DEFAULT_POLICY
 
 
 def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs:
@@ -66,12 +76,15 @@ def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs
     rows = pd.concat(parts, ignore_index=True)
     grids = rows.groupby("run", sort=False)["grid"].nunique()
     rows["method"] = rows["run"].where(~rows["run"].map(grids > 1), rows["run"] + " (" + rows["grid"] + ")")
+    for column in ("method", "model"):  # click tables name the model, the others the method
+        if column in rows:
+            rows[column] = rows[column].where(~rows["untrained"], rows[column] + " " + UNTRAINED)
     is_click = rows["click"].notna() if "click" in rows.columns else pd.Series(False, index=rows.index)
     standard = rows[~is_click]
     labelled = aggregate.attach_terms(standard, load_catalog().terms, term_key)
     unassigned = sorted(labelled.loc[labelled["group"] == aggregate.UNASSIGNED, "key"].unique())
     notes = [f"classes not in the catalog (region 'unassigned'): {', '.join(unassigned)}"] if unassigned else []
-    protocol = rows.drop_duplicates("method").set_index("method")[["grid", "policy"]]
+    protocol = rows.drop_duplicates("method").set_index("method")[["grid", "policy", "untrained"]]
     return Runs(rows=labelled, clicks=rows[is_click], notes=notes, protocol=protocol, configs=configs)
 
 
@@ -134,6 +147,7 @@ def collect_entries(
     entries = pd.concat([run_entries(scores[level], ci[level] if ci else None) for level in aggregate.LEVELS])
     entries["grid"] = entries["method"].map(runs.protocol["grid"])
     entries["policy"] = entries["method"].map(runs.protocol["policy"])
+    entries["untrained"] = entries["method"].map(runs.protocol["untrained"]).eq(True)
     complete = full_coverage(runs.rows)
     entries["full"] = [(m, lv, k) in complete for m, lv, k in entries[["method", "level", "key"]].itertuples(index=False)]
     parts, notes = [entries], list(runs.notes)
@@ -154,7 +168,13 @@ def empty_lines(runs: Runs) -> list[str]:
         if pd.isna(count):
             lines.append(f"{method}: no ref_empty/pred_empty flags stored, empty (case, class) rows cannot be counted")
             continue
-        policy = runs.protocol.loc[method, "policy"]
-        effect = "each scored 1 (policy sat)" if policy == "sat" else "left out of means and counts (policy nan)"
-        lines.append(f"{method}: {int(count)} (case, class) rows empty in both reference and prediction, {effect}")
+        lines.append(f"{method}: {both_empty_line(int(count), runs.protocol.loc[method, 'policy'])}")
     return lines
+
+
+def both_empty_line(count: int, policy: str, total: int | None = None) -> str:
+    """How many (case, class) rows are empty in both reference and prediction, and how the policy counts them."""
+    effect = ("each scored 1 (policy sat)" if policy == "sat"
+              else "left out of means and counts (policy nan)")
+    return f"{count}{f' of {total}' if total is not None else ''} (case, class) rows empty in both reference and " \
+           f"prediction, {effect}"

@@ -40,7 +40,8 @@ CONFIG_FILE = "run.json"
 _CASES = "cases"
 _CASE_META = b"medseg_bench_case"
 # run.json keys that describe a run rather than set its numbers: not compared when a run is resumed.
-_UNCOMPARED = ("provenance", "status", "unscored_labels", "trusted_checkpoint", "cost", "time_limit")
+_UNCOMPARED = ("provenance", "status", "unscored_labels", "trusted_checkpoint", "cost", "time_limit",
+               "label_values", "command_line", "summary")
 
 
 LOCK_FILE = ".lock"

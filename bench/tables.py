@@ -33,6 +33,16 @@ REGION_LABELS = {
     OVERALL: "All",
 }
 FORMATS = ("md", "csv", "latex")
+FORMAT_ALIASES = {"markdown": "md"}
+LONGTABLE_ROWS = 40  # a longer LaTeX table is a longtable (SAT's class tables run to 119 rows)
+
+
+def canonical_format(fmt: str) -> str:
+    """A table format by its name or alias (``markdown`` is ``md``); ValueError for an unknown one."""
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} (or markdown)")
+    return fmt
 _PUBLISHED_LEVELS = {"organ": "class"}
 UNSCALED = frozenset({*LOWER_IS_BETTER, "vol_diff_mm3"})  # printed as they are (mm, mm^3), not in percent
 
@@ -287,8 +297,7 @@ def interval_columns(values: pd.DataFrame, lo: pd.DataFrame, hi: pd.DataFrame) -
 def render(table: pd.DataFrame, fmt: str, best: pd.DataFrame | None = None) -> str:
     """The table as Markdown, CSV or LaTeX text. Markdown and LaTeX print two decimals and mark the best values;
     CSV keeps plain numbers (full precision, empty for missing) and marks nothing, so it parses as data."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    fmt = canonical_format(fmt)
     header = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in table.columns]
     index_names = [str(n) for n in table.index.names]
     labels = [list(map(str, i if isinstance(i, tuple) else (i,))) for i in table.index]
@@ -304,10 +313,16 @@ def render(table: pd.DataFrame, fmt: str, best: pd.DataFrame | None = None) -> s
     body = [[*label, *row] for label, row in zip(labels, text.to_numpy().tolist())]
     if fmt == "latex":
         spec = "l" * len(index_names) + "r" * len(header)
-        lines = [" & ".join(map(_latex_escape, head)) + r" \\ \midrule"]
+        environment = "longtable" if len(body) > LONGTABLE_ROWS else "tabular"  # longtable breaks across pages
+        packages = "booktabs" + (", longtable" if environment == "longtable" else "")
+        header_line = " & ".join(map(_latex_escape, head)) + r" \\ \midrule"
+        lines = [header_line + (r" \endhead" if environment == "longtable" else "")]
         lines += [" & ".join([*map(_latex_escape, row[: len(index_names)]), *row[len(index_names):]]) + r" \\"
                   for row in body]
-        wrapped = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *lines, r"\bottomrule", r"\end{tabular}"]
+        wrapped = [rf"% needs \usepackage{{{packages}}}".replace("{booktabs, longtable}",
+                                                                 r"{booktabs} and \usepackage{longtable}"),
+                   rf"\begin{{{environment}}}{{{spec}}}", r"\toprule", *lines, r"\bottomrule",
+                   rf"\end{{{environment}}}"]
         return "\n".join(wrapped) + "\n"
     lines = ["| " + " | ".join(map(markdown_cell, head)) + " |",
              "|" + "|".join(["---"] * len(index_names) + ["---:"] * len(header)) + "|"]

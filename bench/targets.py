@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.catalog import CatalogError, load_catalog
-from bench.catalog.cases import catalog_classes, dataset_sources, sammed2d_sources
+from bench.catalog.cases import catalog_classes, dataset_sources, sammed2d_sources, split_of
 from bench.catalog.catalog import DatasetInfo
 from protocols.terms import modality_prefix, term_key
 from bench.class_maps import ClassValues, parse_labels, read_class_map, read_json_mapping
@@ -36,6 +36,7 @@ class Target:
     orientation: str = "RAS"
     unmapped: list[str] = field(default_factory=list)
     ndim: int = 3
+    elsewhere: dict[str, str] = field(default_factory=dict)  # case id -> the split it is in, for cases left out
 
 
 def _known(name: str | None) -> DatasetInfo | None:
@@ -103,8 +104,13 @@ def catalog_target(name: str, root: Path, split: str, manifest: Path | None, mod
         if unknown:
             raise InputError(f"class(es) {', '.join(unknown)} are not {info.name} classes ({', '.join(chosen)})")
         chosen = {c: chosen[c] for c in classes}
+    chosen_ids = {s.case_id for s in sources}
+    elsewhere = {} if split == "all" else {
+        s.case_id: f"in SAT's {split_of(info, s.case_id)} split of {info.name}"
+        for s in dataset_sources(info.name, root, "all", manifest) if s.case_id not in chosen_ids}
     return Target(info.name, modality, dict(chosen), {s.case_id: s.label for s in sources},
-                  f"{root.resolve()} ({split} split)", getattr(info, "orientation", "RAS"), _unmapped(modality, chosen))
+                  f"{root.resolve()} ({split} split)", getattr(info, "orientation", "RAS"), _unmapped(modality, chosen),
+                  elsewhere=elsewhere)
 
 
 def folder_target(ref: Path, dataset: str | None, modality: str | None, classes: ClassValues | None) -> Target:

@@ -35,3 +35,21 @@ def test_every_command_runs_its_help():
     for name in COMMANDS:
         result = CliRunner().invoke(app, [name, "--help"])
         assert result.exit_code == 0, (name, result.output)
+
+
+@pytest.mark.parametrize("name", ["nninteractive", "nnunet"])
+def test_models_show_of_a_model_built_from_its_folder_says_what_it_needs(name):
+    """Both are built from a trained-model folder: `show` says so instead of ending in a TypeError's text."""
+    result = CliRunner().invoke(app, ["models", "show", name])
+    assert result.exit_code == 0, result.output
+    assert "missing 1 required" not in result.output and "--checkpoint" in result.output
+
+
+def test_help_at_80_columns_is_never_cut():
+    """Rich's option tables cut help lines with '…' at 80 columns (12 times in `bench clicks --help`)."""
+    for name in COMMANDS:
+        command = load_command(name)
+        for path in [[name]] + [[name, sub] for sub in getattr(command, "commands", {})]:
+            result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+            assert result.exit_code == 0 and "…" not in result.stdout, (path, result.stdout)
+            assert max(map(len, result.stdout.splitlines())) <= 80, path

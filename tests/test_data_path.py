@@ -332,3 +332,46 @@ def test_distances_are_extra_columns_on_request(tmp_path):
                                                           abs=1e-9)
         assert rows.loc[name, "dsc"] == pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index(
             "class_name").loc[name, "dsc"]
+
+
+def test_a_prediction_for_a_case_outside_sats_split_names_the_split(shared_dir, tmp_path):
+    """amos_0014 lies in labelsTs (nnU-Net's test folder) but in SAT's train split: say so and how to score it."""
+    folder, label = _amos_raw(shared_dir, tmp_path)
+    (folder / "labelsTs" / "amos_0013.nii.gz").rename(folder / "labelsTs" / "amos_0014.nii.gz")
+    (folder / "labelsTs" / "amos_0013.nii.gz").symlink_to(folder / "labelsTs" / "amos_0014.nii.gz")
+    assert "amos_0014.nii.gz" in map(str, load_catalog().dataset("AMOS22_CT").train_ids)
+    write_volume(tmp_path / "pred" / "amos_0014.nii.gz", label.array, label.affine)
+    result = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", folder, "--pred", tmp_path / "pred",
+                     "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "amos_0014.nii.gz (in SAT's train split of AMOS22_CT)" in result.output
+    assert "--split all" in result.output and "Traceback" not in result.output
+    everything = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", folder, "--pred", tmp_path / "pred",
+                         "--out", tmp_path / "out", "--split", "all")
+    assert everything.exit_code == 0, everything.output
+
+
+def test_the_official_amos22_download_layout_is_read(shared_dir, tmp_path):
+    """AMOS22 as downloaded: imagesTr/labelsTr, imagesVa/labelsVa, imagesTs, its own dataset.json (MSD-style, no
+    labelsTs). A case under labelsVa is found; a root in no known layout lists what was looked for."""
+    root = tmp_path / "amos22"
+    (root / "labelsTr").mkdir(parents=True)
+    (root / "labelsVa").mkdir()
+    (root / "imagesTs").mkdir()
+    shutil.copy(shared_dir / "data" / "amos" / "amos_0013_label.nii.gz", root / "labelsVa" / "amos_0013.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({"name": "AMOS", "labels": {"0": "background", "1": "spleen"},
+                                                   "training": [], "validation": []}))
+    (tmp_path / "pred").mkdir()
+    shutil.copy(shared_dir / "data" / "amos" / "amos_0013_label.nii.gz", tmp_path / "pred" / "amos_0013.nii.gz")
+    result = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", root, "--pred", tmp_path / "pred",
+                     "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    assert rows.loc["liver", "dsc"] == 1.0 and set(rows.case_id) == {"amos_0013"}
+    verified = _invoke("datasets", "verify", "AMOS22_CT", "--root", root)
+    assert "1 case(s) checked" in verified.output and "missing file" in verified.output  # no imagesVa here
+    (tmp_path / "empty").mkdir()
+    nothing = _invoke("evaluate", "--dataset", "AMOS22_CT", "--root", tmp_path / "empty", "--pred", tmp_path / "pred",
+                      "--out", tmp_path / "out2")
+    assert nothing.exit_code == 2 and "labelsVa" in nothing.output and "labelsTs" in nothing.output
+    assert "--manifest" in nothing.output

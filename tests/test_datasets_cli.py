@@ -58,8 +58,19 @@ def test_verify_reports_missing_file_geometry_mismatch_and_absent_class(chaos):
     assert result.exit_code == 1
     assert "a: missing file" in result.output and "a_0000.nii.gz" in result.output
     assert "b: geometry mismatch" in result.output
-    assert "class 'liver' is absent from every case" in result.output
-    assert "2 case(s) checked, 7 problem(s)" in result.output  # missing, mismatch, 5 classes unseen
+    assert "absent from every case" not in result.output  # the labels hold every class: a missing image is
+    assert "2 case(s) checked, 2 problem(s)" in result.output  # one finding, not one per class
+
+
+def test_verify_names_a_class_absent_only_when_every_label_map_was_read(chaos):
+    write_volume(chaos / "labelsTs/b.nii.gz", np.zeros((4, 4, 3), np.uint8), np.diag([1.0, 1.0, 2.0, 1.0]))
+    (chaos / "imagesTs/a_0000.nii.gz").unlink()
+    result = _invoke("verify", "CHAOS_MRI", "--root", chaos)
+    assert "a: missing file" in result.output and "is absent from every case" in result.output
+    (chaos / "labelsTs/a.nii.gz").write_bytes(b"not a volume")  # its classes cannot be known
+    result = _invoke("verify", "CHAOS_MRI", "--root", chaos)
+    assert "absent from every case" not in result.output, result.output
+    assert "classes not checked: 1 label map(s) could not be read" in result.output
 
 
 def test_verify_rejects_an_escaping_manifest(chaos, tmp_path):
@@ -76,3 +87,9 @@ def test_import_satds_writes_the_catalog_data(satds_dir, tmp_path):
     assert "72 datasets, 498 terms" in result.output
     for name in ("terms.json", "datasets.json"):
         assert (tmp_path / name).read_text() == (DATA_DIR / name).read_text()
+
+
+def test_list_is_a_markdown_table_with_its_separator_row():
+    lines = _invoke("list").output.splitlines()
+    assert lines[0].startswith("| dataset") and set(lines[1].replace("|", "").strip()) <= {"-", ":", " "}
+    assert lines[1].count("|") == lines[0].count("|") == lines[2].count("|")

@@ -259,3 +259,147 @@ def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
     assert pd.read_parquet(tmp_path / "out" / "lesions.parquet").empty
     bad = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--matcher", "best", "--overwrite")
     assert bad.exit_code == 2 and "--matcher" in bad.output and "Traceback" not in bad.output
+
+
+def _totalsegmentator_pair(shared_dir, root):
+    """The real TotalSegmentator example as a one-case folder pair: seg_total_fast scored against seg_total."""
+    source = shared_dir / "data" / "totalsegmentator_example"
+    for side, name in (("ref", "seg_total.nii.gz"), ("pred", "seg_total_fast.nii.gz")):
+        (root / side).mkdir(parents=True)
+        (root / side / "s01.nii.gz").symlink_to(source / name)
+    return source / "classes.json"
+
+
+def _both_empty_values(shared_dir):
+    from bench.io import read_label_map
+
+    source = shared_dir / "data" / "totalsegmentator_example"
+    present = set(np.unique(read_label_map(source / "seg_total.nii.gz").array))
+    present |= set(np.unique(read_label_map(source / "seg_total_fast.nii.gz").array))
+    values = {int(v) for v in json.loads((source / "classes.json").read_text())}
+    return values - present, len(values)
+
+
+def test_both_empty_rows_are_left_out_by_default_and_counted_in_the_printed_table(shared_dir, tmp_path):
+    """The default (nnU-Net / MONAI ignore_empty): a class neither scan contains is stored with its flags, left
+    out of means, and the printed table says how many rows were left out instead of showing 1.0000."""
+    classes = _totalsegmentator_pair(shared_dir, tmp_path)
+    absent, n_classes = _both_empty_values(shared_dir)
+    assert len(absent) > 50
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    both = rows.ref_empty & rows.pred_empty
+    assert both.sum() == len(absent) and rows.loc[both, ["dsc", "nsd"]].isna().all().all()
+    assert rows.loc[~both, "dsc"].notna().all()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["empty_policy"] == "nan"
+    assert f"{len(absent)} of {n_classes} (case, class) rows empty in both reference and prediction" in result.output
+    assert "left out of means" in result.output
+    brain = next(line for line in result.output.splitlines() if line.startswith("| brain "))
+    assert "1.0000" not in brain and brain.split("|")[4].strip() == "0" and brain.split("|")[5].strip() == "1"
+    overall = rows.loc[~both, "dsc"].mean()
+    assert f"{overall:.4f}" in next(line for line in result.output.splitlines() if line.startswith("| mean "))
+
+
+def test_sat_empty_policy_keeps_sats_rule_on_request(shared_dir, tmp_path):
+    classes = _totalsegmentator_pair(shared_dir, tmp_path)
+    absent, _ = _both_empty_values(shared_dir)
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--empty-policy", "sat")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert (rows.loc[rows.ref_empty & rows.pred_empty, "dsc"] == 1.0).sum() == len(absent)
+    assert "each scored 1 (policy sat)" in result.output
+    brain = next(line for line in result.output.splitlines() if line.startswith("| brain "))
+    assert "1.0000" in brain
+
+
+def _totalsegmentator_mask_folder(shared_dir, root):
+    """A TotalSegmentator-style case: its per-class output folder (one file per class of its own class file,
+    `kidney_right.nii.gz`), and the label map it came from, on a small grid."""
+    names = json.loads((shared_dir / "data" / "totalsegmentator_example" / "classes.json").read_text())
+    ref = np.zeros((12, 10, 8), np.uint8)
+    ref[1:5, 1:5, 1:5], ref[6:10, 1:5, 1:5], ref[1:5, 6:9, 2:6] = 1, 2, 3  # spleen, kidney_right, kidney_left
+    write_volume(root / "ref" / "s01.nii.gz", ref, AFFINE)
+    pred = np.roll(ref, 1, axis=0)
+    for value, name in names.items():
+        write_volume(root / "pred" / "s01" / f"{name}.nii.gz", (pred == int(value)).astype(np.uint8), AFFINE)
+    return shared_dir / "data" / "totalsegmentator_example" / "classes.json", ref, pred
+
+
+def test_a_totalsegmentator_mask_folder_is_read_by_its_own_class_names(shared_dir, tmp_path):
+    classes, ref, pred = _totalsegmentator_mask_folder(shared_dir, tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet").set_index("class_name")
+    expected = {s.class_name: s.dsc for s in evaluate_case(pred, ref, SPACING, {"spleen": 1, "right kidney": 2,
+                                                                                "left kidney": 3})}
+    assert rows.loc["right kidney", "dsc"] == pytest.approx(expected["right kidney"]) and len(rows) == 117
+    assert rows.loc["left kidney", "dsc"] == pytest.approx(expected["left kidney"])
+    (tmp_path / "pred" / "s01" / "kidney_right.nii.gz").rename(tmp_path / "pred" / "s01" / "right kidney.nii.gz")
+    renamed = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--overwrite")
+    assert renamed.exit_code == 0, renamed.output  # the unified name is found too
+    write_volume(tmp_path / "pred" / "s01" / "kidney_right.nii.gz", (pred == 2).astype(np.uint8), AFFINE)
+    clash = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg", "--overwrite")
+    assert clash.exit_code == 1 and "kidney_right.nii.gz" in clash.output and "right kidney.nii.gz" in clash.output
+    assert "Traceback" not in clash.output
+
+
+def test_run_json_records_the_command_line_that_reproduces_the_run_and_its_summary(tmp_path):
+    import shlex
+
+    _folders(tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"), "--tolerance", "2")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    words = shlex.split(config["command_line"])
+    assert words[:2] == ["bench", "evaluate"] and "--tolerance" in words and "2.0" in words
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    means = rows.groupby("class_name")[["dsc", "nsd"]].mean().mean()
+    assert config["summary"]["dsc"] == pytest.approx(means["dsc"]) and config["summary"]["nsd"] == pytest.approx(
+        means["nsd"])
+    assert (config["summary"]["cases"], config["summary"]["classes"], config["summary"]["both_empty"]) == (3, 3, 0)
+    again = CliRunner().invoke(app, words[1:])
+    assert again.exit_code == 0 and "scored 0 case(s), 3 stored with unchanged inputs" in again.output, again.output
+
+
+def test_ctrl_c_says_what_was_stored_and_that_the_same_command_resumes(tmp_path, monkeypatch):
+    from bench import evaluation
+
+    _folders(tmp_path)
+    real = evaluation.map_cases
+
+    def interrupted_after_one(task, todo, **options):
+        for number, item in enumerate(real(task, todo, **options)):
+            if number == 1:  # the second case is stored, then Ctrl-C
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(evaluation, "map_cases", interrupted_after_one)
+    result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert result.exit_code == 130
+    assert "interrupted: 2 case(s) stored in" in result.output and "run the same command again" in result.output
+    monkeypatch.setattr(evaluation, "map_cases", real)
+    again = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
+    assert again.exit_code == 0 and "scored 1 case(s), 2 stored with unchanged inputs" in again.output
+
+
+def test_one_progress_display_lines_in_a_log(capsys):
+    """Not a terminal: the first and last case, and at most one line per interval between."""
+    import io
+
+    from bench.progress import CaseProgress
+
+    log = io.StringIO()
+    progress = CaseProgress("scoring m", stream=log, every_s=3600)
+    for number in range(1, 6):
+        progress(number, 5, f"case_{number}")
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split()[0] for line in lines] == ["[1/5]", "[5/5]"] and "ETA" in lines[0]
+
+
+def test_the_printed_table_keeps_the_class_map_order(shared_dir, tmp_path):
+    classes = _totalsegmentator_pair(shared_dir, tmp_path)
+    result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
+    names = [line.split("|")[1].strip() for line in result.output.splitlines() if line.startswith("| ")][1:4]
+    assert names == ["spleen", "right kidney", "left kidney"]

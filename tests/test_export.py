@@ -4,6 +4,7 @@ own evaluator writes for the same files (the oracle: nnunetv2.evaluation.evaluat
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import json
 
 import numpy as np
@@ -83,3 +84,40 @@ def test_csv_and_json_parse_back_to_the_rows(scored, tmp_path):
     assert result.exit_code == 0 and [r["case_id"] for r in records] == rows["case_id"].tolist()
     result = CliRunner().invoke(app, ["export", "--run", str(tmp_path), "--format", "csv"])
     assert result.exit_code == 2 and "metrics.parquet" in result.output
+
+
+def test_nnunet_summary_of_a_bench_run_scores_its_final_masks_or_a_chosen_click(scored, tmp_path):
+    """`bench run`/`bench clicks` runs have no run.json 'classes' and one row per click: the summary is of the final
+    click (its masks are the ones written), or of `--click K`; nnU-Net reads the label values as keys."""
+    from bench.io import read_label_map
+
+    refs, _, _ = scored
+    images = tmp_path / "images"
+    for ref in refs.iterdir():
+        volume = read_label_map(ref)
+        write_volume(images / ref.name.replace(".nii.gz", "_0000.nii.gz"), 100.0 + 50 * volume.array, volume.affine)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", "region_growing", "--images", str(images), "--refs", str(refs),
+                                      "--labels", "1=liver,2+3=kidney", "--modality", "CT", "--n-clicks", "3",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = CliRunner().invoke(app, ["export", "--run", str(out), "--format", "nnunet-summary"])
+    assert summary.exit_code == 0, summary.output
+    cases = {Path(c["reference_file"]).name.removesuffix(".nii.gz"): c["metrics"]
+             for c in json.loads(summary.stdout)["metric_per_case"]}
+    for case, metrics in cases.items():
+        ref = read_label_map(refs / f"{case}.nii.gz").array
+        for key, values in (("1", (1,)), ("(2, 3)", (2, 3))):
+            if key not in metrics:  # c2 has no kidney: no target to click on, no row
+                assert case == "c2"
+                continue
+            truth = np.isin(ref, values)
+            pred = read_label_map(out / "predictions" / case / f"{'liver' if key == '1' else 'kidney'}.nii.gz").array > 0
+            tp = int(np.count_nonzero(truth & pred))
+            assert (metrics[key]["TP"], metrics[key]["n_pred"], metrics[key]["n_ref"]) == (
+                tp, int(pred.sum()), int(truth.sum()))
+    rows = pd.read_parquet(out / "metrics.parquet")
+    first = CliRunner().invoke(app, ["export", "--run", str(out), "--format", "nnunet-summary", "--click", "1"])
+    liver = rows[(rows.click == 1) & (rows.class_name == "liver")].sort_values("case_id")
+    dice = [c["metrics"]["1"]["Dice"] for c in json.loads(first.stdout)["metric_per_case"]]
+    np.testing.assert_allclose(dice, liver["dsc"], rtol=1e-6)

@@ -339,7 +339,8 @@ def test_clicks_on_a_class_absent_from_every_reference_say_so(tmp_path):
     ref = np.pad(np.ones((4, 4, 3), np.uint8), 2)
     write_volume(tmp_path / "refs" / "c1.nii.gz", ref, AFFINE)
     write_volume(tmp_path / "images" / "c1_0000.nii.gz", ref.astype(np.float32) * 100, AFFINE)
-    command = ["clicks", "--model", "region_growing", "--images", tmp_path / "images", "--refs", tmp_path / "refs",
+    command = ["clicks", "--model", "region_growing", "--modality", "CT", "--images", tmp_path / "images", "--refs",
+               tmp_path / "refs",
                "--labels", "1=liver,2=spleen", "--class", "spleen", "--n-clicks", "2", "--out", tmp_path / "out"]
     for _ in range(2):  # the re-run answers the same way
         _assert_clean_error(_invoke(*command), "contains any requested class", code=1)

@@ -146,7 +146,7 @@ def _write_set(root) -> None:
 def test_bench_clicks_stores_rows_and_prompts_and_resumes(tmp_path):
     _write_set(tmp_path)
     out = tmp_path / "run"
-    args = ["clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+    args = ["clicks", "--model", "region_growing", "--modality", "CT", "--images", str(tmp_path / "images"), "--refs",
             str(tmp_path / "labels"), "--classes", str(tmp_path / "classes.json"), "--policy", "ritm",
             "--first-click", "random", "--n-clicks", "3", "--seed", "4", "--out", str(out)]
     result = CliRunner().invoke(app, args)
@@ -168,7 +168,7 @@ def test_bench_clicks_stores_rows_and_prompts_and_resumes(tmp_path):
 
 def test_bench_clicks_clear_errors(tmp_path):
     _write_set(tmp_path)
-    base = ["clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+    base = ["clicks", "--model", "region_growing", "--modality", "CT", "--images", str(tmp_path / "images"), "--refs",
             str(tmp_path / "labels"), "--classes", str(tmp_path / "classes.json"), "--out", str(tmp_path / "o")]
     for extra, message in [(["--policy", "nearest"], "unknown --policy"), (["--class", "lung"], "lung"),
                            (["--model", "sam9"], "unknown model")]:
@@ -194,7 +194,7 @@ def test_reference_model_improves_with_clicks_on_a_real_ct(shared_dir):
 
 def test_bench_clicks_replay_reproduces_a_run_with_another_seed(tmp_path):
     _write_set(tmp_path)
-    common = ["clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+    common = ["clicks", "--model", "region_growing", "--modality", "CT", "--images", str(tmp_path / "images"), "--refs",
               str(tmp_path / "labels"), "--labels", "1=liver,2=spleen", "--policy", "random_error",
               "--first-click", "random", "--n-clicks", "4"]
     first = CliRunner().invoke(app, common + ["--seed", "1", "--out", str(tmp_path / "a")])
@@ -217,10 +217,22 @@ def test_first_click_does_not_depend_on_the_next_click_policy(tmp_path):
     for policy in ("ritm", "random_error"):
         out = tmp_path / policy
         result = CliRunner().invoke(app, [
-            "clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+            "clicks", "--model", "region_growing", "--modality", "CT", "--images", str(tmp_path / "images"), "--refs",
             str(tmp_path / "labels"), "--classes", str(tmp_path / "classes.json"), "--policy", policy,
             "--first-click", "random", "--n-clicks", "2", "--seed", "3", "--out", str(out)])
         assert result.exit_code == 0, result.output
         records = (out / "prompts").rglob("*.json")
         first[policy] = {p.relative_to(out): clicks_from_json(json.loads(p.read_text()))[0] for p in records}
     assert first["ritm"] == first["random_error"] and len(first["ritm"]) == 4
+
+
+@pytest.mark.parametrize("command", ["clicks", "run", "evaluate"])
+def test_the_modality_of_ad_hoc_folders_is_asked_for_by_every_command(tmp_path, command):
+    """One rule for clicks, run and evaluate: an ad-hoc folder's modality is given, never assumed to be CT."""
+    _write_set(tmp_path)
+    sides = (["--pred", str(tmp_path / "labels"), "--ref", str(tmp_path / "labels"), "--dataset", "d"]
+             if command == "evaluate" else ["--model", "region_growing", "--images", str(tmp_path / "images"),
+                                            "--refs", str(tmp_path / "labels")])
+    result = CliRunner().invoke(app, [command, *sides, "--classes", str(tmp_path / "classes.json"),
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "pass --modality CT, MRI or PET" in result.output, result.output

@@ -41,7 +41,7 @@ def folders(tmp_path_factory):
 def _clicks(folders, model, out, *extra, n_clicks=2):
     root, _ = folders
     runner._MODELS.clear()
-    result = CliRunner().invoke(app, ["clicks", "--model", model, "--images", str(root / "images"), "--refs",
+    result = CliRunner().invoke(app, ["clicks", "--model", model, "--modality", "CT", "--images", str(root / "images"), "--refs",
                                       str(root / "refs"), "--labels", "1=liver", "--protocol", "harness",
                                       "--n-clicks", str(n_clicks), "--out", str(out), *extra])
     runner._MODELS.clear()

@@ -57,6 +57,7 @@ class Recorder(Model):
 
 register_model("test-recorder")(Recorder)
 register_model("test-recorder-text")(lambda: Recorder(prompts=("text",)))
+register_model("test-recorder-specialist")(lambda: Recorder(prompts=()))  # no prompt kind: one call, every class
 
 
 @pytest.fixture(autouse=True)
@@ -130,6 +131,17 @@ def test_harness_centre_click_then_centre_of_the_largest_error_all_clicks_native
     assert liver.dsc.iloc[0] == pytest.approx(2 * 4 * 49 / (4 * 49 + 343)) and (liver.dsc.iloc[1:] == 1.0).all()
     assert set(result.rows.class_name) == {"liver", "spleen"}  # no click on an absent target
     assert set(result.rows.spacing) == {"1x1x1"} and set(result.rows.protocol) == {"harness"}
+
+
+def test_harness_leaves_out_a_target_empty_in_both_reference_and_prediction(dataset):
+    """The harness default (nnU-Net, MONAI ignore_empty): the row is stored with its flags and no score, where
+    SAT's rule (the sat preset) scores it 1."""
+    rows = _run(dataset, "harness", model="test-recorder-specialist").rows.set_index("class_name")
+    assert rows.loc["absent", "ref_empty"] and rows.loc["absent", "pred_empty"]
+    assert np.isnan(rows.loc["absent", "dsc"]) and np.isnan(rows.loc["absent", "nsd"])
+    assert rows.loc["liver", "dsc"] == 1.0
+    sat = _run(dataset, "sat", model="test-recorder-specialist").rows.set_index("class_name")
+    assert sat.loc["absent", "dsc"] == 1.0
 
 
 def test_segfm_box_first_then_five_clicks_in_the_error_plane(dataset):

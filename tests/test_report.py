@@ -20,7 +20,9 @@ import pytest
 
 from bench.catalog import load_catalog
 from bench.io import write_volume
+from bench.cli import app
 from bench.report import write_report
+from typer.testing import CliRunner
 from bench.report.figures import LABEL_PT, MAX_PER_PANEL
 from bench.report.page import anchor
 from tests.test_tables import write_click_run, write_runs
@@ -217,3 +219,47 @@ def test_small_report_renders_in_headless_chromium(report, tmp_path):
     attributes = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom.stdout).group(1)))
     assert attributes["images-loaded"] == attributes["images"] != "0"
     assert attributes["errors"] == "" and attributes["overflowing"] == "0" and attributes["wrapped"] == "0"
+
+
+def test_pictures_never_pick_a_case_empty_in_both_reference_and_prediction():
+    """Under SAT's rule a both-empty case scores 1 and would be the "best" case: it has nothing to show."""
+    from bench.report.pictures import chosen_cases
+
+    rows = pd.DataFrame({"case_id": ["s1", "s2", "s3"], "dsc": [1.0, 0.9, 0.5],
+                         "ref_empty": [True, False, False], "pred_empty": [True, False, False]})
+    assert chosen_cases(rows) == [("best (DSC 90.0)", "s2"), ("worst (DSC 50.0)", "s3")]
+    assert chosen_cases(rows.iloc[:1]) == []
+
+
+def test_a_run_sharing_no_case_with_the_first_gets_a_report_that_says_why(tmp_path):
+    """A TotalSegmentator run and an AMOS run: no paired test can be made; the page says so, everything else is
+    drawn, and the report is complete."""
+    from tests.test_tables import write_dataset_run
+
+    ts = write_dataset_run(tmp_path, "ts-run", "TotalSegmentator", {"liver": 0.9, "spleen": 0.8})
+    amos = write_dataset_run(tmp_path, "amos-run", "AMOS22_CT", {"liver": 0.99, "spleen": 0.99})
+    result = CliRunner().invoke(app, ["report", "--run", str(ts), "--run", str(amos), "--out", str(tmp_path / "r"),
+                                      "--n-boot", "20"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "not drawn: the two runs share no (dataset, case, class)" in page
+    assert "Dataset-wise (SAT Table 2 layout)" in page  # the sections after it are drawn
+
+
+def test_a_report_that_fails_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    from bench.report import write as report_write
+
+    runs = write_runs(tmp_path)
+    index = write_report(runs, tmp_path / "r", n_boot=20, pictures=0)
+    before = {p.relative_to(tmp_path / "r"): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report_write, "_click_sections", broken)
+    monkeypatch.setattr(report_write, "_paired_table", broken)
+    with pytest.raises(RuntimeError):
+        write_report(runs, tmp_path / "r", n_boot=20, pictures=0)
+    after = {p.relative_to(tmp_path / "r"): p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    assert after == before and index.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary folder left

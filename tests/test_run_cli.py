@@ -3,7 +3,7 @@ dataset built from the real TotalSegmentator CT in ../shared."""
 
 from __future__ import annotations
 
-
+import json
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -185,5 +185,12 @@ def test_a_model_with_a_network_and_no_checkpoint_is_named_untrained(raw_dataset
                                                   "spleen", "--n-clicks", "1", "--out", str(tmp_path / command / model)])
                 assert result.exit_code == 0, result.output
                 assert ("runs with random weights" in result.output) == noted, result.output
+                config = json.loads((tmp_path / command / model / "run.json").read_text())
+                assert config["untrained"] is noted
+                assert config["command_line"].startswith(f"bench {command} --model {model} ")
+                assert 0 < config["summary"]["dsc"] <= 1 and config["summary"]["classes"] == 1
+        table = CliRunner().invoke(app, ["tables", "--run", str(tmp_path / "run" / "network-growing"),
+                                         "--run", str(tmp_path / "run" / "region_growing")])
+        assert "network-growing (untrained)" in table.output, table.output
     finally:
         unregister_model("network-growing")

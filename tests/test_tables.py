@@ -152,9 +152,11 @@ def test_leaderboard_deltas_use_only_keys_shared_with_the_baseline():
     entries = pd.concat([
         tables.published_entries(published([
             ("nnU-Nets", m, "class", k, "ct", v) for m in ("dsc", "nsd") for k, v in (("liver", 90.0), ("spleen", 80.0))
-        ]), key_of)[0],
+        ]), key_of)[0].assign(grid="native"),  # deltas need the same grid and policy
         entries_of("A"),
     ])
+    other_grid = entries.assign(grid=np.where(entries["source"] == "published", "satds", entries["grid"]))
+    assert pd.isna(leaderboard(other_grid, "class", "nnU-Nets (P)").set_index("method").loc["A", "d_dsc"])
     assert default_baseline(["A", "nnU-Nets (P)"]) == "nnU-Nets (P)"
     assert default_baseline(["A", "B"]) is None
     board = leaderboard(entries, "class", "nnU-Nets (P)").set_index("method")
@@ -193,7 +195,7 @@ def demo_situation() -> pd.DataFrame:
     baseline, _ = tables.published_entries(published([
         ("nnU-Nets", m, "class", k, "ct", v) for m in ("dsc", "nsd") for k, v in (("liver", 94.06), ("spleen", 94.34))
     ]), key_of)
-    return pd.concat([runs, baseline], ignore_index=True)
+    return pd.concat([runs, baseline.assign(grid="native")], ignore_index=True)  # a delta needs the same grid
 
 
 TERMS_DEMO = pd.DataFrame([(f"ct_{c}", ("abdomen",), False) for c in
@@ -284,7 +286,7 @@ def test_csv_and_latex_on_stdout_alone(run_dirs):
     assert "bootstrap" in result.stderr
     result = CliRunner().invoke(app, ["tables", *runs, "--format", "latex"])
     tex = result.stdout
-    assert tex.startswith("\\begin{tabular}") and tex.rstrip().endswith("\\end{tabular}")
+    assert tex.startswith("% needs \\usepackage{booktabs}\n\\begin{tabular}") and tex.rstrip().endswith("\\end{tabular}")
     assert tex.count("\\begin{tabular}") == 1 and "\\underline{" in tex
     result = CliRunner().invoke(app, ["leaderboard", *runs, "--published", "sat-table3", "--format", "csv"])
     board = pd.read_csv(io.StringIO(result.stdout))
@@ -295,7 +297,7 @@ def test_choices_are_listed_in_help():
     for command in ("tables", "leaderboard", "report"):
         text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert "sat|nan" in text and "--empty-policy" in text
-    assert "md|csv|latex" in CliRunner().invoke(app, ["tables", "--help"], env={"COLUMNS": "200"}).output
+    assert "md|markdown|csv|latex" in CliRunner().invoke(app, ["tables", "--help"], env={"COLUMNS": "200"}).output
     result = CliRunner().invoke(app, ["tables", "--run", "x", "--format", "html"])
     assert result.exit_code == 2 and "html" in result.output
 
@@ -536,3 +538,69 @@ def test_report_has_a_lesion_section_when_rows_carry_lesion_columns(tmp_path):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r" / "index.html").read_text()
     assert "Lesion detection by size" in page and (tmp_path / "r" / "figures" / "lesions_by_size.png").is_file()
+
+
+def write_dataset_run(folder, name: str, dataset: str, organs: dict[str, float], config: dict | None = None):
+    """A run on one dataset: two cases of each organ at the given DSC, as `bench evaluate` writes it."""
+    rows = pd.DataFrame([dict(run=name, model=name, dataset=dataset, case_id=f"c{i}", modality="CT", class_name=c,
+                              dsc=v, nsd=v, ref_empty=False, pred_empty=False)
+                         for c, v in organs.items() for i in range(2)])
+    path = folder / name
+    path.mkdir()
+    rows.to_parquet(path / "metrics.parquet")
+    (path / "run.json").write_text(json.dumps({"run": name, "empty_policy": "nan", "grid": "native", **(config or {})}))
+    return path
+
+
+def test_leaderboard_ranks_only_on_dataset_class_pairs_every_ranked_run_covers(tmp_path):
+    """A TotalSegmentator run and an AMOS run share class keys (liver, spleen) but no (dataset, class): they are
+    not ranked against each other; the second is listed apart with the reason, and no delta crosses them."""
+    ts = write_dataset_run(tmp_path, "ts-run", "TotalSegmentator", {"liver": 0.9, "spleen": 0.8})
+    ts2 = write_dataset_run(tmp_path, "ts-other", "TotalSegmentator", {"liver": 0.7, "spleen": 0.95, "aorta": 0.2})
+    amos = write_dataset_run(tmp_path, "amos-run", "AMOS22_CT", {"liver": 0.99, "spleen": 0.99})
+    result = CliRunner().invoke(app, ["leaderboard", "--run", str(ts), "--run", str(ts2), "--run", str(amos),
+                                      "--published", "sat-table3", "--baseline", "ts-run", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(__import__("io").StringIO(result.stdout)).set_index("method")
+    assert board.loc["ts-run", "rank"] == 1 and board.loc["ts-other", "rank"] == 2  # 85 vs 82.5 on liver+spleen
+    assert board.loc["ts-other", "common_dsc"] == pytest.approx(82.5) and board.loc["ts-run", "common_of"] == 2
+    assert pd.isna(board.loc["amos-run", "rank"]) and pd.isna(board.loc["amos-run", "common_dsc"])
+    assert pd.isna(board.loc["amos-run", "d_dsc"]) and board.loc["ts-other", "d_dsc"] == pytest.approx(-2.5)
+    assert pd.isna(board.filter(like="(SAT)", axis=0)["d_dsc"]).all()  # the paper: another grid and policy
+    assert "amos-run: not ranked, shares no (dataset, class) with the ranked runs" in result.stderr
+
+
+def test_untrained_runs_are_marked_and_never_ranked_among_trained_runs(tmp_path):
+    trained = write_dataset_run(tmp_path, "trained", "TotalSegmentator", {"liver": 0.5})
+    random = write_dataset_run(tmp_path, "random", "TotalSegmentator", {"liver": 0.9}, {"untrained": True})
+    runner = CliRunner()
+    result = runner.invoke(app, ["leaderboard", "--run", str(trained), "--run", str(random), "--published",
+                                 "sat-table3"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.stdout.splitlines() if "random (untrained)" in row)
+    assert line.startswith("| - |")
+    assert next(row for row in result.stdout.splitlines() if "| trained " in row).startswith("| 1 |")
+    assert "random (untrained): not ranked, made with random weights" in result.stderr
+    tables_result = runner.invoke(app, ["tables", "--run", str(trained), "--run", str(random), "--by", "class"])
+    assert "random (untrained)" in tables_result.stdout
+
+
+def test_latex_says_it_needs_booktabs_and_long_tables_use_longtable():
+    small = pd.DataFrame({"DSC": [90.0, 80.0]}, index=pd.Index(["liver", "spleen"], name="class"))
+    text = tables.render(small, "latex", best=small.astype(bool) & False)
+    assert text.splitlines()[0].startswith("%") and r"\usepackage{booktabs}" in text.splitlines()[0]
+    assert r"\begin{tabular}{lr}" in text and "longtable" not in text
+    catalog_classes = sorted(load_catalog().terms["key"])[:119]  # a class table as long as SAT's Table 3
+    long = pd.DataFrame({"DSC": np.linspace(50, 90, 119)}, index=pd.Index(catalog_classes, name="class"))
+    text = tables.render(long, "latex", best=long.astype(bool) & False)
+    assert r"\usepackage{longtable}" in text.splitlines()[0] and r"\begin{longtable}{lr}" in text
+    assert r"\endhead" in text and text.rstrip().endswith(r"\end{longtable}") and text.count(r"\\") == 120
+
+
+def test_markdown_is_accepted_as_a_format_name(run_dirs):
+    runs = [arg for path in run_dirs for arg in ("--run", str(path))]
+    for command in ("tables", "leaderboard"):
+        md = CliRunner().invoke(app, [command, *runs, "--format", "md"])
+        markdown = CliRunner().invoke(app, [command, *runs, "--format", "markdown"])
+        assert markdown.exit_code == 0, markdown.output
+        assert markdown.stdout == md.stdout

@@ -303,6 +303,38 @@ def in_split(info: DatasetInfo, case_id: str, split: str) -> bool:
     return case_id in _split_keys(info.test_ids if split == "test" else info.train_ids)
 
 
+_SPLIT_FOLDERS = ("Tr", "Va", "Ts")  # labels<X>/ beside images<X>/: nnU-Net raw, MSD, official downloads (AMOS22: Va)
+LAYOUTS = ("dataset.json with labelsTr/labelsTs (nnU-Net raw)", "dataset.json listing training pairs (MSD)",
+           "labelsTr/labelsVa/labelsTs with imagesTr/imagesVa/imagesTs (official downloads, e.g. AMOS22)",
+           "--manifest FILE (YAML/JSON, or SAT-DS .jsonl)")
+
+
+def split_folder_sources(root: Path, info: DatasetInfo) -> list[CaseSource]:
+    """Cases of a catalog dataset's own download layout: every label map in labelsTr/, labelsVa/ and labelsTs/,
+    its image `<case>_0000` or `<case>` in the matching images folder, the dataset's own mask values. With no
+    such folder, the error lists the layouts looked for."""
+    sources = []
+    for split in _SPLIT_FOLDERS:
+        folder = root / f"labels{split}"
+        for label in sorted(folder.iterdir()) if folder.is_dir() else ():
+            suffix = volume_suffix(label)
+            if not suffix or label.name.startswith("."):
+                continue
+            case_id = label.name[: -len(suffix)]
+            tagged = root / f"images{split}" / f"{case_id}_0000{suffix}"
+            image = tagged if tagged.exists() else root / f"images{split}" / label.name
+            sources.append(CaseSource(case_id, image, resolve_inside(root, label.relative_to(root)), info.modality,
+                                      info.mask_values, info.name))
+    if not sources:
+        raise InputError(f"{root}: no {info.name} case found; looked for: " + "; ".join(LAYOUTS))
+    return sources
+
+
+def split_of(info: DatasetInfo, case_id: str) -> str:
+    """The SAT split a case belongs to: ``test``, ``train``, or ``no`` (in neither list)."""
+    return next((split for split in ("test", "train") if in_split(info, case_id, split)), "no")
+
+
 def dataset_sources(name: str, root: str | Path, split: str = "test", manifest: str | Path | None = None,
                     catalog: Catalog | None = None) -> list[CaseSource]:
     """The cases of a catalog dataset under `root` that belong to SAT's split, each with the catalog's classes
@@ -313,7 +345,9 @@ def dataset_sources(name: str, root: str | Path, split: str = "test", manifest: 
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: data root not found")
-    if manifest is None and (root / "dataset.json").is_file() and (root / "labelsTr").is_dir():
+    if manifest is None and (root / "labelsVa").is_dir() or not (root / "dataset.json").is_file():
+        found = split_folder_sources(root, info) if manifest is None else discover_sources(root, manifest, catalog)
+    elif manifest is None and (root / "labelsTr").is_dir():
         found = nnunet_sources(root, "Tr", catalog) + (nnunet_sources(root, "Ts", catalog)
                                                        if (root / "labelsTs").is_dir() else [])
     else:

@@ -20,8 +20,11 @@ import pandas as pd
 import typer
 
 from bench import store
-from bench.commands.evaluate import note
+from bench.commands.evaluate import interrupted, note
+from bench.evaluation import summary_numbers
 from bench.io import InputError
+from bench.progress import CaseProgress
+from bench.provenance import command_line
 from bench.presets import load_protocol, preset_names
 from bench.runner import (
     CaseFailures,
@@ -58,7 +61,8 @@ def click_protocol(*, first_click: str, policy: str, n_clicks: int, seed: int, t
         "name": "clicks", "description": f"{first_click} first click, then {policy}", "space": {"grid": "native"},
         "prompts": {"kinds": ["points"], "clicks": [[1, first_click], [2, policy]], "feed": feed,
                     "n_clicks": n_clicks, "seed": seed},
-        "scoring": {"grid": "native", "tolerance_mm": tolerance_mm, "report": ["per_click", "auc", "final"]},
+        "scoring": {"grid": "native", "tolerance_mm": tolerance_mm, "empty": "nan",
+                    "report": ["per_click", "auc", "final"]},
     })
 
 
@@ -109,9 +113,10 @@ def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit
         typer.echo(max_over_clicks(rows).to_string(index=False))
 
 
-def run_reported(sources, out: Path, spec: RunSpec, **options) -> tuple[pd.DataFrame, int, int]:
+def run_reported(sources, out: Path, spec: RunSpec, *, command: str, **options) -> tuple[pd.DataFrame, int, int]:
     """`run_cases` as `bench run` and `bench clicks` report it: a model run without weights is named first; failed
-    cases are listed on stderr and end the command with exit code 1 (the other cases are stored)."""
+    cases are listed on stderr and end the command with exit code 1 (the other cases are stored); run.json gets
+    the ``command`` line that reproduces the run and its summary numbers."""
     missing = sorted(set(spec.protocol.prompts.kinds) - model_for(spec).capabilities.prompts)
     if missing and spec.protocol.interactive:
         note(f"note: {spec.model} takes no {', '.join(missing)} prompts: under {spec.protocol.name} it gets "
@@ -121,14 +126,21 @@ def run_reported(sources, out: Path, spec: RunSpec, **options) -> tuple[pd.DataF
         note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
              f"model (`bench models fetch {spec.model}` gets the official weights; `bench models show {spec.model}` "
              "says where they come from)")
+    progress = CaseProgress(f"{spec.model}, protocol {spec.protocol.name}")
     try:
-        return run_cases(sources, out, spec, **options)
+        rows, done, skipped = run_cases(sources, out, spec, on_case=progress, **options)
+        store.update_config(out, command_line=command, summary=summary_numbers(rows))
+        return rows, done, skipped
+    except KeyboardInterrupt:
+        interrupted(out)
     except CaseFailures as failures:
         for case, message in failures.errors.items():
             typer.secho(f"error in case {case}: {message}", fg="red", err=True)
         typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
                     "same command again to resume.", fg="red", err=True)
         raise typer.Exit(1) from failures
+    finally:
+        progress.close()
 
 
 def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | None, **ad_hoc) -> Protocol:
@@ -151,6 +163,7 @@ def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | N
 
 
 def clicks(
+    ctx: typer.Context,
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
     images: Path = typer.Option(None, help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
     refs: Path = typer.Option(None, help="Folder of reference label maps (<case>.nii.gz)."),
@@ -181,8 +194,7 @@ def clicks(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dataset: str = typer.Option(None, help="Dataset name stored in the rows (default: catalog name or reference "
                                            "folder name)."),
-    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's; CT "
-                                            "for --images/--refs)."),
+    modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's)."),
     run: str = typer.Option(None, help="Run name stored in the rows (default: output folder name)."),
     replay: Path = typer.Option(None, help="A previous `bench clicks` or `bench run` folder: give its stored "
                                            "clicks, in order, in place of the policy (same prompts for another "
@@ -202,7 +214,7 @@ def clicks(
             raise InputError(f"--time-limit: protocol {chosen.name} sets no time limit")
         sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
                                          refs=refs, classes=classes, labels=labels,
-                                         modality=modality or ("CT" if root is None else None))
+                                         modality=modality)
         known = set().union(*(source.classes for source in sources))
         unknown = sorted(set(only or ()) - known)
         if unknown:
@@ -210,7 +222,8 @@ def clicks(
         spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
-        rows, done, skipped = run_reported(sources, out, spec, sources_label=label, write_masks=False,
+        rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
+                                           write_masks=False,
                                            overwrite=overwrite, workers=workers, executor=executor,
                                            scheduler=scheduler)
         store.update_config(out, time_limit=time_limit)  # `bench tables --cost` re-applies it from the seconds

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from bench.catalog import CatalogError, load_catalog
-from bench.catalog.cases import discover_sources
+from bench.catalog.cases import dataset_sources
 from bench.catalog.importer import DATA_DIR, SatdsImportError, import_satds, write_catalog
 from bench.catalog.verify import verify_sources
 from bench.io import InputError
@@ -27,6 +27,7 @@ def list_datasets() -> None:
     catalog = load_catalog()
     typer.echo(f"| {'dataset':<28} | {'mod':<3} | {'region':<13} | {'classes':>7} | {'scans':>5} | {'test':>4} |"
                f" {'nnU-Net':<36} |")
+    typer.echo(f"|{'-' * 30}|{'-' * 5}|{'-' * 15}|{'-' * 8}:|{'-' * 6}:|{'-' * 5}:|{'-' * 38}|")
     for info in catalog.datasets.values():
         typer.echo(f"| {info.name:<28} | {info.modality:<3} | {info.region:<13} | {len(info.classes):>7} |"
                    f" {info.n_scans:>5} | {len(info.test_ids):>4} | {info.nnunet_name:<36} |")
@@ -71,7 +72,7 @@ def verify(
     """Check every file is present and readable, image/label geometry agrees and every class appears somewhere."""
     try:
         info = load_catalog().dataset(name)
-        sources = discover_sources(root, manifest)
+        sources = dataset_sources(info.name, root, "all", manifest)  # the layouts evaluate and run read
     except (CatalogError, InputError) as error:
         _fail(error)
     problems = verify_sources(sources, _classes_to_find(sources, info))

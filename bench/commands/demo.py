@@ -28,7 +28,8 @@ def demo(out: Path = typer.Option(Path("results/runs/demo"), help="Folder for th
     for model in PRETEND_MODELS:
         settings = RunSettings(run=f"demo-{model}", model=model, dataset="demo", modality="CT", classes=CLASSES)
         outcome = evaluate_folders(data / "predictions" / model, data / "labels", out / "runs" / model, settings)
-        print_summary(outcome.table, f"{model}: mean over {outcome.table.case_id.nunique()} cases (NSD @ 1 mm)")
+        print_summary(outcome.table, f"{model}: mean over {outcome.table.case_id.nunique()} cases (NSD @ 1 mm)",
+                      settings.empty_policy)
     protocol = with_overrides(load_protocol("harness"), n_clicks=10)
     sources = folder_sources(data / "images", data / "labels", read_class_map(data / "classes.json"),
                              dataset="demo", modality="CT")

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import typer
 
+from bench import store
 from bench.catalog import load_catalog, term_key
 from protocols.class_metrics import LESION
-from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs
+from bench.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs, summary_numbers
 from bench.io import InputError
 from bench.matching import match_predictions
+from bench.provenance import command_line
+from bench.runs import both_empty_line
 from bench.store import InvalidRows, RunConfigMismatch, RunLocked
 from bench.targets import resolve_target
 
@@ -37,13 +40,23 @@ class Split(str, Enum):
     all = "all"
 
 
-def print_summary(table, title: str) -> None:
+def _score(value: float) -> str:
+    return "      -" if value != value else f"{value:7.4f}"
+
+
+def print_summary(table, title: str, policy: str) -> None:
+    """The per-class means, their mean over classes, and how many rows were empty in both reference and
+    prediction (`both empty`: left out of the means under the "nan" policy, each scored 1 under "sat")."""
     summary = class_summary(table)
     typer.echo(f"\n{title}\n")
-    typer.echo(f"| {'class':<28} | {'DSC':>7} | {'NSD':>7} | {'cases':>5} |")
-    typer.echo(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 7}|")
-    for name, row in summary.iterrows():
-        typer.echo(f"| {name:<28} | {row.dsc:7.4f} | {row.nsd:7.4f} | {int(row.cases):5d} |")
+    typer.echo(f"| {'class':<28} | {'DSC':>7} | {'NSD':>7} | {'cases':>5} | {'both empty':>10} |")
+    typer.echo(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 12}|")
+    for row in summary.itertuples():
+        typer.echo(f"| {row.Index:<28} | {_score(row.dsc)} | {_score(row.nsd)} | {row.cases:5d} | "
+                   f"{row.both_empty:10d} |")
+    typer.echo(f"| {'mean over classes':<28} | {_score(summary.dsc.mean())} | {_score(summary.nsd.mean())} | "
+               f"{'':5} | {int(summary.both_empty.sum()):10d} |")
+    typer.echo("\n" + both_empty_line(int(summary.both_empty.sum()), policy, total=len(table)))
 
 
 def lesion_classes(modality: str, classes) -> tuple[str, ...]:
@@ -57,7 +70,16 @@ def note(text: str) -> None:
     typer.secho(text, fg="yellow", err=True)
 
 
+def interrupted(out: Path) -> None:
+    """Ctrl-C: say what is stored and that the same command resumes; exit 130 (128 + SIGINT), as shells do."""
+    stored = len(store.stored_case_files(out)) if out.is_dir() else 0
+    typer.secho(f"\ninterrupted: {stored} case(s) stored in {out}; run the same command again to resume "
+                "(stored cases with unchanged inputs are kept)", fg="yellow", err=True)
+    raise typer.Exit(130)
+
+
 def evaluate(
+    ctx: typer.Context,
     pred: Path = typer.Option(..., help="Folder of predictions (label maps, or one folder of class masks per case)."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json and per-case files."),
     ref: Path = typer.Option(None, help="Folder of reference segmentations (ad hoc; or use --dataset/--root), or an "
@@ -71,7 +93,8 @@ def evaluate(
     labels: str = typer.Option(None, help="Inline class map, e.g. '1=liver,2=spleen,2+3=kidney'."),
     modality: str = typer.Option(None, help="CT, MRI or PET (default: the catalog's or the dataset.json's)."),
     tolerance: float = typer.Option(1.0, help="NSD tolerance in mm (in pixels for 2D PNG slices)."),
-    empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.sat, help="Both empty: 1 (sat) or left out (nan)."),
+    empty_policy: EmptyPolicy = typer.Option(EmptyPolicy.nan, help="Both empty: left out (nan), or 1 (sat, SAT's "
+                                                                   "rule)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
     metrics: str = typer.Option("dsc,nsd", help="Metrics to score, comma-separated: dsc, nsd (always), iou, "
@@ -109,13 +132,15 @@ def evaluate(
             note("note: --metrics lesion: no class of this class map is a lesion class of the catalog; "
                  "--instances scores every class lesion by lesion")
         check_out_dir(out, pred, ref, root)
-        pairs, unmatched = match_predictions(pred, target.refs)
+        pairs, unmatched = match_predictions(pred, target.refs, target.elsewhere)
         config = {**settings.as_config(pred, ref or root), "references": target.source}
         if target.unmapped:
             note(f"note: {len(target.unmapped)} class(es) have no SAT term for {target.modality} and fall outside "
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
         outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite,
                                  executor=executor.value, scheduler=scheduler)
+    except KeyboardInterrupt:
+        interrupted(out)
     except (InputError, RunConfigMismatch, RunLocked, InvalidRows, OSError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
@@ -134,7 +159,8 @@ def evaluate(
         typer.secho(f"{len(outcome.errors)} case(s) failed; nothing was written for them and metrics.parquet "
                     "was not updated. Fix them and run the same command again to resume.", fg="red", err=True)
         raise typer.Exit(1)
+    store.update_config(out, command_line=command_line(ctx), summary=summary_numbers(outcome.table))
     unit = "mm" if target.ndim == 3 else "pixel (PNG slices carry no spacing)"
     print_summary(outcome.table, f"{settings.model} on {settings.dataset} ({settings.modality}): mean over cases "
                                  f"(NSD tolerance {tolerance:g} {unit}, empty policy {settings.empty_policy}, "
-                                 f"{settings.grid} grid)")
+                                 f"{settings.grid} grid)", settings.empty_policy)

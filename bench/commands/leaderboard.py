@@ -11,9 +11,11 @@ import typer
 from bench.commands.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy, Format, echo_notes
 from bench.cost import cost_text, parse_targets
 from bench.leaderboard import ranked, render_leaderboard
+from bench.tables import canonical_format
 from bench.runs import collect_entries, empty_lines, load_runs
 from bench.published import list_published
 from bench.tables import UNSCALED
+from protocols import aggregate
 from protocols.class_metrics import view_columns
 
 
@@ -29,7 +31,7 @@ def leaderboard_output(
     runs = load_runs(run_dirs, empty_policy)
     entries, notes = collect_entries(runs, list_published() if published is None else list(published),
                                      metrics=metrics)
-    board, chosen, board_lines = ranked(entries, by, baseline, metrics)
+    board, chosen, board_lines = ranked(entries, by, baseline, aggregate.Cells(runs.rows, metrics).table, metrics)
     unit = "mm" if metrics[0] in UNSCALED else "percent"
     title = f"Leaderboard ({by}-wise, {unit})" + (f", deltas against {chosen}" if chosen else "")
     table = render_leaderboard(board, chosen, fmt, metrics)
@@ -57,7 +59,7 @@ def leaderboard_command(
     published: list[str] = typer.Option(None, "--published", help="Published tables to include (default: all)."),
     baseline: str = typer.Option(None, "--baseline", help="Method to compare with (default: nnU-Nets if present)."),
     by: Literal["class", "dataset"] = typer.Option("class", "--by", help="Keys: class or dataset."),
-    fmt: Format = typer.Option("md", "--format", help="md | csv | latex"),
+    fmt: Format = typer.Option("md", "--format", help="md (or markdown) | csv | latex"),
     empty_policy: EmptyPolicy = typer.Option(None, "--empty-policy", help=POLICY_HELP),
     metric: str = typer.Option("both", "--metric", help=METRIC_HELP),
     cost: bool = typer.Option(False, "--cost", help="Add the runs' cost: median seconds per case and per call, "
@@ -68,10 +70,10 @@ def leaderboard_command(
 
     The leaderboard goes to stdout, notes to stderr."""
     try:
-        text, notes = leaderboard_output(run, published or None, baseline, by, fmt, empty_policy, metric, cost,
-                                         noc_targets)
+        text, notes = leaderboard_output(run, published or None, baseline, by, canonical_format(fmt), empty_policy,
+                                         metric, cost, noc_targets)
     except (ValueError, KeyError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
-    typer.echo(text, nl=False)
+    typer.echo(text, nl=not text.endswith("\n"))
     echo_notes(notes)

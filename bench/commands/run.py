@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import typer
@@ -11,6 +9,7 @@ import typer
 from bench.commands.clicks import print_click_results, run_reported
 from bench.commands.evaluate import print_summary
 from bench.io import InputError
+from bench.provenance import command_line
 from bench.presets import DEFAULT_PRESET, load_protocol, preset_names
 from bench.runner import model_spec, resolve_sources, tolerance_unit
 from models.checkpoints import CheckpointError
@@ -18,17 +17,8 @@ from models.registry import model_names
 from protocols.protocol import ProtocolError, with_overrides
 
 
-def _progress(started: float):
-    """One line per case with the time so far and the estimated time left (stderr on a terminal)."""
-    def report(number: int, total: int, case_id: str) -> None:
-        elapsed = time.perf_counter() - started
-        left = elapsed / number * (total - number)
-        typer.echo(f"[{number}/{total}] {case_id} done, {elapsed:.1f} s so far, ETA {left:.0f} s",
-                   err=sys.stdout.isatty())
-    return report
-
-
 def run(
+    ctx: typer.Context,
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
     out: Path = typer.Option(..., help="Run folder: metrics.parquet, run.json, cases/, prompts/, predictions/."),
     dataset: str = typer.Option(None, help="Dataset name (catalog name, stored in the rows)."),
@@ -73,8 +63,8 @@ def run(
         spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
                           checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                           replay=replay)
-        rows, done, skipped = run_reported(sources, out, spec, sources_label=label,
-                                           on_case=_progress(time.perf_counter()), overwrite=overwrite,
+        rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
+                                           overwrite=overwrite,
                                            workers=workers, executor=executor, scheduler=scheduler)
     except (InputError, ProtocolError, CheckpointError, ValueError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
@@ -86,4 +76,4 @@ def run(
         print_click_results(clicks, model, preset, tolerance_unit(sources))
     else:
         print_summary(rows, f"{model} under {preset.name}: mean over cases (NSD tolerance "
-                            f"{preset.scoring.tolerance_mm:g} {tolerance_unit(sources)})")
+                            f"{preset.scoring.tolerance_mm:g} {tolerance_unit(sources)})", preset.scoring.empty)

@@ -27,6 +27,7 @@ from bench.cost import cost_text, parse_targets
 from bench.published import load_published
 from bench.runs import Runs, collect_entries, empty_lines, load_runs
 from bench.tables import (
+    canonical_format,
     best_mask,
     comparability_layout,
     comparable,
@@ -47,9 +48,9 @@ CLICK_TABLES = (TABLE3, "sam-med3d-table4")
 Scorer = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 METRIC_HELP = ("Metric(s) to show: both (DSC and NSD), dsc, nsd, or one scored with `bench evaluate --metrics`: "
                "iou, precision, recall, vol_diff, rel_vol_error, hd95, assd (distances: lower is better).")
-Format = Literal["md", "csv", "latex"]
+Format = Literal["md", "markdown", "csv", "latex"]
 EmptyPolicy = Literal["sat", "nan"]
-FORMAT_HELP = "md | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs tabular)"
+FORMAT_HELP = "md (or markdown) | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs)"
 POLICY_HELP = ("Re-apply this empty-mask policy from the stored ref_empty/pred_empty flags (sat: both empty -> 1; "
                "nan: left out); default: each run as stored.")
 
@@ -229,6 +230,7 @@ def tables(
     """Tables like SAT Table 1 (by region) and Table 2 (by dataset or class); best values marked among comparables.
 
     The table goes to stdout, notes to stderr."""
+    fmt = canonical_format(fmt)
     try:
         if not run and not published:
             raise ValueError("give --run RUN (repeatable) and/or --published TABLE (e.g. sat-table1)")

@@ -34,8 +34,10 @@ _IMAGE_DIRS = ("images", "imagesTs", "imagesTr")
 
 def chosen_cases(rows: pd.DataFrame, case: str | None = None) -> list[tuple[str, str]]:
     """(label, case_id) of the best, median and worst case by DSC (distinct cases, ties by case id), or the given
-    case. ``rows``: one run's rows of one class."""
-    scored = rows.dropna(subset=["dsc"]).sort_values(["dsc", "case_id"], ascending=[False, True])
+    case. ``rows``: one run's rows of one class. A case empty in both reference and prediction is never picked
+    (it has nothing to show, and SAT's rule would make it the "best")."""
+    both_empty = rows["ref_empty"].eq(True) & rows["pred_empty"].eq(True) if "ref_empty" in rows else False
+    scored = rows[~both_empty].dropna(subset=["dsc"]).sort_values(["dsc", "case_id"], ascending=[False, True])
     if case is not None:
         return [("case", case)] if case in set(rows["case_id"]) else []
     if scored.empty:

@@ -9,7 +9,10 @@ segmentations. A run with only click rows gets the header and the clicks section
 from __future__ import annotations
 
 import html
+import os
 import platform
+import shutil
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +38,7 @@ from bench.tables import (
     plural,
     shared_region_entries,
 )
+from protocols import aggregate
 from protocols.aggregate import METRICS, OVERALL, class_groups
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 from bench.click_tables import click_curves, per_slice_runs, table3_layout
@@ -58,7 +62,30 @@ def write_report(
     """
     out_dir = Path(out_dir)
     runs = load_runs(run_dirs, empty_policy)
-    _clear_figures(out_dir / _FIGURES)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-report-"))
+    try:
+        _write(runs, run_dirs, build, published, seed, n_boot, baseline, title, empty_policy, pictures, picture_case)
+        _swap_in(build, out_dir)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return out_dir / "index.html"
+
+
+def _swap_in(build: Path, out_dir: Path) -> None:
+    """Move a finished report from ``build`` into ``out_dir``: the old figures go, the new ones come in, and
+    index.html is replaced last in one step, so a reader never sees a page with missing figures."""
+    old = build / "old-figures"
+    if (out_dir / _FIGURES).exists():
+        os.replace(out_dir / _FIGURES, old)
+    if (build / _FIGURES).exists():
+        os.replace(build / _FIGURES, out_dir / _FIGURES)
+    os.replace(build / "index.html", out_dir / "index.html")
+
+
+def _write(runs: Runs, run_dirs, out_dir: Path, published, seed, n_boot, baseline, title, empty_policy, pictures,
+           picture_case) -> None:
+    """The whole report written under ``out_dir`` (a fresh folder)."""
     sections, notes = [], []
     picture_html, picture_notes, pictured = [], [], []
     if pictures and not runs.rows.empty:
@@ -78,17 +105,15 @@ def write_report(
     notes += picture_notes
     facts = _facts(runs, run_dirs, seed, n_boot, empty_policy, published)
     metadata_ = {str(path): runs.configs.get(str(path)) or {"metrics": str(path)} for path in run_dirs}
-    index = out_dir / "index.html"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index.write_text(page(title, sections, metadata_, list(dict.fromkeys(notes)), facts))
-    return index
+    (out_dir / "index.html").write_text(page(title, sections, metadata_, list(dict.fromkeys(notes)), facts))
 
 
-def _clear_figures(folder: Path) -> None:
-    """Remove the figures of an earlier report in the same folder, so none is left stale beside the new ones."""
-    for pattern in ("*.png", "*.svg", "pictures/*.png"):
-        for path in folder.glob(pattern):
-            path.unlink()
+def _drawn(heading: str, draw) -> tuple[str, str]:
+    """A section, or, when its data cannot make it (a ValueError saying why), the section saying why."""
+    try:
+        return heading, draw()
+    except ValueError as error:
+        return heading, f'<p class="notes">not drawn: {html.escape(str(error))}</p>'
 
 
 def _standard_sections(
@@ -101,7 +126,8 @@ def _standard_sections(
              f"[lo, hi]: 95% bootstrap interval, cases resampled within each dataset ({n_boot} replicates, seed {seed})"]
     groups = class_groups(rows)
     run_names = list(dict.fromkeys(rows["method"]))
-    board, chosen, board_notes = ranked(entries, "class", baseline, metrics)
+    board, chosen, board_notes = ranked(entries, "class", baseline, aggregate.Cells(runs.rows, metrics).table,
+                                        metrics)
     notes += board_notes
     heading = "Leaderboard (class-wise)" + (f", deltas against {chosen}" if chosen else "")
     sections = [(heading, html_table(leaderboard_view(board, chosen, metrics)))]
@@ -137,8 +163,8 @@ def _standard_sections(
         sections.append((heading, "".join(parts)))
     sections.append(("Class-wise", _table(classes, "class", run_names, links, metrics)))
     if len(run_names) > 1:
-        sections.append(("Paired tests at the patient level, each run against " + run_names[0],
-                         _paired_table(rows, run_names, np.random.default_rng(seed), n_boot, metrics)))
+        sections.append(_drawn("Paired tests at the patient level, each run against " + run_names[0],
+                               lambda: _paired_table(rows, run_names, np.random.default_rng(seed), n_boot, metrics)))
     datasets, left_out = comparable(entries, "dataset")
     notes += left_out
     sections.append(("Dataset-wise (SAT Table 2 layout)", _table(datasets, "dataset", run_names, None, metrics)))
