@@ -78,7 +78,7 @@ def _folders(tmp_path, levels: dict[str, float]) -> tuple:
 def test_click_run_records_seconds_cpu_memory_and_the_warm_up_apart(tmp_path):
     images, refs = _folders(tmp_path, {"a": 1.0})
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--images", str(images), "--refs",
+    result = CliRunner().invoke(app, ["clicks", "--modality", "CT", "--model", "known-cost", "--images", str(images), "--refs",
                                       str(refs), "--labels", "1=cube", "--n-clicks", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = pd.read_parquet(out / "metrics.parquet").sort_values("click")
@@ -102,7 +102,7 @@ def test_click_run_records_seconds_cpu_memory_and_the_warm_up_apart(tmp_path):
 def test_static_run_shares_one_call_between_its_targets(tmp_path):
     images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+    result = CliRunner().invoke(app, ["run", "--modality", "CT", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
                                       "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -155,7 +155,7 @@ def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
     protocol.write_text(preset.read_text().replace("time_limit_s_per_class: 90", "time_limit_s_per_class: 2"))
     images, refs = _folders(tmp_path, {"fast": 0.0, "slow": 6.0})
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--protocol", str(protocol), "--images",
+    result = CliRunner().invoke(app, ["clicks", "--modality", "CT", "--model", "known-cost", "--protocol", str(protocol), "--images",
                                       str(images), "--refs", str(refs), "--labels", "1=cube", "--n-clicks", "2",
                                       "--out", str(out), "--time-limit"])
     assert result.exit_code == 0, result.output
@@ -177,7 +177,7 @@ def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
 def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
     images, refs = _folders(tmp_path, {"a": 1.0})
     out = tmp_path / "run"
-    ran = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+    ran = CliRunner().invoke(app, ["run", "--modality", "CT", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
                                    "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
                                    "--out", str(out)])
     assert ran.exit_code == 0, ran.output
@@ -193,7 +193,7 @@ def test_report_draws_accuracy_vs_time_and_click_latency(tmp_path):
 
     images, refs = _folders(tmp_path, {"a": 1.0})
     out = tmp_path / "run"
-    ran = CliRunner().invoke(app, ["clicks", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+    ran = CliRunner().invoke(app, ["clicks", "--modality", "CT", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
                                    "--labels", "1=cube", "--n-clicks", "3", "--out", str(out)])
     assert ran.exit_code == 0, ran.output
     index = write_report([out], tmp_path / "report", pictures=0, n_boot=10)

@@ -395,7 +395,7 @@ def test_clicks_name_the_classes_asked_for_and_not_found(tmp_path):
     write_volume(tmp_path / "images" / "c1_0000.nii.gz", ref.astype(np.float32) * 100, AFFINE)
     result = _invoke("clicks", "--model", "region_growing", "--images", tmp_path / "images", "--refs",
                      tmp_path / "refs", "--labels", "1=liver,2=spleen,3=aorta", "--class", "spleen", "--class",
-                     "aorta", "--n-clicks", "2", "--out", tmp_path / "out")
+                     "aorta", "--n-clicks", "2", "--modality", "CT", "--out", tmp_path / "out")
     _assert_clean_error(result, "contains any requested class (spleen, aorta)", code=1)
 
 

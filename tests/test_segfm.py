@@ -201,7 +201,7 @@ def test_bench_clicks_prints_the_case_table_and_says_when_the_model_takes_no_box
     (images / "nobox_0000.nii.gz").symlink_to(source.image)
     (refs / "nobox.nii.gz").symlink_to(source.label)
     args = ["clicks", "--model", "test-segfm-scripted-nobox", "--protocol", "segfm-cvpr25", "--images", str(images),
-            "--refs", str(refs), "--labels", "1=first", "--out", str(tmp_path / "run"), "--time-limit"]
+            "--refs", str(refs), "--labels", "1=first", "--out", str(tmp_path / "run"), "--time-limit", "--modality", "CT"]
     result = CliRunner().invoke(app, args)
     runner._MODELS.clear()
     assert result.exit_code == 0, result.output

@@ -68,7 +68,8 @@ def write_tokenizer(folder: Path, tokens: list[str]) -> Path:
 # --- the registry --------------------------------------------------------------------------------------------
 
 def test_every_model_with_official_weights_is_in_the_registry_with_a_cited_source():
-    assert set(weight_models()) == set(model_names()) - {"region_growing", "oracle"}
+    shipped = {name for name in model_names() if not name.startswith("test-")}  # tests register their own models
+    assert set(weight_models()) == shipped - {"region_growing", "oracle"}
     for name in weight_models():
         entry = model_weights(name)
         assert entry.licence

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from bench.catalog import CatalogError, load_catalog
-from bench.catalog.cases import dataset_sources
+from bench.catalog.cases import dataset_sources, discover_sources
 from bench.catalog.importer import DATA_DIR, SatdsImportError, import_satds, write_catalog
 from bench.catalog.verify import verify_sources
 from bench.io import InputError
@@ -72,7 +72,8 @@ def verify(
     """Check every file is present and readable, image/label geometry agrees and every class appears somewhere."""
     try:
         info = load_catalog().dataset(name)
-        sources = dataset_sources(info.name, root, "all", manifest)  # the layouts evaluate and run read
+        # a manifest brings its own class map; otherwise the layouts evaluate and run read, with catalog classes
+        sources = discover_sources(root, manifest) if manifest else dataset_sources(info.name, root, "all", None)
     except (CatalogError, InputError) as error:
         _fail(error)
     problems = verify_sources(sources, _classes_to_find(sources, info))

@@ -65,7 +65,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-report-"))
     try:
-        _write(runs, run_dirs, build, published, seed, n_boot, baseline, title, empty_policy, pictures, picture_case)
+        _write(runs, run_dirs, build, published, seed, n_boot, baseline, title, empty_policy, pictures, picture_case,
+               metrics)
         _swap_in(build, out_dir)
     finally:
         shutil.rmtree(build, ignore_errors=True)
@@ -84,7 +85,7 @@ def _swap_in(build: Path, out_dir: Path) -> None:
 
 
 def _write(runs: Runs, run_dirs, out_dir: Path, published, seed, n_boot, baseline, title, empty_policy, pictures,
-           picture_case) -> None:
+           picture_case, metrics) -> None:
     """The whole report written under ``out_dir`` (a fresh folder)."""
     sections, notes = [], []
     picture_html, picture_notes, pictured = [], [], []
