@@ -229,8 +229,12 @@ def open_run(out_dir: Path, config: dict, *, overwrite: bool = False) -> None:
 
 
 def update_config(out_dir: Path, **values) -> None:
-    """Set run.json entries that do not change the numbers (status, unscored labels)."""
-    write_json(Path(out_dir) / CONFIG_FILE, {**read_config(out_dir), **values})
+    """Set run.json entries that do not change the numbers (status, unscored labels); an unchanged run.json is
+    not rewritten (a complete run re-run with nothing to do writes nothing)."""
+    config = read_config(out_dir)
+    updated = json.loads(json.dumps({**config, **values}, sort_keys=True))
+    if updated != config:
+        write_json(Path(out_dir) / CONFIG_FILE, updated)
 
 
 def read_config(out_dir: Path) -> dict:

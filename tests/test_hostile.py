@@ -16,6 +16,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from processes import alive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -223,9 +224,9 @@ def test_pool_workers_die_with_a_killed_parent(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+    while time.time() < deadline and any(alive(pid) for pid in children):
         time.sleep(0.1)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in children), "orphaned workers kept running"
+    assert not any(alive(pid) for pid in children), "orphaned workers kept running"
 
 
 # Stored rows ------------------------------------------------------------------------------------------------------
@@ -409,6 +410,6 @@ def test_spawned_pool_workers_die_with_a_killed_parent(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+    while time.time() < deadline and any(alive(pid) for pid in children):
         time.sleep(0.1)
-    assert len(children) >= 2 and not any(Path(f"/proc/{pid}").exists() for pid in children), children
+    assert len(children) >= 2 and not any(alive(pid) for pid in children), children

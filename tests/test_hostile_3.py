@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from processes import alive
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -455,14 +456,6 @@ def _children(pid: int) -> set[int]:
         return set()
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for a reaper is dead)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 @pytest.mark.slow
 def test_workers_and_the_resource_tracker_die_with_a_parent_killed_while_they_start(tmp_path):
     """`kill -9` of `bench run --workers 2` as its first worker starts (before its initializer can run): spawned
@@ -487,13 +480,13 @@ def test_workers_and_the_resource_tracker_die_with_a_parent_killed_while_they_st
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         deadline = time.time() + 10
-        while time.time() < deadline and any(map(_alive, children)):
+        while time.time() < deadline and any(map(alive, children)):
             time.sleep(0.05)
-        assert not [pid for pid in children if _alive(pid)], [Path(f"/proc/{pid}/cmdline").read_bytes()[-120:]
-                                                             for pid in children if _alive(pid)]
+        assert not [pid for pid in children if alive(pid)], [Path(f"/proc/{pid}/cmdline").read_bytes()[-120:]
+                                                             for pid in children if alive(pid)]
     finally:
         for pid in children:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -541,10 +534,10 @@ def test_spawned_workers_killed_parent_during_their_start_die_too(tmp_path):
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         deadline = time.time() + 8
-        while time.time() < deadline and any(map(_alive, children)):
+        while time.time() < deadline and any(map(alive, children)):
             time.sleep(0.05)
-        assert not [pid for pid in children if _alive(pid)], "processes outlived their killed parent"
+        assert not [pid for pid in children if alive(pid)], "processes outlived their killed parent"
     finally:
         for pid in children:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)

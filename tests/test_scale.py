@@ -113,7 +113,7 @@ def test_clicks_on_dask_give_the_local_rows(tmp_path):
     runs = {}
     for name, extra in (("local", []), ("dask", ["--executor", "dask", "--workers", "2"])):
         result = CliRunner().invoke(app, [
-            "clicks", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
+            "clicks", "--modality", "CT", "--model", "region_growing", "--images", str(tmp_path / "images"), "--refs",
             str(tmp_path / "ref"), "--labels", "1=liver,2=spleen", "--n-clicks", "3", "--out", str(tmp_path / name),
             "--run", "r", *extra])
         assert result.exit_code == 0, result.output

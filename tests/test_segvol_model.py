@@ -218,7 +218,7 @@ def test_under_the_segvol_preset_points_are_drawn_on_the_zoom_out_label_with_tor
     out = tmp_path / "run"
     args = ["run", "--model", "segvol", "--protocol", "segvol", "--root", str(raw_dataset), "--out", str(out),
             "--checkpoint", str(checkpoint_file), "--model-args", f"clip={clip}", "--model-args", "zoom_in=false",
-            "--model-args", "prompts=point+text", "--class", "liver"]
+            "--model-args", "prompts=point+text", "--model-args", "trust_tokenizer=true", "--class", "liver"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     image = read_volume(raw_dataset / "imagesTs" / "ts_0001_0000.nii.gz")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from models.checkpoints import CheckpointError
-from models.registry import ModelUnavailable, describe, get_model, model_names
+from models.registry import ModelUnavailable, describe, get_model, model_names, takes_checkpoint
 
 models_app = typer.Typer(help="Models: list them, show what one needs and where its files come from, fetch them, verify local files.", no_args_is_help=True)
 
@@ -87,10 +87,14 @@ def show(name: str = typer.Argument(..., help="Model name.")) -> None:
     checksums, licence, what else the model needs and what of it is cached locally."""
     if name not in model_names():
         _fail(ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}"))
-    try:
-        info = describe(name)
-    except (ModelUnavailable, ValueError, TypeError) as error:
-        info = {"name": name, "built from": f"its files only ({str(error).splitlines()[0]})"}
+    if takes_checkpoint(name):  # its network is built from the trained-model folder: nothing to describe without it
+        info = {"name": name, "checkpoint": f"its trained-model folder, built from it: bench run --model {name} "
+                                            f"--checkpoint DIR (`bench models verify {name} --checkpoint DIR` checks one)"}
+    else:
+        try:
+            info = describe(name)
+        except (ModelUnavailable, ValueError) as error:
+            _fail(error)
     for key, value in info.items():
         if key in _CHECKPOINT_KEYS:
             continue
