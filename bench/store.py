@@ -274,7 +274,7 @@ def _read_case_file(file: Path, read):
     out, since every resume reads it."""
     try:
         return read(file)
-    except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+    except (OSError, ValueError):  # pyarrow's errors derive from these
         raise InvalidRows(f"{file}: a stored case file is not readable Parquet (damaged, or not written here); "
                           "delete it to score that case again, or run with --overwrite") from None
 

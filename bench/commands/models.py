@@ -50,7 +50,7 @@ def _size(entry) -> str:
 def _show_weights(name: str) -> None:
     """The registry's sources for `name`, and what of them is in the local cache."""
     from bench.weights import cached, fetch_command
-    from models.weights import WeightsMismatch, model_weights, weight_models
+    from models.weights import WeightsMismatch, model_weights
 
     weights = model_weights(name)
     if weights is None:
