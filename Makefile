@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.perf metrics
+	$(BIN)/python -m tests.perf metrics
 
 clean:
 	rm -rf $(VENV) results/runs/demo

@@ -1,4 +1,4 @@
-"""Summaries of interactive curves (the loop that calls models is `bench.interactive`): pure functions.
+"""Summaries of interactive curves (the loop that calls models is `bench.engine.interactive`): pure functions.
 
 Scores reported are DSC@k, NSD@k, the final value and the area under the curve (normalised, or the SegFM
 script's trapezoid), never the maximum over clicks (that would reward a model for clicks that made it worse).

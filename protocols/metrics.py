@@ -21,7 +21,7 @@ from protocols.boxes import bounding_box
 from protocols.surfaces import SurfacePair
 
 EMPTY_POLICIES = ("sat", "nan")
-# Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/scoring_grid.py).
+# Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/engine/scoring_grid.py).
 SCORING_GRIDS = ("native", "satds")
 
 

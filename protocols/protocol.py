@@ -34,7 +34,7 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
 - `rules`: each rule the preset reproduces, with the official file:line it comes from
   (`{rule: ..., official: "owner/repo@commit:path:line"}`), and `differences`: every way it knowingly departs
   from that official script (both shown by `bench protocols show NAME`).
-Pure: a mapping in, a frozen `Protocol` out; no I/O (the files are read by `bench.presets`).
+Pure: a mapping in, a frozen `Protocol` out; no I/O (the files are read by `bench.engine.presets`).
 """
 
 from __future__ import annotations

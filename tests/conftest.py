@@ -59,7 +59,7 @@ def ts_raw_dataset(shared_dir, tmp_path_factory):
 
     import numpy as np
 
-    from bench.io import read_label_map, read_volume, write_volume
+    from bench.data.io import read_label_map, read_volume, write_volume
 
     def make(name: str, keep: dict[str, int]) -> Path:
         source = shared_dir / "data" / "totalsegmentator_example"

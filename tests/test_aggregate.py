@@ -135,8 +135,8 @@ def test_unknown_level_is_an_error(labelled):
 
 
 def test_benchmark_data_aggregates_at_small_scale():
-    """The 302K-row benchmark (`python -m bench.perf.aggregate`) on 5,000 rows: every level comes out whole."""
-    from bench.perf.aggregate import synthetic_key, synthetic_rows, synthetic_terms
+    """The 302K-row benchmark (`python -m tests.perf.aggregate`) on 5,000 rows: every level comes out whole."""
+    from tests.perf.aggregate import synthetic_key, synthetic_rows, synthetic_terms
 
     rng = np.random.default_rng(0)
     terms = synthetic_terms(rng)

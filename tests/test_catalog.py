@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from bench.catalog import CatalogError, load_catalog, modality_prefix, term_key
-from bench.catalog.importer import CURATED, DATA_DIR, SatdsImportError, import_satds
+from bench.data.catalog import CatalogError, load_catalog, modality_prefix, term_key
+from bench.data.catalog.importer import CURATED, DATA_DIR, SatdsImportError, import_satds
 
 REGION_COUNTS = {"brain": 137, "head and neck": 92, "thorax": 102, "spine": 56, "abdomen": 57, "pelvis": 29,
                  "lower limb": 10, "upper limb": 9, "whole body": 6}

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.catalog.cases import (discover_sources, load_case, manifest_sources, msd_sources, nnunet_sources,
+from bench.data.catalog.cases import (discover_sources, load_case, manifest_sources, msd_sources, nnunet_sources,
                                  resolve_inside, satds_record_source)
-from bench.io import InputError, write_volume
+from bench.data.io import InputError, write_volume
 
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 

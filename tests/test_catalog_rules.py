@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.catalog import apply_rules, class_masks, load_catalog, nnunet_class_name, resolve_rules
-from bench.catalog.rules import bilateral_rules
+from bench.data.catalog import apply_rules, class_masks, load_catalog, nnunet_class_name, resolve_rules
+from bench.data.catalog.rules import bilateral_rules
 
 CATALOG = load_catalog()
 

@@ -6,12 +6,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import COMMANDS, app, load_command
-from bench.provenance import harness_version
+from bench.cli.app import COMMANDS, app, load_command
+from bench.engine.provenance import harness_version
 
 
 def test_help_and_version_import_no_numeric_library():
-    code = ("import sys; from bench.cli import app\n"
+    code = ("import sys; from bench.cli.app import app\n"
             "for argv in (['--help'], ['--version']):\n"
             "    try: app(argv)\n"
             "    except SystemExit: pass\n"

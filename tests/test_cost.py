@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import bench.runner as runner
-from bench.cli import app
-from bench.cost import cost_table
-from bench.io import write_volume
+import bench.engine.runner as runner
+from bench.cli.app import app
+from bench.views.cost import cost_table
+from bench.data.io import write_volume
 from models.base import Capabilities, Model
 from models.registry import register_model, unregister_model
 from protocols.cost import apply_time_limit, clicks_to_reach, noc_per_target, noc_summary
@@ -82,7 +82,7 @@ def _fresh_bench(*args: str) -> subprocess.CompletedProcess:
     pages are new to the process (a long test session may already hold freed pages that malloc hands out again)."""
     script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_cost import KnownCost; "
               "from models.registry import register_model; register_model('known-cost')(KnownCost); "
-              "from bench.cli import app; app(sys.argv[2:])")
+              "from bench.cli.app import app; app(sys.argv[2:])")
     return subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), *args], capture_output=True,
                           text=True, cwd=Path(__file__).parent.parent, timeout=300)
 
@@ -200,7 +200,7 @@ def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
 
 
 def test_report_draws_accuracy_vs_time_and_click_latency(tmp_path):
-    from bench.report.write import write_report
+    from bench.views.report.write import write_report
 
     images, refs = _folders(tmp_path, {"a": 1.0})
     out = tmp_path / "run"

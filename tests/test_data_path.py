@@ -13,11 +13,11 @@ import yaml
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from bench import store
-from bench.catalog import load_catalog
-from bench.catalog.names import unified_class_name
-from bench.cli import app
-from bench.io import read_label_map, write_volume
+from bench.engine import store
+from bench.data.catalog import load_catalog
+from bench.data.catalog.names import unified_class_name
+from bench.cli.app import app
+from bench.data.io import read_label_map, write_volume
 from protocols.case import evaluate_case
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -294,7 +294,7 @@ def test_ambiguous_inline_labels_are_refused(tmp_path, text):
 
 
 def test_grid_satds_scores_on_sat_grid_and_is_recorded(shared_dir, tmp_path):
-    from bench.scoring_grid import to_scoring_grid
+    from bench.engine.scoring_grid import to_scoring_grid
 
     folder, label = _amos_raw(shared_dir, tmp_path)
     pred = label.array.copy()

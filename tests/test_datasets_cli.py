@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.catalog.importer import DATA_DIR
-from bench.commands.datasets import datasets_app
-from bench.io import write_volume
+from bench.data.catalog.importer import DATA_DIR
+from bench.cli.datasets import datasets_app
+from bench.data.io import write_volume
 
 RUNNER = CliRunner()
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.io import write_volume
+from bench.cli.app import app
+from bench.data.io import write_volume
 from protocols.case import evaluate_case
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -155,7 +155,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     n_cases = 16
     _folders(tmp_path, n_cases=n_cases, shape=(90, 80, 30))
     command = [
-        sys.executable, "-m", "bench.cli", "evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+        sys.executable, "-m", "bench.cli.app", "evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
         "--dataset", "d", "--modality", "CT", "--out", str(tmp_path / "out"), "--classes", str(tmp_path / "classes.json"),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -192,7 +192,7 @@ def test_metrics_option_adds_columns_and_default_rows_are_unchanged(tmp_path):
     classes = ["--classes", str(tmp_path / "classes.json")]
     assert _evaluate(tmp_path, *classes).exit_code == 0
     default = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
-    from bench.store import METRIC_COLUMNS
+    from bench.engine.store import METRIC_COLUMNS
     assert list(default.columns) == METRIC_COLUMNS
     assert "metrics" not in json.loads((tmp_path / "out" / "run.json").read_text())
     result = _evaluate(tmp_path, *classes, "--metrics", "iou,hd95,recall", "--overwrite")
@@ -271,7 +271,7 @@ def _totalsegmentator_pair(shared_dir, root):
 
 
 def _both_empty_values(shared_dir):
-    from bench.io import read_label_map
+    from bench.data.io import read_label_map
 
     source = shared_dir / "data" / "totalsegmentator_example"
     present = set(np.unique(read_label_map(source / "seg_total.nii.gz").array))
@@ -363,7 +363,7 @@ def test_run_json_records_the_command_line_that_reproduces_the_run_and_its_summa
 
 
 def test_ctrl_c_says_what_was_stored_and_that_the_same_command_resumes(tmp_path, monkeypatch):
-    from bench import evaluation
+    from bench.engine import evaluation
 
     _folders(tmp_path)
     real = evaluation.map_cases
@@ -387,7 +387,7 @@ def test_one_progress_display_lines_in_a_log(capsys):
     """Not a terminal: the first and last case, and at most one line per interval between."""
     import io
 
-    from bench.progress import CaseProgress
+    from bench.engine.progress import CaseProgress
 
     log = io.StringIO()
     progress = CaseProgress("scoring m", stream=log, every_s=3600)

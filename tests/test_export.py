@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.evaluation import RunSettings, evaluate_folders
-from bench.io import write_volume
+from bench.cli.app import app
+from bench.engine.evaluation import RunSettings, evaluate_folders
+from bench.data.io import write_volume
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_csv_and_json_parse_back_to_the_rows(scored, tmp_path):
 def test_nnunet_summary_of_a_bench_run_scores_its_final_masks_or_a_chosen_click(scored, tmp_path):
     """`bench run`/`bench clicks` runs have no run.json 'classes' and one row per click: the summary is of the final
     click (its masks are the ones written), or of `--click K`; nnU-Net reads the label values as keys."""
-    from bench.io import read_label_map
+    from bench.data.io import read_label_map
 
     refs, _, _ = scored
     images = tmp_path / "images"

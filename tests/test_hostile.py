@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.io import InputError, read_label_map, write_volume
+from bench.cli.app import app
+from bench.data.io import InputError, read_label_map, write_volume
 from protocols.boxes import label_boxes
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -103,7 +103,7 @@ def _run_limited(args, limit_gb=4.0, timeout=240):
         limit = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bench.cli.app", *map(str, args)], capture_output=True, text=True,
                           preexec_fn=cap, timeout=timeout, cwd=PROJECT, env=env)
 
 
@@ -210,7 +210,7 @@ def test_pool_workers_die_with_a_killed_parent(tmp_path):
         ref = np.zeros((120, 110, 40), np.uint8)
         ref[10 + index:80, 20:90, 5:35] = 1
         _pair(tmp_path, pred=np.roll(ref, 3, axis=0), ref=ref, name=f"case_{index:02d}")
-    command = [sys.executable, "-m", "bench.cli", "evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref",
+    command = [sys.executable, "-m", "bench.cli.app", "evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref",
                "--out", tmp_path / "out", "--dataset", "d", "--modality", "CT", "--labels", "1=liver",
                "--workers", "2"]
     process = subprocess.Popen(list(map(str, command)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -290,7 +290,7 @@ def test_unexpected_errors_are_one_line_unless_debug(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("something\nbroke")
 
-    monkeypatch.setattr("bench.commands.evaluate.resolve_target", broken)
+    monkeypatch.setattr("bench.cli.evaluate.resolve_target", broken)
     result = _evaluate(tmp_path)
     _assert_clean_error(result, "error: RuntimeError: something broke", "--debug", code=1)
     debug = CliRunner().invoke(app, ["--debug", "evaluate", "--pred", str(tmp_path / "pred"), "--out", "x"])
@@ -353,7 +353,7 @@ def test_clicks_on_a_class_absent_from_every_reference_say_so(tmp_path):
 
 SCRIPT_AFTER_TORCH = '''
 import torch
-from bench.executors import map_cases
+from bench.engine.executors import map_cases
 
 
 def task(n):
@@ -383,7 +383,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench.executors import map_cases
+from bench.engine.executors import map_cases
 
 
 def task(n):

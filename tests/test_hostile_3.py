@@ -20,8 +20,8 @@ import pytest
 from processes import alive
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.io import InputError, read_label_map, write_volume
+from bench.cli.app import app
+from bench.data.io import InputError, read_label_map, write_volume
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
 PROJECT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def _run_limited(args, limit_gb=1.5, timeout=120):
         limit = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT)}
-    return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bench.cli.app", *map(str, args)], capture_output=True, text=True,
                           preexec_fn=cap, timeout=timeout, cwd=PROJECT, env=env)
 
 
@@ -464,7 +464,7 @@ def test_workers_and_the_resource_tracker_die_with_a_parent_killed_while_they_st
     data = tmp_path / "data"
     data.mkdir()
     manifest = _manifest(data, [{**_manifest_case(data, f"c{n}"), "id": f"c{n}"} for n in range(4)])
-    command = [sys.executable, "-m", "bench.cli", "run", "--model", "oracle", "--root", data, "--manifest", manifest,
+    command = [sys.executable, "-m", "bench.cli.app", "run", "--model", "oracle", "--root", data, "--manifest", manifest,
                "--out", tmp_path / "out", "--workers", "2"]
     process = subprocess.Popen(list(map(str, command)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)})
@@ -495,7 +495,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.executors import map_cases
+from bench.engine.executors import map_cases
 
 if __name__ == "__mp_main__":  # a spawned worker: a slow start (heavy imports) before the pool's initializer runs
     time.sleep(1.5)

@@ -1,4 +1,4 @@
-"""The interactive loop (bench.interactive), curve summaries, `bench clicks`, the reference model on a real CT."""
+"""The interactive loop (bench.engine.interactive), curve summaries, `bench clicks`, the reference model on a real CT."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.interactive import run_clicks
-from bench.io import read_label_map, read_volume, write_volume
-from bench.runner import scorer
+from bench.cli.app import app
+from bench.engine.interactive import run_clicks
+from bench.data.io import read_label_map, read_volume, write_volume
+from bench.engine.runner import scorer
 from models.base import Capabilities, Image, Model
 from models.registry import get_model
 from protocols.interactive import max_over_clicks, mean_curves, normalised_auc, summarise_clicks

@@ -18,9 +18,9 @@ pytest.importorskip("segment_anything")
 pytest.importorskip("nnInteractive")
 pytest.importorskip("torchio")
 
-import bench.runner as runner  # noqa: E402
-from bench.cli import app  # noqa: E402
-from bench.io import write_volume  # noqa: E402
+import bench.engine.runner as runner  # noqa: E402
+from bench.cli.app import app  # noqa: E402
+from bench.data.io import write_volume  # noqa: E402
 from models.nninteractive.folder import write_random_model_folder  # noqa: E402
 
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bench.io import InputError, check_same_geometry, read_binary_mask, read_label_map, read_volume, write_volume
+from bench.data.io import InputError, check_same_geometry, read_binary_mask, read_label_map, read_volume, write_volume
 
 
 def _affine(spacing=(0.8, 0.9, 2.5), origin=(-10.0, 20.0, 5.0)):

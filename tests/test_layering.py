@@ -1,6 +1,6 @@
 """Layering, checked on the import graph (every import statement, function-level ones included):
 `protocols/` is pure (no `models`, no `bench`, no clock), `models/` does not import `bench/`, and only the
-CLI reaches `bench.commands` (commands parse and print; the engine never depends on them)."""
+CLI reaches `bench.cli` (commands parse and print; the engine never depends on them)."""
 
 from __future__ import annotations
 
@@ -47,14 +47,14 @@ def test_only_the_cli_and_commands_import_commands():
     offenders = set()
     for path in _files("bench"):
         relative = path.relative_to(ROOT).as_posix()
-        if relative.startswith("bench/commands/") or relative == "bench/cli.py":
+        if relative.startswith("bench/cli/") or relative == "bench/cli/app.py":
             continue
-        if any(name.startswith("bench.commands") for name in _imports(path)):
+        if any(name.startswith("bench.cli") for name in _imports(path)):
             offenders.add(relative)
     assert not offenders
 
 
 def test_the_import_check_sees_function_level_imports(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from bench.commands.run import run\n    import time\n")
-    assert {"bench.commands.run", "time"} <= _imports(module)
+    module.write_text("def f():\n    from bench.cli.run import run\n    import time\n")
+    assert {"bench.cli.run", "time"} <= _imports(module)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 pytest.importorskip("nnInteractive")
-from bench.interactive import run_clicks
+from bench.engine.interactive import run_clicks
 from models.base import Image, Target
 from models.nninteractive.folder import write_random_model_folder
 from models.nninteractive.session import NnInteractive, checkpoint_path

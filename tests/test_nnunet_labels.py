@@ -17,9 +17,9 @@ import pytest
 
 from baselines.nnunet.convert import case_ids, channel_values, convert_dataset, dataset_json, to_nnunet_values
 from baselines.nnunet.ingest import label_lookup, remap_predictions
-from bench.catalog import load_catalog
-from bench.catalog.cases import CaseSource
-from bench.io import InputError
+from bench.data.catalog import load_catalog
+from bench.data.catalog.cases import CaseSource
+from bench.data.io import InputError
 from protocols.case import class_mask
 
 CATALOG = load_catalog()

@@ -25,8 +25,8 @@ torch = pytest.importorskip("torch")
 
 from baselines.nnunet import stages
 from baselines.nnunet.workspace import NNUNET_PLANS, Workspace
-from bench.catalog import load_catalog, term_key
-from bench.cli import app
+from bench.data.catalog import load_catalog, term_key
+from bench.cli.app import app
 from models.base import Image, Target, UnsupportedPrompt
 from models.parity import load_parity_weights
 from models.registry import get_model

@@ -23,9 +23,9 @@ pytest.importorskip("nnunetv2")
 from baselines.nnunet import ingest, stages
 from baselines.nnunet.convert import CASES_FILE
 from baselines.nnunet.workspace import NNUNET_PLANS, SAT_PLANS, SMOKE_TRAINER, Workspace
-from bench.catalog import load_catalog, term_key
-from bench.catalog.cases import satds_jsonl_sources
-from bench.cli import app
+from bench.data.catalog import load_catalog, term_key
+from bench.data.catalog.cases import satds_jsonl_sources
+from bench.cli.app import app
 
 DATASET = "TotalSegmentator_Organs"
 # TotalSegmentator v2 value in seg_total.nii.gz -> TotalSegmentator_Organs mask value (SAT-DS organs_label)

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("nnunetv2")
 
 from baselines.nnunet.table11 import PAPER_TABLE, PAPER_TOTAL_M, count_parameters, paper_rows, recompute
-from bench.catalog import load_catalog
+from bench.data.catalog import load_catalog
 
 
 @pytest.fixture(scope="module")

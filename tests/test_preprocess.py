@@ -20,8 +20,8 @@ from monai.transforms import (Compose, CropForegroundd, EnsureChannelFirstd, Loa
                               Spacing, Spacingd)
 from nibabel.orientations import aff2axcodes
 
-from bench.io import InputError, Volume, read_label_map, read_volume
-from bench.preprocess import (SatTransform, foreground_crop, from_sat, normalise, plan_transform, preprocess,
+from bench.data.io import InputError, Volume, read_label_map, read_volume
+from bench.engine.preprocess import (SatTransform, foreground_crop, from_sat, normalise, plan_transform, preprocess,
                               to_sat)
 
 ORIENTATIONS = ["RAS", "ASR", "IPL", "LPS", "none"]  # every code SAT-DS's loaders use

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-import bench.runner as runner
-from bench.catalog.cases import discover_sources
-from bench.io import read_volume, write_volume
-from bench.preprocess import plan_transform
-from bench.presets import load_protocol, preset_names
-from bench.runner import RunSpec, run_case, run_cases
+import bench.engine.runner as runner
+from bench.data.catalog.cases import discover_sources
+from bench.data.io import read_volume, write_volume
+from bench.engine.preprocess import plan_transform
+from bench.engine.presets import load_protocol, preset_names
+from bench.engine.runner import RunSpec, run_case, run_cases
 from models.base import Capabilities, Model
 from models.registry import register_model
 from protocols.prompts import Box
@@ -347,7 +347,7 @@ def test_protocol_sets_model_options_by_name_and_the_user_overrides_them(dataset
     """SAM-Med3D's 2D baseline feeds SAM and SAM-Med2D its own intensity path (models_spec.md lines 506-507)."""
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from bench.cli.app import app
 
     built = []
     register_model("sam-vit-test")(lambda **options: built.append(options) or Recorder())
@@ -363,7 +363,7 @@ def test_protocol_sets_model_options_by_name_and_the_user_overrides_them(dataset
 
 
 def test_a_protocol_file_of_ones_own(tmp_path):
-    from bench.presets import load_protocol as load
+    from bench.engine.presets import load_protocol as load
 
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nprompts: {kinds: [points], clicks: [[1, random], [2, fn_fp_coin]], n_clicks: 3}\n")
@@ -381,7 +381,7 @@ def test_per_class_nsd_tolerances_are_data():
     own tolerance; a bad value is a one-line protocol error."""
     import numpy as np
 
-    from bench.runner import _score_fn
+    from bench.engine.runner import _score_fn
     from protocols.metrics import surface_dice
     from protocols.protocol import ProtocolError, parse_protocol
 
@@ -463,7 +463,7 @@ def test_harness_rules_cite_our_readme_and_state_no_differences():
 def test_protocols_list_and_show_print_every_field_rule_and_difference(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from bench.cli.app import app
     listed = CliRunner().invoke(app, ["protocols", "list"])
     assert listed.exit_code == 0 and all(name in listed.output for name in preset_names())
     shown = CliRunner().invoke(app, ["protocols", "show", "sam-med3d-paper"])

@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from bench.published import COLUMNS, list_published, load_published, published_entries
+from bench.views.published import COLUMNS, list_published, load_published, published_entries
 
 # Half a unit of the last printed digit: a printed mean of 2-decimal values must match within rounding.
 ROUNDING = 0.005 + 1e-9
@@ -283,7 +283,7 @@ def test_every_row_is_printed_in_the_paper(name, shared_dir):
 
 def test_every_packaged_paper_records_the_grid_it_scored_on():
     """SAT scores in SAT-DS space, SegVol on the raw voxel grid, SAM-Med3D on 1.5 mm crops (README, Scoring grids)."""
-    from bench.published import PAPER_GRIDS, paper_grid
+    from bench.views.published import PAPER_GRIDS, paper_grid
 
     papers = set(published_entries()["paper"])
     assert papers <= set(PAPER_GRIDS)
@@ -296,7 +296,7 @@ def test_bench_tables_prints_a_published_table_alone_with_numbers_intact():
 
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from bench.cli.app import app
 
     result = CliRunner().invoke(app, ["tables", "--published", "sat-table1", "--format", "csv"])
     assert result.exit_code == 0, result.output

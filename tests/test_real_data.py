@@ -8,7 +8,7 @@ import pytest
 import surface_distance
 from scipy import ndimage
 
-from bench.io import check_same_geometry, read_label_map
+from bench.data.io import check_same_geometry, read_label_map
 from protocols.case import evaluate_case
 
 

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.catalog import load_catalog
-from bench.io import write_volume
-from bench.cli import app
-from bench.report import write_report
+from bench.data.catalog import load_catalog
+from bench.data.io import write_volume
+from bench.cli.app import app
+from bench.views.report import write_report
 from typer.testing import CliRunner
-from bench.report.figures import LABEL_PT, MAX_PER_PANEL
-from bench.report.page import anchor
+from bench.views.report.figures import LABEL_PT, MAX_PER_PANEL
+from bench.views.report.page import anchor
 from tests.test_tables import write_click_run, write_runs
 
 CHROMIUM_FLAGS = [
@@ -223,7 +223,7 @@ def test_small_report_renders_in_headless_chromium(report, tmp_path):
 
 def test_pictures_never_pick_a_case_empty_in_both_reference_and_prediction():
     """Under SAT's rule a both-empty case scores 1 and would be the "best" case: it has nothing to show."""
-    from bench.report.pictures import chosen_cases
+    from bench.views.report.pictures import chosen_cases
 
     rows = pd.DataFrame({"case_id": ["s1", "s2", "s3"], "dsc": [1.0, 0.9, 0.5],
                          "ref_empty": [True, False, False], "pred_empty": [True, False, False]})
@@ -247,7 +247,7 @@ def test_a_run_sharing_no_case_with_the_first_gets_a_report_that_says_why(tmp_pa
 
 
 def test_a_report_that_fails_leaves_the_previous_one_whole(tmp_path, monkeypatch):
-    from bench.report import write as report_write
+    from bench.views.report import write as report_write
 
     runs = write_runs(tmp_path)
     index = write_report(runs, tmp_path / "r", n_boot=20, pictures=0)

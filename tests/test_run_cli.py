@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import bench.runner as runner
-from bench.cli import app
-from bench.io import read_label_map, write_volume
-from bench.presets import preset_names
+import bench.engine.runner as runner
+from bench.cli.app import app
+from bench.data.io import read_label_map, write_volume
+from bench.engine.presets import preset_names
 
 KEEP = {"spleen": 1, "kidney_right": 2, "gallbladder": 4}
 
@@ -138,7 +138,7 @@ def test_bench_run_on_a_catalog_dataset_by_name(shared_dir, tmp_path):
 
 
 def test_device_auto_is_cpu_without_a_declared_or_visible_gpu():
-    from bench.runner import resolve_device
+    from bench.engine.runner import resolve_device
 
     assert resolve_device("auto", frozenset({"cpu"})) == "cpu" and resolve_device("cpu", frozenset({"cpu"})) == "cpu"
     with pytest.raises(ValueError, match="--device 'tpu'"):

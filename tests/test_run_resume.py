@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from typer.testing import CliRunner
 
-from bench import store
-from bench.cli import app
-from bench.io import write_volume
+from bench.engine import store
+from bench.cli.app import app
+from bench.data.io import write_volume
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 pytest.importorskip("segment_anything")
-from bench.sammed2d import read_cases
+from bench.data.sammed2d import read_cases
 from models.base import Image, Target
 from models.parity import parity_state_dict
 from models.sam.model import SamSlices, sam_med2d

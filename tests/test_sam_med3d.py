@@ -181,7 +181,7 @@ def test_end_to_end_equals_the_official_pipeline_on_the_real_ct(parity_run, shar
     """The official `validate_paired_img_gt` (parity weights, liver, one click, seed 233) against our chain:
     TorchIO crop on the label, the official first click (a uniformly drawn target voxel of the crop, drawn by
     np.random seeded 233), encoder, one decoder pass on a zero previous mask, threshold, back-mapping."""
-    from bench.io import read_label_map, read_volume
+    from bench.data.io import read_label_map, read_volume
     from models.sam_med3d.preprocess import crop_around_label
 
     model = parity_run[0]
@@ -203,9 +203,9 @@ def test_runner_crop_space_and_model_give_the_official_pipeline_on_the_real_ct(p
     """The same official case through the runner's path under the `sam-med3d` preset: its crop space (TorchIO
     chain centred on the label), the model interface taking that crop as it is, the official click, and the
     space's way back to the native grid: the official `validate_paired_img_gt` mask, voxel for voxel."""
-    from bench.io import read_label_map, read_volume
-    from bench.presets import load_protocol
-    from bench.spaces import crop_space, resample
+    from bench.data.io import read_label_map, read_volume
+    from bench.engine.presets import load_protocol
+    from bench.engine.spaces import crop_space, resample
     from models.base import Target
     from models.sam_med3d import sam_med3d
     from protocols.prompts import Click, Prompt

@@ -19,9 +19,9 @@ import nibabel as nib  # noqa: E402
 import pandas as pd  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-import bench.runner as runner  # noqa: E402
-from bench.cli import app  # noqa: E402
-from bench.io import read_label_map, read_volume  # noqa: E402
+import bench.engine.runner as runner  # noqa: E402
+from bench.cli.app import app  # noqa: E402
+from bench.data.io import read_label_map, read_volume  # noqa: E402
 from models.base import Image, Target  # noqa: E402
 from models.checkpoints import CheckpointError  # noqa: E402
 from models.registry import describe, get_model, register_model, unregister_model  # noqa: E402

@@ -12,10 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchio")
 
-from bench.interactive import run_clicks  # noqa: E402
-from bench.io import Volume  # noqa: E402
-from bench.presets import load_protocol  # noqa: E402
-from bench.spaces import crop_space, resample  # noqa: E402
+from bench.engine.interactive import run_clicks  # noqa: E402
+from bench.data.io import Volume  # noqa: E402
+from bench.engine.presets import load_protocol  # noqa: E402
+from bench.engine.spaces import crop_space, resample  # noqa: E402
 from models.base import Image  # noqa: E402
 from models.sam_med3d.mask_decoder import upscale_logits  # noqa: E402
 from models.sam_med3d.model import SamMed3DModel  # noqa: E402

@@ -1,7 +1,7 @@
 """SAM-Med3D's TorchIO crop and back-mapping on the real CT of ../shared/data/totalsegmentator_example, against
 the official `data_preprocess`/`data_postprocess` (tests/goldens/sam_med3d_crops.npz, made by
 tests/goldens/make_sam_med3d_goldens.py with torchio 0.20.8, current when the official script was written), the
-runner's crop space of the SAM-Med3D presets (`bench.spaces`) against both, an identity-like fake network (the
+runner's crop space of the SAM-Med3D presets (`bench.engine.spaces`) against both, an identity-like fake network (the
 crop's own label must come back as the reference inside the crop), and the encoder-once / decoder-per-click
 plumbing with a counting fake model."""
 
@@ -17,9 +17,9 @@ nib = pytest.importorskip("nibabel")
 pytest.importorskip("torchio")
 pytest.importorskip("segment_anything")
 
-from bench.io import Volume
-from bench.presets import load_protocol
-from bench.spaces import crop_space, resample
+from bench.data.io import Volume
+from bench.engine.presets import load_protocol
+from bench.engine.spaces import crop_space, resample
 from models.sam_med3d.inference import ClickSession, encode, inside_crop, predict_click
 from models.sam_med3d.preprocess import (
     as_crop,

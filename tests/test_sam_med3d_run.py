@@ -18,10 +18,10 @@ import nibabel as nib  # noqa: E402
 import pandas as pd  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-import bench.runner as runner  # noqa: E402
+import bench.engine.runner as runner  # noqa: E402
 import models.sam_med3d.model as sam_model  # noqa: E402
-from bench.cli import app  # noqa: E402
-from bench.io import read_label_map, read_volume, write_volume  # noqa: E402
+from bench.cli.app import app  # noqa: E402
+from bench.data.io import read_label_map, read_volume, write_volume  # noqa: E402
 from models.checkpoints import sha256_of  # noqa: E402
 from models.parity import parity_state_dict  # noqa: E402
 from models.sam_med3d.inference import crop_positions, predict_click  # noqa: E402

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bench.sammed2d import mask_name, read_cases, read_index
+from bench.data.sammed2d import mask_name, read_cases, read_index
 from protocols.case import evaluate_case
 
 

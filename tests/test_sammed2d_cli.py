@@ -12,8 +12,8 @@ import SimpleITK as sitk
 import surface_distance
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.sammed2d import image_modality
+from bench.cli.app import app
+from bench.data.sammed2d import image_modality
 
 CASE = "amos_0004_75"
 CASE_MASKS = ("aorta_000", "inferior_vena_cava_000", "liver_000")

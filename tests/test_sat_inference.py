@@ -51,8 +51,8 @@ def test_3d_split_equals_official(golden):
 def test_windows_on_the_real_ct_after_sat_preprocessing(golden):
     if not CT.is_file():
         pytest.skip(f"{CT} is absent")
-    from bench.io import read_volume
-    from bench.preprocess import preprocess
+    from bench.data.io import read_volume
+    from bench.engine.preprocess import preprocess
 
     shape = preprocess(read_volume(CT), "ct").image.shape
     expected = list(product(official_axis(golden, 288, shape[0]), official_axis(golden, 288, shape[1]),

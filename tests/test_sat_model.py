@@ -25,10 +25,10 @@ pytest.importorskip("positional_encodings")
 
 from typer.testing import CliRunner
 
-import bench.runner as runner
-from bench.cli import app
-from bench.io import read_label_map, read_volume, write_volume
-from bench.preprocess import from_sat, preprocess
+import bench.engine.runner as runner
+from bench.cli.app import app
+from bench.data.io import read_label_map, read_volume, write_volume
+from bench.engine.preprocess import from_sat, preprocess
 from models.base import Image, Target
 from models.parity import parity_state_dict
 from models.registry import describe, get_model

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench import store
-from bench.cli import app
-from bench.evaluation import RunSettings, evaluate_folders
-from bench.io import read_label_map, write_volume
+from bench.engine import store
+from bench.cli.app import app
+from bench.engine.evaluation import RunSettings, evaluate_folders
+from bench.data.io import read_label_map, write_volume
 
 distributed = pytest.importorskip("distributed")
 
@@ -130,10 +130,10 @@ def cluster():
 
 @pytest.mark.slow
 def test_dask_aggregation_equals_pandas_on_302k_rows(cluster):
-    """SAT-DS test-split scale (`bench.perf aggregate`'s synthetic rows: 302K over 72 datasets, 497 classes), two
+    """SAT-DS test-split scale (`tests.perf aggregate`'s synthetic rows: 302K over 72 datasets, 497 classes), two
     methods, some rows without scores: every level's table from the cluster equals the pandas one."""
-    from bench.dask_aggregate import dask_scores
-    from bench.perf.aggregate import synthetic_key, synthetic_rows, synthetic_terms
+    from bench.views.dask_aggregate import dask_scores
+    from tests.perf.aggregate import synthetic_key, synthetic_rows, synthetic_terms
     from protocols import aggregate
 
     rng = np.random.default_rng(7)
@@ -165,7 +165,7 @@ def test_bench_tables_on_dask_prints_the_local_tables(cluster, tmp_path):
 
 
 def test_guided_chunks_shrink_to_single_cases_and_keep_the_order():
-    from bench.executors import guided_chunks
+    from bench.engine.executors import guided_chunks
 
     chunks = guided_chunks(list(range(40)), slots=2)
     assert [len(c) for c in chunks] == [10, 8, 6, 4, 3, 3, 2, 1, 1, 1, 1]  # ceil(left / 4) each time

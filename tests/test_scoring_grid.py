@@ -2,7 +2,7 @@
 
 Oracles: MONAI's `Orientation` + `Spacing(pixdim=(1, 1, 3), mode="nearest")` applied to both sides independently
 (how SAT-DS's loader makes the reference SAT scores against), then the same `evaluate_case` with spacing (1, 1, 3);
-and `bench.preprocess.preprocess` (itself checked against MONAI's pipeline) for the image's foreground crop.
+and `bench.engine.preprocess.preprocess` (itself checked against MONAI's pipeline) for the image's foreground crop.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from monai.data import MetaTensor
 from monai.transforms import Orientation, Spacing
 from scipy.ndimage import grey_dilation
 
-from bench.io import InputError, read_label_map, read_volume
-from bench.preprocess import from_sat, plan_transform, preprocess, to_sat
-from bench.scoring_grid import to_scoring_grid
+from bench.data.io import InputError, read_label_map, read_volume
+from bench.engine.preprocess import from_sat, plan_transform, preprocess, to_sat
+from bench.engine.scoring_grid import to_scoring_grid
 from protocols.case import evaluate_case
 
 AMOS_CLASSES = {name: value for value, name in enumerate(

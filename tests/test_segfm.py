@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench.runner as runner
-from bench.catalog.cases import discover_sources
-from bench.io import write_volume
-from bench.presets import load_protocol
-from bench.runner import RunSpec, run_case
+import bench.engine.runner as runner
+from bench.data.catalog.cases import discover_sources
+from bench.data.io import write_volume
+from bench.engine.presets import load_protocol
+from bench.engine.runner import RunSpec, run_case
 from models.base import Capabilities, Model
 from models.registry import register_model
 from protocols.interactive import case_table
@@ -192,7 +192,7 @@ def test_bench_clicks_prints_the_case_table_and_says_when_the_model_takes_no_box
     columns; --time-limit is refused by a preset that sets none."""
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from bench.cli.app import app
 
     runner._MODELS.clear()
     source = dataset["nobox"]

@@ -22,9 +22,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 from typer.testing import CliRunner
 
-from bench import runner
-from bench.cli import app
-from bench.io import read_label_map, read_volume
+from bench.engine import runner
+from bench.cli.app import app
+from bench.data.io import read_label_map, read_volume
 from models.parity import parity_tensor
 from models.registry import get_model
 from models.segvol.checkpoint import official_layout
@@ -210,7 +210,7 @@ def test_under_the_segvol_preset_points_are_drawn_on_the_zoom_out_label_with_tor
     Generator; the stored native voxels are the ones those positions sample (each click's label is the
     reference's). On this CT every axis is shorter than the zoom-out grid, so the stored voxels alone would
     land one zoom-out step away on some axes: the model decodes the points as drawn."""
-    from bench.catalog.cases import discover_sources
+    from bench.data.catalog.cases import discover_sources
     from models.segvol.points import select_points, torch_generator, zoom_out_to_native
     from protocols.prompts import prompt_rng
 

@@ -149,7 +149,7 @@ def test_real_ct_zoom_out_zoom_in_gives_a_native_grid_mask(parity_network, tmp_p
     from the liver label as the demo does; parity weights, so the grid and the zoom-in bookkeeping are checked."""
     if not (CT / "ct.nii.gz").is_file():
         pytest.skip(f"{CT} absent")
-    from bench.io import read_label_map, read_volume
+    from bench.data.io import read_label_map, read_volume
     from models.segvol.inference import (
         logits_to_roi,
         official_prompt,

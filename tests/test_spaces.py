@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.io import Volume
-from bench.spaces import crop_space, native_space, resample, satds_space
+from bench.data.io import Volume
+from bench.engine.spaces import crop_space, native_space, resample, satds_space
 from protocols.protocol import Space
 
 

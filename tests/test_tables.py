@@ -8,19 +8,19 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench import tables
-from bench.catalog import load_catalog
-from bench.cli import app
-from bench.leaderboard import (
+from bench.views import tables
+from bench.data.catalog import load_catalog
+from bench.cli.app import app
+from bench.views.leaderboard import (
     board_notes,
     default_baseline,
     leaderboard,
     ranked,
     render_leaderboard,
 )
-from bench.runs import satds_dataset_name
+from bench.views.runs import satds_dataset_name
 from protocols import aggregate
-from bench.published import load_published
+from bench.views.published import load_published
 from tests.test_aggregate import TERMS, key_of, rows_for
 
 

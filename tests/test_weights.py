@@ -21,9 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 import models.weights as weights
-from bench.cli import app
-from bench.weights import MissingWeights, download_url, fetch, resolve_run_files
-from bench.weights import cached as bench_cached
+from bench.cli.app import app
+from bench.engine.weights import MissingWeights, download_url, fetch, resolve_run_files
+from bench.engine.weights import cached as bench_cached
 from models.weights import WeightsMismatch, check_tokenizer, hub_cache_dir, model_weights, weight_models
 
 
@@ -205,7 +205,7 @@ def test_models_fetch_downloads_a_url_source_into_the_assets_cache(hf_home, fake
 
 OFFLINE_SCRIPT = """
 import io, json, sys, contextlib
-from bench.cli import app
+from bench.cli.app import app
 out = {}
 for name in sys.argv[1:]:
     err = io.StringIO()
@@ -217,7 +217,7 @@ for name in sys.argv[1:]:
         except Exception as error:
             code = getattr(error, "exit_code", repr(error))
     out[name] = [code, err.getvalue()]
-from bench.weights import MissingWeights, resolve_run_files
+from bench.engine.weights import MissingWeights, resolve_run_files
 try:
     resolve_run_files("sat-nano", None, {}, {"text"})
 except MissingWeights as error:
@@ -271,8 +271,8 @@ def test_segvols_clip_tokenizer_is_checked_against_the_published_files(hf_home, 
 
 
 def test_segvol_without_its_clip_tokenizer_fails_before_the_model_is_built(hf_home):
-    from bench import runner
-    from bench.presets import load_protocol
+    from bench.engine import runner
+    from bench.engine.presets import load_protocol
 
     runner._MODELS.clear()
     with pytest.raises(MissingWeights, match="segvol: tokenizer .*needed for text prompts.*bench models fetch segvol"):
@@ -304,8 +304,8 @@ def test_registry_defaults_and_hf_references_resolve_from_the_hub_cache_offline(
 @pytest.mark.slow
 def test_a_run_loads_official_layout_parity_weights_from_the_cache_and_records_them(hf_home, tmp_path):
     torch = pytest.importorskip("torch")
-    from bench import runner
-    from bench.presets import load_protocol
+    from bench.engine import runner
+    from bench.engine.presets import load_protocol
     from models.parity import parity_state_dict
     from models.sat.network import NANO, SATNetwork
     from models.sat.text import SATTextEncoder

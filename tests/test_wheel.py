@@ -28,10 +28,10 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_data_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    published = {n for n in names if n.startswith("bench/published_tables/") and n.endswith(".csv")}
+    published = {n for n in names if n.startswith("bench/views/published_tables/") and n.endswith(".csv")}
     assert len(published) == len(list((PROJECT / "results" / "published").glob("*.csv"))) >= 10
-    assert {"bench/catalog/data/datasets.json", "bench/catalog/data/terms.json", "bench/catalog/label_sets.yaml",
-            "bench/catalog/curated.yaml", "protocols/presets/harness.yaml"} <= names
+    assert {"bench/data/catalog/data/datasets.json", "bench/data/catalog/data/terms.json", "bench/data/catalog/label_sets.yaml",
+            "bench/data/catalog/curated.yaml", "protocols/presets/harness.yaml"} <= names
     assert not any(n.startswith(("tests/", "results/runs")) for n in names)
 
 

@@ -7,7 +7,7 @@
 - Geometry is kept exactly: NIfTI (.nii.gz) images are copied byte for byte, label maps are copied or, where the
   mask values differ from the nnU-Net values (ACDC, LUNA16, MM-WHS) or hold values SAT-DS does not use, rewritten
   with the original header. Other formats (.mhd, .nrrd) are written as NIfTI with the same RAS affine.
-- Cases are listed with the catalog's loaders (`bench.catalog.cases.dataset_sources`, SAT-DS records, MSD or nnU-Net
+- Cases are listed with the catalog's loaders (`bench.data.catalog.cases.dataset_sources`, SAT-DS records, MSD or nnU-Net
   folders); each source's label values come with it, so any of these layouts converts correctly.
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bench.catalog import DatasetInfo, modality_prefix
-from bench.catalog.cases import CaseSource, in_split
-from bench.io import (
+from bench.data.catalog import DatasetInfo, modality_prefix
+from bench.data.catalog.cases import CaseSource, in_split
+from bench.data.io import (
     GEOMETRY_TOLERANCE,
     InputError,
     check_same_geometry,

@@ -16,10 +16,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bench.catalog import DatasetInfo
-from bench.catalog.names import unified_class_name
-from bench.evaluation import RunOutcome, RunSettings, evaluate_folders
-from bench.io import InputError
+from bench.data.catalog import DatasetInfo
+from bench.data.catalog.names import unified_class_name
+from bench.engine.evaluation import RunOutcome, RunSettings, evaluate_folders
+from bench.data.io import InputError
 
 MODEL_NAME = "nnU-Net"
 

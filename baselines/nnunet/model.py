@@ -31,7 +31,7 @@ import numpy as np
 from baselines.nnunet import ingest
 from baselines.nnunet.stages import available_folds
 from baselines.nnunet.workspace import TRAINER_DIR, allowed_workers
-from bench.catalog import DatasetInfo, load_catalog
+from bench.data.catalog import DatasetInfo, load_catalog
 from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
 from models.checkpoints import sha256_of
 

@@ -14,9 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.catalog import DatasetInfo
-from bench.io import InputError
-from bench.store import write_json
+from bench.data.catalog import DatasetInfo
+from bench.data.io import InputError
+from bench.engine.store import write_json
 
 
 def sat_plans_file(satds: Path, info: DatasetInfo) -> Path:

@@ -18,8 +18,8 @@ from pathlib import Path
 from baselines.nnunet.convert import FILE_ENDING
 from baselines.nnunet.plans import install_plans, sat_plans_file
 from baselines.nnunet.workspace import NNUNET_PLANS, SAT_PLANS, Workspace, allowed_workers, stage_environment
-from bench.catalog import DatasetInfo
-from bench.io import InputError
+from bench.data.catalog import DatasetInfo
+from bench.data.io import InputError
 
 DEFAULT_TRAINER = "nnUNetTrainer"
 DEFAULT_CONFIGURATION = "3d_fullres"

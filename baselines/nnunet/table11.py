@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baselines.nnunet.plans import sat_plans_file
-from bench.catalog import Catalog, load_catalog
-from bench.io import InputError
+from bench.data.catalog import Catalog, load_catalog
+from bench.data.io import InputError
 
 PAPER_TABLE = Path(__file__).with_name("sat_table11.csv")
 PAPER_TOTAL_M = 2247  # "The total size of all the nnU-Nets is around 2247M" (Table 11 caption)

@@ -6,12 +6,12 @@ Official (SAM-Med3D utils/infer_utils.py:201-272, 275-353; models_spec.md sectio
 back with a nearest-neighbour TorchIO Resample onto the native image grid.
 
 The chain's steps are `resample_canonical` (Resample + ToCanonical, the image with any number of masks),
-`crop_or_pad` (CropOrPad centred on a mask) and `onto_grid` (the way back); `bench.spaces` builds the crop space
+`crop_or_pad` (CropOrPad centred on a mask) and `onto_grid` (the way back); `bench.engine.spaces` builds the crop space
 of the SAM-Med3D presets from the same three. Two crop centres: `crop_around_label` is the official one (the
 crop knows where the target is: oracle localisation); `crop_around_point` centres the same TorchIO crop on a
 click instead (the `harness` preset, where a model sees nothing but the clicks). An image that already is such
 a crop (a protocol's crop space made it, `on_model_grid`) is taken as it is (`as_crop`), z-normalised. Arrays
-are in native voxel order with a RAS voxel-to-world affine, as `bench.io` reads them and as TorchIO holds them.
+are in native voxel order with a RAS voxel-to-world affine, as `bench.data.io` reads them and as TorchIO holds them.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _crop(cropped: tio.Subject, native_shape, native_affine, label: np.ndarray |
 def on_model_grid(shape: tuple[int, ...], affine: np.ndarray, *,
                   spacing: tuple[float, float, float] = TARGET_SPACING, size: int = CROP_SIZE) -> bool:
     """Whether an image already is a crop on the model's grid: size^3 voxels of `spacing` in canonical (RAS)
-    axes, as a protocol's crop space (`bench.spaces.crop_space`) hands it over (an oblique scan keeps its
+    axes, as a protocol's crop space (`bench.engine.spaces.crop_space`) hands it over (an oblique scan keeps its
     direction through Resample and ToCanonical, so the axes need not be the world's). Resample and ToCanonical
     would leave it as it is; cropping it again around a click would only shift it and pad it with zeros."""
     linear = np.asarray(affine, float)[:3, :3]

@@ -1,7 +1,7 @@
 """SAT-Nano and SAT-Pro behind the model interface: text prompts, all requested classes of a scan in one call.
 
 The runner hands the scan already in SAT space (`input_grid="satds"`: RAS, 1 x 1 x 3 mm, foreground crop,
-normalised; `bench.spaces`) and maps the masks back to the native grid. Each class name becomes SAT's prompt (the
+normalised; `bench.engine.spaces`) and maps the masks back to the native grid. Each class name becomes SAT's prompt (the
 bare lower-case name with the scan's modality, `encode_prompts`); the embeddings are kept per (modality, name) for
 the life of the loaded weights, so a run encodes every class once. `predict_volume` then runs the backbone once
 per window for all classes, blends and thresholds as SAT does (fp16 autocast on CUDA only).

@@ -1,1 +1,1 @@
-"""Protocol presets as YAML files, read by `bench.presets` and parsed by `protocols.protocol`."""
+"""Protocol presets as YAML files, read by `bench.engine.presets` and parsed by `protocols.protocol`."""

@@ -1,0 +1,163 @@
+"""What a run is scored against: dataset name, modality, class map and reference cases, from the catalog or ad hoc.
+
+`--dataset NAME --root DIR` takes everything from the catalog: the cases of SAT's split, the modality, the classes in
+the dataset's channel order with derived classes. A folder of references (`--ref DIR`) is ad hoc: classes from
+`--classes`/`--labels` or the `dataset.json` beside the references, the dataset name from `--dataset` or that
+dataset.json, the modality from the catalog, `--modality` or the dataset.json's channel names. Nothing is guessed:
+a missing name or modality is asked for, and a modality that contradicts the catalog is an error. An SA-Med2D
+folder of 2D PNG slices (`--ref DIR` holding `label2image_test.json` or `image2label_train.json`) is 2D: its cases
+are images, its classes the mask names of each image, its dataset name the folder's unless `--dataset` is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.data.catalog import CatalogError, load_catalog
+from bench.data.catalog.cases import catalog_classes, dataset_sources, sammed2d_sources, split_of
+from bench.data.catalog.catalog import DatasetInfo
+from protocols.terms import modality_prefix, term_key
+from bench.data.class_maps import ClassValues, parse_labels, read_class_map, read_json_mapping
+from bench.data.io import InputError
+from bench.data.matching import list_cases
+from bench.data.sammed2d import is_data_folder
+
+_MRI_CHANNELS = {"t1", "t1w", "t1ce", "t1c", "t1gd", "t2", "t2w", "flair", "adc", "dwi", "pd", "cine", "lge", "mr"}
+
+
+@dataclass(frozen=True)
+class Target:
+    dataset: str
+    modality: str
+    classes: ClassValues
+    refs: dict[str, Path | tuple[Path, ...]]
+    source: str
+    orientation: str = "RAS"
+    unmapped: list[str] = field(default_factory=list)
+    ndim: int = 3
+    elsewhere: dict[str, str] = field(default_factory=dict)  # case id -> the split it is in, for cases left out
+
+
+def _known(name: str | None) -> DatasetInfo | None:
+    if not name:
+        return None
+    try:
+        return load_catalog().dataset(name)
+    except CatalogError:
+        return None
+
+
+def dataset_description(ref: Path) -> tuple[Path | None, dict]:
+    for candidate in (ref / "dataset.json", ref.parent / "dataset.json"):
+        if candidate.is_file():
+            return candidate, read_json_mapping(candidate)
+    return None, {}
+
+
+def user_classes(classes: Path | None, labels: str | None) -> ClassValues | None:
+    if classes and labels:
+        raise InputError("give either --classes or --labels, not both")
+    if classes:
+        return read_class_map(classes)
+    return parse_labels(labels) if labels else None
+
+
+def _modality(explicit: str | None, info: DatasetInfo | None, description: dict, where: str) -> str:
+    """The catalog's modality (an explicit one must agree), else --modality, else the dataset.json's channel name."""
+    if explicit is not None:
+        try:
+            modality_prefix(explicit)
+        except ValueError as error:
+            raise InputError(f"--modality: {error}") from error
+    if info is not None:
+        if explicit is not None and modality_prefix(explicit) != modality_prefix(info.modality):
+            raise InputError(f"--modality {explicit} contradicts the catalog: {info.name} is {info.modality}")
+        return info.modality
+    if explicit is not None:
+        return explicit
+    channels = description.get("channel_names") or description.get("modality") or {}
+    first = str(next(iter(channels.values()), "")) if isinstance(channels, dict) else ""
+    if first.lower() in _MRI_CHANNELS:
+        return "MRI"
+    try:
+        modality_prefix(first)
+        return first
+    except ValueError:
+        raise InputError(f"{where}: the modality is unknown; pass --modality CT, MRI or PET") from None
+
+
+def _unmapped(modality: str, classes: ClassValues) -> list[str]:
+    """Class names with no SAT term for this modality (they score, but fall outside SAT's regions)."""
+    keys = set(load_catalog().terms["key"])
+    return [name for name in classes if term_key(modality, name) not in keys]
+
+
+def catalog_target(name: str, root: Path, split: str, manifest: Path | None, modality: str | None,
+                   classes: ClassValues | None) -> Target:
+    info = load_catalog().dataset(name)
+    sources = dataset_sources(info.name, root, split, manifest)
+    modality = _modality(modality, info, {}, str(root))
+    chosen = sources[0].classes
+    if classes is not None:  # a subset, by the catalog's names
+        unknown = [c for c in classes if c not in chosen]
+        if unknown:
+            raise InputError(f"class(es) {', '.join(unknown)} are not {info.name} classes ({', '.join(chosen)})")
+        chosen = {c: chosen[c] for c in classes}
+    chosen_ids = {s.case_id for s in sources}
+    elsewhere = {} if split == "all" else {
+        s.case_id: f"in SAT's {split_of(info, s.case_id)} split of {info.name}"
+        for s in dataset_sources(info.name, root, "all", manifest) if s.case_id not in chosen_ids}
+    return Target(info.name, modality, dict(chosen), {s.case_id: s.label for s in sources},
+                  f"{root.resolve()} ({split} split)", getattr(info, "orientation", "RAS"), _unmapped(modality, chosen),
+                  elsewhere=elsewhere)
+
+
+def folder_target(ref: Path, dataset: str | None, modality: str | None, classes: ClassValues | None) -> Target:
+    description_path, description = dataset_description(ref)
+    name = dataset or description.get("name")
+    if not name:
+        raise InputError(f"{ref}: the dataset name is unknown (no dataset.json with a `name` beside the "
+                         "references); pass --dataset NAME")
+    info = _known(str(name))
+    if classes is None and description_path is not None:
+        classes = read_class_map(description_path)
+        if info is not None:
+            classes = catalog_classes(info, classes, description_path)
+    if classes is None and info is not None:
+        classes = dict(info.class_values)
+    if classes is None:
+        raise InputError(f"no class map: pass --classes FILE.json or --labels '1=liver,...' (no dataset.json "
+                         f"near {ref})")
+    modality = _modality(modality, info, description, str(description_path or ref))
+    return Target(info.name if info else str(name), modality, classes, list_cases(ref), str(ref.resolve()),
+                  getattr(info, "orientation", "RAS") if info else "RAS", _unmapped(modality, classes))
+
+
+def sammed2d_target(ref: Path, split: str, dataset: str | None, modality: str | None) -> Target:
+    """An SA-Med2D folder's split: each image a case, its reference masks (tuples of PNGs) its classes."""
+    sources = sammed2d_sources(ref, split, modality, dataset)
+    classes = {name: 1 for source in sources for name in source.classes}
+    return Target(sources[0].dataset if sources else ref.name, sources[0].modality if sources else str(modality),
+                  classes, {s.case_id: s.label for s in sources}, f"{ref.resolve()} ({split} split)", ndim=2)
+
+
+def resolve_target(*, ref: Path | None, root: Path | None, dataset: str | None, split: str = "test",
+                   manifest: Path | None = None, classes: Path | None = None, labels: str | None = None,
+                   modality: str | None = None) -> Target:
+    """The target of `bench evaluate`, `bench run` and `bench clicks` from their options."""
+    given = user_classes(classes, labels)
+    if root is not None:
+        if ref is not None:
+            raise InputError("give either --root (a catalog dataset) or --ref (a folder of references), not both")
+        if not dataset or _known(dataset) is None:
+            raise InputError(f"--root needs --dataset with a catalog dataset name (got {dataset!r}); "
+                             "`bench datasets list` shows them")
+        return catalog_target(dataset, root, split, manifest, modality, given)
+    if ref is None:
+        raise InputError("give --ref DIR (a folder of references) or --dataset NAME --root DIR")
+    if is_data_folder(ref):
+        if given is not None:
+            raise InputError(f"{ref}: an SA-Med2D folder names its own masks; drop --classes/--labels")
+        return sammed2d_target(ref, split, dataset, modality)
+    return folder_target(ref, dataset, modality, given)

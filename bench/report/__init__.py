@@ -1,5 +1,0 @@
-"""The static HTML report of one or more runs: tables, figures, run metadata and coverage, from disk."""
-
-from bench.report.write import write_report
-
-__all__ = ["write_report"]

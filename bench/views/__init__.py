@@ -1,0 +1,1 @@
+"""Results out: runs, tables, leaderboards, published numbers, exports and the HTML report."""

@@ -1,0 +1,150 @@
+"""Cost beside accuracy: one row per run with DSC/NSD, seconds per case and per call, peak memory and NoC.
+
+Read from the stored rows (`bench.engine.meter` measured them) and run.json, so nothing runs again: a run stored with
+`bench clicks --time-limit` has its protocol's time limit re-applied from the stored seconds. DSC/NSD are the
+mean over (case, class) rows, at the last click for click runs, in percent. Seconds are medians: per case the sum
+of its model calls' seconds, per call each call's own (click runs: one call per click; the rows of a perfect
+target after it stopped made no call); the warm-up call of each process (`warmup_seconds`) is left out of both
+and shown apart, with the model's loading time (unless it was the run's only call: then it is used, and said). Memory is the largest per-case peak (RSS rise, CUDA allocated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.engine import store
+from bench.views.tables import render
+from protocols.cost import apply_time_limit, noc_per_target, noc_summary, target_label
+
+CASE = ["dataset", "case_id"]
+SECONDS_COLUMNS = ("s/case", "s/call", "CPU s/call", "warm-up s", "load s")
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    return rows[name] if name in rows.columns else pd.Series(np.nan, index=rows.index)
+
+
+def _clicks(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]
+
+
+def timed_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose seconds count in the cost figures: all but the warm-up calls' (all, when that is every row)."""
+    warm = _column(rows, "warmup_seconds").notna()
+    return (rows[~warm] if not warm.all() else rows).assign(seconds=lambda r: _column(r, "seconds"),
+                                                            cpu_seconds=lambda r: _column(r, "cpu_seconds"))
+
+
+def case_seconds(rows: pd.DataFrame) -> pd.Series:
+    """Per case, the summed wall seconds of its model calls (warm-up left out)."""
+    return timed_rows(rows).groupby(CASE)["seconds"].sum(min_count=1).dropna()
+
+
+def call_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model call with its `seconds` and `cpu_seconds`: the click rows that made a call, or per case of
+    a one-shot run its one call (the rows' shares summed)."""
+    timed = timed_rows(rows)
+    if _clicks(rows).empty:
+        return timed.groupby(CASE)[["seconds", "cpu_seconds"]].sum(min_count=1).dropna(subset=["seconds"])
+    return timed[timed["seconds"] > 0]
+
+
+def click_latency(rows: pd.DataFrame) -> pd.DataFrame:
+    """Click runs: per click index the median, first and third quartile of the calls' wall seconds."""
+    calls = call_rows(rows)
+    if _clicks(rows).empty or calls.empty:
+        return pd.DataFrame(columns=["click", "median", "q1", "q3"])
+    grouped = calls.groupby("click")["seconds"]
+    return pd.DataFrame({"median": grouped.median(), "q1": grouped.quantile(0.25),
+                         "q3": grouped.quantile(0.75)}).reset_index()
+
+
+def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict:
+    """The cost row of one run's rows (with its run.json)."""
+    clicks = _clicks(rows)
+    scored = rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
+        "click"].transform("max")]
+    warm = _column(rows, "warmup_seconds").notna()
+    calls = call_rows(rows)
+    cost = config.get("cost") or {}
+    record = {"run": str(rows["run"].iloc[0]), "model": str(rows["model"].iloc[0]),
+              "device": cost.get("device") or config.get("device") or "-",
+              "cases": int(rows.groupby(CASE).ngroups), "DSC": 100 * rows.loc[scored.index, "dsc"].mean(),
+              "NSD": 100 * rows.loc[scored.index, "nsd"].mean(),
+              "s/case": case_seconds(rows).median(),
+              "s/call": calls["seconds"].median(), "CPU s/call": calls["cpu_seconds"].median(),
+              "peak RSS MB": _column(rows, "peak_rss_mb").max(), "peak GPU MB": _column(rows, "peak_gpu_mb").max(),
+              "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan),
+              "warm-up only": bool(warm.all())}
+    if not clicks.empty:
+        summary = noc_summary(noc_per_target(clicks, targets), targets).iloc[0]
+        for target in targets:
+            label = target_label(target)
+            record[f"NoC@{label}"], record[f"NoF@{label}"] = summary[f"NoC@{label}"], int(summary[f"NoF@{label}"])
+    return record
+
+
+def read_run(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
+    """A run's rows (its stored time limit re-applied), its run.json, and a note when the limit was applied."""
+    rows = store.read_metrics([path])
+    run_dir = path if path.is_dir() else path.parent
+    config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
+    scoring = (config.get("protocol") or {}).get("scoring") or {}
+    limit = scoring.get("time_limit_s_per_class")
+    if config.get("time_limit") and limit is not None:
+        rows = apply_time_limit(rows, float(limit))
+        over = rows.loc[rows["over_time_limit"], "case_id"].nunique()
+        return rows, config, [f"{path}: time limit {limit:g} s per class re-applied from the stored seconds "
+                              f"({over} case(s) over it scored 0)"]
+    return rows, config, []
+
+
+def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)) -> tuple[pd.DataFrame, list[str]]:
+    """(one cost row per run, indexed by run and model; notes)."""
+    records, notes = [], []
+    for path in map(Path, run_dirs):
+        rows, config, read_notes = read_run(path)
+        records.append(run_cost(rows, config, targets))
+        notes += read_notes
+    table = pd.DataFrame(records).set_index(["run", "model"])
+    for run in table.index[table.pop("warm-up only")].get_level_values("run"):
+        notes.append(f"{run}: its only model call was the warm-up (one case, one call): its seconds include it")
+    notes.append("DSC/NSD: mean over (case, class), at the last click for click runs, percent; s/case, s/call: "
+                 "medians of model-call wall seconds (CPU s: the process's CPU time, every thread), the first call "
+                 "of each process left out (warm-up s) and the model's loading apart (load s); peak RSS MB: the "
+                 "largest per-case rise of the resident set; peak GPU MB: torch.cuda.max_memory_allocated")
+    if any(column.startswith("NoC@") for column in table.columns):
+        notes.append("NoC@T: mean clicks until DSC >= T over (case, class), a target never reaching T counted at the "
+                     "run's click cap; NoF@T: how many never reached it")
+    return table, notes
+
+
+def cost_text(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90), fmt: str = "md"
+              ) -> tuple[str, list[str]]:
+    """The cost table rendered (seconds with 3 significant digits in md/latex; plain numbers in CSV), and notes."""
+    table, notes = cost_table(run_dirs, targets)
+    if fmt != "csv":
+        for column in SECONDS_COLUMNS:
+            table[column] = table[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}")
+        for column in [c for c in table.columns if c.startswith("NoF@") or c == "cases"]:
+            table[column] = table[column].map(lambda v: "-" if pd.isna(v) else str(int(v)))
+    unmarked = pd.DataFrame(False, index=table.index, columns=table.columns)
+    return render(table, fmt, best=unmarked), notes
+
+
+def parse_targets(text: str | None) -> tuple[float, ...]:
+    """`--noc-targets 85,90` (percent, or fractions of 1) as fractions; ValueError on anything else."""
+    if not text:
+        return (0.85, 0.90)
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--noc-targets {text!r}: expected numbers such as 85,90") from None
+    values = [v / 100 if v > 1 else v for v in values]
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise ValueError(f"--noc-targets {text!r}: targets must lie in (0, 100] percent")
+    return tuple(values)

@@ -1,0 +1,81 @@
+"""The report's cost sections: the runs' cost table, accuracy against time (one point per run, the interquartile
+range of its per-case seconds as the horizontal bar) and per-click latency of the click runs (median and quartiles
+of each click's model-call seconds). The numbers come from `bench.views.cost`; the warm-up call is left out there."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from bench.views.cost import case_seconds, click_latency, cost_table, read_run
+from bench.views.report.figures import _STYLE, COLOURS, save
+from bench.views.report.page import figure, html_table
+
+
+def accuracy_vs_time(points: pd.DataFrame) -> plt.Figure:
+    """DSC (percent) against median seconds per case, log x; `points`: run, DSC, median, q1, q3."""
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+        for i, point in enumerate(points.itertuples(index=False)):
+            colour = COLOURS[i % len(COLOURS)]
+            axes.errorbar([point.median], [point.DSC], xerr=[[point.median - point.q1], [point.q3 - point.median]],
+                          fmt="o", color=colour, capsize=3, label=str(point.run))
+        axes.set_xscale("log")
+        axes.set_xlabel("model seconds per case (median; bar: quartiles)")
+        axes.set_ylabel("DSC (%)")
+        axes.set_ylim(0, 100)
+        axes.grid(alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.legend(frameon=False, loc="lower right")
+    return fig
+
+
+def click_latency_figure(latency: pd.DataFrame) -> plt.Figure:
+    """Seconds per model call against the click index, one line per run (median, quartile band)."""
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+        for i, (run, group) in enumerate(latency.groupby("run", sort=True)):
+            colour = COLOURS[i % len(COLOURS)]
+            axes.fill_between(group["click"], group["q1"], group["q3"], color=colour, alpha=0.2, linewidth=0)
+            axes.plot(group["click"], group["median"], color=colour, marker="o", markersize=3, label=str(run))
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("click (0: the box alone)")
+        axes.set_ylabel("seconds per call")
+        axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.legend(frameon=False, loc="upper right")
+    return fig
+
+
+def cost_sections(run_dirs: Sequence[Path], out_dir: Path, folder: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(the report's cost sections, their notes); figures are written under `out_dir / folder`."""
+    table, notes = cost_table(run_dirs)
+    sections = [("Cost beside accuracy", html_table(table.drop(columns=["device"])))]
+    points, latency = [], []
+    for path in map(Path, run_dirs):
+        rows, _, _ = read_run(path)
+        seconds = case_seconds(rows)
+        run = str(rows["run"].iloc[0])
+        if len(seconds):
+            points.append({"run": run, "DSC": table.loc[run, "DSC"].iloc[0], "median": seconds.median(),
+                           "q1": seconds.quantile(0.25), "q3": seconds.quantile(0.75)})
+        curve = click_latency(rows)
+        if not curve.empty:
+            latency.append(curve.astype(float).assign(run=run))
+    if points:
+        stem = f"{folder}/cost_accuracy_vs_time"
+        save(accuracy_vs_time(pd.DataFrame(points)), out_dir / stem)
+        sections.append(("Accuracy vs time", figure(stem, "DSC (last click for click runs) against model seconds "
+                                                          "per case: one point per run, bar: quartiles over cases")))
+    if latency:
+        latency = pd.concat(latency, ignore_index=True)
+        stem = f"{folder}/cost_click_latency"
+        save(click_latency_figure(latency), out_dir / stem)
+        sections.append(("Per-click latency", figure(stem, "Model seconds per call at each click: median over "
+                                                           "(case, class), band: quartiles; warm-up call left out")))
+    return sections, notes
