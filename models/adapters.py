@@ -40,8 +40,13 @@ class SliceWise(Model):
         self.name = f"{model.name}@slices{axis}"
         self.version = model.version
         self.network = model.network
-        inner = model.capabilities
-        self.capabilities = Capabilities(
+        self.checkpoint_layout = model.checkpoint_layout
+        self.capabilities = self.capabilities_of(model.capabilities)
+
+    @staticmethod
+    def capabilities_of(inner: Capabilities) -> Capabilities:
+        """What a 2D model declaring `inner` declares run slice by slice (read without building either)."""
+        return Capabilities(
             ndims=frozenset({2, 3}), prompts=inner.prompts & SLICE_PROMPTS, accumulates_clicks=inner.accumulates_clicks,
             previous_logits=inner.previous_logits, keeps_history=inner.keeps_history, devices=inner.devices,
         )

@@ -144,8 +144,8 @@ class CheckpointInfo:
 
 
 class Model(ABC):
-    """A promptable segmentation model. Subclasses set `name`, `version` and `capabilities` and implement
-    `_segment`; torch-backed ones set `network` (and `checkpoint_layout`/`checkpoint_info`), and override
+    """A promptable segmentation model. Subclasses set `name`, `version` and `capabilities` (class data: the
+    engine reads it without building the model) and implement `_segment`; torch-backed ones set `network` (and `checkpoint_layout`/`checkpoint_info`), and override
     `load_checkpoint` when their weights come in several files or a folder."""
 
     name: str
@@ -159,7 +159,8 @@ class Model(ABC):
     device: str = "cpu"
 
     def load_checkpoint(self, path: str, *, trust: bool = False) -> Model:
-        """Load official weights into `network` (strict, allow-listed unpickling unless `trust`)."""
+        """Load official weights into `network` in `checkpoint_layout` (strict, allow-listed unpickling unless
+        `trust`); the network is left in eval mode, as every model builds it."""
         if self.network is None:
             raise ValueError(f"model {self.name!r} has no weights to load")
         self.checkpoint_sha256 = load_checkpoint(self.network, path, self.checkpoint_layout, trust=trust)

@@ -8,9 +8,9 @@ optimizer classes of `torch.optim`, which are *replaced* by an inert `DroppedObj
 needed, and no optimizer code runs). Any other pickled global is refused with a one-line error naming it; only
 `trust=True` (`--trust-checkpoint`) unpickles everything, as the official code does.
 
-Layouts (`CheckpointLayout`): the sub-dict holding the weights (auto-detected among `LAYOUT_KEYS` when not
-given), one prefix stripped when every key carries it, keys dropped (e.g. SAT's training-only
-`mid_mask_embed_proj.*`) and renamed (e.g. transformers' flattened CLIP) by regular expressions.
+Layouts (`CheckpointLayout`): each model declares how its official files differ from its `network`, and
+`load_state_dict` is the one strict match (every key and shape, one error naming the missing, unexpected and
+mis-shaped keys) for all of them. A loaded network is left in eval mode.
 """
 
 from __future__ import annotations
@@ -61,11 +61,22 @@ def _allowed_globals() -> list:
 
 @dataclass(frozen=True)
 class CheckpointLayout:
-    """Where the weights sit in an official checkpoint and how their names map onto `model.network`."""
+    """Where the weights sit in an official checkpoint and how their names map onto `model.network`.
+
+    - `key`: the sub-dict holding them (None: a bare state dict or the first of `LAYOUT_KEYS` that holds one);
+    - `prefix`: stripped when every key carries it (DDP's `module.`);
+    - `drop`: entries the official loader filters out of the file before loading (SAT's text encoder);
+    - `unused`: entries the official inference network does not have and its loader ignores, accepted only
+      where the network has no such key (SAT's deep-supervision heads, buffers older library versions saved);
+    - `arange`: entries that must hold 0, 1, ..., n-1 (a legacy `position_ids` buffer), checked before use;
+    - `rename`: (pattern, replacement) pairs turning the file's names into the network's.
+    Patterns are regular expressions searched in the file's names (after `prefix`)."""
 
     key: str | None = None
     prefix: str = "module."
     drop: tuple[str, ...] = ()
+    unused: tuple[str, ...] = ()
+    arange: tuple[str, ...] = ()
     rename: tuple[tuple[str, str], ...] = ()
 
 
@@ -115,7 +126,8 @@ def _is_state_dict(value: Any) -> bool:
 
 def extract_state_dict(checkpoint: Any, layout: CheckpointLayout = CheckpointLayout(),
                        source: str = "checkpoint") -> dict:
-    """The state dict of a checkpoint in `layout`: the sub-dict, one prefix stripped, drops and renames applied."""
+    """The state dict of a checkpoint in `layout`: the sub-dict, one prefix stripped, `drop` applied; names as
+    in the file (without the prefix)."""
     if layout.key is not None:
         if not isinstance(checkpoint, Mapping) or layout.key not in checkpoint:
             found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
@@ -135,14 +147,14 @@ def extract_state_dict(checkpoint: Any, layout: CheckpointLayout = CheckpointLay
         raise CheckpointError(f"{source}: the weights entry is not a mapping of names to tensors")
     if layout.prefix and all(k.startswith(layout.prefix) for k in weights):
         weights = {k[len(layout.prefix):]: v for k, v in weights.items()}
-    out = {}
-    for name, tensor in weights.items():
-        if any(re.search(pattern, name) for pattern in layout.drop):
-            continue
-        for pattern, replacement in layout.rename:
-            name = re.sub(pattern, replacement, name)
-        out[name] = tensor
-    return out
+    return {name: tensor for name, tensor in weights.items()
+            if not any(re.search(pattern, name) for pattern in layout.drop)}
+
+
+def _network_name(name: str, layout: CheckpointLayout) -> str:
+    for pattern, replacement in layout.rename:
+        name = re.sub(pattern, replacement, name)
+    return name
 
 
 def _listing(title: str, keys: list[str], limit: int = 12) -> str:
@@ -150,26 +162,44 @@ def _listing(title: str, keys: list[str], limit: int = 12) -> str:
     return f"{len(keys)} {title}: {shown}"
 
 
-def load_state_dict(network, weights: Mapping, *, strict: bool = True, source: str = "checkpoint") -> list[str]:
-    """Load `weights` into a torch module. Strict: every key and shape must match, else a CheckpointError lists
-    the missing, unexpected and mis-shaped keys. Not strict: matching keys load, the rest are returned."""
+def load_state_dict(network, checkpoint: Any, layout: CheckpointLayout = CheckpointLayout(), *,
+                    source: str = "checkpoint"):
+    """Load `checkpoint` (an unpickled checkpoint or a bare state dict) in `layout` into the torch module
+    `network` strictly, and leave it in eval mode; returns `network`. Every key and shape must match after the
+    layout's fix-ups, else one CheckpointError lists the missing (network names), unexpected (the file's
+    names) and mis-shaped keys."""
     expected = network.state_dict()
+    weights, unexpected = {}, []
+    for name, tensor in extract_state_dict(checkpoint, layout, source).items():
+        if any(re.search(pattern, name) for pattern in layout.arange) and not _is_arange(tensor):
+            raise CheckpointError(f"{source}: {name} is not 0..{tensor.numel() - 1}")
+        target = _network_name(name, layout)
+        if target in expected:
+            weights[target] = tensor
+        elif not any(re.search(pattern, name) for pattern in layout.unused):
+            unexpected.append(name)
     missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    misshaped = sorted(f"{k} {tuple(weights[k].shape)} vs {tuple(expected[k].shape)}"
-                       for k in set(weights) & set(expected) if tuple(weights[k].shape) != tuple(expected[k].shape))
+    misshaped = sorted(f"{k}: checkpoint {tuple(v.shape)}, network {tuple(expected[k].shape)}"
+                       for k, v in weights.items() if tuple(v.shape) != tuple(expected[k].shape))
     problems = [_listing(title, keys) for title, keys in
-                (("missing", missing), ("unexpected", unexpected), ("shape mismatches", misshaped)) if keys]
-    if strict and problems:
-        raise CheckpointError(f"{source}: does not match {type(network).__name__}: " + "; ".join(problems))
-    usable = {k: v for k, v in weights.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
-    network.load_state_dict(usable, strict=strict, assign=any(p.is_meta for p in network.parameters()))
-    return problems
+                (("missing", missing), ("unexpected", sorted(unexpected)), ("shape mismatches", misshaped)) if keys]
+    if problems:
+        hint = ("; every unexpected key starts with 'module.': a DDP prefix this layout does not strip"
+                if unexpected and all(k.startswith("module.") for k in unexpected) else "")
+        raise CheckpointError(f"{source}: does not match {type(network).__name__}: " + "; ".join(problems) + hint)
+    network.load_state_dict(weights, strict=True, assign=any(p.is_meta for p in network.parameters()))
+    return network.eval()
+
+
+def _is_arange(tensor) -> bool:
+    """0, 1, ..., n-1 in any shape."""
+    import torch
+
+    return torch.equal(tensor.reshape(-1).long(), torch.arange(tensor.numel(), device=tensor.device))
 
 
 def load_checkpoint(network, path: str | Path, layout: CheckpointLayout = CheckpointLayout(), *,
-                    trust: bool = False, strict: bool = True) -> str:
-    """Read `path`, extract its state dict in `layout`, load it into `network`; returns the file's SHA-256."""
-    weights = extract_state_dict(read_checkpoint(path, trust=trust), layout, source=str(path))
-    load_state_dict(network, weights, strict=strict, source=str(path))
+                    trust: bool = False) -> str:
+    """Read `path` and load it in `layout` into `network` (`load_state_dict`); returns the file's SHA-256."""
+    load_state_dict(network, read_checkpoint(path, trust=trust), layout, source=str(path))
     return sha256_of(path)

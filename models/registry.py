@@ -8,12 +8,13 @@ it also runs under `with torch.device("meta")`. `register_model` adds a factory 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 
 from models.adapters import SliceWise
-from models.base import Model
+from models.base import Capabilities, Model
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ _BUILTIN = {
     "oracle": Entry("models.reference.oracle:PerturbationOracle"),
     "sat-nano": Entry("models.sat:sat_nano"),
     "sat-pro": Entry("models.sat:sat_pro"),
-    "segvol": Entry("models.segvol:segvol"),
+    "segvol": Entry("models.segvol.model:SegVol"),
     "sam-med3d": Entry("models.sam_med3d:sam_med3d"),
     "sam-med3d-turbo": Entry("models.sam_med3d:sam_med3d_turbo"),
     "sam-vit-b": Entry("models.sam.model:sam", {"variant": "vit_b"}, slicewise=True),
@@ -69,6 +70,19 @@ def model_names() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTERED))
 
 
+def _target(entry: Entry, name: str) -> Callable[..., Model]:
+    """The class or factory function an entry names, imported; ModelUnavailable names the module when it
+    cannot be imported."""
+    module_name, function = entry.target.split(":")
+    try:
+        module = import_module(module_name)
+    except ImportError as error:
+        raise ModelUnavailable(f"model {name!r} ({entry.target}) is not available here: {error}") from error
+    if not hasattr(module, function):
+        raise ModelUnavailable(f"model {name!r}: module {module_name} has no factory {function!r}")
+    return getattr(module, function)
+
+
 def model_factory(name: str) -> Callable[..., Model]:
     """A function building the model registered under `name` from keyword options (defaults bound, 2D models
     wrapped slice-wise); ModelUnavailable names the module when it cannot be imported."""
@@ -77,14 +91,7 @@ def model_factory(name: str) -> Callable[..., Model]:
     if name not in _BUILTIN:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     entry = _BUILTIN[name]
-    module_name, function = entry.target.split(":")
-    try:
-        module = import_module(module_name)
-    except ImportError as error:
-        raise ModelUnavailable(f"model {name!r} ({entry.target}) is not available here: {error}") from error
-    if not hasattr(module, function):
-        raise ModelUnavailable(f"model {name!r}: module {module_name} has no factory {function!r}")
-    factory = getattr(module, function)
+    factory = _target(entry, name)
 
     def build(**options) -> Model:
         model = factory(**{**entry.options, **options})
@@ -132,3 +139,22 @@ def describe(name: str) -> dict:
         "targets_per_call": capabilities.targets_per_call, "devices": sorted(capabilities.devices),
         "checkpoint_files": list(info.files), "download": info.download, "published_sha256": info.sha256,
     }
+
+
+def model_class(name: str) -> type[Model]:
+    """The class the built-in entry `name` builds (before slice-wise wrapping), without building it: the entry
+    itself or its factory's return annotation."""
+    if name not in _BUILTIN:
+        raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(sorted(_BUILTIN))}")
+    factory = _target(_BUILTIN[name], name)
+    cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise TypeError(f"model {name!r}: {_BUILTIN[name].target} does not say which Model class it builds")
+    return cls
+
+
+def model_capabilities(name: str) -> Capabilities:
+    """What the built-in model `name` declares with its default options, read from class data (no model is
+    built): its class's `capabilities`, in slice-wise form for a 2D model run slice by slice."""
+    capabilities = model_class(name).capabilities
+    return SliceWise.capabilities_of(capabilities) if _BUILTIN[name].slicewise else capabilities

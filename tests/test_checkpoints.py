@@ -7,6 +7,7 @@ import argparse
 import collections
 import hashlib
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from models.checkpoints import (  # noqa: E402
     DroppedObject,
     extract_state_dict,
     load_checkpoint,
+    load_state_dict,
     read_checkpoint,
 )
 from models.registry import (  # noqa: E402
@@ -166,16 +168,25 @@ def test_strict_load_lists_missing_unexpected_and_misshaped_keys(tmp_path):
         load_checkpoint(TinyNet(), path)
     message = str(error.value)
     assert "1 missing: mask_decoder.bias" in message and "1 unexpected: mid_mask_embed_proj.weight" in message
-    assert "image_encoder.0.weight (4, 1, 1, 1, 1) vs (4, 1, 3, 3, 3)" in message
+    assert "image_encoder.0.weight: checkpoint (4, 1, 1, 1, 1), network (4, 1, 3, 3, 3)" in message
 
 
-def test_layout_drops_and_renames_by_pattern():
+def test_layout_drops_ignores_checks_and_renames_by_pattern():
     net, _ = _trained()
     weights = {f"module.text_model.{k}": v for k, v in net.state_dict().items()}
     weights["module.text_model.position_ids"] = torch.arange(3)
-    layout = CheckpointLayout(prefix="module.", drop=(r"position_ids$",), rename=((r"^text_model\.", ""),))
-    out = extract_state_dict({"model": weights}, layout)
-    assert sorted(out) == sorted(net.state_dict())
+    weights["module.temperature"] = torch.ones(())
+    layout = CheckpointLayout(prefix="module.", drop=("temperature",), unused=(r"position_ids$",),
+                              arange=(r"position_ids$",), rename=((r"^text_model\.", ""),))
+    kept = sorted(k.removeprefix("module.") for k in weights if "temperature" not in k)
+    assert sorted(extract_state_dict({"model": weights}, layout)) == kept  # the file's names, less `drop`
+    model = TinyNet().train()
+    assert load_state_dict(model, {"model": weights}, layout) is model and not model.training  # eval once loaded
+    assert _same_weights(model, net)
+    with pytest.raises(CheckpointError, match="text_model.position_ids is not 0..2"):
+        load_state_dict(TinyNet(), {"model": {**weights, "module.text_model.position_ids": torch.zeros(3)}}, layout)
+    with pytest.raises(CheckpointError, match="1 unexpected: text_model.position_ids$"):  # without `unused`
+        load_state_dict(TinyNet(), {"model": weights}, replace(layout, unused=()))
     with pytest.raises(CheckpointError, match="no 'model_state_dict' entry"):
         extract_state_dict({"model": weights}, CheckpointLayout(key="model_state_dict"))
 

@@ -177,3 +177,58 @@ def test_region_growing_seeds_at_a_box_centre_and_stays_inside_the_box():
     assert (mask & a).sum() > 0.8 * a.sum() and not (mask & b).any()
     clipped, _ = _one(model, image, Prompt(boxes=(Box((5, 5, 2), (17, 10, 9)),)))
     assert clipped.any() and not clipped[:, 11:, :].any()
+
+
+def _torch_modules(model: Model) -> list:
+    """Every torch module a model holds (its `network`, SAT's `text_network`, a slice-wise model's inner one)."""
+    import torch
+
+    return [value for value in vars(model).values() if isinstance(value, torch.nn.Module)]
+
+
+def test_every_registered_model_class_declares_its_capabilities_as_class_data():
+    """The engine reads what a model can do before building it (once per device): `capabilities` is class data
+    of the class each registry entry builds, and the built model (default options) declares the same."""
+    pytest.importorskip("torch")
+    import torch
+
+    from models.registry import _BUILTIN, ModelUnavailable, model_capabilities, model_class
+
+    checked = 0
+    for name, entry in _BUILTIN.items():
+        try:
+            cls = model_class(name)
+        except ModelUnavailable:
+            continue
+        assert isinstance(getattr(cls, "capabilities", None), Capabilities), name
+        declared = model_capabilities(name)
+        assert declared == (SliceWise.capabilities_of(cls.capabilities) if entry.slicewise else cls.capabilities)
+        checked += 1
+        if entry.checkpoint_argument:  # built from a trained-model folder: tests/test_nninteractive.py, nnunet
+            continue
+        with torch.device("meta"):
+            assert get_model(name).capabilities == declared, name
+    assert checked >= 4
+
+
+def test_every_registered_model_is_in_eval_mode_when_built():
+    """No model's network is in training mode at any point a caller can reach it (dropout, batch-norm
+    statistics): built (here on the meta device) and, through `models.checkpoints`, after loading."""
+    pytest.importorskip("torch")
+    import torch
+
+    from models.registry import _BUILTIN, ModelUnavailable
+
+    built = 0
+    for name, entry in _BUILTIN.items():
+        if entry.checkpoint_argument:
+            continue
+        try:
+            with torch.device("meta"):
+                model = get_model(name)
+        except ModelUnavailable:
+            continue
+        for module in _torch_modules(model):
+            assert not any(m.training for m in module.modules()), name
+            built += 1
+    assert built >= 4

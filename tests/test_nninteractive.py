@@ -117,6 +117,10 @@ def test_autozoom_on_a_patch_its_refinement_cannot_cover_is_a_one_line_error(fol
     assert NnInteractive(checkpoint=wide).session.do_autozoom
 
 
+def test_the_session_network_is_in_eval_mode_once_loaded(model):
+    assert not any(m.training for m in model.session.network.modules())
+
+
 def test_model_folder_and_checkpoint_errors(folder, tmp_path):
     with pytest.raises(ValueError, match="not an nnInteractive model folder \\(missing plans.json"):
         checkpoint_path(tmp_path)

@@ -130,6 +130,7 @@ def test_rows_are_finite_with_unified_names_and_derived_classes(trained):
 def test_the_model_exposes_its_network_and_refuses_classes_it_lacks(trained):
     model = get_model("nnunet", checkpoint=str(trained["model"]))
     assert isinstance(model.network, torch.nn.Module) and not model.capabilities.prompts
+    assert not any(m.training for m in model.network.modules())  # in eval mode as soon as it is loaded
     checkpoint = torch.load(trained["model"] / "fold_all" / "checkpoint_final.pth", map_location="cpu",
                             weights_only=False)
     state = model.network.state_dict()

@@ -12,14 +12,10 @@ import torch
 pytest.importorskip("segment_anything")
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
+from models.checkpoints import load_state_dict
 from models.parity import parity_state_dict
 from models.sam.slices import decode, encode
-from models.sam_med2d.network import (
-    PerImageMaskDecoder,
-    build_sam_med2d,
-    model_state_dict,
-    sam_med2d_from_checkpoint,
-)
+from models.sam_med2d.network import LAYOUT, PerImageMaskDecoder, build_sam_med2d
 
 GOLDENS = Path(__file__).parent / "goldens" / "sam_med2d_parity.npz"
 
@@ -40,7 +36,7 @@ def test_state_dict_and_size_match_the_official_manifest(shared_dir):
 def parity_model():
     """SAM-Med2D with the parity weights, loaded through the checkpoint path ({'model', 'optimizer'})."""
     model = build_sam_med2d()
-    return sam_med2d_from_checkpoint({"model": parity_state_dict(model), "optimizer": object()})
+    return load_state_dict(model, {"model": parity_state_dict(model), "optimizer": object()}, LAYOUT)
 
 
 def _close(actual, expected):
@@ -98,12 +94,12 @@ def test_decoder_pairs_prompt_rows_with_their_own_image():
 
 
 def test_checkpoint_needs_a_model_dict_of_tensors_with_every_key():
-    with pytest.raises(ValueError, match="sam-med2d_b.pth: not a SAM-Med2D checkpoint"):
-        model_state_dict({"state_dict": {}}, source="sam-med2d_b.pth")
-    with pytest.raises(ValueError, match="non-tensor entries \\['args'\\]"):
-        model_state_dict({"model": {"args": object()}})
     model = build_sam_med2d(device="meta")
+    with pytest.raises(ValueError, match="sam-med2d_b.pth: no 'model' entry"):
+        load_state_dict(model, {"state_dict": {}}, LAYOUT, source="sam-med2d_b.pth")
+    with pytest.raises(ValueError, match="not a mapping of names to tensors"):
+        load_state_dict(model, {"model": {"args": object()}}, LAYOUT)
     state = {key: torch.empty(value.shape, device="meta") for key, value in model.state_dict().items()}
     del state["image_encoder.blocks.0.Adapter.norm.weight"]
-    with pytest.raises(ValueError, match="1 missing keys .*Adapter.norm.weight"):
-        sam_med2d_from_checkpoint({"model": state}, source="ckpt")
+    with pytest.raises(ValueError, match="ckpt: does not match Sam: 1 missing: .*Adapter.norm.weight"):
+        load_state_dict(model, {"model": state}, LAYOUT, source="ckpt")

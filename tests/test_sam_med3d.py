@@ -15,13 +15,12 @@ pytest.importorskip("segment_anything")
 
 from models.parity import parity_state_dict
 from models.sam_med3d.image_encoder import official_rel_pos_bias
-from models.sam_med3d.inference import ClickSession, predict_click
-from models.sam_med3d.network import (
-    PARAMETER_COUNT,
-    build_sam_med3d,
-    load_official_weights,
-    official_state_dict,
-)
+from models.checkpoints import CheckpointError, extract_state_dict, load_state_dict
+from models.sam_med3d.inference import encode, predict_click
+from models.sam_med3d.model import SamMed3DModel
+from models.sam_med3d.network import PARAMETER_COUNT, build_sam_med3d
+
+LAYOUT = SamMed3DModel.checkpoint_layout  # the official `model_state_dict`
 
 GOLDEN = Path(__file__).parent / "goldens" / "sam_med3d_parity.npz"
 END_TO_END = Path(__file__).parent / "goldens" / "sam_med3d_end_to_end.npz"
@@ -47,38 +46,41 @@ def test_parameter_count_under_meta_device(meta_model):
     assert all(p.is_meta for p in meta_model.parameters())
 
 
-def test_strict_loading_names_missing_unexpected_and_prefixed_keys(meta_model):
-    state = dict(meta_model.state_dict())
-    prefixed = {f"module.{key}": value for key, value in state.items()}
-    with pytest.raises(ValueError, match="strip the DDP prefix"):
-        load_official_weights(meta_model, prefixed)
+def test_strict_loading_names_missing_unexpected_and_prefixed_keys():
+    with torch.device("meta"):
+        model = build_sam_med3d()
+    state = dict(model.state_dict())
+    partly = {(f"module.{key}" if index < 3 else key): value for index, (key, value) in enumerate(state.items())}
+    with pytest.raises(CheckpointError, match="a DDP prefix this layout does not strip"):  # not on every key
+        load_state_dict(model, {"model_state_dict": partly}, LAYOUT)
     broken = dict(state)
     del broken["image_encoder.blocks.3.attn.rel_pos_d"]
     broken["mask_decoder.extra.weight"] = torch.zeros(1, device="meta")
     broken["image_encoder.neck.0.weight"] = torch.zeros(384, 768, 1, 1, device="meta")
-    with pytest.raises(ValueError) as error:
-        load_official_weights(meta_model, broken)
+    with pytest.raises(CheckpointError) as error:
+        load_state_dict(model, {"model_state_dict": broken}, LAYOUT)
     message = str(error.value)
-    assert "missing (1): image_encoder.blocks.3.attn.rel_pos_d" in message
-    assert "unexpected (1): mask_decoder.extra.weight" in message
-    assert "image_encoder.neck.0.weight (384, 768, 1, 1) != (384, 768, 1, 1, 1)" in message
+    assert "1 missing: image_encoder.blocks.3.attn.rel_pos_d" in message
+    assert "1 unexpected: mask_decoder.extra.weight" in message
+    assert "image_encoder.neck.0.weight: checkpoint (384, 768, 1, 1), network (384, 768, 1, 1, 1)" in message
 
 
 def test_meta_construction_then_loading_assigns_real_tensors():
     with torch.device("meta"):
         model = build_sam_med3d()
     state = {key: torch.full(value.shape, 0.5) for key, value in model.state_dict().items()}
-    load_official_weights(model, state)
+    load_state_dict(model, {"model_state_dict": state}, LAYOUT)
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     assert float(model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix[1, 2]) == 0.5
 
 
 def test_official_checkpoint_layout_gives_its_model_state_dict():
     tensors = {"a": torch.zeros(1)}
-    assert official_state_dict({"model_state_dict": tensors, "epoch": 3, "args": object()}) is tensors
-    assert official_state_dict(tensors) is tensors
-    with pytest.raises(TypeError, match="not a mapping"):
-        official_state_dict({"model_state_dict": [1, 2]})
+    assert extract_state_dict({"model_state_dict": tensors, "epoch": 3, "args": object()}, LAYOUT) == tensors
+    with pytest.raises(CheckpointError, match="no 'model_state_dict' entry"):
+        extract_state_dict(tensors, LAYOUT)
+    with pytest.raises(CheckpointError, match="not a mapping of names to tensors"):
+        extract_state_dict({"model_state_dict": [1, 2]}, LAYOUT)
 
 
 def _relative(q_pos: int, k_pos: int, table: torch.Tensor, size: int) -> torch.Tensor:
@@ -118,7 +120,7 @@ def parity_run():
     2 CPU cores), shared by the tests below."""
     golden = np.load(GOLDEN)
     model = build_sam_med3d()
-    load_official_weights(model, parity_state_dict(model))
+    load_state_dict(model, parity_state_dict(model))
     image = torch.randn((1, 1, 128, 128, 128), generator=torch.Generator().manual_seed(int(golden["seed"])))
     with torch.no_grad():
         embedding = model.image_encoder(image)
@@ -192,7 +194,7 @@ def test_end_to_end_equals_the_official_pipeline_on_the_real_ct(parity_run, shar
     candidates = np.argwhere(crop.label)
     point = candidates[np.random.RandomState(233).randint(len(candidates))]  # the official legacy-seeded draw
     assert [*point.tolist(), 1] == golden["clicks"][0].tolist()
-    result = ClickSession(model, crop).click(point, True)
+    result = predict_click(model, encode(model, crop), point[None], [1], None, crop)
     official = np.unpackbits(golden["native_bits"])[:labels.array.size].reshape(labels.array.shape).astype(bool)
     assert official.sum() > 10_000
     np.testing.assert_array_equal(result.native, official)

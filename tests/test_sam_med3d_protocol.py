@@ -20,7 +20,9 @@ pytest.importorskip("segment_anything")
 from bench.data.io import Volume
 from bench.engine.presets import load_protocol
 from bench.engine.spaces import crop_space, resample
-from models.sam_med3d.inference import ClickSession, encode, inside_crop, predict_click
+from models.base import Image, Target
+from models.sam_med3d.inference import crop_positions, encode, predict_click
+from models.sam_med3d.model import SamMed3DModel
 from models.sam_med3d.preprocess import (
     as_crop,
     crop_around_label,
@@ -28,6 +30,7 @@ from models.sam_med3d.preprocess import (
     native_to_crop,
     to_native,
 )
+from protocols.prompts import Click, Prompt
 
 GOLDEN = Path(__file__).parent / "goldens" / "sam_med3d_crops.npz"
 CLASSES = (5, 2, 7)  # liver, kidney_right, pancreas
@@ -245,21 +248,31 @@ def test_encoder_once_decoder_per_click_and_logits_fed_back(shared_dir):
 
 
 @pytest.mark.parametrize("accumulate", [True, False])
-def test_click_session_feeds_all_or_newest_points_and_the_last_logits(accumulate):
-    image = np.zeros((40, 40, 40), np.int16)
+def test_the_model_feeds_the_points_it_is_given_and_its_last_logits(accumulate):
+    """Through `SamMed3DModel.segment` with the counting network: the crop and its embedding are made once (on
+    the first positive click), each call passes exactly the clicks it is given (all so far, or the newest: the
+    protocol's `feed`) at their crop voxels, and the previous pass's logits are the next pass's mask input."""
+    image = np.zeros((40, 40, 40), np.float32)
     image[10:30, 10:30, 10:30] = 100
-    crop = crop_around_point(image, np.diag([2.0, 2.0, 2.0, 1.0]), (20, 20, 20))
-    model = CountingModel()
-    session = ClickSession(model, crop, accumulate=accumulate)
-    for point, positive in [((64, 64, 64), True), ((10, 20, 30), False), ((70, 70, 70), True)]:
-        result = session.click(point, positive)
-    assert model.encoder_calls == 1
-    assert [p.shape[1] for p in model.points] == ([1, 2, 3] if accumulate else [1, 1, 1])
-    assert model.points[-1][0, -1].tolist() == [70, 70, 70]
-    assert not model.mask_inputs[0].any()
-    assert all(torch.equal(model.mask_inputs[i + 1], model.outputs[i]) for i in range(2))
-    assert torch.equal(session.low_res, model.outputs[2])
-    assert result.native.shape == image.shape
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    with torch.device("meta"):
+        model = SamMed3DModel(name="counting", checkpoint_file="none.pth")
+    model.network = network = CountingModel()
+    clicks = [Click((20, 20, 20), True), Click((15, 20, 25), False), Click((22, 23, 24), True)]
+    state: dict = {}
+    for k in range(len(clicks)):
+        given = clicks[:k + 1] if accumulate else clicks[k:k + 1]
+        mask = model.segment(Image(array=image, spacing=(2.0, 2.0, 2.0), affine=affine),
+                             [Target("t", Prompt(points=tuple(given)))], state)["t"]
+    crop = state["t"].crop
+    torch.testing.assert_close(crop.image, crop_around_point(image, affine, (20, 20, 20)).image, rtol=0, atol=0)
+    assert network.encoder_calls == 1
+    assert [p.shape[1] for p in network.points] == ([1, 2, 3] if accumulate else [1, 1, 1])
+    assert network.points[-1][0, -1].tolist() == crop_positions(np.array([[22, 23, 24]], float), crop)[0][0].tolist()
+    assert not network.mask_inputs[0].any()
+    assert all(torch.equal(network.mask_inputs[i + 1], network.outputs[i]) for i in range(2))
+    assert torch.equal(state["t"].low_res, network.outputs[2])
+    assert mask.shape == image.shape and mask.dtype == bool
 
 
 def test_native_clicks_land_on_the_crop_voxel_of_the_same_world_point():
@@ -267,10 +280,8 @@ def test_native_clicks_land_on_the_crop_voxel_of_the_same_world_point():
     image[100:200, 20:40, 10:30] = 100
     affine = np.diag([2.0, 3.0, 4.0, 1.0])
     crop = crop_around_point(image, affine, (150, 30, 20))
-    model = CountingModel()
-    session = ClickSession(model, crop)
-    session.click_native((150, 30, 20), True)
+    positions, inside = crop_positions(np.array([[150, 30, 20], [5, 30, 20]], float), crop)  # as the model moves them
     world = affine @ np.array([150, 30, 20, 1.0])
     expected = np.rint((np.linalg.inv(crop.affine) @ world)[:3])
-    assert model.points[-1][0, 0].tolist() == expected.tolist()
-    assert inside_crop((150, 30, 20), crop) and not inside_crop((5, 30, 20), crop)
+    assert positions[0].tolist() == expected.tolist()
+    assert inside.tolist() == [True, False]  # 400 mm along the first axis: voxel 5 lies outside the 192 mm crop

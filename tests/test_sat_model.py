@@ -30,12 +30,13 @@ from bench.cli.app import app
 from bench.data.io import read_label_map, read_volume, write_volume
 from bench.engine.preprocess import from_sat, preprocess
 from models.base import Image, Target
+from models.checkpoints import load_state_dict
 from models.parity import parity_state_dict
 from models.registry import describe, get_model
 from models.sat.inference import encode_prompts, predict_volume
 from models.sat.network import NANO, SATNetwork
 from models.sat.text import SATTextEncoder, SATTokenizer
-from models.sat.weights import load_official
+from models.sat.weights import TEXT_LAYOUT
 
 GOLDENS = Path(__file__).parent / "goldens"
 WINDOW = "64,64,32"  # test knob: the official window is 288 x 288 x 96
@@ -106,6 +107,16 @@ def test_models_verify_loads_the_official_layout_strictly(weights, tmp_path):
     assert "1 unexpected: backbone.extra.weight" in result.output and "Traceback" not in result.output
 
 
+def test_both_networks_are_in_eval_mode_as_built_and_as_loaded(weights):
+    """Not only on the runner's path: the model a caller gets from the registry, and after `load_checkpoint`."""
+    model = get_model("sat-nano", text_encoder=str(weights / "text.pth"), window=WINDOW)
+    modules = lambda: [m for network in (model.network, model.text_network) for m in network.modules()]  # noqa: E731
+    assert not any(m.training for m in modules())
+    model.network.train(), model.text_network.train()
+    model.load_checkpoint(str(weights / "nano.pth"))
+    assert not any(m.training for m in modules())
+
+
 def ready_model(weights: Path, **options):
     model = get_model("sat-nano", text_encoder=str(weights / "text.pth"), tokenizer=str(weights / "tokenizer"),
                       **options)
@@ -126,7 +137,7 @@ def test_one_backbone_pass_per_window_batch_for_all_classes_and_each_name_encode
     assert passes == [1, 1] and encoded == [3]  # 80 -> 2 windows of 64 (SAT's split), 3 classes, 1 window a pass
     tensors = [*model.network.parameters(), *model.text_network.parameters(), *model.text_network.buffers()]
     assert not any(t.is_meta for t in tensors)  # built on the meta device, everything assigned from the files
-    encoder = load_official(SATTextEncoder(), torch.load(weights / "text.pth")["model_state_dict"])
+    encoder = load_state_dict(SATTextEncoder(), torch.load(weights / "text.pth"), TEXT_LAYOUT)
     expected = encode_prompts(encoder, SATTokenizer.from_folder(weights / "tokenizer"), ["liver", "spleen"], "CT")
     torch.testing.assert_close(model.text_embeddings(["Liver", "spleen"], "CT"), expected, rtol=1e-5, atol=1e-5)
     assert encoded == [3, 1]  # "liver" came from the cache (lower-cased as SAT prompts), "spleen" was new

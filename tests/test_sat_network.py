@@ -22,7 +22,8 @@ from models.parity import load_parity_weights, parity_state_dict
 from models.sat.inference import encode_prompts
 from models.sat.network import NANO, PRO, SATNetwork
 from models.sat.text import SATTextEncoder, SATTokenizer
-from models.sat.weights import CheckpointMismatch, load_official, official_state_dict
+from models.checkpoints import CheckpointError, load_state_dict
+from models.sat.weights import NETWORK_LAYOUT, TEXT_LAYOUT
 
 GOLDENS = Path(__file__).parent / "goldens"
 MANIFESTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_models"
@@ -75,17 +76,40 @@ def test_official_checkpoint_layout_loads_and_mismatches_are_listed():
         training = SATNetwork(NANO, deep_supervision=True)
         network = SATNetwork(NANO)
     checkpoint = {f"module.{k}": v for k, v in training.state_dict().items()}
-    assert set(official_state_dict(network, checkpoint)) == set(network.state_dict())  # DS heads dropped
-    assert set(official_state_dict(training, checkpoint)) == set(training.state_dict())  # or kept
+    load_state_dict(network, checkpoint, NETWORK_LAYOUT)  # DS heads dropped
+    load_state_dict(training, checkpoint, NETWORK_LAYOUT)  # or kept
+    assert not network.training and not training.training  # a loaded network is in eval mode
     broken = dict(checkpoint)
     del broken["module.mask_embed_proj.2.bias"]
     broken["module.extra.weight"] = torch.zeros(1)
     broken["module.projection_layer.0.weight"] = torch.zeros(768, 3584)
-    with pytest.raises(CheckpointMismatch) as error:
-        official_state_dict(network, broken)
+    with pytest.raises(CheckpointError) as error:
+        load_state_dict(network, broken, NETWORK_LAYOUT)
     message = str(error.value)
     assert "1 missing: mask_embed_proj.2.bias" in message and "1 unexpected: extra.weight" in message
-    assert "projection_layer.0.weight [768, 3584] (model [768, 1792])" in message
+    assert "projection_layer.0.weight: checkpoint (768, 3584), network (768, 1792)" in message
+
+
+def test_each_file_drops_exactly_what_the_official_loader_drops():
+    """zhaoziheng/SAT@5676be5: the text-encoder loader filters `atlas_tower` and `temperature` entries out of
+    its own file (model/text_encoder.py:64-65); the vision checkpoint has no such filter, and its only entries
+    beyond the inference network are the deep-supervision heads, which the inference network
+    (deep_supervision=False) does not have (build_model.py:52-61 partial load). Each rule holds for its own
+    file only: a pre-training leftover in the vision file, or a head in the text file, is an error."""
+    with torch.device("meta"):
+        training, network, text = SATNetwork(NANO, deep_supervision=True), SATNetwork(NANO), SATTextEncoder()
+    vision = {f"module.{k}": v for k, v in training.state_dict().items()}
+    tower = {f"module.{k}": v for k, v in text.state_dict().items()}
+    leftovers = {"module.temperature": torch.ones(()), "module.atlas_tower.encoder.weight": torch.ones(2)}
+    with torch.device("meta"):
+        load_state_dict(SATTextEncoder(), {**tower, **leftovers}, TEXT_LAYOUT)  # dropped as the official code does
+    for leftover, value in leftovers.items():
+        with torch.device("meta"), pytest.raises(CheckpointError, match=f"1 unexpected: {leftover[7:]}"):
+            load_state_dict(SATNetwork(NANO), {**vision, leftover: value}, NETWORK_LAYOUT)
+    head = {k: v for k, v in vision.items() if k.startswith("module.mid_mask_embed_proj.")}
+    with torch.device("meta"), pytest.raises(CheckpointError, match=f"{len(head)} unexpected: mid_mask_embed_proj"):
+        load_state_dict(SATTextEncoder(), {**tower, **head}, TEXT_LAYOUT)
+    assert len(head) == 12 and not any(k.startswith("mid_mask_embed_proj") for k in network.state_dict())
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +124,9 @@ def parity_nano(network_golden):
     with torch.device("meta"):
         training = SATNetwork(NANO, image_size=window, deep_supervision=True)
     checkpoint = {f"module.{k}": v for k, v in parity_state_dict(training).items()}
-    return load_official(SATNetwork(NANO, image_size=window), checkpoint).eval()
+    network = SATNetwork(NANO, image_size=window)
+    load_state_dict(network, checkpoint, NETWORK_LAYOUT)
+    return network
 
 
 def close(actual: torch.Tensor, expected: np.ndarray, rtol: float = 1e-4) -> None:
@@ -173,7 +199,7 @@ def test_text_encoder_matches_official_golden(tokenizer, text_golden):
     encoder = SATTextEncoder()
     checkpoint = {f"module.{k}": v for k, v in parity_state_dict(encoder).items()}
     checkpoint["module.text_tower.biolord.embeddings.position_ids"] = torch.arange(514)[None]  # 4.21.3 layout
-    load_official(encoder, checkpoint).eval()
+    load_state_dict(encoder, checkpoint, TEXT_LAYOUT)
     ids, mask = tokenizer(list(text_golden["prompts"]))
     with torch.no_grad():
         embeddings = encoder(ids, mask, torch.from_numpy(text_golden["modalities"]))

@@ -16,13 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 
+from models.checkpoints import CheckpointError, load_state_dict
 from models.segvol import checkpoint
-from models.segvol.checkpoint import (
-    CheckpointMismatch,
-    load_official_state_dict,
-    official_layout,
-    to_native,
-)
+from models.segvol.checkpoint import LAYOUT, official_layout
 from models.segvol.network import SegVolNetwork
 from models.segvol.text import TEMPLATE, load_tokenizer, tokenize
 
@@ -69,31 +65,32 @@ def _official_checkpoint(meta_network) -> dict:
 
 def test_loads_an_official_checkpoint_strictly_and_names_every_mismatch(meta_network):
     state = _official_checkpoint(meta_network)
-    native = to_native(state)
-    assert len(native) == 474 and not any(k.startswith("module.") or ".text_model." in k for k in native)
+    assert len(state) == 475 and all(k.startswith("module.") for k in state)
+    with torch.device("meta"):
+        loaded = load_state_dict(SegVolNetwork(), {"model": state}, LAYOUT)  # 474: position_ids checked, not kept
     own = meta_network.state_dict()
-    assert native.keys() == own.keys() and all(native[k].shape == own[k].shape for k in own)
+    assert loaded.state_dict().keys() == own.keys() and not loaded.training
     # MONAI >= 1.5 builds of SegVol save unused cross-attention norms: exactly these are accepted
     extra = {f"module.image_encoder.blocks.{i}.norm_cross_attn.{p}": torch.ones(768) for i in range(12)
              for p in ("weight", "bias")}
-    assert to_native({**state, **extra}).keys() == native.keys()
-
     with torch.device("meta"):
+        load_state_dict(SegVolNetwork(), {"model": {**state, **extra}}, LAYOUT)
         target = SegVolNetwork()
     broken = dict(state)
     del broken["module.mask_decoder.iou_token.weight"]
     broken["module.image_encoder.blocks.0.cross_attn.out_proj.weight"] = torch.zeros(768, 768)
     broken["module.prompt_encoder.no_mask_embed.weight"] = torch.zeros(1, 512)
-    with pytest.raises(CheckpointMismatch) as error:
-        load_official_state_dict(target, broken)
+    with pytest.raises(CheckpointError) as error:
+        load_state_dict(target, {"model": broken}, LAYOUT, source="SegVol_v1.pth")
     message = str(error.value)
-    assert "missing (1): mask_decoder.iou_token.weight" in message
-    assert "unexpected (1): image_encoder.blocks.0.cross_attn.out_proj.weight" in message
+    assert message.startswith("SegVol_v1.pth: does not match SegVolNetwork: ")
+    assert "1 missing: mask_decoder.iou_token.weight" in message
+    assert "1 unexpected: image_encoder.blocks.0.cross_attn.out_proj.weight" in message
     assert "prompt_encoder.no_mask_embed.weight: checkpoint (1, 512), network (1, 768)" in message
     bad_positions = dict(state)
     bad_positions["module.text_encoder.clip_text_model.text_model.embeddings.position_ids"] = torch.zeros(1, 77)
-    with pytest.raises(CheckpointMismatch, match="position_ids"):
-        to_native(bad_positions)
+    with torch.device("meta"), pytest.raises(CheckpointError, match="position_ids is not 0..76"):
+        load_state_dict(SegVolNetwork(), {"model": bad_positions}, LAYOUT)
 
 
 def test_tokenizer_applies_the_template_with_its_period(tmp_path):

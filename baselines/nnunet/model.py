@@ -84,6 +84,8 @@ class NnUNet(Model):
 
     name = "nnunet"
     version = "1"
+    capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset(), accumulates_clicks=False,
+                                devices=frozenset({"cpu", "cuda"}))
 
     def __init__(self, *, checkpoint: str | Path, dataset: str | None = None, folds: str | None = None,
                  checkpoint_name: str = "checkpoint_final.pth", step_size: float = 0.5, mirroring: bool = True,
@@ -121,12 +123,10 @@ class NnUNet(Model):
                 except (KeyError, RuntimeError, EOFError) as error:
                     raise ValueError(f"{folder}: not a readable nnU-Net checkpoint ({type(error).__name__}: "
                                      f"{error})") from None
-        self.network = self.predictor.network
+        self.network = self.predictor.network.eval()  # nnU-Net switches it only when it predicts
         self.threads = int(threads) if threads else min(allowed_workers(), torch.get_num_threads())
         self.checkpoint = str(folder)
         self.checkpoint_sha256 = sha256_of(paths[0]) if len(paths) == 1 else None
-        self.capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset(), accumulates_clicks=False,
-                                         devices=frozenset({"cpu", "cuda"}))
         self.to(device)
 
     def to(self, device: str) -> NnUNet:

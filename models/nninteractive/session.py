@@ -83,6 +83,8 @@ class NnInteractive(Model):
     """nnInteractive's session on a 3D image: points and boxes, positive or negative, one object per session."""
 
     name = "nninteractive"
+    capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points", "boxes"}), accumulates_clicks=False,
+                                keeps_history=True)
 
     def __init__(self, *, checkpoint: str | Path, fold: int | str | None = None,
                  checkpoint_name: str = "checkpoint_final.pth", device: str = "cpu", autozoom: bool = True,
@@ -99,14 +101,13 @@ class NnInteractive(Model):
                 do_autozoom=autozoom, interactions_storage="auto", enable_undo=False)
             self.session.initialize_from_trained_model_folder(str(checkpoint), use_fold=path.parent.name[5:],
                                                               checkpoint_name=checkpoint_name)
+        self.session.network.eval()  # the session leaves it in training mode (2.6.0 inference_session.py:2281-2288)
         patch = tuple(int(p) for p in self.session.configuration_manager.patch_size)
         if autozoom and min(patch) <= 2 * REFINEMENT_MARGIN:
             raise ValueError(f"{checkpoint}: patch size {patch} is too small for nnInteractive's autozoom refinement "
                              f"(it needs more than {2 * REFINEMENT_MARGIN} voxels per axis); turn it off with "
                              f"--model-args autozoom=false")
         self.buffer: np.ndarray | None = None
-        self.capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points", "boxes"}),
-                                         accumulates_clicks=False, keeps_history=True)
 
     def _quiet(self):
         """The session prints progress on stdout; keep it off unless verbose."""

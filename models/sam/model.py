@@ -20,9 +20,11 @@ import torch
 from segment_anything.modeling import Sam
 
 from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
-from models.sam.network import build_sam, load_strict
+from models.checkpoints import CheckpointLayout, load_state_dict
+from models.sam.network import build_sam
 from models.sam.slices import PATHS, EncodedSlice, SliceResult, decode, encode
-from models.sam_med2d.network import build_sam_med2d, sam_med2d_from_checkpoint
+from models.sam_med2d.network import LAYOUT as SAM_MED2D_LAYOUT
+from models.sam_med2d.network import build_sam_med2d
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,15 +34,18 @@ class SliceState:
 
 
 class SamSlices(Model):
-    """`network` on one 2D slice along input path `path` (see models.sam.slices); `window` for uint8 paths."""
+    """`network` on one 2D slice along input path `path` (see models.sam.slices); `window` for uint8 paths;
+    `checkpoint_layout` of the network's official checkpoint."""
 
-    def __init__(self, *, network: Sam, path: str, name: str, window: tuple[float, float] | None = None):
+    capabilities = Capabilities(ndims=frozenset({2}), prompts=frozenset({"points", "boxes"}), accumulates_clicks=True,
+                                previous_logits=True, devices=frozenset({"cpu", "cuda"}))
+
+    def __init__(self, *, network: Sam, path: str, name: str, window: tuple[float, float] | None = None,
+                 checkpoint_layout: CheckpointLayout = CheckpointLayout()):
         if path not in PATHS:
             raise ValueError(f"unknown slice path {path!r}; known: {', '.join(PATHS)}")
         self.network, self.path, self.name, self.window = network, path, name, window
-        self.capabilities = Capabilities(ndims=frozenset({2}), prompts=frozenset({"points", "boxes"}),
-                                         accumulates_clicks=True, previous_logits=True,
-                                         devices=frozenset({"cpu", "cuda"}))
+        self.checkpoint_layout = checkpoint_layout
 
     def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> dict[str, np.ndarray]:
         if "_encoded" not in state:  # one encoder pass per slice, shared by its targets
@@ -71,12 +76,15 @@ def sam(variant: str = "vit_b", *, state_dict: Mapping[str, torch.Tensor] | None
     """SAM `variant` per slice; weights from an official checkpoint's state dict (random without one)."""
     network = build_sam(variant)
     if state_dict is not None:
-        load_strict(network, state_dict, source=f"SAM {variant} checkpoint")
+        load_state_dict(network, state_dict, source=f"SAM {variant} checkpoint")
     return SamSlices(network=network.to(device), path=path, name=f"sam-{variant.replace('_', '-')}", window=window)
 
 
 def sam_med2d(*, checkpoint: Mapping | None = None, path: str = "sam-med2d",
               window: tuple[float, float] | None = None, device: str = "cpu") -> SamSlices:
     """SAM-Med2D per slice; weights from the `model` entry of `sam-med2d_b.pth` (random without one)."""
-    network = build_sam_med2d() if checkpoint is None else sam_med2d_from_checkpoint(checkpoint)
-    return SamSlices(network=network.to(device), path=path, name="sam-med2d", window=window)
+    network = build_sam_med2d()
+    if checkpoint is not None:
+        load_state_dict(network, checkpoint, SAM_MED2D_LAYOUT, source="SAM-Med2D checkpoint")
+    return SamSlices(network=network.to(device), path=path, name="sam-med2d", window=window,
+                     checkpoint_layout=SAM_MED2D_LAYOUT)

@@ -8,12 +8,11 @@ eps 1e-5 (PyTorch's default, unlike the blocks' 1e-6). Its mask decoder pairs pr
 instead of repeating every image for every prompt row (modeling/mask_decoder.py:126-129).
 
 Checkpoint `sam-med2d_b.pth` is `{'model': state_dict, 'optimizer': <optimizer object>}` (train.py:207, 274);
-the official loader uses strict=False, we load `model` strictly and never the optimizer.
+the official loader uses strict=False, we load `model` strictly (`LAYOUT`) and never the optimizer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import partial
 
 import torch
@@ -21,12 +20,13 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from segment_anything.modeling.image_encoder import Block, window_partition, window_unpartition
 from torch import nn
 
-from models.sam.network import load_strict
+from models.checkpoints import CheckpointLayout
 
 IMAGE_SIZE = 256
 PATCH = 16
 EMBED_DIM, DEPTH, HEADS, GLOBAL_BLOCKS = 768, 12, 12, (2, 5, 8, 11)
 PROMPT_DIM = 256
+LAYOUT = CheckpointLayout(key="model")
 
 
 class Adapter(nn.Module):
@@ -111,19 +111,3 @@ def build_sam_med2d(*, device: str | torch.device = "cpu") -> Sam:
                 num_multimask_outputs=3, transformer_dim=PROMPT_DIM, iou_head_depth=3, iou_head_hidden_dim=256,
                 transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8)),
         ).eval()
-
-
-def model_state_dict(checkpoint: Mapping, *, source: str = "checkpoint") -> Mapping[str, torch.Tensor]:
-    """The `model` entry of a SAM-Med2D checkpoint (as read by the safe loader); the optimizer is ignored."""
-    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{source}: not a SAM-Med2D checkpoint (no 'model' state dict)")
-    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{source}: 'model' holds non-tensor entries {bad[:5]}")
-    return state
-
-
-def sam_med2d_from_checkpoint(checkpoint: Mapping, *, source: str = "checkpoint") -> Sam:
-    """SAM-Med2D with the `model` weights of a checkpoint, loaded strictly (no missing or unexpected key)."""
-    return load_strict(build_sam_med2d(), model_state_dict(checkpoint, source=source), source=source)

@@ -71,42 +71,7 @@ def predict_click(model: SamMed3D, embedding: torch.Tensor, points: np.ndarray, 
                        native=native, iou=float(iou[0, 0]))
 
 
-class ClickSession:
-    """One case and class: the crop's embedding computed once, then one decoder pass per click.
-
-    `accumulate=True` feeds every click so far (today's official script); False feeds only the newest one
-    (the paper-era validation). The previous pass's logits are always the next pass's mask input."""
-
-    def __init__(self, model: SamMed3D, crop: Crop, *, accumulate: bool = True):
-        self.model, self.crop, self.accumulate = model, crop, accumulate
-        self.embedding = encode(model, crop)
-        self.points: list[np.ndarray] = []
-        self.labels: list[int] = []
-        self.low_res: torch.Tensor | None = None
-
-    def click(self, point: np.ndarray, positive: bool, *, native: bool = True) -> ClickResult:
-        """Add a click at crop voxel coordinates `point` and predict (mapped to the native grid if `native`)."""
-        self.points.append(np.asarray(point, np.float32).reshape(3))
-        self.labels.append(int(positive))
-        chosen = slice(None) if self.accumulate else slice(-1, None)
-        result = predict_click(self.model, self.embedding, np.stack(self.points[chosen]), self.labels[chosen],
-                               self.low_res, self.crop if native else None)
-        self.low_res = result.low_res
-        return result
-
-    def click_native(self, point: tuple[int, ...], positive: bool) -> ClickResult:
-        """A click given as a native voxel index (a stored prompt): moved to the nearest crop voxel, as the
-        official clicks are crop voxel indices. A click outside the crop is passed as it falls (coordinates
-        outside 0..127): check `inside_crop` first to skip it instead."""
-        return self.click(crop_positions(point, self.crop)[0][0], positive)
-
-
 def crop_positions(points: np.ndarray, crop: Crop) -> tuple[np.ndarray, np.ndarray]:
     """Native voxel indices (N, 3) -> the nearest crop voxels (N, 3, float) and whether each lies in the crop."""
     positions = np.rint(native_to_crop(points, crop))
     return positions, np.all((positions >= 0) & (positions < crop.image.shape[-1]), axis=1)
-
-
-def inside_crop(point: tuple[int, ...], crop: Crop) -> bool:
-    """Whether a native voxel index falls on a voxel of the 128^3 crop."""
-    return bool(crop_positions(point, crop)[1][0])

@@ -68,7 +68,8 @@ def predict_volume(network: SATNetwork, text_embeddings: torch.Tensor, image: np
                    query_chunk: int = 32) -> np.ndarray:
     """Per-class probabilities [N, H, W, D] (float32) of N text embeddings [N, 768] on a normalised SAT-space
     scan [H, W, D]; `> THRESHOLD` gives SAT's masks. `batch_size` windows per backbone pass (SAT: 2);
-    `query_chunk` bounds how many classes' full-resolution logits exist at once (it changes only float rounding)."""
+    `query_chunk` bounds how many classes' full-resolution logits exist at once (it changes only float rounding).
+    `network` runs in the mode it is in: eval, as the model builds and loads it."""
     if image.ndim != 3:
         raise ValueError(f"SAT inference needs a 3D scan, got shape {image.shape}")
     device = next(network.parameters()).device
@@ -79,7 +80,6 @@ def predict_volume(network: SATNetwork, text_embeddings: torch.Tensor, image: np
     prediction = torch.zeros((len(queries), *image.shape), dtype=torch.float32)
     weight_sum = torch.zeros(image.shape, dtype=torch.float32)
     windows = split_windows(image.shape, window)
-    network.eval()
     with torch.inference_mode(), _autocast(device):
         for first in range(0, len(windows), batch_size):
             batch = windows[first:first + batch_size]
@@ -109,6 +109,5 @@ def encode_prompts(text_encoder: SATTextEncoder, tokenizer: SATTokenizer, names:
     device = next(text_encoder.parameters()).device
     ids, mask = tokenizer([name.lower() for name in names])
     codes = torch.full((len(names),), modality_code(modality), dtype=torch.long)
-    text_encoder.eval()
     with torch.inference_mode(), _autocast(device):
         return text_encoder(ids.to(device), mask.to(device), codes.to(device))

@@ -6,10 +6,11 @@ bare lower-case name with the scan's modality, `encode_prompts`); the embeddings
 the life of the loaded weights, so a run encodes every class once. `predict_volume` then runs the backbone once
 per window for all classes, blends and thresholds as SAT does (fp16 autocast on CUDA only).
 
-Weights come in two official files, loaded strictly through the restricted reader (`models.checkpoints`): the
-segmentation network (`--checkpoint nano.pth`: `{'model_state_dict': DDP state dict, 'optimizer_state_dict'}`,
-`module.` keys, deep-supervision heads dropped as SAT's inference does) and the text tower (`text_encoder=PATH`,
-its own checkpoint, `text_network` here); the BioLORD-2023-C tokenizer is a local folder (`tokenizer=DIR`).
+Weights come in two official files, loaded strictly through the restricted reader (`models.checkpoints`) in
+their layouts (`models.sat.weights`): the segmentation network (`--checkpoint nano.pth`: `{'model_state_dict':
+DDP state dict, 'optimizer_state_dict'}`, `module.` keys, deep-supervision heads skipped as SAT's inference
+does) and the text tower (`text_encoder=PATH`, its own checkpoint, `text_network` here); the BioLORD-2023-C
+tokenizer is a local folder (`tokenizer=DIR`). Both networks are in eval mode from construction on.
 """
 
 from __future__ import annotations
@@ -22,33 +23,14 @@ import numpy as np
 import torch
 
 from models.base import Capabilities, CheckpointInfo, Image, Model, Target
-from models.checkpoints import (
-    CheckpointError,
-    CheckpointLayout,
-    extract_state_dict,
-    read_checkpoint,
-    sha256_of,
-)
+from models.checkpoints import load_checkpoint
 from models.sat.inference import THRESHOLD, encode_prompts, predict_volume
 from models.sat.network import NANO, PRO, WINDOW, SATConfig, SATNetwork
 from models.sat.text import SATTextEncoder, SATTokenizer, modality_code
-from models.sat.weights import CheckpointMismatch, official_state_dict
+from models.sat.weights import NETWORK_LAYOUT, TEXT_LAYOUT
 
 DOWNLOAD = "https://huggingface.co/zzh99/SAT (Nano/ or Pro/: model and text-encoder checkpoints); tokenizer: " \
            "https://huggingface.co/FremyCompany/BioLORD-2023-C"
-
-
-def load_official_file(module: torch.nn.Module, path: str | Path, *, trust: bool = False) -> str:
-    """Load an official SAT checkpoint file into `module` strictly (allow-listed unpickling unless `trust`):
-    `model_state_dict` (or a bare state dict), `module.` stripped, the entries SAT's own loader discards dropped.
-    Returns the file's SHA-256; a CheckpointError names the file and the mismatching keys."""
-    weights = extract_state_dict(read_checkpoint(path, trust=trust), CheckpointLayout(), source=str(path))
-    try:
-        entries = official_state_dict(module, weights)
-    except CheckpointMismatch as error:
-        raise CheckpointError(f"{path}: {error}") from None
-    module.load_state_dict(entries, strict=True, assign=any(p.is_meta for p in module.parameters()))
-    return sha256_of(path)
 
 
 def _rebuild_position_ids(text_network: SATTextEncoder) -> None:
@@ -89,6 +71,7 @@ class SAT(Model):
     version = "1"
     capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"text"}), accumulates_clicks=False,
                                 input_grid="satds", devices=frozenset({"cpu", "cuda"}))
+    checkpoint_layout = NETWORK_LAYOUT
     checkpoint_info = CheckpointInfo(files=("SAT model checkpoint (--checkpoint)",
                                             "SAT text-encoder checkpoint (--model-args text_encoder=PATH)",
                                             "BioLORD-2023-C tokenizer folder (--model-args tokenizer=DIR)"),
@@ -100,8 +83,8 @@ class SAT(Model):
             raise ValueError(f"batch_size={batch_size}: at least 1 window per pass")
         self.name = name
         with torch.device("meta"):  # no random initialisation: SAT runs only with its official weights, assigned
-            self.network = SATNetwork(config, image_size=parse_window(window))  # by `load_checkpoint`
-            self.text_network = SATTextEncoder()
+            self.network = SATNetwork(config, image_size=parse_window(window)).eval()  # by `load_checkpoint`
+            self.text_network = SATTextEncoder().eval()
         self.text_encoder = str(text_encoder) if text_encoder else None
         self.text_encoder_sha256: str | None = None
         self.tokenizer = load_tokenizer(tokenizer) if tokenizer else None
@@ -111,10 +94,10 @@ class SAT(Model):
     def load_checkpoint(self, path: str, *, trust: bool = False) -> SAT:
         """The model checkpoint at `path` into `network`, and the `text_encoder` file (when given) into
         `text_network`, both strictly."""
-        self.checkpoint_sha256 = load_official_file(self.network, path, trust=trust)
-        self.checkpoint = str(path)
+        super().load_checkpoint(path, trust=trust)
         if self.text_encoder is not None:
-            self.text_encoder_sha256 = load_official_file(self.text_network, self.text_encoder, trust=trust)
+            self.text_encoder_sha256 = load_checkpoint(self.text_network, self.text_encoder, TEXT_LAYOUT,
+                                                       trust=trust)
             _rebuild_position_ids(self.text_network)
         self._embeddings.clear()
         return self

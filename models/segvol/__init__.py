@@ -1,14 +1,7 @@
 """SegVol (BAAI-DCAI/SegVol): text, point and box prompts with zoom-out-zoom-in inference, natively.
 
-`network` (the model, key for key), `checkpoint` (official state-dict layout and strict loading), `text` (CLIP
+`network` (the network, key for key), `checkpoint` (official state-dict layout and strict loading), `text` (CLIP
 tokenisation with SegVol's template), `preprocess` (the demo's preprocessing and its inverse), `inference`
-(zoom-out-zoom-in). Facts and file:line evidence: ../shared/reference/models_spec.md section 2.
+(zoom-out-zoom-in), `model` (the model, `SegVol(clip=DIR, zoom_in=True, prompts="text+box", seed=0)`, weights
+random until `load_checkpoint`). Facts and file:line evidence: ../shared/reference/models_spec.md section 2.
 """
-
-
-def segvol(**options):
-    """The registry's factory (`models.segvol:segvol`): `SegVol(clip=DIR, zoom_in=True, prompts="text+box",
-    seed=0)`, weights random until `load_checkpoint`. Imported lazily so the pure pieces stay light."""
-    from models.segvol.model import SegVol
-
-    return SegVol(**options)

@@ -17,6 +17,7 @@ kept in the image's state, so a new click costs a decoder pass (plus the zoom-in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,7 @@ from models.base import (
     Target,
     UnsupportedPrompt,
 )
-from models.checkpoints import (
-    CheckpointError,
-    CheckpointLayout,
-    extract_state_dict,
-    read_checkpoint,
-    sha256_of,
-)
-from models.segvol.checkpoint import CheckpointMismatch, load_official_state_dict
+from models.segvol.checkpoint import LAYOUT
 from models.segvol.inference import SegVolPrompt, segment_volume, zoom_out_embedding
 from models.segvol.preprocess import (
     ROI,
@@ -112,7 +106,10 @@ class SegVol(Model):
 
     name = "segvol"
     version = "1"
-    checkpoint_layout = CheckpointLayout(key="model", prefix="module.")
+    # with the default prompts; an instance built with other `prompts` declares those instead
+    capabilities = Capabilities(ndims=frozenset({3}), prompts=parse_prompts("text+box"), accumulates_clicks=True,
+                                input_grid="native", devices=frozenset({"cpu", "cuda"}))
+    checkpoint_layout = LAYOUT  # `SegVol_v1.pth`: DataParallel's `module.` prefix, transformers 4.18 CLIP names
     checkpoint_info = CheckpointInfo(files=("SegVol_v1.pth", "config/clip/"),
                                      download="https://github.com/BAAI-DCAI/SegVol (SegVol_v1.pth; tokenizer in "
                                               "config/clip)")
@@ -128,21 +125,9 @@ class SegVol(Model):
         if clip is not None and not Path(clip).is_dir():
             raise ValueError(f"segvol clip={clip}: no such folder (SegVol's config/clip with the CLIP tokenizer)")
         self.clip, self.zoom_in, self.seed = clip, zoom_in, int(seed)
-        self.capabilities = Capabilities(ndims=frozenset({3}), prompts=kinds, accumulates_clicks=True,
-                                         input_grid="native", devices=frozenset({"cpu", "cuda"}))
+        self.capabilities = replace(SegVol.capabilities, prompts=kinds)
         self.network = SegVolNetwork().eval()
         self._tokenizer = None
-
-    def load_checkpoint(self, path: str, *, trust: bool = False) -> SegVol:
-        """`SegVol_v1.pth` (weights under `model`, DataParallel's `module.` prefix, transformers 4.18 CLIP names),
-        read with the allow-listed unpickler and loaded strictly through the documented name mapping."""
-        weights = extract_state_dict(read_checkpoint(path, trust=trust), self.checkpoint_layout, source=str(path))
-        try:
-            load_official_state_dict(self.network, weights)
-        except CheckpointMismatch as error:
-            raise CheckpointError(f"{path}: {error}") from None
-        self.checkpoint, self.checkpoint_sha256 = str(path), sha256_of(path)
-        return self
 
     def tokenizer(self):
         if self._tokenizer is None:

@@ -75,13 +75,14 @@ def _cpu_timed(function, *args, **kwargs):
 def bench_sam_med3d(case: Case, n_clicks: int, device: str) -> Row:
     import torch
 
+    from models.checkpoints import load_state_dict
     from models.parity import parity_state_dict
     from models.sam_med3d.inference import encode, predict_click
-    from models.sam_med3d.network import build_sam_med3d, load_official_weights
+    from models.sam_med3d.network import build_sam_med3d
     from models.sam_med3d.preprocess import crop_around_label, native_to_crop, to_native
 
     model = build_sam_med3d()
-    load_official_weights(model, parity_state_dict(model))
+    load_state_dict(model, parity_state_dict(model))
     model.to(device)
     calls = {"encoder": 0, "decoder": 0}
     model.image_encoder.register_forward_hook(lambda *_: calls.__setitem__("encoder", calls["encoder"] + 1))
