@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from protocols.lesions import FRACTION_LESION_METRICS
+from protocols.metrics import EMPTY_POLICIES
 
 METRICS = ("dsc", "nsd")
 # Extra metrics re-scored by an empty policy like DSC (fractions, and the lesion metrics of lesion-wise rows) or
@@ -64,8 +65,6 @@ def attach_terms(rows: pd.DataFrame, terms: pd.DataFrame, key_of: Callable[[str,
     labelled["group"] = labelled["key"].map(groups).fillna(UNASSIGNED)
     return labelled
 
-
-EMPTY_POLICIES = ("sat", "nan")
 
 
 def apply_empty_policy(rows: pd.DataFrame, policy: str) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from protocols.surfaces import SurfacePair
 
 EMPTY_POLICIES = ("sat", "nan")
 # Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/engine/scoring_grid.py).
-SCORING_GRIDS = ("native", "satds")
+EVALUATION_GRIDS = ("native", "satds")  # where `bench evaluate` scores a prediction folder
 
 
 def check_spacing(spacing: Sequence[float], ndim: int) -> None:

@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 
-from protocols.metrics import check_tolerance
+from protocols.metrics import EMPTY_POLICIES, check_tolerance
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 
 SPACES = ("native", "satds", "crop")
@@ -51,10 +51,10 @@ PROMPT_KINDS = ("text", "points", "boxes")
 BOX_RULES = ("tight", "largest_component_exclusive", "segfm_mid_slice")
 FEEDS = ("all", "newest")
 ON_FAILURE = ("raise", "previous")
-SCORING_GRIDS = ("native", "space")
+PROTOCOL_GRIDS = ("native", "space")
 DISTANCES = ("mm", "voxels")
 DICE_VARIANTS = ("standard", "plus_one")
-EMPTY_TARGETS = ("sat", "nan", "skip")
+EMPTY_TARGETS = (*EMPTY_POLICIES, "skip")  # `skip`: empty references are left out before scoring
 REPORTS = ("per_click", "auc", "final", "max_over_clicks", "cases")
 AUCS = ("normalised", "trapezoid")
 ERRORS_FROM = ("prediction", "logits")
@@ -257,7 +257,7 @@ def parse_protocol(data: Mapping) -> Protocol:
         label_map=_flag(name, "scoring.label_map", scoring_data.get("label_map", False)),
     )
     _choice(name, "scoring.auc", scoring.auc, AUCS)
-    _choice(name, "scoring.grid", scoring.grid, SCORING_GRIDS)
+    _choice(name, "scoring.grid", scoring.grid, PROTOCOL_GRIDS)
     _choice(name, "scoring.distances", scoring.distances, DISTANCES)
     _choice(name, "scoring.dice", scoring.dice, DICE_VARIANTS)
     _choice(name, "scoring.empty", scoring.empty, EMPTY_TARGETS)

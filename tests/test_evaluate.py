@@ -363,10 +363,10 @@ def test_run_json_records_the_command_line_that_reproduces_the_run_and_its_summa
 
 
 def test_ctrl_c_says_what_was_stored_and_that_the_same_command_resumes(tmp_path, monkeypatch):
-    from bench.engine import evaluation
+    from bench.engine import driver
 
     _folders(tmp_path)
-    real = evaluation.map_cases
+    real = driver.map_cases
 
     def interrupted_after_one(task, todo, **options):
         for number, item in enumerate(real(task, todo, **options)):
@@ -374,11 +374,11 @@ def test_ctrl_c_says_what_was_stored_and_that_the_same_command_resumes(tmp_path,
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(evaluation, "map_cases", interrupted_after_one)
+    monkeypatch.setattr(driver, "map_cases", interrupted_after_one)
     result = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
     assert result.exit_code == 130
     assert "interrupted: 2 case(s) stored in" in result.output and "run the same command again" in result.output
-    monkeypatch.setattr(evaluation, "map_cases", real)
+    monkeypatch.setattr(driver, "map_cases", real)
     again = _evaluate(tmp_path, "--classes", str(tmp_path / "classes.json"))
     assert again.exit_code == 0 and "scored 1 case(s), 2 stored with unchanged inputs" in again.output
 

@@ -236,3 +236,15 @@ def test_the_modality_of_ad_hoc_folders_is_asked_for_by_every_command(tmp_path, 
     result = CliRunner().invoke(app, [command, *sides, "--classes", str(tmp_path / "classes.json"),
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "pass --modality CT, MRI or PET" in result.output, result.output
+
+
+def test_plus_one_dice_is_segvols_hand_computed():
+    from protocols.target_scores import plus_one_dice
+
+    ref = np.zeros((4, 4, 4), bool)
+    ref[0, 0, :4] = True  # 4 voxels
+    pred = np.zeros_like(ref)
+    pred[0, 0, 2:4] = True  # 2 voxels, both in the reference: 2*2 / (2 + 4 + 1)
+    assert plus_one_dice(pred, ref) == pytest.approx(4 / 7)
+    assert plus_one_dice(np.zeros_like(ref), np.zeros_like(ref)) == 0.0
+    assert scorer(ref, (1.0,) * 3, dice="plus_one")(pred)[0] == pytest.approx(4 / 7)

@@ -194,3 +194,31 @@ def test_a_model_with_a_network_and_no_checkpoint_is_named_untrained(raw_dataset
         assert "network-growing (untrained)" in table.output, table.output
     finally:
         unregister_model("network-growing")
+
+
+def test_a_cuda_out_of_memory_fails_its_case_alone_and_the_run_goes_on(raw_dataset, tmp_path, monkeypatch):
+    """A case too large for the GPU is that case's failure (`bench.engine.driver`'s per-case errors): the other
+    case is run and stored, the command names the case and exits 1, with no traceback."""
+    root = tmp_path / "Dataset993_TwoCases"
+    (root / "imagesTs").mkdir(parents=True)
+    (root / "labelsTs").mkdir()
+    (root / "dataset.json").write_bytes((raw_dataset / "dataset.json").read_bytes())
+    for case in ("ts_0001", "ts_0002"):
+        (root / f"imagesTs/{case}_0000.nii.gz").write_bytes((raw_dataset / "imagesTs/ts_0001_0000.nii.gz").read_bytes())
+        (root / f"labelsTs/{case}.nii.gz").write_bytes((raw_dataset / "labelsTs/ts_0001.nii.gz").read_bytes())
+    OutOfMemoryError = type("OutOfMemoryError", (RuntimeError,), {"__module__": "torch.cuda"})  # torch's, unimported
+    real = runner.run_case
+
+    def out_of_memory_on_the_second(source, spec):
+        if source.case_id == "ts_0002":
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(source, spec)
+
+    monkeypatch.setattr(runner, "run_case", out_of_memory_on_the_second)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["run", "--model", "oracle", "--root", str(root), "--class", "spleen",
+                                      "--protocol", "harness", "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "error in case ts_0002: OutOfMemoryError: CUDA out of memory" in result.output
+    assert (out / "predictions" / "ts_0001" / "spleen.nii.gz").is_file()
+    assert not (out / "predictions" / "ts_0002").exists()

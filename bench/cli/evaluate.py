@@ -9,7 +9,10 @@ import typer
 
 from bench.engine import store
 from bench.data.catalog import load_catalog, term_key
+from bench.data.catalog.cases import SPLITS
+from bench.engine.executors import EXECUTORS
 from protocols.class_metrics import LESION
+from protocols.metrics import EMPTY_POLICIES, EVALUATION_GRIDS
 from bench.engine.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs, summary_numbers
 from bench.data.io import InputError
 from bench.data.matching import match_predictions
@@ -19,25 +22,17 @@ from bench.engine.store import InvalidRows, RunConfigMismatch, RunLocked
 from bench.data.targets import resolve_target
 
 
-class EmptyPolicy(str, Enum):
-    sat = "sat"
-    nan = "nan"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A Typer choice built from the protocol's own tuple of names."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class Grid(str, Enum):
-    native = "native"
-    satds = "satds"
+EmptyPolicy = _choices("EmptyPolicy", EMPTY_POLICIES)
+Grid = _choices("Grid", EVALUATION_GRIDS)
+Executor = _choices("Executor", EXECUTORS)
 
 
-class Executor(str, Enum):
-    local = "local"
-    dask = "dask"
-
-
-class Split(str, Enum):
-    test = "test"
-    train = "train"
-    all = "all"
+Split = _choices("Split", SPLITS)
 
 
 def _score(value: float) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import typer
 
+from protocols.metrics import EMPTY_POLICIES
 from bench.views.click_tables import (
     TABLE3,
     click_curves,
@@ -49,7 +50,7 @@ Scorer = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 METRIC_HELP = ("Metric(s) to show: both (DSC and NSD), dsc, nsd, or one scored with `bench evaluate --metrics`: "
                "iou, precision, recall, vol_diff, rel_vol_error, hd95, assd (distances: lower is better).")
 Format = Literal["md", "markdown", "csv", "latex"]
-EmptyPolicy = Literal["sat", "nan"]
+EmptyPolicy = Literal[EMPTY_POLICIES]
 FORMAT_HELP = "md (or markdown) | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs)"
 POLICY_HELP = ("Re-apply this empty-mask policy from the stored ref_empty/pred_empty flags (sat: both empty -> 1; "
                "nan: left out); default: each run as stored.")

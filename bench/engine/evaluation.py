@@ -2,8 +2,8 @@
 
 This is the side-effect edge around `protocols.case.evaluate_case`: it reads each case, checks that prediction and
 reference share one geometry, scores it on the chosen grid, and stores the rows of the case atomically with the
-fingerprints of its files. Cases run in a local process pool; a failing case stores nothing and is reported at the
-end. A resumed run re-scores cases whose files changed and drops cases whose prediction is gone.
+fingerprints of its files. Cases run in a local process pool; a failing case (`bench.engine.driver`'s per-case errors)
+stores nothing and is reported at the end. A resumed run re-scores cases whose files changed and drops cases whose prediction is gone.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bench.engine import store
-from bench.engine.executors import map_cases
+from bench.engine.driver import drive, input_meta, pending
 from bench.data.catalog.names import unified_class_name
-from bench.engine.fingerprint import fingerprint, unchanged
 from bench.data.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.data.matching import CasePair, match_cases
 from bench.engine.progress import CaseProgress
@@ -29,7 +28,7 @@ from bench.data.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
 from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, LESION, metric_columns, parse_metrics
 from protocols.lesions import MATCHERS
-from protocols.metrics import EMPTY_POLICIES, SCORING_GRIDS, check_tolerance
+from protocols.metrics import EMPTY_POLICIES, EVALUATION_GRIDS, check_tolerance
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ class RunSettings:
         claimed = {int(v) for value in self.classes.values() for v in np.atleast_1d(value)}
         if self.ignore_label is not None and int(self.ignore_label) in claimed:
             raise InputError(f"--ignore-label {self.ignore_label}: that value is a class of the class map")
-        if self.grid not in SCORING_GRIDS:
-            raise InputError(f"--grid: choose from {', '.join(SCORING_GRIDS)}, got {self.grid!r}")
+        if self.grid not in EVALUATION_GRIDS:
+            raise InputError(f"--grid: choose from {', '.join(EVALUATION_GRIDS)}, got {self.grid!r}")
         if self.empty_policy not in EMPTY_POLICIES:
             raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
 
@@ -176,7 +175,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     """Rows (one per class) for one case, and its metadata (file fingerprints, what was not scored); raises
     InputError naming the files on any problem."""
     start = time.perf_counter()
-    meta = {"pred": fingerprint(pair.pred), "ref": fingerprint(pair.ref)}
+    meta = input_meta(_inputs(pair))
     classes = ({mask_name(path, pair.case_id): 1 for path in pair.ref} if isinstance(pair.ref, tuple)
                else settings.classes)  # a 2D case scores each of its own masks (SAM-Med2D's test.py)
     ref, ref_volumes, ref_unscored = _read_side(pair.ref, classes)
@@ -214,9 +213,13 @@ def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) ->
     store.write_case(out_dir, pair.case_id, rows, meta)
 
 
-def _is_current(pair: CasePair, meta: dict | None) -> bool:
-    return (meta is not None and "pred" in meta and "ref" in meta
-            and unchanged(pair.pred, meta["pred"]) and unchanged(pair.ref, meta["ref"]))
+def _inputs(pair: CasePair) -> dict:
+    """The input files a stored pair's resume check fingerprints."""
+    return {"pred": pair.pred, "ref": pair.ref}
+
+
+def _case_id(pair: CasePair) -> str:
+    return pair.case_id
 
 
 def _unscored_summary(stored: dict[str, dict]) -> dict[str, int]:
@@ -226,11 +229,6 @@ def _unscored_summary(stored: dict[str, dict]) -> dict[str, int]:
         for side, names in meta.get("unscored", {}).items():
             counts.update(f"{side} {'mask' if not name.isdigit() else 'label'} {name}" for name in names)
     return dict(sorted(counts.items()))
-
-
-def _failure(error: BaseException) -> str:
-    """A failed case's one-line reason: an InputError's message, or the type and message of anything else."""
-    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
 
 
 def check_out_dir(out_dir: Path, *inputs: Path) -> None:
@@ -250,8 +248,7 @@ def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, s
     can be re-run)."""
     store.check_run(out_dir, config, overwrite=overwrite)
     stored = {} if overwrite else store.stored_cases(out_dir)
-    dropped = sorted(set(stored) - {pair.case_id for pair in pairs})
-    todo = [pair for pair in pairs if not _is_current(pair, stored.get(pair.case_id))]
+    todo, dropped = pending(pairs, stored, _case_id, _inputs)
     if not todo and not dropped and store.run_status(out_dir) == "complete":
         unscored = store.read_config(out_dir).get("unscored_labels", {})
         return RunOutcome(store.read_metrics([out_dir]), 0, len(pairs), unmatched, {}, [], unscored)
@@ -265,20 +262,13 @@ def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, 
     store.open_run(out_dir, config, overwrite=overwrite)
     for case_id in dropped:
         store.drop_case(out_dir, case_id)
-    errors: dict[str, str] = {}
     bar = CaseProgress(f"scoring {settings.model}", enabled=progress)
     task = partial(_score_and_store, settings=settings, out_dir=out_dir)
     try:
-        for number, (pair, error) in enumerate(map_cases(task, todo, executor=executor, workers=workers,
-                                                         scheduler=scheduler,
-                                                         caught=(InputError, MemoryError, OSError, ValueError)), 1):
-            if error is not None:
-                errors[pair.case_id] = _failure(error)
-            bar(number, len(todo), pair.case_id)
+        errors = drive(task, todo, out_dir, _case_id, on_case=bar, executor=executor, workers=workers,
+                       scheduler=scheduler)
     finally:
         bar.close()
-    for case_id in errors:  # a failed re-score must not leave the old rows of a changed case behind
-        store.drop_case(out_dir, case_id)
     unscored = _unscored_summary(store.stored_cases(out_dir))
     store.update_config(out_dir, unscored_labels=unscored)
     table = None if errors else store.consolidate(out_dir)

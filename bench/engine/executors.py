@@ -63,13 +63,19 @@ def pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn" if "torch" in sys.modules else "fork")
 
 
+def _any_exception(error: BaseException) -> bool:
+    return isinstance(error, Exception)
+
+
 def _local(task: Callable[[Case], None], cases: Sequence[Case], workers: int,
-           caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
+           caught: Callable[[BaseException], bool]) -> Iterator[tuple[Case, BaseException | None]]:
     if workers <= 1 or len(cases) <= 1:
         for case in cases:
             try:
                 task(case)
-            except caught as error:
+            except Exception as error:
+                if not caught(error):
+                    raise
                 yield case, error
             else:
                 yield case, None
@@ -105,14 +111,16 @@ def guided_chunks(cases: Sequence[Case], slots: int) -> list[list[Case]]:
 
 
 def _run_chunk(task: Callable[[Case], None], chunk: Sequence[Case],
-               caught: tuple[type[BaseException], ...]) -> list[BaseException | None]:
+               caught: Callable[[BaseException], bool]) -> list[BaseException | None]:
     """A Dask task: several cases in a row on one worker (a task per case costs more in scheduling than a fast
     case takes); each case's failure is returned, not raised, so the other cases of the chunk still run."""
     outcomes: list[BaseException | None] = []
     for case in chunk:
         try:
             task(case)
-        except caught as error:
+        except Exception as error:
+            if not caught(error):
+                raise
             outcomes.append(error)
         else:
             outcomes.append(None)
@@ -136,7 +144,7 @@ def dask_client(workers: int = 1, scheduler: str | None = None):
 
 def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, scheduler: str | None,
           retries: int, resources: dict | None,
-          caught: tuple[type[BaseException], ...]) -> Iterator[tuple[Case, BaseException | None]]:
+          caught: Callable[[BaseException], bool]) -> Iterator[tuple[Case, BaseException | None]]:
     from distributed import as_completed as dask_completed
 
     with dask_client(workers, scheduler) as client:
@@ -155,8 +163,11 @@ def _dask(task: Callable[[Case], None], cases: Sequence[Case], workers: int, sch
 
 def map_cases(task: Callable[[Case], None], cases: Sequence[Case], *, executor: str = "local", workers: int = 1,
               scheduler: str | None = None, retries: int = 2, resources: dict | None = None,
-              caught: tuple[type[BaseException], ...] = (Exception,)) -> Iterator[tuple[Case, BaseException | None]]:
-    """Run `task` on every case; yield (case, None) or (case, exception) as each finishes, in completion order."""
+              caught: Callable[[BaseException], bool] = _any_exception,
+              ) -> Iterator[tuple[Case, BaseException | None]]:
+    """Run `task` on every case; yield (case, None) or (case, exception) as each finishes, in completion order.
+    In this process and on Dask an exception that `caught` does not accept ends the run (a pool worker's comes
+    back as the case's); the drivers pass `bench.engine.driver.is_case_error`."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if executor == "dask":

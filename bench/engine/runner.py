@@ -30,8 +30,7 @@ import yaml
 from bench.engine import store
 from bench.data.catalog import CatalogError, load_catalog
 from bench.data.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case, sammed2d_sources
-from bench.engine.executors import map_cases
-from bench.engine.fingerprint import fingerprint, unchanged
+from bench.engine.driver import drive, input_meta, pending
 from bench.engine.interactive import run_clicks
 from bench.data.io import InputError, write_volume
 from bench.data.matching import case_id_for, list_cases
@@ -44,7 +43,7 @@ from bench.data.targets import folder_target, user_classes
 from bench.engine.weights import resolve_run_files
 from models.base import Model, Target
 from models.registry import get_model, takes_checkpoint
-from protocols.case import evaluate_case
+from protocols.target_scores import check_rules, target_scores
 from protocols.label_maps import overwrite_in_order
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
 from protocols.prompts_boxes import box_from_mask, largest_component_box
@@ -207,20 +206,14 @@ def given_kinds(model: Model, protocol: Protocol) -> set[str]:
 
 def scorer(reference: np.ndarray, spacing, *, tolerance_mm: float = 1.0, dice: str = "standard",
            empty: str = "sat") -> Callable[[np.ndarray], tuple[float, float, int]]:
-    """A function scoring a boolean prediction against `reference`: (DSC, NSD@tolerance, predicted voxels).
-    `dice="plus_one"` is SegVol's 2|P and R| / (|P| + |R| + 1); `empty` is the policy for empty masks."""
-    empty = "nan" if empty == "nan" else "sat"
+    """A function scoring a boolean prediction against `reference` by the protocol's rules
+    (`protocols.target_scores.target_scores`: DSC, NSD@tolerance, predicted voxels)."""
+    check_rules(dice, empty)
+    return partial(_scores_against, reference, tuple(spacing), tolerance_mm=tolerance_mm, dice=dice, empty=empty)
 
-    def score(pred: np.ndarray) -> tuple[float, float, int]:
-        result = evaluate_case(pred.astype(np.uint8), reference.astype(np.uint8), spacing, {"target": 1},
-                               tolerance_mm, empty)[0]
-        dsc = result.dsc
-        if dice == "plus_one":
-            overlap = int(np.count_nonzero(pred & reference))
-            dsc = 2.0 * overlap / (result.pred_voxels + result.ref_voxels + 1.0)
-        return dsc, result.nsd, result.pred_voxels
 
-    return score
+def _scores_against(reference, spacing, pred, **rules) -> tuple[float, float, int]:
+    return target_scores(pred, reference, spacing, **rules)
 
 
 def _score_fn(reference: np.ndarray, spacing, protocol: Protocol,
@@ -519,15 +512,13 @@ def tolerance_unit(sources: Sequence[CaseSource]) -> str:
     return "pixel (PNG slices carry no spacing)" if planar(sources) else "mm"
 
 
-def input_meta(source: CaseSource) -> dict:
-    """What a stored case remembers of its inputs: the fingerprints of its image and label files."""
-    return {"image": fingerprint(source.image), "label": fingerprint(source.label)}
+def _inputs(source: CaseSource) -> dict:
+    """The input files a stored case's resume check fingerprints."""
+    return {"image": source.image, "label": source.label}
 
 
-def is_current(source: CaseSource, meta: dict | None) -> bool:
-    """Whether a stored case was made from the same image and label files (`bench evaluate`'s resume rule)."""
-    return (meta is not None and "image" in meta and "label" in meta
-            and unchanged(source.image, meta["image"]) and unchanged(source.label, meta["label"]))
+def _case_id(source: CaseSource) -> str:
+    return source.case_id
 
 
 class CaseFailures(InputError):
@@ -550,7 +541,7 @@ def label_values(sources: Sequence[CaseSource]) -> dict[str, list[int]]:
 
 def run_and_store(source: CaseSource, *, out: Path, spec: RunSpec, write_masks: bool = True) -> None:
     """The task an executor runs: one case run and stored atomically (picklable with `functools.partial`)."""
-    store_case(out, run_case(source, spec), input_meta(source), write_masks)
+    store_case(out, run_case(source, spec), input_meta(_inputs(source)), write_masks)
 
 
 def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, sources_label: str,
@@ -581,24 +572,13 @@ def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, over
     model = model_for(spec)
     store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance(),
                          "label_values": label_values(sources)}, overwrite=overwrite)
-    stored = store.stored_cases(out)
-    for case_id in sorted(set(stored) - {source.case_id for source in sources}):
+    todo, gone = pending(sources, store.stored_cases(out), _case_id, _inputs)
+    for case_id in gone:
         store.drop_case(out, case_id)
-    todo = [source for source in sources if not is_current(source, stored.get(source.case_id))]
     task = partial(run_and_store, out=out, spec=spec, write_masks=write_masks)
-    errors: dict[str, str] = {}
     gpu = {"GPU": 1} if executor == "dask" and spec.device.startswith("cuda") else None  # one model per GPU
-    results = map_cases(task, todo, executor=executor, workers=workers, scheduler=scheduler, resources=gpu,
-                        caught=(InputError, ValueError))
-    for number, (source, error) in enumerate(results, 1):
-        if isinstance(error, (InputError, ValueError)):
-            errors[source.case_id] = str(error)
-        elif error is not None:
-            raise error
-        elif on_case:
-            on_case(number, len(todo), source.case_id)
-    for case_id in errors:  # a failed re-run must not leave the old rows of a changed case behind
-        store.drop_case(out, case_id)
+    errors = drive(task, todo, out, _case_id, on_case=on_case, executor=executor, workers=workers,
+                   scheduler=scheduler, resources=gpu)
     if errors:
         raise CaseFailures(errors)
     rows = store.consolidate(out)

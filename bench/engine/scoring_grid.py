@@ -23,7 +23,7 @@ import numpy as np
 from bench.data.catalog.orientation import SAT_ORIENTATION
 from bench.data.io import InputError
 from bench.engine.preprocess import foreground_crop, plan_transform, resample_image, to_sat
-from protocols.metrics import SCORING_GRIDS as GRIDS
+from protocols.metrics import EVALUATION_GRIDS as GRIDS
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 

@@ -245,10 +245,6 @@ def stored_case_files(out_dir: Path) -> list[Path]:
     return sorted((Path(out_dir) / _CASES).glob("*.parquet"))
 
 
-def is_done(out_dir: Path, case_key: str) -> bool:
-    return (Path(out_dir) / _CASES / case_file_name(case_key)).exists()
-
-
 def write_case(out_dir: Path, case_key: str, rows: pd.DataFrame, meta: dict | None = None) -> Path:
     """Store all rows of one case at once (atomic), with `meta` (input fingerprints, notes) beside them."""
     path = Path(out_dir) / _CASES / case_file_name(case_key)

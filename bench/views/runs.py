@@ -16,6 +16,7 @@ from bench.engine import store
 from bench.data.catalog import CatalogError, load_catalog, term_key
 from bench.views.tables import published_entries, run_entries
 from protocols import aggregate, stats
+from protocols.metrics import EMPTY_POLICIES
 from bench.views.published import load_published
 
 DEFAULT_GRID = "native"
@@ -59,7 +60,7 @@ def stored_policy(config: dict) -> str:
     ``sat`` for an older run that records neither (it was scored so)."""
     scoring = (config.get("protocol") or {}).get("scoring") or {}
     policy = config.get("empty_policy", scoring.get("empty"))
-    return policy if policy in aggregate.EMPTY_POLICIES else DEFAULT_POLICY
+    return policy if policy in EMPTY_POLICIES else DEFAULT_POLICY
 
 
 def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs:
