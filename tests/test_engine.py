@@ -8,9 +8,8 @@ from typer.testing import CliRunner
 
 import bench.engine.runner as runner
 from bench.cli.app import app
-from bench.data.io import InputError, write_volume
+from bench.data.io import write_volume
 from bench.engine import store
-from bench.engine.driver import is_case_error
 from bench.engine.runner import scorer
 from models.base import Capabilities, Model
 from models.registry import register_model, unregister_model
@@ -39,19 +38,6 @@ def test_scorer_empty_policies_on_both_empty(empty, expected):
 def _torch_like(module: str, name: str = "OutOfMemoryError") -> type[RuntimeError]:
     """An exception class as torch names its CUDA out-of-memory error, without importing torch."""
     return type(name, (RuntimeError,), {"__module__": module})
-
-
-@pytest.mark.parametrize("error", [InputError("bad file"), ValueError("bad value"), MemoryError(), OSError("disk"),
-                                   _torch_like("torch.cuda")("CUDA out of memory"),
-                                   _torch_like("torch")("CUDA out of memory")])
-def test_per_case_errors(error):
-    assert is_case_error(error)
-
-
-@pytest.mark.parametrize("error", [RuntimeError("a bug"), TypeError("a bug"), KeyboardInterrupt(),
-                                   _torch_like("mypackage")("not torch's"), _torch_like("torch", "Error")("other")])
-def test_other_errors_are_not_per_case(error):
-    assert not is_case_error(error)
 
 
 class OutOfMemoryOnce(Model):
