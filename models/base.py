@@ -23,17 +23,27 @@ from typing import Any
 
 import numpy as np
 
-from models.checkpoints import CheckpointLayout, load_checkpoint
+from models.checkpoints import CheckpointError, CheckpointLayout, load_checkpoint
 from protocols.prompts import PROMPT_KINDS, Click, Prompt
 from protocols.prompts_boxes import segvol_points
+from protocols.errors import BenchError
 
 MODALITIES = ("CT", "MRI", "PET", "US")
 INPUT_GRIDS = ("native", "satds")
 DEVICES = ("cpu", "cuda")
 
 
-class UnsupportedPrompt(ValueError):
+class UnsupportedPrompt(BenchError):
     """A model was given a prompt kind, an image dimensionality or a device it does not declare."""
+
+    kind = "model"
+
+
+class ModelOptionError(BenchError):
+    """A model option that is missing, unknown or out of range (options go in --model-args, weights in
+    --checkpoint)."""
+
+    kind = "model"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +172,7 @@ class Model(ABC):
         """Load official weights into `network` in `checkpoint_layout` (strict, allow-listed unpickling unless
         `trust`); the network is left in eval mode, as every model builds it."""
         if self.network is None:
-            raise ValueError(f"model {self.name!r} has no weights to load")
+            raise CheckpointError(f"model {self.name!r} has no weights to load")
         self.checkpoint_sha256 = load_checkpoint(self.network, path, self.checkpoint_layout, trust=trust)
         self.checkpoint = str(path)
         return self

@@ -23,13 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from protocols.errors import BenchError
 
 LAYOUT_KEYS = ("model_state_dict", "state_dict", "model", "network_weights")
 _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BenchError):
     """A checkpoint that cannot be loaded as given; the message names the file and the problem."""
+
+    kind = "checkpoint"
 
 
 class DroppedObject:

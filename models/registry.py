@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 
 from models.adapters import SliceWise
-from models.base import Capabilities, Model
+from models.base import Capabilities, Model, ModelOptionError
+from protocols.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,12 @@ _BUILTIN = {
 _REGISTERED: dict[str, Callable[..., Model]] = {}
 
 
-class ModelUnavailable(ValueError):
-    """A registered model whose implementation cannot be imported here (not written yet, or a missing package)."""
+class ModelUnavailable(BenchError):
+    """A model that cannot be built here: an unknown name, or an implementation that cannot be imported (not
+    written yet, or a missing package)."""
+
+    kind = "model"
+
 
 
 def register_model(name: str) -> Callable[[Callable[..., Model]], Callable[..., Model]]:
@@ -89,7 +94,7 @@ def model_factory(name: str) -> Callable[..., Model]:
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in _BUILTIN:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+        raise ModelUnavailable(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     entry = _BUILTIN[name]
     factory = _target(entry, name)
 
@@ -113,7 +118,7 @@ def get_model(name: str, **options) -> Model:
         return factory(**options)
     except TypeError as error:
         if "required" in str(error) or "unexpected keyword" in str(error):
-            raise ValueError(f"model {name!r}: {error} (options go in --model-args key=value; weights in "
+            raise ModelOptionError(f"model {name!r}: {error} (options go in --model-args key=value; weights in "
                              "--checkpoint)") from None
         raise
 
@@ -145,7 +150,7 @@ def model_class(name: str) -> type[Model]:
     """The class the built-in entry `name` builds (before slice-wise wrapping), without building it: the entry
     itself or its factory's return annotation."""
     if name not in _BUILTIN:
-        raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(sorted(_BUILTIN))}")
+        raise ModelUnavailable(f"unknown built-in model {name!r}; known: {', '.join(sorted(_BUILTIN))}")
     factory = _target(_BUILTIN[name], name)
     cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
     if not (isinstance(cls, type) and issubclass(cls, Model)):

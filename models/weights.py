@@ -22,13 +22,16 @@ from pathlib import Path
 import yaml
 
 from models.checkpoints import sha256_of
+from protocols.errors import BenchError
 
 REGISTRY = Path(__file__).with_name("weights.yaml")
 LIBRARY = "medseg-bench"  # the name under which this project keeps non-hub files in the Hugging Face cache
 
 
-class WeightsMismatch(ValueError):
+class WeightsMismatch(BenchError):
     """A local file or folder that is not the one the registry names (size, checksum, vocabulary)."""
+
+    kind = "checkpoint"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from protocols.lesions import FRACTION_LESION_METRICS
 from protocols.metrics import EMPTY_POLICIES
+from protocols.errors import BenchError
 
 METRICS = ("dsc", "nsd")
 # Extra metrics re-scored by an empty policy like DSC (fractions, and the lesion metrics of lesion-wise rows) or
@@ -74,10 +75,10 @@ def apply_empty_policy(rows: pd.DataFrame, policy: str) -> pd.DataFrame:
     policies and is set so, whatever was stored.
     """
     if policy not in EMPTY_POLICIES:
-        raise ValueError(f"unknown empty policy {policy!r}; choose one of {', '.join(EMPTY_POLICIES)}")
+        raise BenchError(f"unknown empty policy {policy!r}; choose one of {', '.join(EMPTY_POLICIES)}")
     missing = [c for c in ("ref_empty", "pred_empty") if c not in rows.columns]
     if missing:
-        raise ValueError(f"rows lack {', '.join(missing)}: the policy cannot be re-applied without rescoring")
+        raise BenchError(f"rows lack {', '.join(missing)}: the policy cannot be re-applied without rescoring")
     ref, pred = rows["ref_empty"].eq(True), rows["pred_empty"].eq(True)
     both, one = ref & pred, ref ^ pred
     scores = {m: rows[m].mask(both, 1.0 if policy == "sat" else np.nan).mask(one, 0.0)
@@ -117,7 +118,7 @@ def check_metrics(rows: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     """The metric columns to average, each one the rows hold (else a one-line error saying how to get it)."""
     missing = [m for m in metrics if m not in rows.columns]
     if missing:
-        raise ValueError(f"the rows hold no {', '.join(missing)} column: score the runs with `bench evaluate "
+        raise BenchError(f"the rows hold no {', '.join(missing)} column: score the runs with `bench evaluate "
                          f"--metrics` naming it")
     return list(metrics)
 
@@ -186,7 +187,7 @@ class Cells:
         self.n_cases = int(self.case_of_row.max()) + 1 if len(rows) else 0
         distinct = _distinct(self.cell_of_row.astype(np.int64) * self.n_cases + self.case_of_row).size
         if distinct != len(rows):
-            raise ValueError(
+            raise BenchError(
                 f"{len(rows) - distinct} rows repeat a (method, dataset, case, class): pass each run "
                 "once; interactive click rows are summarised by protocols.interactive, not averaged here"
             )
@@ -205,7 +206,7 @@ class Cells:
 
 def _check_level(level: str) -> None:
     if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+        raise BenchError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
 
 
 def level_scores(

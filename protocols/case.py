@@ -21,6 +21,7 @@ from protocols.class_metrics import (
 from protocols.lesions import Lesion, class_lesions
 from protocols.metrics import check_spacing, check_tolerance, empty_score
 from protocols.surfaces import SurfacePair
+from protocols.errors import BenchError
 
 Segmentation = np.ndarray | Mapping[str, np.ndarray]
 ClassMap = Mapping[str, int | Sequence[int]]
@@ -94,7 +95,7 @@ class SegmentationIndex:
 def _check_ndim(argument: str, array: np.ndarray) -> None:
     """Only 2D and 3D arrays have surfaces to score (a 1-D or 4-D array is a mistake, not a case)."""
     if array.ndim not in (2, 3):
-        raise ValueError(f"{argument} must be 2D or 3D, got shape {' x '.join(map(str, array.shape))}")
+        raise BenchError(f"{argument} must be 2D or 3D, got shape {' x '.join(map(str, array.shape))}")
 
 
 def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float], classes: ClassMap) -> None:
@@ -102,22 +103,22 @@ def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float
     for side_name, side in (("pred", pred), ("ref", ref)):
         if isinstance(side, np.ndarray):
             if not np.issubdtype(side.dtype, np.integer):
-                raise ValueError(f"{side_name} label map must have an integer dtype, got {side.dtype}")
+                raise BenchError(f"{side_name} label map must have an integer dtype, got {side.dtype}")
             _check_ndim(side_name, side)
             shapes.add(side.shape)
             continue
         for name in classes:
             if name not in side:
-                raise ValueError(f"{side_name} has no mask for class {name!r}")
+                raise BenchError(f"{side_name} has no mask for class {name!r}")
             if side[name].dtype != bool:
-                raise ValueError(f"{side_name} mask {name!r} must be boolean, got {side[name].dtype}")
+                raise BenchError(f"{side_name} mask {name!r} must be boolean, got {side[name].dtype}")
             _check_ndim(f"{side_name} mask {name!r}", side[name])
             shapes.add(side[name].shape)
     for name, value in classes.items():
         if min(_label_values(value)) <= 0:
-            raise ValueError(f"class {name!r} must map to positive label values, got {value!r}")
+            raise BenchError(f"class {name!r} must map to positive label values, got {value!r}")
     if len(shapes) > 1:
-        raise ValueError(f"pred and ref shapes differ: {sorted(shapes)}")
+        raise BenchError(f"pred and ref shapes differ: {sorted(shapes)}")
     check_spacing(spacing, len(next(iter(shapes))) if shapes else len(spacing))
 
 
@@ -190,15 +191,15 @@ def without_ignored(
     """Both sides with the voxels where the reference label map holds `ignore_label` set to background."""
     pred, ref = (s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref))
     if not isinstance(ref, np.ndarray):
-        raise ValueError("an ignore label needs the reference as a label map, not per-class masks")
+        raise BenchError("an ignore label needs the reference as a label map, not per-class masks")
     if any(int(ignore_label) in _label_values(value) for value in classes.values()):
-        raise ValueError(f"the ignore label {ignore_label} is also a class label value")
+        raise BenchError(f"the ignore label {ignore_label} is also a class label value")
     ignored = ref == ignore_label
     if not ignored.any():
         return pred, ref
     if isinstance(pred, np.ndarray):
         if pred.shape != ref.shape:
-            raise ValueError(f"pred and ref shapes differ: {sorted({pred.shape, ref.shape})}")
+            raise BenchError(f"pred and ref shapes differ: {sorted({pred.shape, ref.shape})}")
         pred = np.where(ignored, 0, pred).astype(pred.dtype, copy=False)
     else:
         pred = {name: mask & ~ignored if mask.shape == ref.shape else mask for name, mask in pred.items()}

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from protocols.lesions import FRACTION_LESION_METRICS, LESION_COLUMNS
 from protocols.overlap import COUNT_COLUMNS, overlap_metrics
 from protocols.surfaces import SurfacePair
+from protocols.errors import BenchError
 
 BASE_METRICS = ("dsc", "nsd")
 OVERLAP_NAMES = {"iou": "iou", "precision": "precision", "recall": "recall", "vol_diff": "vol_diff_mm3",
@@ -46,7 +47,7 @@ def view_columns(choice: str) -> tuple[str, ...]:
     if choice == "both":
         return BASE_METRICS
     if choice not in COLUMN_OF:
-        raise ValueError(f"unknown --metric {choice!r}; choose one of both, {', '.join(COLUMN_OF)}")
+        raise BenchError(f"unknown --metric {choice!r}; choose one of both, {', '.join(COLUMN_OF)}")
     return (COLUMN_OF[choice],)
 
 
@@ -58,7 +59,7 @@ def parse_metrics(names: Iterable[str]) -> tuple[str, ...]:
         if not name:
             continue
         if name not in METRIC_NAMES and name not in SHORTHANDS:
-            raise ValueError(f"unknown metric {name!r}; choose from {', '.join((*METRIC_NAMES, *SHORTHANDS))}")
+            raise BenchError(f"unknown metric {name!r}; choose from {', '.join((*METRIC_NAMES, *SHORTHANDS))}")
         asked.update(SHORTHANDS.get(name, (name,)))
     return tuple(m for m in METRIC_NAMES if m in asked)
 

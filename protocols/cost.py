@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from protocols.errors import BenchError
 
 TARGET_KEYS = ["run", "model", "dataset", "case_id", "class_name", "protocol", "prompt_policy", "first_click", "seed"]
 CASE_KEYS = ["run", "dataset", "case_id"]
@@ -28,7 +29,7 @@ def clicks_to_reach(dsc_by_click: Sequence[float], clicks: Sequence[int], target
     `clicks` are the click numbers of the scores, ascending (0 for a box-only first interaction)."""
     values = np.asarray(dsc_by_click, dtype=float)
     if values.size == 0 or values.size != len(clicks):
-        raise ValueError("one DSC per click is needed, and at least one click")
+        raise BenchError("one DSC per click is needed, and at least one click")
     reached = np.flatnonzero(values >= target)
     if reached.size:
         return int(clicks[reached[0]]), True

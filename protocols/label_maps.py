@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from protocols.errors import BenchError
 
 
 def overwrite_in_order(masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -21,7 +22,7 @@ def overwrite_in_order(masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
         return {}
     shapes = {np.shape(masks[name]) for name in names}
     if len(shapes) != 1:
-        raise ValueError(f"masks of one label map must share a shape, got {sorted(shapes)}")
+        raise BenchError(f"masks of one label map must share a shape, got {sorted(shapes)}")
     label_map = np.zeros(shapes.pop(), np.int32)
     for value, name in enumerate(names, 1):
         label_map[np.asarray(masks[name], bool)] = value

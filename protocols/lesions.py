@@ -35,6 +35,7 @@ from scipy.optimize import linear_sum_assignment
 
 from protocols.metrics import empty_score
 from protocols.surfaces import SurfacePair
+from protocols.errors import BenchError
 
 MATCHERS = ("hungarian", "greedy")
 SIZE_BINS_MM3 = (100.0, 1000.0)
@@ -68,7 +69,7 @@ def connectivity_structure(ndim: int, connectivity: int) -> np.ndarray:
     """scipy's structuring element for a connectivity given as a neighbour count (6/18/26 in 3D, 4/8 in 2D)."""
     ranks = {2: {4: 1, 8: 2}, 3: {6: 1, 18: 2, 26: 3}}[ndim]
     if connectivity not in ranks:
-        raise ValueError(f"connectivity must be one of {sorted(ranks)} in {ndim}D, got {connectivity}")
+        raise BenchError(f"connectivity must be one of {sorted(ranks)} in {ndim}D, got {connectivity}")
     return ndimage.generate_binary_structure(ndim, ranks[connectivity])
 
 
@@ -98,9 +99,9 @@ def overlaps(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def match(iou: np.ndarray, threshold: float = 0.5, matcher: str = "hungarian") -> list[tuple[int, int]]:
     """Matched (reference, predicted) index pairs (0-based rows and columns of `iou`), IoU >= `threshold`."""
     if matcher not in MATCHERS:
-        raise ValueError(f"matcher must be one of {MATCHERS}, got {matcher!r}")
+        raise BenchError(f"matcher must be one of {MATCHERS}, got {matcher!r}")
     if not 0 < threshold <= 1:
-        raise ValueError(f"the matching IoU threshold must lie in (0, 1], got {threshold}")
+        raise BenchError(f"the matching IoU threshold must lie in (0, 1], got {threshold}")
     if iou.size == 0:
         return []
     if matcher == "hungarian":
@@ -151,7 +152,7 @@ def instance_scores(
     """(the `LESION_COLUMNS` of one class, its lesion table) from two instance label maps numbered 1..n
     (`connected_lesions`, or `sequential_instances` of any instance map)."""
     if pred_labels.shape != ref_labels.shape:
-        raise ValueError(f"pred and ref shapes differ: {pred_labels.shape} vs {ref_labels.shape}")
+        raise BenchError(f"pred and ref shapes differ: {pred_labels.shape} vs {ref_labels.shape}")
     overlap = overlaps(ref_labels, pred_labels)
     ref_sizes, pred_sizes = overlap.sum(axis=1)[1:], overlap.sum(axis=0)[1:]
     inner = overlap[1:, 1:].astype(float)

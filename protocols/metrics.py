@@ -19,6 +19,7 @@ import numpy as np
 
 from protocols.boxes import bounding_box
 from protocols.surfaces import SurfacePair
+from protocols.errors import BenchError
 
 EMPTY_POLICIES = ("sat", "nan")
 # Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/engine/scoring_grid.py).
@@ -29,7 +30,7 @@ def check_spacing(spacing: Sequence[float], ndim: int) -> None:
     """Spacing must give one finite, positive length (mm) per axis."""
     values = np.asarray(spacing, float)
     if values.shape != (ndim,) or not np.all(np.isfinite(values) & (values > 0)):
-        raise ValueError(f"spacing must be {ndim} finite positive numbers, got {[float(v) for v in values.ravel()]}")
+        raise BenchError(f"spacing must be {ndim} finite positive numbers, got {[float(v) for v in values.ravel()]}")
 
 
 def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[float] | None = None) -> None:
@@ -38,11 +39,11 @@ def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[floa
         if mask is None:
             continue
         if not isinstance(mask, np.ndarray) or mask.dtype != bool:
-            raise ValueError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
+            raise BenchError(f"{name} must be a boolean numpy array, got {getattr(mask, 'dtype', type(mask))}")
         if mask.ndim not in (2, 3):
-            raise ValueError(f"{name} must be 2D or 3D, got shape {' x '.join(map(str, mask.shape))}")
+            raise BenchError(f"{name} must be 2D or 3D, got shape {' x '.join(map(str, mask.shape))}")
     if pred is not None and pred.shape != ref.shape:
-        raise ValueError(f"pred and ref shapes differ: {' x '.join(map(str, pred.shape))} vs "
+        raise BenchError(f"pred and ref shapes differ: {' x '.join(map(str, pred.shape))} vs "
                          f"{' x '.join(map(str, ref.shape))}")
     if spacing is not None:
         check_spacing(spacing, ref.ndim)
@@ -51,12 +52,12 @@ def check_masks(pred: np.ndarray | None, ref: np.ndarray, spacing: Sequence[floa
 def check_tolerance(tolerance_mm: float) -> None:
     """An NSD tolerance is a finite distance in mm, >= 0."""
     if not (isinstance(tolerance_mm, int | float) and math.isfinite(tolerance_mm) and tolerance_mm >= 0):
-        raise ValueError(f"the NSD tolerance must be a finite number of mm >= 0, got {tolerance_mm}")
+        raise BenchError(f"the NSD tolerance must be a finite number of mm >= 0, got {tolerance_mm}")
 
 
 def _check_policy(empty_policy: str) -> None:
     if empty_policy not in EMPTY_POLICIES:
-        raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES}, got {empty_policy!r}")
+        raise BenchError(f"empty_policy must be one of {EMPTY_POLICIES}, got {empty_policy!r}")
 
 
 def empty_score(pred_empty: bool, ref_empty: bool, empty_policy: str = "sat") -> float | None:

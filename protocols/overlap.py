@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocols.metrics import empty_score
+from protocols.errors import BenchError
 
 OVERLAP_METRICS = ("iou", "precision", "recall", "vol_diff_mm3", "rel_vol_error")
 COUNT_COLUMNS = ("tp_voxels", "fp_voxels", "fn_voxels")
@@ -43,7 +44,7 @@ class Overlap:
 def overlap_metrics(tp: int, fp: int, fn: int, voxel_mm3: float, empty_policy: str = "sat") -> Overlap:
     """Overlap metrics from TP, FP and FN voxel counts and the volume of one voxel in mm^3."""
     if min(tp, fp, fn) < 0:
-        raise ValueError(f"confusion counts must be >= 0, got TP {tp}, FP {fp}, FN {fn}")
+        raise BenchError(f"confusion counts must be >= 0, got TP {tp}, FP {fp}, FN {fn}")
     pred, ref = tp + fp, tp + fn
     fixed = empty_score(pred == 0, ref == 0, empty_policy)
     if fixed is None:

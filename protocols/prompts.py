@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+from protocols.errors import BenchError
 
 PROMPT_KINDS = ("text", "points", "boxes", "mask", "reference")
 
@@ -41,7 +42,7 @@ class Box:
 
     def __post_init__(self):
         if len(self.lo) != len(self.hi) or any(a > b for a, b in zip(self.lo, self.hi)):
-            raise ValueError(f"invalid box lo={self.lo} hi={self.hi}")
+            raise BenchError(f"invalid box lo={self.lo} hi={self.hi}")
 
 
 @dataclass(frozen=True, eq=False)

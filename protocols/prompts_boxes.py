@@ -11,15 +11,16 @@ from scipy.ndimage import label
 
 from protocols.boxes import bounding_box
 from protocols.prompts import Box
+from protocols.errors import BenchError
 
 
 def _jittered(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], jitter: int,
               rng: np.random.Generator | None) -> Box:
     if jitter < 0:
-        raise ValueError(f"jitter must be >= 0, got {jitter}")
+        raise BenchError(f"jitter must be >= 0, got {jitter}")
     if jitter:
         if rng is None:
-            raise ValueError("a jittered box needs a numpy.random.Generator")
+            raise BenchError("a jittered box needs a numpy.random.Generator")
         lo = lo + rng.integers(-jitter, jitter + 1, size=lo.size)
         hi = hi + rng.integers(-jitter, jitter + 1, size=hi.size)
     upper = np.asarray(shape) - 1
@@ -31,7 +32,7 @@ def box_from_mask(mask: np.ndarray, *, jitter: int = 0, rng: np.random.Generator
     """The tight inclusive box of a non-empty mask (2D or 3D), optionally jittered."""
     crop = bounding_box(mask)
     if crop is None:
-        raise ValueError("cannot make a box from an empty mask")
+        raise BenchError("cannot make a box from an empty mask")
     lo = np.array([s.start for s in crop])
     hi = np.array([s.stop - 1 for s in crop])
     return _jittered(lo, hi, mask.shape, jitter, rng)
@@ -79,7 +80,7 @@ def largest_component_box(mask: np.ndarray) -> Box:
     edge a SAM model adds when it hands the box to its network."""
     labels, count = label(mask, structure=np.ones((3,) * mask.ndim, bool))
     if count == 0:
-        raise ValueError("cannot make a box from an empty mask")
+        raise BenchError("cannot make a box from an empty mask")
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
     crop = bounding_box(labels == int(np.argmax(sizes)))

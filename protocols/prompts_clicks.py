@@ -31,6 +31,7 @@ from protocols.boxes import bounding_box
 from protocols.metrics import check_masks
 from protocols.prompts_distance import distance_transform, largest_component
 from protocols.prompts_segfm import segfm_click
+from protocols.errors import BenchError
 
 Spacing = Sequence[float]
 
@@ -79,7 +80,7 @@ def center_click(ref: np.ndarray, spacing: Spacing, rng: np.random.Generator) ->
 def _require_target(ref: np.ndarray) -> tuple[slice, ...]:
     crop = bounding_box(ref)
     if crop is None:
-        raise ValueError("cannot place a first click: the reference mask is empty")
+        raise BenchError("cannot place a first click: the reference mask is empty")
     return crop
 
 
@@ -168,7 +169,7 @@ NEXT_CLICKS: dict[str, NextClick] = {
 def first_click(name: str, ref: np.ndarray, spacing: Spacing, rng: np.random.Generator) -> Click:
     """Dispatch to a first-click policy by name, with a clear error for unknown names."""
     if name not in FIRST_CLICKS:
-        raise ValueError(f"unknown first-click policy {name!r}; choose from {sorted(FIRST_CLICKS)}")
+        raise BenchError(f"unknown first-click policy {name!r}; choose from {sorted(FIRST_CLICKS)}")
     return FIRST_CLICKS[name](ref, spacing, rng)
 
 
@@ -176,5 +177,5 @@ def next_click(name: str, pred: np.ndarray, ref: np.ndarray, spacing: Spacing,
                rng: np.random.Generator) -> Click | None:
     """Dispatch to a next-click policy by name; None when the prediction is already perfect."""
     if name not in NEXT_CLICKS:
-        raise ValueError(f"unknown click policy {name!r}; choose from {sorted(NEXT_CLICKS)}")
+        raise BenchError(f"unknown click policy {name!r}; choose from {sorted(NEXT_CLICKS)}")
     return NEXT_CLICKS[name](pred, ref, spacing, rng)

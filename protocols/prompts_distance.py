@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.ndimage import label
+from protocols.errors import BenchError
 
 
 def _axis_distance(mask: np.ndarray, axis: int, step: float) -> np.ndarray:
@@ -56,7 +57,7 @@ def distance_transform(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray
     """
     mask = np.asarray(mask, dtype=bool)
     if len(spacing) != mask.ndim:
-        raise ValueError(f"spacing must have {mask.ndim} values, got {tuple(spacing)}")
+        raise BenchError(f"spacing must have {mask.ndim} values, got {tuple(spacing)}")
     if not mask.any():
         return np.zeros(mask.shape, np.float32)
     axis_distances = [_axis_distance(mask, axis, step) for axis, step in enumerate(spacing)]

@@ -21,6 +21,7 @@ from protocols.boxes import bounding_box
 from protocols.metrics import check_masks
 from protocols.prompts import Box, Click
 from protocols.prompts_distance import largest_component
+from protocols.errors import BenchError
 
 TIE_SEED = 42  # CVPR25_iter_eval.py:166: np.random.seed(42) before every draw
 BOX_SHIFTS = 6  # get_boxes.py:51: np.random.randint(0, 6)
@@ -55,7 +56,7 @@ def segfm_box(ref: np.ndarray, shift: int) -> SegFMBox:
     occupied slice the tight 2D box widened by int(shift * W / 256) in x and int(shift * H / 256) in y, clipped."""
     check_masks(None, ref)
     if ref.ndim != 3 or not ref.any():
-        raise ValueError("a SegFM box needs a non-empty 3D reference mask")
+        raise BenchError("a SegFM box needs a non-empty 3D reference mask")
     view = challenge_view(ref)
     z = np.flatnonzero(view.any(axis=(1, 2)))
     z_mid = int(z[len(z) // 2])

@@ -12,6 +12,7 @@ from scipy.ndimage import binary_dilation
 
 from protocols.prompts import Box, Click
 from protocols.prompts_boxes import box_from_mask
+from protocols.errors import BenchError
 
 
 def target_slices(ref: np.ndarray, axis: int) -> list[int]:
@@ -44,7 +45,7 @@ def slice_points(ref: np.ndarray, axis: int, k: int, rng: np.random.Generator, *
     point of a slice is always positive, so k = 1 gives SAM-Med3D's "N points".
     """
     if k < 1 or ring_width < 1:
-        raise ValueError(f"k and ring_width must be >= 1, got k={k}, ring_width={ring_width}")
+        raise BenchError(f"k and ring_width must be >= 1, got k={k}, ring_width={ring_width}")
     clicks = []
     for index in target_slices(ref, axis):
         target = ref[_slice_index(axis, index, ref.ndim)]
@@ -61,7 +62,7 @@ def slice_boxes(ref: np.ndarray, axis: int, *, source: str = "slice", jitter: in
     """One box per target slice: the slice mask's tight box (`source="slice"`) or the 3D box's footprint
     (`source="volume"`), each optionally jittered in-plane by up to `jitter` pixels."""
     if source not in ("slice", "volume"):
-        raise ValueError(f"source must be 'slice' or 'volume', got {source!r}")
+        raise BenchError(f"source must be 'slice' or 'volume', got {source!r}")
     slices = target_slices(ref, axis)
     footprint = ref.any(axis=axis)
     boxes = []

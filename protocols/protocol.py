@@ -45,6 +45,7 @@ from fnmatch import fnmatchcase
 
 from protocols.metrics import EMPTY_POLICIES, check_tolerance
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
+from protocols.errors import BenchError
 
 SPACES = ("native", "satds", "crop")
 PROMPT_KINDS = ("text", "points", "boxes")
@@ -61,8 +62,10 @@ ERRORS_FROM = ("prediction", "logits")
 CLICK_POLICIES = tuple(sorted(set(FIRST_CLICKS) | set(NEXT_CLICKS)))
 
 
-class ProtocolError(ValueError):
+class ProtocolError(BenchError):
     """A protocol mapping with an unknown key or value; the message names the preset and the field."""
+
+    kind = "protocol"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import sparse
 
 from protocols.aggregate import LEVELS, METRICS, Cells, summarise
+from protocols.errors import BenchError
 
 _PAIR = ["dataset", "case_id", "key"]
 
@@ -31,7 +32,7 @@ def resample_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -
     ``strata`` gives each case's stratum and must be sorted (cases of a stratum contiguous).
     """
     if np.any(np.diff(strata) < 0):
-        raise ValueError("cases must be sorted by stratum")
+        raise BenchError("cases must be sorted by stratum")
     n_cases = strata.size
     starts = np.searchsorted(strata, strata, side="left")
     sizes = np.searchsorted(strata, strata, side="right") - starts
@@ -49,9 +50,9 @@ def bootstrap_ci(
     Returns per level a table with ``method``, ``key`` and ``<metric>_lo`` / ``<metric>_hi`` (fractions).
     """
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        raise BenchError(f"confidence must lie in (0, 1), got {confidence}")
     if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+        raise BenchError(f"n_boot must be at least 1, got {n_boot}")
     cells = Cells(rows, metrics)
     weights = resample_counts(cells.strata, n_boot, rng).astype(np.float64)
     replicates = cells.table[["method", "dataset", "key", "group"]]
@@ -116,16 +117,16 @@ class PairedTest:
 def matched_pairs(rows_a: pd.DataFrame, rows_b: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, dict[str, int]]:
     """(the (dataset, case, class) rows scored on both sides, columns a and b; counts of what was left out)."""
     if metric not in rows_a.columns or metric not in rows_b.columns:
-        raise ValueError(f"unknown metric {metric!r}; the rows have no such column")
+        raise BenchError(f"unknown metric {metric!r}; the rows have no such column")
     a = rows_a.set_index(_PAIR)[metric]
     b = rows_b.set_index(_PAIR)[metric]
     for name, side in (("A", a), ("B", b)):
         if side.index.has_duplicates:
-            raise ValueError(f"run {name} repeats a (dataset, case, class); pass a single run per side")
+            raise BenchError(f"run {name} repeats a (dataset, case, class); pass a single run per side")
     common = a.index.intersection(b.index)
     matched = pd.DataFrame({"a": a.reindex(common), "b": b.reindex(common)}).dropna()
     if matched.empty:
-        raise ValueError(f"the two runs share no (dataset, case, class) pair with a {metric} score on both sides")
+        raise BenchError(f"the two runs share no (dataset, case, class) pair with a {metric} score on both sides")
     left_out = {"only_a": len(a.index.difference(b.index)), "only_b": len(b.index.difference(a.index)),
                 "dropped_nan": len(common) - len(matched)}
     return matched.reset_index(), left_out

@@ -23,6 +23,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
 from protocols.surfels import border_vertices, neighbour_codes, offsets_within, surfel_area_table, transposed_codes
+from protocols.errors import BenchError
 
 # Above this many offsets in the tolerance ball, one exact distance transform is cheaper than shifted ORs; the
 # offsets are not even enumerated when their bounding box is larger than _MAX_OFFSET_BOX (memory stays bounded by
@@ -50,7 +51,7 @@ def _within(source: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> np.
     the ball, so no offset wraps around an axis).
     """
     if not source.flags.c_contiguous:
-        raise ValueError("source border map must be C-contiguous (flat offsets assume C order)")
+        raise BenchError("source border map must be C-contiguous (flat offsets assume C order)")
     strides = np.asarray(source.strides) // source.itemsize
     flat = source.reshape(-1)
     steps = offsets @ strides

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 from skimage.measure import marching_cubes
+from protocols.errors import BenchError
 
 
 def _corner_shifts(ndim: int) -> list[tuple[tuple[int, ...], int]]:
@@ -122,7 +123,7 @@ def surfel_area_table(spacing: tuple[float, ...]) -> np.ndarray:
     elif len(spacing) == 3:
         table = _marching_cubes_areas(spacing)
     else:
-        raise ValueError(f"spacing must have 2 or 3 elements, got {spacing!r}")
+        raise BenchError(f"spacing must have 2 or 3 elements, got {spacing!r}")
     table = np.asarray(table, np.float64)
     table.flags.writeable = False
     return table

@@ -9,6 +9,7 @@ import numpy as np
 
 from protocols.case import evaluate_case
 from protocols.protocol import DICE_VARIANTS, EMPTY_TARGETS
+from protocols.errors import BenchError
 
 
 def plus_one_dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -21,9 +22,9 @@ def plus_one_dice(pred: np.ndarray, ref: np.ndarray) -> float:
 def check_rules(dice: str, empty: str) -> None:
     """An unknown Dice variant or empty-target policy is an error, never scored as the default."""
     if dice not in DICE_VARIANTS:
-        raise ValueError(f"dice must be one of {DICE_VARIANTS}, got {dice!r}")
+        raise BenchError(f"dice must be one of {DICE_VARIANTS}, got {dice!r}")
     if empty not in EMPTY_TARGETS:
-        raise ValueError(f"empty must be one of {EMPTY_TARGETS}, got {empty!r}")
+        raise BenchError(f"empty must be one of {EMPTY_TARGETS}, got {empty!r}")
 
 
 def target_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *, tolerance_mm: float = 1.0,

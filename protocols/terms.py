@@ -6,6 +6,7 @@ alone: SAT's merge script strips the modality and so files `mri_esophagus` under
 """
 
 from __future__ import annotations
+from protocols.errors import BenchError
 
 MODALITIES = ("ct", "mri", "pet")
 _MODALITY_WORDS = {"ct": "ct", "mri": "mri", "mr": "mri", "pet": "pet"}
@@ -20,7 +21,7 @@ def modality_prefix(modality: str) -> str:
     """`ct`, `mri` or `pet` from a modality string such as "CT", "MRI T2", "MR" or "pet"; ValueError otherwise."""
     words = str(modality).strip().lower().replace("-", " ").replace("_", " ").split()
     if not words or words[0] not in _MODALITY_WORDS:
-        raise ValueError(f"unknown modality {modality!r}: expected CT, MRI (any sequence, e.g. 'MRI T1') or PET")
+        raise BenchError(f"unknown modality {modality!r}: expected CT, MRI (any sequence, e.g. 'MRI T1') or PET")
     return _MODALITY_WORDS[words[0]]
 
 
@@ -33,5 +34,5 @@ def split_key(key: str) -> tuple[str, str]:
     """(modality prefix, class name) of a key such as `ct_liver`."""
     prefix, sep, name = key.partition("_")
     if not sep or prefix not in MODALITIES:
-        raise ValueError(f"malformed terminology key {key!r}: expected '<ct|mri|pet>_<class name>'")
+        raise BenchError(f"malformed terminology key {key!r}: expected '<ct|mri|pet>_<class name>'")
     return prefix, name

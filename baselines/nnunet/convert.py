@@ -38,6 +38,7 @@ from bench.data.io import (
     volume_suffix,
     write_volume,
 )
+from protocols.errors import BenchError
 
 FILE_ENDING = ".nii.gz"
 READER = "NibabelIOWithReorient"
@@ -98,7 +99,7 @@ def to_nnunet_values(info: DatasetInfo, classes: Mapping[str, tuple[int, ...]]) 
     for entry in info.nnunet_labels.values():
         for value in own[entry["class"]]:
             if value in lookup and lookup[value] != entry["value"]:
-                raise ValueError(f"{info.name}: label value {value} claimed by two nnU-Net labels")
+                raise BenchError(f"{info.name}: label value {value} claimed by two nnU-Net labels")
             lookup[int(value)] = int(entry["value"])
     return lookup
 

@@ -34,6 +34,7 @@ from baselines.nnunet.workspace import TRAINER_DIR, allowed_workers
 from bench.data.catalog import DatasetInfo, load_catalog
 from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
 from models.checkpoints import sha256_of
+from protocols.errors import BenchError
 
 LABELS_KEY = "_nnunet_labels"  # the state entry holding the image's label map in the catalog's nnU-Net values
 
@@ -75,7 +76,7 @@ def model_dataset(folder: Path, dataset: str | None = None) -> DatasetInfo:
     for info in catalog.datasets.values():
         if info.nnunet_name == name:
             return info
-    raise ValueError(f"{folder / 'plans.json'}: dataset_name {name!r} is no SAT-DS specialist's folder; name the "
+    raise BenchError(f"{folder / 'plans.json'}: dataset_name {name!r} is no SAT-DS specialist's folder; name the "
                      "dataset with --model-args dataset=NAME")
 
 
@@ -98,11 +99,11 @@ class NnUNet(Model):
         folder = Path(checkpoint)
         missing = [name for name in ("plans.json", "dataset.json") if not (folder / name).is_file()]
         if missing:
-            raise ValueError(f"{folder}: not a trained nnU-Net model folder (missing {', '.join(missing)})")
+            raise BenchError(f"{folder}: not a trained nnU-Net model folder (missing {', '.join(missing)})")
         fold_names = str(folds).split(",") if folds is not None else available_folds(folder, checkpoint_name)
         paths = [folder / f"fold_{fold}" / checkpoint_name for fold in fold_names]
         if not paths or not all(path.is_file() for path in paths):
-            raise ValueError(f"{folder}: no {checkpoint_name} for fold(s) {', '.join(fold_names) or 'any'}")
+            raise BenchError(f"{folder}: no {checkpoint_name} for fold(s) {', '.join(fold_names) or 'any'}")
         self.info = model_dataset(folder, dataset)
         self.lookup = ingest.model_lookup(self.info, folder)
         self.classes = self.info.nnunet_classes()
@@ -118,10 +119,10 @@ class NnUNet(Model):
                     initialise_predictor(self.predictor, folder, fold_ids, checkpoint_name)
                 except pickle.UnpicklingError as error:
                     reason = (str(error).strip().splitlines() or ["unpickling refused"])[0]
-                    raise ValueError(f"{folder}: a checkpoint holds objects outside the allow-list ({reason}); load "
+                    raise BenchError(f"{folder}: a checkpoint holds objects outside the allow-list ({reason}); load "
                                      "it only if you trust it (--trust-checkpoint)") from None
                 except (KeyError, RuntimeError, EOFError) as error:
-                    raise ValueError(f"{folder}: not a readable nnU-Net checkpoint ({type(error).__name__}: "
+                    raise BenchError(f"{folder}: not a readable nnU-Net checkpoint ({type(error).__name__}: "
                                      f"{error})") from None
         self.network = self.predictor.network.eval()  # nnU-Net switches it only when it predicts
         self.threads = int(threads) if threads else min(allowed_workers(), torch.get_num_threads())
@@ -138,7 +139,7 @@ class NnUNet(Model):
         return self
 
     def load_checkpoint(self, path: str, *, trust: bool = False) -> Model:
-        raise ValueError("nnunet is built from its trained-model folder: give it as --checkpoint")
+        raise BenchError("nnunet is built from its trained-model folder: give it as --checkpoint")
 
     def label_map(self, image: Image) -> np.ndarray:
         """The predicted label map in the image's voxel grid, in the catalog's nnU-Net label values."""

@@ -20,13 +20,16 @@ from baselines.nnunet.plans import install_plans, sat_plans_file
 from baselines.nnunet.workspace import NNUNET_PLANS, SAT_PLANS, Workspace, allowed_workers, stage_environment
 from bench.data.catalog import DatasetInfo
 from bench.data.io import InputError
+from protocols.errors import BenchError
 
 DEFAULT_TRAINER = "nnUNetTrainer"
 DEFAULT_CONFIGURATION = "3d_fullres"
 
 
-class StageError(RuntimeError):
+class StageError(BenchError):
     """An nnU-Net stage failed in its child process; the message gives the error line and the log file."""
+
+    kind = "model"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from importlib import import_module
 import typer
 from typer.core import TyperGroup
 
+from protocols.errors import BenchError
+
 # name -> ("module:attribute", summary); the attribute is a command function or a typer sub-app.
 COMMANDS = {
     "evaluate": ("bench.cli.evaluate:evaluate",
@@ -65,11 +67,13 @@ def _plain_help(group: typer.Typer) -> None:
         _plain_help(sub.typer_instance)
 
 
-class LazyGroup(TyperGroup):
-    """A typer group whose subcommands are imported on first use; the listing uses the summaries in COMMANDS.
+class HandledGroup(TyperGroup):
+    """The top-level error handler, for the `bench` group and each command group (`bench datasets`, ...):
 
-    It is also the top-level handler: an exception no command handled is printed as one line naming its type
-    (with the traceback only under `bench --debug ...`), and the exit code is 1.
+    a `BenchError` (what the user gave: a file, preset, checkpoint, model or run folder; `protocols.errors`) or an
+    `OSError` (a file missing, unreadable, a full disk) is printed as its one-line message with exit code 2; any
+    other exception no command handled is printed as one line naming its type (with the traceback only under
+    `bench --debug ...`), and the exit code is 1.
     """
 
     def invoke(self, ctx: typer.Context):
@@ -78,13 +82,29 @@ class LazyGroup(TyperGroup):
         except BrokenPipeError:  # `bench ... | head`: the reader left; say nothing more
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
+        except (BenchError, OSError) as error:
+            typer.secho(f"error: {error}", fg="red", err=True)
+            raise typer.Exit(2) from None
         except Exception as error:
-            if ctx.params.get("debug") or type(error).__module__.split(".")[0] in ("typer", "click"):
+            if _debug(ctx) or type(error).__module__.split(".")[0] in ("typer", "click"):
                 raise  # exits, usage errors and aborts are typer's to print
             message = " ".join(str(error).split()) or "(no message)"
             typer.secho(f"error: {type(error).__name__}: {message} (run `bench --debug ...` for the traceback)",
                         fg="red", err=True)
             raise typer.Exit(1) from None
+
+
+def _debug(ctx: typer.Context) -> bool:
+    """Whether `bench --debug` was given (on this group or one above it)."""
+    while ctx is not None:
+        if ctx.params.get("debug"):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+class LazyGroup(HandledGroup):
+    """A typer group whose subcommands are imported on first use; the listing uses the summaries in COMMANDS."""
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)

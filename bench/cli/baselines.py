@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from bench.data.catalog import CatalogError, DatasetInfo, load_catalog
+from bench.cli.app import HandledGroup
+from bench.data.catalog import DatasetInfo, load_catalog
 from bench.data.io import InputError
 
-baselines_app = typer.Typer(help="Baselines: SAT's per-dataset nnU-Net specialists.", no_args_is_help=True)
-nnunet_app = typer.Typer(help="The 72 SAT-DS nnU-Net specialists through nnunetv2: convert a SAT-DS dataset, "
+baselines_app = typer.Typer(cls=HandledGroup, help="Baselines: SAT's per-dataset nnU-Net specialists.", no_args_is_help=True)
+nnunet_app = typer.Typer(cls=HandledGroup, help="The 72 SAT-DS nnU-Net specialists through nnunetv2: convert a SAT-DS dataset, "
                               "plan (nnU-Net's planner or SAT-DS's plans), train, predict and score, Table 11.",
                          no_args_is_help=True)
 baselines_app.add_typer(nnunet_app, name="nnunet")
@@ -19,16 +20,8 @@ WORK_HELP = "nnU-Net workspace: raw/, preprocessed/, results/, predictions/ (nnU
 DEVICE_HELP = "cpu, cuda, cuda:N or mps; auto = cuda when available."
 
 
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg="red", err=True)
-    raise typer.Exit(2) from error
-
-
 def _dataset(name: str) -> DatasetInfo:
-    try:
-        return load_catalog().dataset(name)
-    except CatalogError as error:
-        _fail(error)
+    return load_catalog().dataset(name)
 
 
 def _workspace(work: Path):
@@ -59,11 +52,8 @@ def convert(
     from bench.data.catalog.cases import dataset_sources
 
     info = _dataset(dataset)
-    try:
-        sources = dataset_sources(info.name, root, "all", manifest)
-        report = convert_dataset(info, sources, out or _workspace(work).raw, overwrite=overwrite)
-    except (InputError, OSError) as error:
-        _fail(error)
+    sources = dataset_sources(info.name, root, "all", manifest)
+    report = convert_dataset(info, sources, out or _workspace(work).raw, overwrite=overwrite)
     typer.echo(f"{report.folder}: {len(report.train)} training case(s) in imagesTr, {len(report.test)} test case(s) "
                f"in imagesTs ({report.reused} kept from an earlier run)")
     if report.dropped_values:
@@ -85,11 +75,8 @@ def plan(
     from baselines.nnunet import stages
 
     info = _dataset(dataset)
-    try:
-        identifier = stages.plan(_workspace(work), info, use_sat_plans, satds, tuple(configuration),
-                                 stages.Settings(workers=workers))
-    except (InputError, stages.StageError) as error:
-        _fail(error)
+    identifier = stages.plan(_workspace(work), info, use_sat_plans, satds, tuple(configuration),
+                             stages.Settings(workers=workers))
     typer.echo(f"{info.nnunet_name}: plans {identifier}, preprocessed {', '.join(configuration)}")
 
 
@@ -112,7 +99,7 @@ def train(
     from baselines.nnunet import stages
 
     if bool(dataset) == all_datasets:
-        _fail(InputError("give either --dataset NAME or --all"))
+        raise InputError("give either --dataset NAME or --all")
     workspace = _workspace(work)
     settings = stages.Settings(device=_device(device), da_workers=da_workers, workers=workers)
     if dataset:
@@ -127,7 +114,7 @@ def train(
             model, status = stages.train(workspace, info, fold, configuration, trainer, plans, settings)
         except (InputError, stages.StageError) as error:
             if not all_datasets:
-                _fail(error)
+                raise
             typer.secho(f"error: {error}", fg="red", err=True)
             failures.append(info.name)
             continue
@@ -161,21 +148,18 @@ def predict(
     info = _dataset(dataset)
     workspace = _workspace(work)
     settings = stages.Settings(device=_device(device))
-    try:
-        if checkpoint_folder is None:
-            identifier = stages.resolve_plans(workspace, info, plans)
-            checkpoint_folder = workspace.model_folder(info.nnunet_name, trainer, identifier, configuration)
-        predictions = workspace.predictions / info.nnunet_name / checkpoint_folder.name
-        cases = stages.predict(workspace, info, checkpoint_folder, predictions, fold or None, step_size=step_size,
-                               mirroring=mirroring, settings=settings)
-        typer.echo(f"predicted {len(cases)} test case(s) into {predictions}")
-        if not score:
-            return
-        scored = ingest.ingest(info, predictions, checkpoint_folder, predictions.with_name(predictions.name + "-ingested"))
-        out = out or Path("results/runs") / f"nnunet-{info.name}"
-        outcome = ingest.score(info, scored, stages.raw_folder(workspace, info) / "labelsTs", out, run=run)
-    except (InputError, ValueError, stages.StageError) as error:
-        _fail(error)
+    if checkpoint_folder is None:
+        identifier = stages.resolve_plans(workspace, info, plans)
+        checkpoint_folder = workspace.model_folder(info.nnunet_name, trainer, identifier, configuration)
+    predictions = workspace.predictions / info.nnunet_name / checkpoint_folder.name
+    cases = stages.predict(workspace, info, checkpoint_folder, predictions, fold or None, step_size=step_size,
+                           mirroring=mirroring, settings=settings)
+    typer.echo(f"predicted {len(cases)} test case(s) into {predictions}")
+    if not score:
+        return
+    scored = ingest.ingest(info, predictions, checkpoint_folder, predictions.with_name(predictions.name + "-ingested"))
+    out = out or Path("results/runs") / f"nnunet-{info.name}"
+    outcome = ingest.score(info, scored, stages.raw_folder(workspace, info) / "labelsTs", out, run=run)
     if outcome.errors:
         for case, message in outcome.errors.items():
             typer.secho(f"error in case {case}: {message}", fg="red", err=True)
@@ -193,10 +177,7 @@ def table11(
     """SAT Table 11 recomputed from SAT-DS's 72 plans: networks built by nnunetv2, parameters counted."""
     from baselines.nnunet.table11 import recompute, table_text, write_csv
 
-    try:
-        rows = recompute(satds)
-    except InputError as error:
-        _fail(error)
+    rows = recompute(satds)
     typer.echo(table_text(rows), nl=False)
     if out is not None:
         write_csv(rows, out)

@@ -37,11 +37,10 @@ from bench.engine.runner import (
     tolerance_unit,
     untrained,
 )
-from models.checkpoints import CheckpointError
 from models.registry import model_names
 from protocols.interactive import case_table, max_over_clicks, summarise_clicks
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
-from protocols.protocol import FEEDS, Protocol, ProtocolError, parse_protocol, with_overrides
+from protocols.protocol import FEEDS, Protocol, parse_protocol, with_overrides
 
 AD_HOC = {"policy": "center_largest_error", "first_click": "center", "feed": "all", "tolerance": 1.0}
 
@@ -207,29 +206,25 @@ def clicks(
     scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
-    try:
-        chosen = chosen_protocol(protocol, n_clicks=n_clicks, seed=seed, policy=policy, first_click=first_click,
-                                 feed=feed, tolerance=tolerance)
-        if time_limit and chosen.scoring.time_limit_s_per_class is None:
-            raise InputError(f"--time-limit: protocol {chosen.name} sets no time limit")
-        sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
-                                         refs=refs, classes=classes, labels=labels,
-                                         modality=modality)
-        known = set().union(*(source.classes for source in sources))
-        unknown = sorted(set(only or ()) - known)
-        if unknown:
-            raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(sorted(known))})")
-        spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
-                          checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
-                          replay=replay)
-        rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
-                                           write_masks=False,
-                                           overwrite=overwrite, workers=workers, executor=executor,
-                                           scheduler=scheduler)
-        store.update_config(out, time_limit=time_limit)  # `bench tables --cost` re-applies it from the seconds
-    except (InputError, ProtocolError, CheckpointError, ValueError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    chosen = chosen_protocol(protocol, n_clicks=n_clicks, seed=seed, policy=policy, first_click=first_click,
+                             feed=feed, tolerance=tolerance)
+    if time_limit and chosen.scoring.time_limit_s_per_class is None:
+        raise InputError(f"--time-limit: protocol {chosen.name} sets no time limit")
+    sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
+                                     refs=refs, classes=classes, labels=labels,
+                                     modality=modality)
+    known = set().union(*(source.classes for source in sources))
+    unknown = sorted(set(only or ()) - known)
+    if unknown:
+        raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(sorted(known))})")
+    spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
+                      checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
+                      replay=replay)
+    rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
+                                       write_masks=False,
+                                       overwrite=overwrite, workers=workers, executor=executor,
+                                       scheduler=scheduler)
+    store.update_config(out, time_limit=time_limit)  # `bench tables --cost` re-applies it from the seconds
     typer.echo(f"simulated {done} case(s), {skipped} already stored in {out} (protocol {chosen.name}, device "
                f"{spec.device})")
     if rows.empty:

@@ -19,6 +19,7 @@ from bench.views.runs import load_runs
 from bench.views.tables import UNSCALED, markdown_cell
 from protocols.class_metrics import view_columns
 from protocols.stats import holm, paired_tests, per_class_tests
+from protocols.errors import BenchError
 
 
 def compare_output(
@@ -28,7 +29,7 @@ def compare_output(
     """(the Markdown table of tests, notes); ``metric`` as `bench tables --metric`."""
     metrics = view_columns(metric)
     if len(run_dirs) < 2:
-        raise ValueError("compare needs at least two runs: the first is the reference A")
+        raise BenchError("compare needs at least two runs: the first is the reference A")
     runs = [load_runs([path], empty_policy) for path in run_dirs]
     a = runs[0]
     notes = [f"A = {run_dirs[0]}"]
@@ -106,10 +107,6 @@ def compare(
     """Patient-level paired tests of each run against the first: Wilcoxon over cases, interval, effect size, Holm.
 
     The table goes to stdout, notes to stderr."""
-    try:
-        text, notes = compare_output(runs, per_class, seed, n_boot, empty_policy, metric)
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    text, notes = compare_output(runs, per_class, seed, n_boot, empty_policy, metric)
     typer.echo(text, nl=False)
     echo_notes(notes)

@@ -6,19 +6,14 @@ from pathlib import Path
 
 import typer
 
-from bench.data.catalog import CatalogError, load_catalog
+from bench.cli.app import HandledGroup
+from bench.data.catalog import load_catalog
 from bench.data.catalog.cases import dataset_sources, discover_sources
-from bench.data.catalog.importer import DATA_DIR, SatdsImportError, import_satds, write_catalog
+from bench.data.catalog.importer import DATA_DIR, import_satds, write_catalog
 from bench.data.catalog.verify import verify_sources
-from bench.data.io import InputError
 
-datasets_app = typer.Typer(help="The 72 SAT-DS datasets: classes, regions, splits; verify a local copy.",
+datasets_app = typer.Typer(cls=HandledGroup, help="The 72 SAT-DS datasets: classes, regions, splits; verify a local copy.",
                            no_args_is_help=True)
-
-
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg="red", err=True)
-    raise typer.Exit(2) from error
 
 
 @datasets_app.command("list")
@@ -37,10 +32,7 @@ def list_datasets() -> None:
 @datasets_app.command("show")
 def show(name: str = typer.Argument(..., help="Dataset name, e.g. KiTS23 (case and '_' are ignored).")) -> None:
     """A dataset's facts and its classes in mask-channel order, with region and derivation."""
-    try:
-        info = load_catalog().dataset(name)
-    except CatalogError as error:
-        _fail(error)
+    info = load_catalog().dataset(name)
     catalog = load_catalog()
     typer.echo(f"{info.name} ({info.modality}; sequences {', '.join(info.sequences)}); region {info.region}")
     typer.echo(f"scans {info.n_scans}; split train {len(info.train_ids)} / test {len(info.test_ids)} ids "
@@ -70,12 +62,9 @@ def verify(
     manifest: Path = typer.Option(None, help="Manifest of cases (YAML/JSON, or a SAT-DS .jsonl) under --root."),
 ) -> None:
     """Check every file is present and readable, image/label geometry agrees and every class appears somewhere."""
-    try:
-        info = load_catalog().dataset(name)
-        # a manifest brings its own class map; otherwise the layouts evaluate and run read, with catalog classes
-        sources = discover_sources(root, manifest) if manifest else dataset_sources(info.name, root, "all", None)
-    except (CatalogError, InputError) as error:
-        _fail(error)
+    info = load_catalog().dataset(name)
+    # a manifest brings its own class map; otherwise the layouts evaluate and run read, with catalog classes
+    sources = discover_sources(root, manifest) if manifest else dataset_sources(info.name, root, "all", None)
     problems = verify_sources(sources, _classes_to_find(sources, info))
     for problem in problems:
         typer.secho(problem, fg="red")
@@ -90,10 +79,7 @@ def import_satds_command(
     out: Path = typer.Option(DATA_DIR, help="Folder for terms.json and datasets.json (default: the catalog's own)."),
 ) -> None:
     """Rebuild the catalog data files (bench/data/catalog/data/*.json) from a SAT-DS checkout and curated.yaml."""
-    try:
-        catalog = import_satds(satds)
-    except SatdsImportError as error:
-        _fail(error)
+    catalog = import_satds(satds)
     for path in write_catalog(catalog, out):
         typer.echo(f"wrote {path}")
     typer.echo(f"{len(catalog['datasets'])} datasets, {len(catalog['terms'])} terms")

@@ -18,7 +18,6 @@ from bench.data.io import InputError
 from bench.data.matching import match_predictions
 from bench.engine.provenance import command_line
 from bench.views.runs import both_empty_line
-from bench.engine.store import InvalidRows, RunConfigMismatch, RunLocked
 from bench.data.targets import resolve_target
 
 
@@ -136,9 +135,6 @@ def evaluate(
                                  executor=executor.value, scheduler=scheduler)
     except KeyboardInterrupt:
         interrupted(out)
-    except (InputError, RunConfigMismatch, RunLocked, InvalidRows, OSError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
     typer.echo(f"scored {outcome.scored} case(s), {outcome.skipped} stored with unchanged inputs, in {out}")
     if outcome.dropped:
         note(f"dropped {len(outcome.dropped)} stored case(s) whose prediction is gone: {', '.join(outcome.dropped[:10])}")

@@ -19,14 +19,10 @@ def export(
     click: int = typer.Option(None, "--click", help="nnunet-summary of a click run: this click (default: final)."),
 ) -> None:
     """Export a run's per-case rows as CSV, JSON, or nnU-Net's summary.json (read by nnU-Net's tooling)."""
-    try:
-        rows = store.read_metrics([run])
-        run_dir = run if run.is_dir() else run.parent
-        config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
-        text = export_text(rows, fmt, config, case_files(config) if fmt == "nnunet-summary" else None, click)
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    rows = store.read_metrics([run])
+    run_dir = run if run.is_dir() else run.parent
+    config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
+    text = export_text(rows, fmt, config, case_files(config) if fmt == "nnunet-summary" else None, click)
     if out is None:
         typer.echo(text, nl=False)
         return

@@ -69,11 +69,7 @@ def leaderboard_command(
     """Rank runs on the keys they all share, published entries beside them; deltas on the keys both cover.
 
     The leaderboard goes to stdout, notes to stderr."""
-    try:
-        text, notes = leaderboard_output(run, published or None, baseline, by, canonical_format(fmt), empty_policy,
-                                         metric, cost, noc_targets)
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    text, notes = leaderboard_output(run, published or None, baseline, by, canonical_format(fmt), empty_policy,
+                                     metric, cost, noc_targets)
     typer.echo(text, nl=not text.endswith("\n"))
     echo_notes(notes)

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import typer
 
-from models.checkpoints import CheckpointError
-from models.registry import ModelUnavailable, describe, get_model, model_names, takes_checkpoint
+from bench.cli.app import HandledGroup
+from protocols.errors import BenchError
+from models.registry import ModelUnavailable, describe, get_model, model_capabilities, model_names, takes_checkpoint
 
-models_app = typer.Typer(help="Models: list them, show what one needs and where its files come from, fetch them, verify local files.", no_args_is_help=True)
-
-
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg="red", err=True)
-    raise typer.Exit(2) from error
+models_app = typer.Typer(cls=HandledGroup, help="Models: list them, show what one needs and where its files come from, fetch them, verify local files.", no_args_is_help=True)
 
 
 @models_app.command("list")
@@ -24,13 +20,15 @@ def list_models() -> None:
     typer.echo(f"| {'model':<18} | {'parameters':>13} | {'prompts':<24} | {'grid':<6} |")
     typer.echo(f"|{'-' * 20}|{'-' * 15}|{'-' * 26}|{'-' * 8}|")
     for name in model_names():
+        if takes_checkpoint(name):  # its network is built from a trained-model folder: capabilities as declared
+            capabilities = model_capabilities(name)
+            typer.echo(f"| {name:<18} | {'its folder':>13} | {', '.join(sorted(capabilities.prompts)) or 'none (automatic)':<24} | "
+                       f"{capabilities.input_grid:<6} |")
+            continue
         try:
             info = describe(name)
         except ModelUnavailable as error:
             typer.echo(f"| {name:<18} | {'-':>13} | not available: {str(error).split(': ', 1)[-1][:60]}")
-            continue
-        except ValueError:  # built from a trained-model folder only
-            typer.echo(f"| {name:<18} | {'-':>13} | built from its model folder (--checkpoint)")
             continue
         typer.echo(f"| {name:<18} | {info['parameters']:>13,} | {', '.join(info['prompts']):<24} | "
                    f"{info['input_grid']:<6} |")
@@ -86,15 +84,12 @@ def show(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Capabilities, implementation version, parameter count, and the official files: sources, sizes,
     checksums, licence, what else the model needs and what of it is cached locally."""
     if name not in model_names():
-        _fail(ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}"))
+        raise ModelUnavailable(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     if takes_checkpoint(name):  # its network is built from the trained-model folder: nothing to describe without it
         info = {"name": name, "checkpoint": f"its trained-model folder, built from it: bench run --model {name} "
                                             f"--checkpoint DIR (`bench models verify {name} --checkpoint DIR` checks one)"}
     else:
-        try:
-            info = describe(name)
-        except (ModelUnavailable, ValueError) as error:
-            _fail(error)
+        info = describe(name)
     for key, value in info.items():
         if key in _CHECKPOINT_KEYS:
             continue
@@ -110,20 +105,16 @@ def fetch(
 ) -> None:
     """Download a model's official files (Hugging Face hub through huggingface_hub, or HTTPS with resume) into
     the Hugging Face cache, check sizes and checksums, and print each file's path."""
-    from bench.engine.weights import MissingWeights
     from bench.engine.weights import fetch as fetch_file
-    from models.weights import WeightsMismatch, model_weights, weight_models
+    from models.weights import model_weights, weight_models
 
     weights = model_weights(name)
     if weights is None:
-        _fail(ValueError(f"{name!r}: no official files to fetch (models with some: {', '.join(weight_models())})"))
+        raise ModelUnavailable(f"{name!r}: no official files to fetch (models with some: {', '.join(weight_models())})")
     if not weights.files:
-        _fail(ValueError(f"{name}: no published files to fetch ({'; '.join(weights.needs)})"))
+        raise ModelUnavailable(f"{name}: no published files to fetch ({'; '.join(weights.needs)})")
     for entry in weights.files:
-        try:
-            path = fetch_file(entry, to)
-        except (MissingWeights, WeightsMismatch) as error:
-            _fail(error)
+        path = fetch_file(entry, to)
         typer.echo(f"{entry.role}: {path}")
 
 
@@ -139,13 +130,13 @@ def verify(
     from models.weights import WeightsMismatch, check_file, check_tokenizer, model_weights
 
     if checkpoint is None and tokenizer is None:
-        _fail(ValueError("give --checkpoint FILE and/or --tokenizer DIR"))
+        raise BenchError("give --checkpoint FILE and/or --tokenizer DIR")
     weights = model_weights(name)
     differs = False
     if tokenizer is not None:
         entry = next((f for f in weights.files if f.role == "tokenizer"), None) if weights else None
         if entry is None:
-            _fail(ValueError(f"{name}: takes no tokenizer"))
+            raise BenchError(f"{name}: takes no tokenizer")
         try:
             record = check_tokenizer(tokenizer, entry)
         except WeightsMismatch as error:
@@ -155,11 +146,8 @@ def verify(
                    f"{record['vocabulary_sha256']})")
     if checkpoint is None:
         return
-    try:
-        model = get_model(name)
-        model.load_checkpoint(str(checkpoint), trust=trust_checkpoint)
-    except (ModelUnavailable, CheckpointError, ValueError) as error:
-        _fail(error)
+    model = get_model(name)
+    model.load_checkpoint(str(checkpoint), trust=trust_checkpoint)
     provenance = model.provenance()
     typer.echo(f"{checkpoint}: loads into {name} strictly ({provenance.parameters:,} parameters)")
     typer.echo(f"sha256: {provenance.sha256}")

@@ -7,19 +7,16 @@ from dataclasses import asdict
 
 import typer
 
+from bench.cli.app import HandledGroup
 from bench.engine.presets import load_protocol, preset_names
-from protocols.protocol import Protocol, ProtocolError
+from protocols.protocol import Protocol
 
-protocols_app = typer.Typer(help="Protocol presets: list them, show one's fields, rules and differences.",
+protocols_app = typer.Typer(cls=HandledGroup, help="Protocol presets: list them, show one's fields, rules and differences.",
                             no_args_is_help=True)
 
 
 def _load(name: str) -> Protocol:
-    try:
-        return load_protocol(name)
-    except ProtocolError as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    return load_protocol(name)
 
 
 def _value(value) -> str:

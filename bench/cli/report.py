@@ -8,6 +8,7 @@ import typer
 
 from bench.cli.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy
 from protocols.class_metrics import view_columns
+from protocols.errors import BenchError
 
 
 def report(
@@ -27,12 +28,8 @@ def report(
         write_report,  # here, not at import: matplotlib slows every CLI start
     )
 
-    try:
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"{out}: exists and is not a folder (--out is the folder for index.html and figures/)")
-        index = write_report(run, out, published, seed, n_boot, baseline, empty_policy=empty_policy,
-                             pictures=pictures, picture_case=picture_case, metrics=view_columns(metric))
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"{out}: exists and is not a folder (--out is the folder for index.html and figures/)")
+    index = write_report(run, out, published, seed, n_boot, baseline, empty_policy=empty_policy,
+                         pictures=pictures, picture_case=picture_case, metrics=view_columns(metric))
     typer.echo(f"report: {index}")

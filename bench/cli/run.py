@@ -12,9 +12,8 @@ from bench.data.io import InputError
 from bench.engine.provenance import command_line
 from bench.engine.presets import DEFAULT_PRESET, load_protocol, preset_names
 from bench.engine.runner import model_spec, resolve_sources, tolerance_unit
-from models.checkpoints import CheckpointError
 from models.registry import model_names
-from protocols.protocol import ProtocolError, with_overrides
+from protocols.protocol import with_overrides
 
 
 def run(
@@ -50,25 +49,21 @@ def run(
 ) -> None:
     """Run a model on every case: its own preprocessing, the protocol's prompts, predictions mapped back to the
     native grid and written as NIfTI, DSC/NSD scored into the results store; re-running resumes."""
-    try:
-        preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
-        sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
-                                         refs=refs, classes=classes, labels=labels, modality=modality)
-        if only:
-            known = set().union(*(source.classes for source in sources))
-            unknown = sorted(set(only) - known)
-            if unknown:
-                raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
-                                 f"({', '.join(sorted(known))})")
-        spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
-                          checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
-                          replay=replay)
-        rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
-                                           overwrite=overwrite,
-                                           workers=workers, executor=executor, scheduler=scheduler)
-    except (InputError, ProtocolError, CheckpointError, ValueError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+    preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
+    sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
+                                     refs=refs, classes=classes, labels=labels, modality=modality)
+    if only:
+        known = set().union(*(source.classes for source in sources))
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
+                             f"({', '.join(sorted(known))})")
+    spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
+                      checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
+                      replay=replay)
+    rows, done, skipped = run_reported(sources, out, spec, command=command_line(ctx), sources_label=label,
+                                       overwrite=overwrite,
+                                       workers=workers, executor=executor, scheduler=scheduler)
     typer.echo(f"ran {done} case(s), {skipped} already stored with unchanged inputs in {out} (protocol "
                f"{preset.name}, device {spec.device})")
     clicks = rows[rows["click"].notna()] if "click" in rows.columns else rows.iloc[:0]

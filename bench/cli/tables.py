@@ -43,6 +43,7 @@ from bench.views.tables import (
 from protocols import aggregate
 from protocols.class_metrics import view_columns
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
+from protocols.errors import BenchError
 
 BY = ("class", "region", "dataset")
 CLICK_TABLES = (TABLE3, "sam-med3d-table4")
@@ -115,7 +116,7 @@ def tables_output(
     """(`bench tables` output: the protocol table of the standard rows, then the click summary if any; notes).
     `scorer` computes the macro averages (pandas, or `dask_scores` on a cluster)."""
     if by not in BY:
-        raise ValueError(f"unknown --by {by!r}; choose one of {', '.join(BY)}")
+        raise BenchError(f"unknown --by {by!r}; choose one of {', '.join(BY)}")
     view_columns(metric)  # an unknown name fails before any run is read
     runs = load_runs(run_dirs, empty_policy)
     parts, notes = [], []
@@ -232,30 +233,26 @@ def tables(
 
     The table goes to stdout, notes to stderr."""
     fmt = canonical_format(fmt)
-    try:
-        if not run and not published:
-            raise ValueError("give --run RUN (repeatable) and/or --published TABLE (e.g. sat-table1)")
-        if not run:
-            typer.echo(published_text(published, fmt), nl=False)
-            return
-        if cost:
-            body, notes = cost_text(run, parse_targets(noc_targets), fmt)
-            typer.echo(body, nl=False)
-            echo_notes(notes)
-            return
-        if executor == "dask":
-            if view_columns(metric) != aggregate.METRICS:
-                raise ValueError(f"--executor dask averages DSC and NSD; --metric {metric} runs locally")
-            from bench.views.dask_aggregate import dask_scores
-            from bench.engine.executors import dask_client
+    if not run and not published:
+        raise BenchError("give --run RUN (repeatable) and/or --published TABLE (e.g. sat-table1)")
+    if not run:
+        typer.echo(published_text(published, fmt), nl=False)
+        return
+    if cost:
+        body, notes = cost_text(run, parse_targets(noc_targets), fmt)
+        typer.echo(body, nl=False)
+        echo_notes(notes)
+        return
+    if executor == "dask":
+        if view_columns(metric) != aggregate.METRICS:
+            raise BenchError(f"--executor dask averages DSC and NSD; --metric {metric} runs locally")
+        from bench.views.dask_aggregate import dask_scores
+        from bench.engine.executors import dask_client
 
-            with dask_client(workers, scheduler) as client:
-                body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy,
-                                            scorer=partial(dask_scores, client=client))
-        else:
-            body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
-    except (ValueError, KeyError, FileNotFoundError, OSError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from error
+        with dask_client(workers, scheduler) as client:
+            body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy,
+                                        scorer=partial(dask_scores, client=client))
+    else:
+        body, notes = tables_output(run, published, by, metric, fmt, seed, n_boot, empty_policy)
     typer.echo(body, nl=False)
     echo_notes(notes)

@@ -18,6 +18,8 @@ import SimpleITK as sitk
 from isal import isal_zlib
 from nibabel.volumeutils import apply_read_scaling
 
+from protocols.errors import BenchError
+
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
@@ -28,7 +30,7 @@ _MAX_LABEL = 2**31 - 1
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-class InputError(ValueError):
+class InputError(BenchError):
     """A file that cannot be scored as given; the message names the file and the problem."""
 
 

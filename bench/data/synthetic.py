@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from bench.data.io import write_volume
+from protocols.errors import BenchError
 
 SPACING = (0.8, 0.8, 2.5)
 SHAPE = (112, 96, 36)
@@ -70,7 +71,7 @@ def degrade(labels: np.ndarray, model: str, rng: np.random.Generator) -> np.ndar
             organ = np.repeat(np.repeat(coarse, 4, axis=0), 4, axis=1)
             organ = ndimage.shift(organ, (rng.integers(-2, 3), rng.integers(-2, 3), 0), order=0)
         else:
-            raise ValueError(f"unknown pretend model {model!r}; known: {PRETEND_MODELS}")
+            raise BenchError(f"unknown pretend model {model!r}; known: {PRETEND_MODELS}")
         prediction[organ] = value
     return prediction
 

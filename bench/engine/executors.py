@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import TypeVar
+from protocols.errors import BenchError
 
 EXECUTORS = ("local", "dask")
 Case = TypeVar("Case")
@@ -169,7 +170,7 @@ def map_cases(task: Callable[[Case], None], cases: Sequence[Case], *, executor: 
     In this process and on Dask an exception that `caught` does not accept ends the run (a pool worker's comes
     back as the case's); the drivers pass `bench.engine.driver.is_case_error`."""
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+        raise BenchError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if executor == "dask":
         return _dask(task, cases, workers, scheduler, retries, resources, caught)
     return _local(task, cases, workers, caught)

@@ -28,6 +28,7 @@ from models.base import Image, Model, Target, UnsupportedPrompt
 from protocols.prompts import Box, Click, Prompt
 from protocols.prompts_clicks import FIRST_CLICKS, first_click, next_click
 from protocols.prompts_slices import slice_round
+from protocols.errors import BenchError
 
 ON_FAILURE = ("raise", "previous")
 Score = Callable[[np.ndarray], tuple[float, float, int]]
@@ -79,11 +80,11 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
     every class each round); `on_failure="previous"` scores a call that raised as the previous prediction (empty
     at the first), as the SegFM script scores a run that wrote no output, and names the error in the step."""
     if n_clicks < 1:
-        raise ValueError(f"n_clicks must be >= 1, got {n_clicks}")
+        raise BenchError(f"n_clicks must be >= 1, got {n_clicks}")
     if reference.shape != image.shape or reference.dtype != bool:
-        raise ValueError(f"reference must be a boolean mask of the image's shape {image.shape}")
+        raise BenchError(f"reference must be a boolean mask of the image's shape {image.shape}")
     if on_failure not in ON_FAILURE:
-        raise ValueError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
+        raise BenchError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
     spacing = tuple(click_spacing or image.spacing)
     oracle = "reference" in model.capabilities.prompts
     state = {} if state is None else state

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.data.io import InputError
+from protocols.errors import BenchError
 
 METRIC_COLUMNS = [
     "run", "model", "dataset", "case_id", "modality", "class_name",
@@ -47,8 +48,10 @@ _UNCOMPARED = ("provenance", "status", "unscored_labels", "trusted_checkpoint", 
 LOCK_FILE = ".lock"
 
 
-class RunLocked(ValueError):
+class RunLocked(BenchError):
     """Another live process holds the run folder (its host and pid are named)."""
+
+    kind = "store"
 
 
 def _alive(pid: int) -> bool:
@@ -89,8 +92,10 @@ def run_lock(out_dir: Path):
         lock.unlink(missing_ok=True)
 
 
-class InvalidRows(ValueError):
+class InvalidRows(BenchError):
     """Stored rows that cannot be results: the message names the file and the column."""
+
+    kind = "store"
 
 
 _REQUIRED = ("run", "model", "dataset", "case_id", "modality", "class_name", "dsc", "nsd")
@@ -131,8 +136,10 @@ def validate_rows(table: pd.DataFrame, source: Path) -> pd.DataFrame:
     return table
 
 
-class RunConfigMismatch(ValueError):
+class RunConfigMismatch(BenchError):
     """The output directory already holds results made with different settings."""
+
+    kind = "store"
 
 
 def hashed_name(name: str) -> str:

@@ -31,12 +31,15 @@ from models.weights import (
     offline,
     select,
 )
+from protocols.errors import BenchError
 
 CHUNK = 1 << 20
 
 
-class MissingWeights(ValueError):
+class MissingWeights(BenchError):
     """A file a model needs is neither given nor cached, and cannot be downloaded now (offline, manual source)."""
+
+    kind = "checkpoint"
 
 
 def fetch_command(entry: WeightFile) -> str:
@@ -225,7 +228,7 @@ def parse_hub_reference(reference: str) -> tuple[str, str]:
     """`hf://owner/repo/path/in/repo` -> ("owner/repo", "path/in/repo") (the path may be empty: the whole repo)."""
     parts = reference.removeprefix("hf://").strip("/").split("/", 2)
     if len(parts) < 2 or not all(parts[:2]):
-        raise ValueError(f"{reference}: a hub reference is hf://owner/repo/path")
+        raise BenchError(f"{reference}: a hub reference is hf://owner/repo/path")
     return "/".join(parts[:2]), parts[2] if len(parts) == 3 else ""
 
 

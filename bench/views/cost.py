@@ -19,6 +19,7 @@ import pandas as pd
 from bench.engine import store
 from bench.views.tables import render
 from protocols.cost import apply_time_limit, noc_per_target, noc_summary, target_label
+from protocols.errors import BenchError
 
 CASE = ["dataset", "case_id"]
 SECONDS_COLUMNS = ("s/case", "s/call", "CPU s/call", "warm-up s", "load s")
@@ -143,8 +144,8 @@ def parse_targets(text: str | None) -> tuple[float, ...]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"--noc-targets {text!r}: expected numbers such as 85,90") from None
+        raise BenchError(f"--noc-targets {text!r}: expected numbers such as 85,90") from None
     values = [v / 100 if v > 1 else v for v in values]
     if not values or any(not 0 < v <= 1 for v in values):
-        raise ValueError(f"--noc-targets {text!r}: targets must lie in (0, 100] percent")
+        raise BenchError(f"--noc-targets {text!r}: targets must lie in (0, 100] percent")
     return tuple(values)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from protocols.errors import BenchError
 
 FORMATS = ("csv", "json", "nnunet-summary")
 _NNUNET_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
@@ -43,10 +44,10 @@ def nnunet_summary(rows: pd.DataFrame, classes: dict, files: dict[str, tuple[str
     ``files`` case ids to (reference file, prediction file)."""
     missing = [c for c in ("pred_voxels", "ref_voxels", "dsc") if c not in rows.columns]
     if missing:
-        raise ValueError(f"rows lack {', '.join(missing)}; nnU-Net's summary needs voxel counts")
+        raise BenchError(f"rows lack {', '.join(missing)}; nnU-Net's summary needs voxel counts")
     unknown = sorted(set(rows["class_name"]) - set(classes))
     if unknown:
-        raise ValueError(f"no label value for class(es) {', '.join(unknown)} in run.json 'classes'")
+        raise BenchError(f"no label value for class(es) {', '.join(unknown)} in run.json 'classes'")
     keys = {name: label_key(value) for name, value in classes.items() if name in set(rows["class_name"])}
     files = files or {}
     per_case = []
@@ -72,11 +73,11 @@ def at_click(rows: pd.DataFrame, click: int | None = None) -> pd.DataFrame:
     ``click`` (a target whose loop stopped earlier keeps its last click); other rows as they are."""
     if "click" not in rows.columns or rows["click"].isna().all():
         if click is not None:
-            raise ValueError("--click: this run has no click rows")
+            raise BenchError("--click: this run has no click rows")
         return rows
     if click is not None:
         if click < 1 or click > rows["click"].max():
-            raise ValueError(f"--click {click}: the run has clicks 1 to {int(rows['click'].max())}")
+            raise BenchError(f"--click {click}: the run has clicks 1 to {int(rows['click'].max())}")
         rows = rows[rows["click"] <= click]
     return rows.sort_values("click", kind="stable").drop_duplicates(["case_id", "class_name"], keep="last")
 
@@ -93,11 +94,11 @@ def export_text(rows: pd.DataFrame, fmt: str, config: dict | None = None,
         classes = (config or {}).get("classes")
         classes = classes if isinstance(classes, dict) else (config or {}).get("label_values")
         if not classes:
-            raise ValueError("nnunet-summary needs the label value of each class, which this run's run.json does not "
+            raise BenchError("nnunet-summary needs the label value of each class, which this run's run.json does not "
                              "record (`bench evaluate` records 'classes', `bench run`/`clicks` 'label_values'); "
                              "export --format csv instead, or run it again")
         return json.dumps(nnunet_summary(at_click(rows, click), classes, files), indent=4, sort_keys=True) + "\n"
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise BenchError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def case_files(config: dict) -> dict[str, tuple[str, str]]:

@@ -20,6 +20,7 @@ import pandas as pd
 from bench.views.tables import UNSCALED, counts, plural, render, restrict_to_runs
 from protocols.aggregate import METRICS
 from protocols.class_metrics import LOWER_IS_BETTER
+from protocols.errors import BenchError
 
 
 def default_baseline(methods: Sequence[str]) -> str | None:
@@ -90,7 +91,7 @@ def leaderboard(entries: pd.DataFrame, level: str = "class", baseline: str | Non
     wide = frame.pivot_table(index="key", columns=["metric", "method"], values="value", aggfunc="first")
     methods = list(dict.fromkeys(frame["method"]))
     if baseline is not None and baseline not in methods:
-        raise ValueError(f"baseline {baseline!r} has no {level} entries; methods: {', '.join(methods)}")
+        raise BenchError(f"baseline {baseline!r} has no {level} entries; methods: {', '.join(methods)}")
     protocol = frame.drop_duplicates("method").set_index("method")
     untrained = protocol["untrained"].eq(True) if "untrained" in protocol else pd.Series(False, index=protocol.index)
     apart = {m: "made with random weights (untrained): it tests the pipeline, not the model"
@@ -237,7 +238,7 @@ def ranked(
 ) -> tuple[pd.DataFrame, str | None, list[str]]:
     """(leaderboard, the baseline used, notes: how it was ranked and what the comparisons left out)."""
     if by not in ("class", "dataset"):
-        raise ValueError(f"unknown --by {by!r}; choose class or dataset")
+        raise BenchError(f"unknown --by {by!r}; choose class or dataset")
     level_entries, left_out = restrict_to_runs(entries[entries["metric"].isin(metrics)], by)
     chosen = baseline or default_baseline(list(dict.fromkeys(level_entries["method"])))
     board = leaderboard(pd.concat([level_entries, entries[entries["level"] == "overall"]]), by, chosen, cells,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from protocols.errors import BenchError
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published_tables"
 COLUMNS = ["paper", "table", "caption", "method", "metric", "level", "key", "modality", "value", "note"]
@@ -37,7 +38,7 @@ def load_published(name: str) -> pd.DataFrame:
         PUBLISHED_DIR / f"{name}.csv", dtype=_DTYPES, keep_default_na=False, na_values={"value": ["", "NaN", "-"]}
     )
     if list(frame.columns) != COLUMNS:
-        raise ValueError(f"{name}.csv has columns {list(frame.columns)}, expected {COLUMNS}")
+        raise BenchError(f"{name}.csv has columns {list(frame.columns)}, expected {COLUMNS}")
     return frame
 
 

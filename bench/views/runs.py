@@ -18,6 +18,7 @@ from bench.views.tables import published_entries, run_entries
 from protocols import aggregate, stats
 from protocols.metrics import EMPTY_POLICIES
 from bench.views.published import load_published
+from protocols.errors import BenchError
 
 DEFAULT_GRID = "native"
 DEFAULT_POLICY = "sat"
@@ -51,7 +52,7 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
         rows["policy"] = stored_policy(config)
         return rows, config
     if not {"ref_empty", "pred_empty"} <= set(rows.columns) or rows[["ref_empty", "pred_empty"]].isna().any().any():
-        raise ValueError(f"{path}: rows without ref_empty/pred_empty flags; --empty-policy cannot be re-applied")
+        raise BenchError(f"{path}: rows without ref_empty/pred_empty flags; --empty-policy cannot be re-applied")
     return aggregate.apply_empty_policy(rows, empty_policy).assign(policy=empty_policy), config
 
 
@@ -141,7 +142,7 @@ def collect_entries(
     cluster); other `metrics` (row columns such as ``iou`` or ``hd95_mm``) are averaged here with pandas.
     """
     if runs.rows.empty:
-        raise ValueError("the runs hold no standard (non-click) rows to macro-average")
+        raise BenchError("the runs hold no standard (non-click) rows to macro-average")
     scores = scorer(runs.rows) if tuple(metrics) == aggregate.METRICS else aggregate.all_scores(runs.rows, metrics)
     ci = (stats.bootstrap_ci(runs.rows, intervals, n_boot=n_boot, metrics=tuple(metrics))
           if intervals is not None else None)

@@ -22,6 +22,7 @@ import pandas as pd
 from protocols.aggregate import METRICS, OVERALL
 from protocols.class_metrics import LOWER_IS_BETTER, SIGNED
 from bench.views.published import paper_grid
+from protocols.errors import BenchError
 
 ENTRY_COLUMNS = [
     "method", "level", "key", "metric", "value", "lo", "hi", "cases", "datasets", "classes", "source",
@@ -41,7 +42,7 @@ def canonical_format(fmt: str) -> str:
     """A table format by its name or alias (``markdown`` is ``md``); ValueError for an unknown one."""
     fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} (or markdown)")
+        raise BenchError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} (or markdown)")
     return fmt
 _PUBLISHED_LEVELS = {"organ": "class"}
 UNSCALED = frozenset({*LOWER_IS_BETTER, "vol_diff_mm3"})  # printed as they are (mm, mm^3), not in percent

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.base import Capabilities, Image, Model, Target
+from models.base import Capabilities, Image, Model, ModelOptionError, Target
+from models.checkpoints import CheckpointError
 
 _REQUIRED = ("plans.json", "dataset.json")
 # nnInteractive plans autozoom's refinement patches with this margin per side (2.6.0 inference_session.py:2104;
@@ -49,17 +50,17 @@ def checkpoint_path(folder: Path, fold: int | str | None = None, checkpoint_name
     if not ((folder / "inference_info.json").is_file() or (folder / "inference_session_class.json").is_file()):
         missing.append("inference_info.json")
     if missing:
-        raise ValueError(f"{folder}: not an nnInteractive model folder (missing {', '.join(missing)})")
+        raise CheckpointError(f"{folder}: not an nnInteractive model folder (missing {', '.join(missing)})")
     folds = sorted(p.name for p in folder.glob("fold_*") if p.is_dir())
     if fold is None:
         if len(folds) != 1:
-            raise ValueError(f"{folder}: choose a fold, found {folds or 'no fold_* folder'}")
+            raise CheckpointError(f"{folder}: choose a fold, found {folds or 'no fold_* folder'}")
         fold_name = folds[0]
     else:
         fold_name = f"fold_{fold}"
     path = folder / fold_name / checkpoint_name
     if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint")
+        raise CheckpointError(f"{path}: no such checkpoint")
     return path
 
 
@@ -70,13 +71,13 @@ def check_checkpoint(path: Path) -> None:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "unpickling refused"
-        raise ValueError(f"{path}: holds objects outside the allow-list ({reason}); "
+        raise CheckpointError(f"{path}: holds objects outside the allow-list ({reason}); "
                          f"load it only if you trust it (trust_checkpoint=True)") from None
     except (OSError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: unreadable checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
     missing = [key for key in ("trainer_name", "init_args", "network_weights") if key not in checkpoint]
     if missing:
-        raise ValueError(f"{path}: not an nnInteractive checkpoint (missing {', '.join(missing)})")
+        raise CheckpointError(f"{path}: not an nnInteractive checkpoint (missing {', '.join(missing)})")
 
 
 class NnInteractive(Model):
@@ -104,7 +105,7 @@ class NnInteractive(Model):
         self.session.network.eval()  # the session leaves it in training mode (2.6.0 inference_session.py:2281-2288)
         patch = tuple(int(p) for p in self.session.configuration_manager.patch_size)
         if autozoom and min(patch) <= 2 * REFINEMENT_MARGIN:
-            raise ValueError(f"{checkpoint}: patch size {patch} is too small for nnInteractive's autozoom refinement "
+            raise CheckpointError(f"{checkpoint}: patch size {patch} is too small for nnInteractive's autozoom refinement "
                              f"(it needs more than {2 * REFINEMENT_MARGIN} voxels per axis); turn it off with "
                              f"--model-args autozoom=false")
         self.buffer: np.ndarray | None = None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from models.base import Capabilities, Image, Model, Target
+from models.base import Capabilities, Image, Model, ModelOptionError, Target
 from models.reference.clicks import nearest_click_distance
 
 
@@ -46,7 +46,7 @@ class PerturbationOracle(Model):
     def __init__(self, *, erosion: int = 0, dilation: int = 0, shift: int = 2, repair_mm: float = 10.0,
                  seed: int = 0):
         if min(erosion, dilation, shift) < 0 or repair_mm < 0:
-            raise ValueError("erosion, dilation, shift and repair_mm must be >= 0")
+            raise ModelOptionError("erosion, dilation, shift and repair_mm must be >= 0")
         self.erosion, self.dilation, self.shift = erosion, dilation, shift
         self.repair_mm = repair_mm
         self.seed = seed
@@ -56,7 +56,7 @@ class PerturbationOracle(Model):
         for target in targets:
             prompt = target.prompt
             if prompt.reference is None:
-                raise ValueError(f"model {self.name!r} needs the reference prompt (target {target.name!r})")
+                raise ModelOptionError(f"model {self.name!r} needs the reference prompt (target {target.name!r})")
             reference = prompt.reference.astype(bool)
             if target.name not in state:  # the degraded start of this target, drawn once per image
                 state[target.name] = degrade(reference, erosion=self.erosion, dilation=self.dilation,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
+from models.base import Capabilities, Image, Model, ModelOptionError, Target, UnsupportedPrompt
 from models.checkpoints import CheckpointLayout, load_state_dict
 from models.sam.network import build_sam
 from models.sam.slices import PATHS, EncodedSlice, SliceResult, decode, encode
@@ -43,7 +43,7 @@ class SamSlices(Model):
     def __init__(self, *, network: Sam, path: str, name: str, window: tuple[float, float] | None = None,
                  checkpoint_layout: CheckpointLayout = CheckpointLayout()):
         if path not in PATHS:
-            raise ValueError(f"unknown slice path {path!r}; known: {', '.join(PATHS)}")
+            raise ModelOptionError(f"unknown slice path {path!r}; known: {', '.join(PATHS)}")
         self.network, self.path, self.name, self.window = network, path, name, window
         self.checkpoint_layout = checkpoint_layout
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
+from models.base import ModelOptionError
 
 VARIANTS = ("vit_b", "vit_l", "vit_h")
 
@@ -18,6 +19,6 @@ VARIANTS = ("vit_b", "vit_l", "vit_h")
 def build_sam(variant: str, *, device: str | torch.device = "cpu") -> Sam:
     """The package's SAM `variant` (1024 input, eval mode) with its own random initialisation."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown SAM variant {variant!r}; known: {', '.join(VARIANTS)}")
+        raise ModelOptionError(f"unknown SAM variant {variant!r}; known: {', '.join(VARIANTS)}")
     with torch.device(device):
         return sam_model_registry[variant](checkpoint=None).eval()

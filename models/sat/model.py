@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.base import Capabilities, CheckpointInfo, Image, Model, Target
-from models.checkpoints import load_checkpoint
+from models.base import Capabilities, CheckpointInfo, Image, Model, ModelOptionError, Target
+from models.checkpoints import CheckpointError, load_checkpoint
 from models.sat.inference import THRESHOLD, encode_prompts, predict_volume
 from models.sat.network import NANO, PRO, WINDOW, SATConfig, SATNetwork
 from models.sat.text import SATTextEncoder, SATTokenizer, modality_code
@@ -51,7 +51,7 @@ def parse_window(window: str | Sequence[int] | None) -> tuple[int, int, int]:
     except (TypeError, ValueError):
         parsed = ()
     if len(parsed) != 3 or min(parsed) <= 0:
-        raise ValueError(f"window {window!r}: expected three positive sizes, e.g. 96,64,64")
+        raise ModelOptionError(f"window {window!r}: expected three positive sizes, e.g. 96,64,64")
     return parsed
 
 
@@ -60,7 +60,7 @@ def load_tokenizer(folder: str | Path) -> SATTokenizer:
     try:
         return SATTokenizer.from_folder(folder)
     except (OSError, ValueError) as error:
-        raise ValueError(f"tokenizer={folder}: {str(error).splitlines()[0]}") from None
+        raise CheckpointError(f"tokenizer={folder}: {str(error).splitlines()[0]}") from None
 
 
 class SAT(Model):
@@ -80,7 +80,7 @@ class SAT(Model):
     def __init__(self, *, config: SATConfig, name: str, text_encoder: str | None = None,
                  tokenizer: str | None = None, window: str | Sequence[int] | None = None, batch_size: int = 2):
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size={batch_size}: at least 1 window per pass")
+            raise ModelOptionError(f"batch_size={batch_size}: at least 1 window per pass")
         self.name = name
         with torch.device("meta"):  # no random initialisation: SAT runs only with its official weights, assigned
             self.network = SATNetwork(config, image_size=parse_window(window)).eval()  # by `load_checkpoint`
@@ -114,7 +114,7 @@ class SAT(Model):
         fails before its first case."""
         missing = self.missing()
         if missing:
-            raise ValueError(f"model {self.name!r} needs its official weights and tokenizer; missing: "
+            raise CheckpointError(f"model {self.name!r} needs its official weights and tokenizer; missing: "
                              f"{', '.join(missing)}")
         super().to(device)
         self.text_network.to(device)
@@ -133,7 +133,7 @@ class SAT(Model):
     def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> dict[str, np.ndarray]:
         missing = self.missing()
         if missing:
-            raise ValueError(f"model {self.name!r} cannot segment without {', '.join(missing)}")
+            raise ModelOptionError(f"model {self.name!r} cannot segment without {', '.join(missing)}")
         names = [target.prompt.text or target.name for target in targets]
         queries = self.text_embeddings(names, image.modality)
         probabilities = predict_volume(self.network, queries, image.array, batch_size=self.batch_size)

@@ -29,6 +29,7 @@ from models.base import (
     CheckpointInfo,
     Image,
     Model,
+    ModelOptionError,
     Target,
     UnsupportedPrompt,
 )
@@ -56,7 +57,7 @@ def parse_prompts(prompts: str) -> frozenset[str]:
     chosen = [part.strip() for part in str(prompts).split("+")]
     unknown = [part for part in chosen if part not in KINDS]
     if unknown or not chosen:
-        raise ValueError(f"segvol prompts={prompts!r}: join text, box, point with '+' (e.g. text+box)")
+        raise ModelOptionError(f"segvol prompts={prompts!r}: join text, box, point with '+' (e.g. text+box)")
     return frozenset(KINDS[part] for part in chosen)
 
 

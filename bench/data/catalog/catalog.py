@@ -13,12 +13,13 @@ from bench.data.catalog.importer import DATA_DIR
 from bench.data.catalog.orientation import SAT_ORIENTATION
 from bench.data.catalog.rules import Rule
 from protocols.terms import term_key
+from protocols.errors import BenchError
 
 TERM_COLUMNS = ["key", "modality", "class_name", "regions", "abnormal"]
 _VALUE_FIELDS = ("rules", "class_values", "mask_values")
 
 
-class CatalogError(LookupError):
+class CatalogError(BenchError, LookupError):
     """An unknown dataset or class, or missing catalog data files; the message says which and what exists."""
 
 

@@ -19,13 +19,14 @@ from bench.data.catalog.names import class_name, nnunet_class_name
 from bench.data.catalog.orientation import SAT_ORIENTATION, orientation_code
 from bench.data.catalog.rules import bilateral_rules, resolve_rules
 from protocols.terms import modality_prefix, split_key, term_key
+from protocols.errors import BenchError
 
 CURATED = Path(__file__).with_name("curated.yaml")
 DATA_DIR = Path(__file__).with_name("data")
 _MODALITY_NAMES = {"ct": "CT", "mri": "MRI", "pet": "PET"}
 
 
-class SatdsImportError(ValueError):
+class SatdsImportError(BenchError):
     """A SAT-DS checkout or curated entry that cannot be turned into a catalog; the message names the file."""
 
 

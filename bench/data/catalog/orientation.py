@@ -1,6 +1,7 @@
 """The axes SAT-DS reorients a dataset's scans to before resampling (`Orientationd(axcodes=...)` in its loader)."""
 
 from __future__ import annotations
+from protocols.errors import BenchError
 
 SAT_ORIENTATION = "RAS"
 NO_REORIENTATION = "none"  # MyoPS2020: SAT-DS's loader keeps the scan's own axes
@@ -13,5 +14,5 @@ def orientation_code(orientation: str | None) -> str:
         return NO_REORIENTATION
     code = str(orientation).upper()
     if len(code) != 3 or any(sum(letter in pair for letter in code) != 1 for pair in AXIS_LABELS):
-        raise ValueError(f"orientation {orientation!r} is not an axis code such as RAS, ASR or LPS, nor 'none'")
+        raise BenchError(f"orientation {orientation!r} is not an axis code such as RAS, ASR or LPS, nor 'none'")
     return code
