@@ -31,6 +31,9 @@ from models.base import Image, Target, UnsupportedPrompt
 from models.parity import load_parity_weights
 from models.registry import get_model
 
+pytestmark = pytest.mark.slow  # the session's nnU-Net planning, a child-process prediction and a run: over 20 s
+
+
 def write_model_folder(workspace: Workspace, info, folder):
     """A trained-model folder in nnU-Net's layout: the planned 3d_fullres network with parity weights."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer

@@ -27,6 +27,9 @@ from bench.data.catalog import load_catalog, term_key
 from bench.data.catalog.cases import satds_jsonl_sources
 from bench.cli.app import app
 
+pytestmark = pytest.mark.slow  # trains a model
+
+
 @pytest.fixture(scope="module")
 def pipeline(nnunet_tiny, shared_dir, tmp_path_factory):
     """The rest of the stages run once on the session's converted and planned data (`nnunet_tiny`): SAT-DS's own
