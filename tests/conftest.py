@@ -76,3 +76,71 @@ def ts_raw_dataset(shared_dir, tmp_path_factory):
         return root
 
     return make
+
+
+# TotalSegmentator v2 value in seg_total.nii.gz -> TotalSegmentator_Organs mask value (SAT-DS organs_label)
+TINY_ORGANS = {5: 9, 1: 17, 2: 8, 3: 7, 6: 18}  # liver, spleen, right kidney, left kidney, stomach
+TINY_CROP = (72, 64, 24)
+TINY_OFFSETS = [(10, 15, 0), (30, 20, 4), (40, 30, 2), (20, 25, 6), (25, 18, 3), (35, 28, 5)]
+
+
+def _write_tiny_satds(example: Path, root: Path, info) -> Path:
+    """Six crops of the example CT in SAT-DS layout (data/nii/.../<id>/ct.nii.gz + organs_label.nii.gz) with
+    patient ids from SAT's split of `info` (4 train, 2 test), and their jsonl; returns the jsonl."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    ct = nib.load(str(example / "ct.nii.gz"))
+    seg = np.asarray(nib.load(str(example / "seg_total.nii.gz")).dataobj)
+    organs = np.zeros(seg.shape, np.uint8)
+    for total_value, organ_value in TINY_ORGANS.items():
+        organs[seg == total_value] = organ_value
+    image = np.asarray(ct.dataobj)
+    ids = list(info.train_ids[:4]) + list(info.test_ids[:2])
+    records = []
+    for patient, (x, y, z) in zip(ids, TINY_OFFSETS):
+        box = (slice(x, x + TINY_CROP[0]), slice(y, y + TINY_CROP[1]), slice(z, z + TINY_CROP[2]))
+        affine = ct.affine.copy()
+        affine[:3, 3] = ct.affine[:3, :3] @ np.array([x, y, z]) + ct.affine[:3, 3]
+        folder = root / "data" / "nii" / "Totalsegmentator_dataset" / patient
+        folder.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(image[box], affine, ct.header), str(folder / "ct.nii.gz"))
+        nib.save(nib.Nifti1Image(organs[box], affine), str(folder / "organs_label.nii.gz"))
+        records.append({"image": str((folder / "ct.nii.gz").relative_to(root)),
+                        "mask": str((folder / "organs_label.nii.gz").relative_to(root)),
+                        "label": list(info.classes), "modality": "CT", "dataset": info.name,
+                        "official_split": "train", "patient_id": patient})
+    jsonl = root / f"{info.name}.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return jsonl
+
+
+@pytest.fixture(scope="session")
+def nnunet_tiny(shared_dir, tmp_path_factory):
+    """A tiny TotalSegmentator_Organs cut from the real example CT, converted by `bench baselines nnunet convert`
+    and planned and preprocessed (3d_fullres) by nnU-Net's own planner, once per session (~15 s):
+    test_nnunet_pipeline trains on it, test_nnunet_model builds a model folder from its plans. A user adds only
+    names of its own to the workspace (plans, models, predictions) and writes its runs outside it."""
+    pytest.importorskip("nnunetv2")
+    from typer.testing import CliRunner
+
+    from baselines.nnunet import stages
+    from baselines.nnunet.workspace import Workspace
+    from bench.cli.app import app
+    from bench.data.catalog import load_catalog
+
+    example = shared_dir / "data" / "totalsegmentator_example"
+    if not (example / "seg_total.nii.gz").is_file():
+        pytest.skip("TotalSegmentator example absent")
+    info = load_catalog().dataset("TotalSegmentator_Organs")
+    root = tmp_path_factory.mktemp("satds")
+    jsonl = _write_tiny_satds(example, root, info)
+    work = tmp_path_factory.mktemp("nnunet")
+    result = CliRunner().invoke(app, ["baselines", "nnunet", "convert", "--dataset", info.name, "--root", str(root),
+                                      "--manifest", str(jsonl), "--work", str(work)])
+    assert result.exit_code == 0, result.output
+    workspace = Workspace(work)
+    stages.plan(workspace, info, use_sat_plans=False, settings=stages.Settings(workers=1, threads=2, quiet=True))
+    return {"root": root, "jsonl": jsonl, "work": work, "workspace": workspace, "info": info}

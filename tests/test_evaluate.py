@@ -78,6 +78,29 @@ def test_inline_labels_channel_suffix_and_unscored_references(tmp_path):
     assert "1 reference(s) without prediction" in result.output and "case_001" in result.output
 
 
+def test_all_digit_four_digit_case_ids_and_their_channel_tag(tmp_path):
+    """Real case ids of four digits (`0001`, `1234`, `0000`): a prediction `1234_0000.nii.gz` is case `1234` (the
+    tag is stripped, not mistaken for the id), `0000_0000.nii.gz` is case `0000`, and the ids stay strings with
+    their leading zeros through the rows and the resume."""
+    rng = np.random.default_rng(4)
+    truth = {}
+    for case_id, pred_name in (("0001", "0001_0000"), ("1234", "1234_0000"), ("0000", "0000_0000")):
+        pred, ref = _case(rng)
+        write_volume(tmp_path / "ref" / f"{case_id}.nii.gz", ref, AFFINE)
+        write_volume(tmp_path / "pred" / f"{pred_name}.nii.gz", pred, AFFINE)
+        truth[case_id] = {s.class_name: s.dsc for s in evaluate_case(pred, ref, SPACING, CLASSES)}
+    write_volume(tmp_path / "ref" / "0002.nii.gz", _case(rng)[1], AFFINE)  # a reference nobody predicted
+    result = _evaluate(tmp_path, "--labels", "1=liver,2=spleen,3=kidney")
+    assert result.exit_code == 0, result.output
+    assert "1 reference(s) without prediction" in result.output and "0002" in result.output
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert sorted(table.case_id) == sorted(case for case in truth for _ in CLASSES)
+    assert {(row.case_id, row.class_name): row.dsc for row in table.itertuples()} == {
+        (case, name): dsc for case, scores in truth.items() for name, dsc in scores.items()}
+    again = _evaluate(tmp_path, "--labels", "1=liver,2=spleen,3=kidney")
+    assert again.exit_code == 0 and "scored 0 case(s), 3 stored with unchanged inputs" in again.output
+
+
 def test_per_class_mask_folders(tmp_path):
     cases = _folders(tmp_path, n_cases=1)
     pred, _ = cases["case_000"]

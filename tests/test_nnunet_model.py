@@ -1,12 +1,13 @@
 """`bench run --model nnunet --checkpoint MODEL_FOLDER` is the same path as `bench baselines nnunet predict`.
 
-The tiny SAT-DS-style crops of the real TotalSegmentator CT (`tests.test_nnunet_pipeline.write_tiny_satds`) are
-converted and planned with nnU-Net's own planner; the model folder is then written in nnU-Net's layout (plans.json,
-dataset.json, fold_all/checkpoint_final.pth as `nnUNetTrainer.save_checkpoint` writes it) with parity weights for
-the planned network and no test-time mirroring, so its label maps hold many classes (training is the pipeline
-test's job). The baseline predicts and scores the two test cases in nnU-Net's child process; `bench run` runs the
-same folder in-process as a v2 model. Oracle: the baseline's own prediction files and scores, which the run must
-equal mask for mask and number for number (derived classes as unions of the same label map).
+The tiny SAT-DS-style crops of the real TotalSegmentator CT, converted and planned with nnU-Net's own planner, are
+the session's (`nnunet_tiny` in tests/conftest.py, shared with test_nnunet_pipeline); the model folder is written
+in nnU-Net's layout (plans.json, dataset.json, fold_all/checkpoint_final.pth as `nnUNetTrainer.save_checkpoint`
+writes it) with parity weights for the planned network and no test-time mirroring, so its label maps hold many
+classes (training is the pipeline test's job). The baseline predicts and scores the two test cases in nnU-Net's
+child process; `bench run` runs the same folder in-process as a v2 model. Oracle: the baseline's own prediction
+files and scores, which the run must equal mask for mask and number for number (derived classes as unions of the
+same label map).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from typer.testing import CliRunner
 pytest.importorskip("nnunetv2")
 torch = pytest.importorskip("torch")
 
-from baselines.nnunet import stages
 from baselines.nnunet.workspace import NNUNET_PLANS, Workspace
 from bench.data.catalog import load_catalog, term_key
 from bench.cli.app import app
 from models.base import Image, Target, UnsupportedPrompt
 from models.parity import load_parity_weights
 from models.registry import get_model
-from tests.test_nnunet_pipeline import DATASET, write_tiny_satds
+
+pytestmark = pytest.mark.slow  # the session's nnU-Net planning, a child-process prediction and a run: over 20 s
 
 
 def write_model_folder(workspace: Workspace, info, folder):
@@ -58,14 +59,11 @@ def write_model_folder(workspace: Workspace, info, folder):
 
 
 @pytest.fixture(scope="module")
-def trained(shared_dir, tmp_path_factory):
-    """The tiny data, a trained smoke model folder, the baseline's scored run and a `bench run` of the same model."""
-    example = shared_dir / "data" / "totalsegmentator_example"
-    if not (example / "seg_total.nii.gz").is_file():
-        pytest.skip("TotalSegmentator example absent")
-    root = tmp_path_factory.mktemp("satds")
-    jsonl = write_tiny_satds(example, root)
-    work = tmp_path_factory.mktemp("nnunet")
+def trained(nnunet_tiny, tmp_path_factory):
+    """The session's tiny data and plans, a model folder of the planned network, the baseline's scored run and a
+    `bench run` of the same model (model and runs in a folder of this module's own)."""
+    root, jsonl, workspace, info = (nnunet_tiny[key] for key in ("root", "jsonl", "workspace", "info"))
+    work = tmp_path_factory.mktemp("nnunet_model")
     runner = CliRunner()
 
     def bench(*args):
@@ -73,16 +71,11 @@ def trained(shared_dir, tmp_path_factory):
         assert result.exit_code == 0, result.output
         return result.output
 
-    bench("baselines", "nnunet", "convert", "--dataset", DATASET, "--root", str(root), "--manifest", str(jsonl),
-          "--work", str(work))
-    workspace, info = Workspace(work), load_catalog().dataset(DATASET)
-    settings = stages.Settings(workers=1, threads=2, quiet=True)
-    stages.plan(workspace, info, use_sat_plans=False, configurations=(), settings=settings)  # plans only
     model = write_model_folder(workspace, info, work / "model" / f"nnUNetTrainer__{NNUNET_PLANS}__3d_fullres")
-    bench("baselines", "nnunet", "predict", "--dataset", DATASET, "--checkpoint-folder", str(model), "--device", "cpu",
-          "--out", str(work / "baseline"), "--work", str(work))
-    output = bench("run", "--model", "nnunet", "--checkpoint", str(model), "--dataset", DATASET, "--root", str(root),
-                   "--manifest", str(jsonl), "--device", "cpu", "--out", str(work / "run"))
+    bench("baselines", "nnunet", "predict", "--dataset", info.name, "--checkpoint-folder", str(model), "--device",
+          "cpu", "--out", str(work / "baseline"), "--work", str(nnunet_tiny["work"]))
+    output = bench("run", "--model", "nnunet", "--checkpoint", str(model), "--dataset", info.name, "--root",
+                   str(root), "--manifest", str(jsonl), "--device", "cpu", "--out", str(work / "run"))
     return {"root": root, "jsonl": jsonl, "workspace": workspace, "info": info, "model": model, "work": work,
             "output": output, "predictions": workspace.predictions / info.nnunet_name / model.name}
 
@@ -120,7 +113,7 @@ def test_rows_are_finite_with_unified_names_and_derived_classes(trained):
     assert {"kidney", "adrenal gland", "lung lower lobe"} <= set(table.class_name)
     scored = table[~(table.ref_empty & table.pred_empty)]  # both empty: left out under harness (NaN)
     assert all(math.isfinite(v) for v in scored.dsc) and all(math.isfinite(v) for v in scored.nsd)
-    assert set(table.model) == {"nnunet"} and set(table.dataset) == {DATASET}
+    assert set(table.model) == {"nnunet"} and set(table.dataset) == {info.name}
     assert {term_key(m, c) for m, c in zip(table.modality, table.class_name)} <= set(load_catalog().terms.key)
     config = json.loads((trained["work"] / "run" / "run.json").read_text())
     assert config["prompts_given"] == [] and config["model_provenance"]["parameters"] > 0
@@ -142,9 +135,9 @@ def test_the_model_exposes_its_network_and_refuses_classes_it_lacks(trained):
 
 
 def test_a_folder_that_is_no_model_is_one_line(trained, tmp_path):
-    result = CliRunner().invoke(app, ["run", "--model", "nnunet", "--checkpoint", str(tmp_path), "--dataset", DATASET,
-                                      "--root", str(trained["root"]), "--manifest", str(trained["jsonl"]),
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(app, ["run", "--model", "nnunet", "--checkpoint", str(tmp_path), "--dataset",
+                                      trained["info"].name, "--root", str(trained["root"]), "--manifest",
+                                      str(trained["jsonl"]), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "not a trained nnU-Net model folder" in result.output
     with pytest.raises(ValueError, match="--checkpoint"):  # what `bench models list` shows as "built from its folder"
         get_model("nnunet")
@@ -161,9 +154,9 @@ def test_a_checkpoint_with_pickled_code_is_refused_in_one_line(trained, tmp_path
     for name in ("plans.json", "dataset.json"):
         (folder / name).write_text((trained["model"] / name).read_text())
     torch.save({"network_weights": {}, "trainer_name": Payload()}, folder / "fold_all" / "checkpoint_final.pth")
-    result = CliRunner().invoke(app, ["run", "--model", "nnunet", "--checkpoint", str(folder), "--dataset", DATASET,
-                                      "--root", str(trained["root"]), "--manifest", str(trained["jsonl"]),
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(app, ["run", "--model", "nnunet", "--checkpoint", str(folder), "--dataset",
+                                      trained["info"].name, "--root", str(trained["root"]), "--manifest",
+                                      str(trained["jsonl"]), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "outside the allow-list" in result.output
     assert "pickled code ran" not in result.output and "Traceback" not in result.output
 

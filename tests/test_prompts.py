@@ -134,8 +134,9 @@ def test_ritm_goes_negative_when_the_false_positive_is_deeper():
 
 
 def test_ritm_tie_of_equal_depth_goes_negative():
-    """FN and FP blocks of the same size: equal distance maxima, and `fn_max > fp_max` is false, so the official
-    rule (SAM-Med3D@b5927c7:utils/click_method.py) clicks the false positive."""
+    """FN and FP blocks of the same size: equal distance maxima, and `is_positive = fn_max_dist > fp_max_dist` is
+    false, so the official rule clicks the false positive (SamsungLabs/ritm_interactive_segmentation@b9b4460:
+    isegm/inference/clicker.py:50; SAM-Med3D@b5927c7:utils/click_method.py follows it). Mutation `>=` fails."""
     ref = np.zeros((30, 30, 12), bool)
     ref[2:9, 2:9, 2:9] = True
     pred = np.zeros_like(ref)

@@ -30,16 +30,6 @@ def test_exact_edt_path_counts_a_surface_exactly_at_the_tolerance():
     assert oracle == 1.0
 
 
-def test_ritm_tie_between_fn_and_fp_goes_negative():
-    """Equal FN and FP depth: `fn_max > fp_max` is False, so the click is negative (mutation `>=` fails)."""
-    ref = np.zeros((30, 12, 12), bool)
-    pred = np.zeros_like(ref)
-    ref[2:9, 2:9, 2:9] = True  # FN cube 7^3
-    pred[18:25, 2:9, 2:9] = True  # FP cube 7^3, the same depth
-    clicks = [next_click("ritm", pred, ref, (1.0, 1.0, 1.0), RNG(seed)) for seed in range(50)]
-    assert all(not c.positive and pred[c.point] for c in clicks)
-
-
 @pytest.mark.parametrize("side", ["fn", "fp"])
 def test_fn_fp_coin_with_errors_on_one_side_only_never_clicks_the_empty_side(side):
     """Only one error type: every draw lands on it, whatever the coin says (mutation: always use the coin)."""

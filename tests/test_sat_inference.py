@@ -81,6 +81,7 @@ def engine():
     return network, data
 
 
+@pytest.mark.slow  # ~24 s on two CPU cores
 def test_predict_volume_equals_official_inference_loop(engine, monkeypatch):
     """The official loop ran with each query's logits shifted by a constant (else parity weights give all
     foreground); the same shift here. Its probabilities and masks are the oracle."""

@@ -134,6 +134,7 @@ def close(actual: torch.Tensor, expected: np.ndarray, rtol: float = 1e-4) -> Non
     np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
+@pytest.mark.slow  # ~20 s on two CPU cores (SAT-Nano forward pass)
 def test_nano_forward_matches_official_golden(parity_nano, network_golden):
     g = network_golden
     image = torch.randn([int(n) for n in g["logits_shape"][:1]] + [3, *g["window"]],
