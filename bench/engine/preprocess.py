@@ -21,9 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
-from monai.data import MetaTensor
-from monai.transforms import Orientation, Spacing
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from bench.data.catalog.orientation import AXIS_LABELS, NO_REORIENTATION, SAT_ORIENTATION, orientation_code
@@ -115,6 +112,10 @@ def _monai_grid(ras_affine: np.ndarray, ras_shape: tuple[int, ...], target_spaci
     indices from `Spacing` of a 1-D index ramp along each axis. MONAI's sampling is separable (its voxel-to-voxel
     matrix is diagonal), so this is exact, except on an oblique scan at a sample exactly half-way between two
     voxels, where MONAI's float32 grid noise may pick either neighbour from one row to the next."""
+    import torch  # MONAI and torch load when a scan is first preprocessed, not when the engine is imported
+    from monai.data import MetaTensor
+    from monai.transforms import Spacing
+
     spacing = Spacing(pixdim=target_spacing, mode="nearest")
     affine = torch.as_tensor(ras_affine, dtype=torch.float64)
     whole = MetaTensor(torch.zeros(1).expand(1, *ras_shape), affine=affine)
@@ -161,6 +162,10 @@ def _check_grid(transform: SatTransform, array: np.ndarray) -> None:
 def resample_image(transform: SatTransform, image: np.ndarray) -> np.ndarray:
     """Native image -> SAT axes -> 1 x 1 x 3 mm, bilinear, through MONAI's transforms (whole grid, no crop).
     The image is float32 first, as MONAI's `LoadImage` hands it to SAT-DS."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation, Spacing
+
     _check_grid(transform, image)
     data = MetaTensor(torch.from_numpy(np.asarray(image, np.float32).copy())[None],
                       affine=torch.as_tensor(transform.native_affine, dtype=torch.float64))

@@ -2,7 +2,7 @@
 
 - `native`: the scan as stored.
 - `satds`: SAT-DS preprocessing (`bench.engine.preprocess`: RAS, 1 x 1 x 3 mm, foreground crop, normalised image).
-- `crop`: SAM-Med3D's official TorchIO chain, the one `models.sam_med3d.preprocess` implements: the scan
+- `crop`: SAM-Med3D's official TorchIO chain (`models.crop_chain`, which the SAM-Med3D model crops with too): the scan
   resampled once to the protocol's spacing (`Resample`: image linear in its own dtype, masks nearest) and put in
   canonical (RAS) axes (`ToCanonical`), then per target a box of the protocol's size centred by TorchIO on that
   target's mask (`CropOrPad(mask_name=...)`, zero-padded where it leaves the scan), every class's mask cropped
@@ -24,15 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from bench.data.io import InputError, Volume
 from bench.engine.preprocess import SAT_ORIENTATION, from_sat, preprocess
 from models.base import Image
-from models.sam_med3d.preprocess import crop_or_pad, onto_grid, resample_canonical
 from protocols.protocol import Space
 
 if TYPE_CHECKING:
+    import torch
     import torchio
 
 
@@ -111,6 +110,8 @@ def _layered(masks: list[np.ndarray]) -> tuple[np.ndarray, tuple[int, ...]]:
 def resample(volume: Volume, modality: str, masks: Mapping[str, np.ndarray], space: Space) -> Resampled:
     names = tuple(masks)
     labels, layers = _layered([np.asarray(masks[name], bool) for name in names]) if names else (None, ())
+    from models.crop_chain import resample_canonical  # torch and TorchIO: imported when a crop space is used
+
     ct = model_modality(modality) == "CT"
     canonical = resample_canonical(np.asarray(volume.array), volume.affine, labels, spacing=tuple(space.spacing),
                                    canonical=space.canonical, clamp=space.clamp if ct else None)
@@ -120,6 +121,8 @@ def resample(volume: Volume, modality: str, masks: Mapping[str, np.ndarray], spa
 
 def crop_space(resampled: Resampled, target: str, space: Space) -> SpaceCase:
     """The crop of one target: a `space.size` box centred by TorchIO on that target's resampled mask."""
+    from models.crop_chain import crop_or_pad, onto_grid
+
     index = resampled.names.index(target)
     with warnings.catch_warnings():  # a target that resampling empties: TorchIO warns and centres; runs skip it
         warnings.filterwarnings("ignore", message="All values found in the mask", category=RuntimeWarning)
