@@ -11,7 +11,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import import_module
+from importlib.metadata import entry_points
 
 from models.adapters import SliceWise
 from models.base import Capabilities, Model, ModelOptionError
@@ -43,9 +45,23 @@ _BUILTIN = {
     "sam-vit-h": Entry("models.sam.model:sam", {"variant": "vit_h"}, slicewise=True),
     "sam-med2d": Entry("models.sam.model:sam_med2d", slicewise=True),
     "nninteractive": Entry("models.nninteractive.session:NnInteractive", checkpoint_argument=True),
-    "nnunet": Entry("baselines.nnunet:nnunet", checkpoint_argument=True),
 }
+PLUGINS = "medseg_bench.models"  # entry-point group: packages above models/ (baselines/) add their models here
 _REGISTERED: dict[str, Callable[..., Model]] = {}
+
+
+@cache
+def shipped_entries() -> dict[str, Entry]:
+    """The models this project ships: those of models/ and those a package above it declares as an `Entry` in
+    the `medseg_bench.models` entry points of pyproject.toml (the nnU-Net specialists of baselines/), so models/
+    never names a package above it."""
+    entries = dict(_BUILTIN)
+    for point in entry_points(group=PLUGINS):
+        entry = point.load()
+        if not isinstance(entry, Entry):
+            raise TypeError(f"entry point {point.name} = {point.value} is not a models.registry.Entry")
+        entries[point.name] = entry
+    return entries
 
 
 class ModelUnavailable(BenchError):
@@ -59,7 +75,7 @@ class ModelUnavailable(BenchError):
 def register_model(name: str) -> Callable[[Callable[..., Model]], Callable[..., Model]]:
     """Decorator: register a model factory (a class or function taking keyword arguments) under `name`."""
     def decorate(factory: Callable[..., Model]) -> Callable[..., Model]:
-        if name in _BUILTIN or name in _REGISTERED:
+        if name in shipped_entries() or name in _REGISTERED:
             raise ValueError(f"a model named {name!r} is already registered")
         _REGISTERED[name] = factory
         return factory
@@ -72,7 +88,7 @@ def unregister_model(name: str) -> None:
 
 
 def model_names() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTERED))
+    return sorted(set(shipped_entries()) | set(_REGISTERED))
 
 
 def _target(entry: Entry, name: str) -> Callable[..., Model]:
@@ -93,9 +109,9 @@ def model_factory(name: str) -> Callable[..., Model]:
     wrapped slice-wise); ModelUnavailable names the module when it cannot be imported."""
     if name in _REGISTERED:
         return _REGISTERED[name]
-    if name not in _BUILTIN:
+    if name not in shipped_entries():
         raise ModelUnavailable(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    entry = _BUILTIN[name]
+    entry = shipped_entries()[name]
     factory = _target(entry, name)
 
     def build(**options) -> Model:
@@ -107,7 +123,7 @@ def model_factory(name: str) -> Callable[..., Model]:
 
 def takes_checkpoint(name: str) -> bool:
     """Whether the model's factory takes its weights itself (`checkpoint=`, e.g. a trained-model folder)."""
-    return name in _BUILTIN and _BUILTIN[name].checkpoint_argument
+    return name in shipped_entries() and shipped_entries()[name].checkpoint_argument
 
 
 def get_model(name: str, **options) -> Model:
@@ -149,12 +165,12 @@ def describe(name: str) -> dict:
 def model_class(name: str) -> type[Model]:
     """The class the built-in entry `name` builds (before slice-wise wrapping), without building it: the entry
     itself or its factory's return annotation."""
-    if name not in _BUILTIN:
-        raise ModelUnavailable(f"unknown built-in model {name!r}; known: {', '.join(sorted(_BUILTIN))}")
-    factory = _target(_BUILTIN[name], name)
+    if name not in shipped_entries():
+        raise ModelUnavailable(f"unknown built-in model {name!r}; known: {', '.join(sorted(shipped_entries()))}")
+    factory = _target(shipped_entries()[name], name)
     cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
     if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise TypeError(f"model {name!r}: {_BUILTIN[name].target} does not say which Model class it builds")
+        raise TypeError(f"model {name!r}: {shipped_entries()[name].target} does not say which Model class it builds")
     return cls
 
 
@@ -162,4 +178,4 @@ def model_capabilities(name: str) -> Capabilities:
     """What the built-in model `name` declares with its default options, read from class data (no model is
     built): its class's `capabilities`, in slice-wise form for a 2D model run slice by slice."""
     capabilities = model_class(name).capabilities
-    return SliceWise.capabilities_of(capabilities) if _BUILTIN[name].slicewise else capabilities
+    return SliceWise.capabilities_of(capabilities) if shipped_entries()[name].slicewise else capabilities

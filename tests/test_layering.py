@@ -58,3 +58,37 @@ def test_the_import_check_sees_function_level_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from bench.cli.run import run\n    import time\n")
     assert {"bench.cli.run", "time"} <= _imports(module)
+
+
+LADDER = ("protocols", "models", "bench.data", "bench.engine", "baselines", "bench.views", "bench.cli")
+
+
+def _layer(name: str) -> int | None:
+    """The rung of a module on the ladder (its longest matching package), None outside the project."""
+    rungs = [i for i, package in enumerate(LADDER) if name == package or name.startswith(package + ".")]
+    return max(rungs, key=lambda i: len(LADDER[i])) if rungs else None
+
+
+def test_every_import_runs_down_the_ladder():
+    """protocols < models < bench.data < bench.engine < baselines < bench.views < bench.cli: a module imports
+    its own rung or one below, never one above (so nothing imports a package that imports it back)."""
+    upward = {}
+    for package in {p.split(".")[0] for p in LADDER}:
+        for path in _files(package):
+            module = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+            own = _layer(module)
+            if own is None:  # bench/__init__.py and the like sit above the ladder's rungs
+                continue
+            above = sorted(name for name in _imports(path) if (_layer(name) or 0) > own)
+            if above:
+                upward[module] = above
+    assert not upward
+
+
+def test_the_registry_names_only_models_below_it():
+    """The registry's own entries import models/ only; baselines add theirs through the entry-point group."""
+    from models.registry import _BUILTIN, PLUGINS
+
+    assert {entry.target.split(":")[0].split(".")[0] for entry in _BUILTIN.values()} == {"models"}
+    assert "baselines" not in (ROOT / "models" / "registry.py").read_text().split('PLUGINS = "')[0]
+    assert PLUGINS in (ROOT / "pyproject.toml").read_text()

@@ -192,10 +192,10 @@ def test_every_registered_model_class_declares_its_capabilities_as_class_data():
     pytest.importorskip("torch")
     import torch
 
-    from models.registry import _BUILTIN, ModelUnavailable, model_capabilities, model_class
+    from models.registry import shipped_entries, ModelUnavailable, model_capabilities, model_class
 
     checked = 0
-    for name, entry in _BUILTIN.items():
+    for name, entry in shipped_entries().items():
         try:
             cls = model_class(name)
         except ModelUnavailable:
@@ -217,10 +217,10 @@ def test_every_registered_model_is_in_eval_mode_when_built():
     pytest.importorskip("torch")
     import torch
 
-    from models.registry import _BUILTIN, ModelUnavailable
+    from models.registry import shipped_entries, ModelUnavailable
 
     built = 0
-    for name, entry in _BUILTIN.items():
+    for name, entry in shipped_entries().items():
         if entry.checkpoint_argument:
             continue
         try:

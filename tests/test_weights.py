@@ -68,8 +68,8 @@ def write_tokenizer(folder: Path, tokens: list[str]) -> Path:
 # --- the registry --------------------------------------------------------------------------------------------
 
 def test_every_model_with_official_weights_is_in_the_registry_with_a_cited_source():
-    from models.registry import _BUILTIN  # the shipped models; tests register models of their own
-    assert set(weight_models()) == set(_BUILTIN) - {"region_growing", "oracle"}
+    from models.registry import shipped_entries  # the shipped models; tests register models of their own
+    assert set(weight_models()) == set(shipped_entries()) - {"region_growing", "oracle"}
     for name in weight_models():
         entry = model_weights(name)
         assert entry.licence
