@@ -1,6 +1,7 @@
 """The one checkpoint loader: official layouts, strict loading with a readable key report, no blind unpickling.
 
-Official checkpoints hold more than tensors (models_spec.md section 0.2 rule 1): SAM-Med3D pickles an
+Official checkpoints hold more than tensors (uni-medical/SAM-Med3D@f3de1fa train.py:213-225,
+BAAI-DCAI/SegVol@5768c97 inference_demo.py:189-196): SAM-Med3D pickles an
 `argparse.Namespace` and optimizer state, SAM-Med2D a whole optimizer object, SAT and SegVol carry a DDP
 `module.` prefix under `model_state_dict` / `model`. A file from a stranger is read with
 `torch.load(weights_only=True)` and an allow-list: tensors, plain containers, `argparse.Namespace`, and the

@@ -1,4 +1,4 @@
-"""Parity weights: deterministic weights derived from state-dict key names alone (../shared/README.md).
+"""Parity weights: deterministic weights derived from state-dict key names alone (docs/add-a-model.md).
 
 The official code and a re-implementation with the same keys get identical weights, so their outputs can be
 compared on a fixed input without the real checkpoints. Unlike a small-std initialisation, these weights make

@@ -16,7 +16,7 @@ from protocols.errors import BenchError
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published_tables"
 COLUMNS = ["paper", "table", "caption", "method", "metric", "level", "key", "modality", "value", "note"]
-# The grid each paper scored on (models_spec rule 0.2.4 and the papers' evaluation sections):
+# The grid each paper scored on (results/published/README.md and the papers' evaluation sections):
 # SAT scores in SAT-DS's preprocessed space (RAS, 1 x 1 x 3 mm, NSD with spacing (1, 1, 3)); SegVol in the raw voxel
 # grid (no resampling; the foreground crop and padding leave Dice unchanged); SAM-Med3D on volumes resampled to
 # 1.5 mm isotropic and cropped to 128^3 around the target, a grid no run of this harness uses.

@@ -1,7 +1,7 @@
 """SAM-Med3D's 3D ViT image encoder (`vit_b_ori`: 128^3 input, patch 16, 8^3 tokens, 384-channel neck).
 
-Written from the description in models_spec.md section 3.1 (uni-medical/SAM-Med3D
-segment_anything/modeling/image_encoder3D.py:48-414); submodule names match the official state dict.
+Written after uni-medical/SAM-Med3D@f3de1fa
+segment_anything/modeling/image_encoder3D.py:48-414; submodule names match the official state dict.
 Two trained-in details are kept on purpose:
 - window blocks pad the 8^3 token grid with zeros to one 14^3 window and attend over it without a mask,
   so padded tokens contribute keys and values (their qkv bias);

@@ -1,6 +1,6 @@
 """SAM-Med3D's mask decoder: SAM's two-way transformer over the 8^3 embedding, 3D upscaling to 32^3 logits.
 
-From models_spec.md section 3.1 (SAM-Med3D segment_anything/modeling/mask_decoder3D.py:282-423). The
+From uni-medical/SAM-Med3D@f3de1fa segment_anything/modeling/mask_decoder3D.py:282-423. The
 transformer and the MLP heads are segment-anything's own modules (the official TwoWayTransformer3D has the same
 math and key names; it only flattens three spatial axes instead of two, which a reshape of the input does).
 """

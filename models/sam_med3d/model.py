@@ -10,7 +10,7 @@ The crop, its embedding and the last low-res logits live in `state[target name]`
 pass with the points it is given (all so far, or the newest: the protocol's `feed`) and the previous logits
 (zeros through mask_downscaling on the first pass), and the 128^3 mask goes back to the image's grid.
 
-Decided where the official code has no answer (the README says the same):
+Decided where the official code has no answer (docs/reproducing/sam-med3d.md says the same):
 - no positive click yet (nothing to centre on; the official script answers an empty target with zeros): an
   empty mask, and no crop is made until a positive click comes;
 - clicks that fall outside the crop are left out (the official clicks are drawn inside it; moving them to the

@@ -14,7 +14,7 @@ from models.sam_med3d.mask_decoder import MaskDecoder3D
 from models.sam_med3d.prompt_encoder import PromptEncoder3D
 
 LOW_RES_SIZE = 32
-PARAMETER_COUNT = 100_509_232  # official vit_b_ori (models_spec.md section 3.1)
+PARAMETER_COUNT = 100_509_232  # official vit_b_ori (uni-medical/SAM-Med3D@f3de1fa segment_anything/build_sam3D.py:48)
 
 
 class SamMed3D(nn.Module):

@@ -1,6 +1,6 @@
 """SAM-Med3D's official preprocessing with TorchIO, and the way back to the native grid.
 
-Official (SAM-Med3D utils/infer_utils.py:201-272, 275-353; models_spec.md section 3.3): Resample to 1.5 mm
+Official (uni-medical/SAM-Med3D@f3de1fa utils/infer_utils.py:201-272, 275-353): Resample to 1.5 mm
 (image linear, label nearest) -> ToCanonical (RAS) -> CropOrPad to 128^3 centred on the target's bounding box
 (TorchIO's own centring and rounding) -> ZNormalization with mean/std over voxels > 0. The 128^3 prediction goes
 back with a nearest-neighbour TorchIO Resample onto the native image grid.

@@ -1,6 +1,6 @@
 """SAM-Med3D's 3D prompt encoder: points (no boxes) and the previous low-res mask.
 
-From models_spec.md section 3.1 (SAM-Med3D segment_anything/modeling/prompt_encoder3D.py:30-232). The trained
+From uni-medical/SAM-Med3D@f3de1fa segment_anything/modeling/prompt_encoder3D.py:30-232. The trained
 conventions are kept: the random Fourier features are `cat([sin, cos, sin])` (the third block repeats sin), a
 point's coordinate k is divided by the input size along axis k, but the dense grid encoding feeds the grid's
 second axis as the first coordinate (`[axis 1, axis 0, axis 2]`).

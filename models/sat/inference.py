@@ -1,5 +1,5 @@
-"""SAT's sliding-window inference on a scan already in SAT space (SAT:evaluate/inference_engine.py,
-SAT:data/inference_dataset.py; shared/reference/models_spec.md section 1.3).
+"""SAT's sliding-window inference on a scan already in SAT space (zhaoziheng/SAT@5676be5
+evaluate/inference_engine.py:17-137, data/inference_dataset.py:17-55).
 
 Windows of 288 x 288 x 96 at half-window stride (`split_windows`), zero-padded at the end of each axis for
 scans smaller than a window, the 1-channel scan repeated to 3 channels. Every window runs the backbone once for

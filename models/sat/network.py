@@ -5,7 +5,7 @@ encoder features are average-pooled to the 1/32 grid, concatenated and projected
 (`projection_layer`); a fixed 3D sinusoidal encoding is added to the keys. Each text query attends to the tokens
 through a 6-layer cross-attention-only decoder (`transformer_decoder`, pre-norm); the result is projected
 (`mask_embed_proj`) and dotted with every pixel's features to give one logit map per query.
-Facts and line numbers: shared/reference/models_spec.md section 1.1.
+Official: zhaoziheng/SAT@5676be5 model/maskformer.py:14-344.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ BioLORD-2023-C (an MPNet) encodes a class name; its token states are mean-pooled
 projected, and a learned modality embedding is added (ct 0, mri 1, us 2, pet 3). SAT tokenises by hand
 (SAT:model/tokenizer.py): `[CLS]` + wordpieces + `[SEP]` looked up as ordinary vocabulary strings, padding id 0,
 mask = id > 0, at most 256 tokens with `[SEP]` kept last. The tokenizer files are not in SAT's checkpoints: they
-come from a local copy of BioLORD-2023-C's tokenizer folder. Facts: shared/reference/models_spec.md section 1.1.
+come from a local copy of BioLORD-2023-C's tokenizer folder. Official: zhaoziheng/SAT@5676be5
+model/knowledge_encoder.py:5-26, model/tokenizer.py:8-46.
 """
 
 from __future__ import annotations

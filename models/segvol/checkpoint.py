@@ -1,6 +1,7 @@
 """SegVol's official state-dict layout (`SegVol_v1.pth['model']`) as a `CheckpointLayout` for `SegVolNetwork`.
 
-The official keys differ from this network's in three documented ways (models_spec.md section 2.2):
+The official keys differ from this network's in three documented ways (BAAI-DCAI/SegVol@5768c97
+inference_demo.py:189-196, network/model.py:202-206):
 - DataParallel's `module.` prefix on every key;
 - transformers 4.18 naming of the CLIP text tower: a `text_model.` level and the persistent buffer
   `...text_model.embeddings.position_ids` (0..76, checked), which newer transformers no longer store;
@@ -40,7 +41,7 @@ def official_layout(network: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def parity_network():
-    """SegVol with the parity weights (../shared/README.md) derived from the official key names and loaded
+    """SegVol with the parity weights (docs/add-a-model.md) derived from the official key names and loaded
     in `LAYOUT`: the weights the official code gets in the parity goldens."""
     from models.parity import parity_tensor
     from models.segvol.network import SegVolNetwork

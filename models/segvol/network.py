@@ -6,7 +6,8 @@ similarity term added to the mask logits. Text encoder: CLIP's text tower with i
 
 Coordinate conventions are kept exactly as trained, although they look like bugs: points and boxes are
 (D, H, W) voxel indices of the 32 x 256 x 256 input whose D index is divided by 256 and H index by 32 before the
-Fourier encoding, while the dense positional encoding stacks the H axis first (models_spec.md section 2.1).
+Fourier encoding, while the dense positional encoding stacks the H axis first (BAAI-DCAI/SegVol@5768c97
+segment_anything_volumetric/modeling/prompt_encoder.py:187-209).
 
 Construction does no data-dependent work, so `with torch.device("meta"): SegVolNetwork()` gives sizes for free.
 """
