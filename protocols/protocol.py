@@ -127,6 +127,7 @@ class Protocol:
     model_args: dict = field(default_factory=dict)
     rules: tuple[tuple[str, str], ...] = ()
     differences: tuple[str, ...] = ()
+    version: int = 1  # bumped by a preset's author when its rules change: run.json records it, resume compares it
 
     def model_args_for(self, model: str) -> dict:
         """Options the protocol sets for a model (e.g. SAM's intensity path), by name pattern (`sam-vit-*`);
@@ -190,8 +191,8 @@ def parse_protocol(data: Mapping) -> Protocol:
     if not isinstance(data, Mapping) or "name" not in data:
         raise ProtocolError("a protocol needs a mapping with a `name`")
     name = str(data["name"])
-    unknown = sorted(set(data) - {"name", "description", "sources", "space", "prompts", "scoring", "model_args",
-                                  "rules", "differences"})
+    unknown = sorted(set(data) - {"name", "version", "description", "sources", "space", "prompts", "scoring",
+                                  "model_args", "rules", "differences"})
     if unknown:
         raise ProtocolError(f"protocol {name!r}: unknown field(s) {', '.join(unknown)}")
     space_data = _section(name, data, "space", {"grid", "spacing", "size", "centre", "canonical", "clamp"})
@@ -273,9 +274,33 @@ def parse_protocol(data: Mapping) -> Protocol:
     model_args = data.get("model_args") or {}
     if not isinstance(model_args, Mapping) or not all(isinstance(v, Mapping) for v in model_args.values()):
         raise ProtocolError(f"protocol {name!r}: model_args must map model name patterns to options")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ProtocolError(f"protocol {name!r}: version must be a whole number >= 1, got {version!r}")
     return Protocol(name, str(data.get("description", "")).strip(), tuple(map(str, sources)), space, prompts, scoring,
                     {str(k): dict(v) for k, v in model_args.items()}, _rules(name, data.get("rules") or ()),
-                    tuple(str(d).strip() for d in data.get("differences") or ()))
+                    tuple(str(d).strip() for d in data.get("differences") or ()), version)
+
+
+MERGED_SECTIONS = ("space", "prompts", "scoring", "model_args")
+
+
+def merge_include(base: Mapping, child: Mapping) -> dict:
+    """A preset that `include`s a base: the base's fields with the child's over them. The sections
+    (`MERGED_SECTIONS`) merge field by field, so a child names only what it changes; any other field (name,
+    version, description, sources, rules, differences) the child gives replaces the base's. The child must give
+    its own `name`."""
+    if "name" not in child:
+        raise ProtocolError("a preset with `include` needs its own `name`")
+    merged = {key: value for key, value in base.items() if key != "include"}
+    for key, value in child.items():
+        if key == "include":
+            continue
+        if key in MERGED_SECTIONS and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def _tolerances(preset: str, value) -> tuple[float, tuple[tuple[str, float], ...]]:

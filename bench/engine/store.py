@@ -207,6 +207,20 @@ def _comparable(config: dict) -> dict:
     return {k: v for k, v in json.loads(json.dumps(config, sort_keys=True)).items() if k not in _UNCOMPARED}
 
 
+def _changed(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    """The settings that differ, a section's by its fields (`protocol.version`, `protocol.prompts`)."""
+    changed = []
+    for key in sorted(set(previous) | set(current)):
+        old, new = previous.get(key), current.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and not prefix:
+            changed += _changed(old, new, f"{key}.")
+        else:
+            changed.append(prefix + key)
+    return changed
+
+
 def check_run(out_dir: Path, config: dict, *, overwrite: bool = False) -> None:
     """Raise RunConfigMismatch if `out_dir` stores cases made with other settings (read-only check). A folder that
     stored no case yet takes new settings; `overwrite` takes them whatever it holds."""
@@ -214,7 +228,7 @@ def check_run(out_dir: Path, config: dict, *, overwrite: bool = False) -> None:
         return
     previous, current = _comparable(read_config(out_dir)), _comparable(config)
     if previous != current:
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        changed = _changed(previous, current)
         raise RunConfigMismatch(
             f"{out_dir} holds a run made with different settings ({', '.join(changed)}); "
             "use another --out directory, or --overwrite to score everything again"
