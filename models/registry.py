@@ -166,12 +166,22 @@ def model_class(name: str) -> type[Model]:
     """The class the built-in entry `name` builds (before slice-wise wrapping), without building it: the entry
     itself or its factory's return annotation."""
     if name not in shipped_entries():
-        raise ModelUnavailable(f"unknown built-in model {name!r}; known: {', '.join(sorted(shipped_entries()))}")
+        raise ModelUnavailable(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     factory = _target(shipped_entries()[name], name)
     cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
     if not (isinstance(cls, type) and issubclass(cls, Model)):
         raise TypeError(f"model {name!r}: {shipped_entries()[name].target} does not say which Model class it builds")
     return cls
+
+
+def declared_devices(name: str) -> frozenset[str]:
+    """The devices model `name` declares, read from its class without building it (`--device auto` picks from
+    them). A registered factory that does not say which class it builds (no return annotation) declares CPU."""
+    if name in _REGISTERED:
+        factory = _REGISTERED[name]
+        cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
+        return cls.capabilities.devices if isinstance(cls, type) and issubclass(cls, Model) else frozenset({"cpu"})
+    return model_capabilities(name).devices
 
 
 def model_capabilities(name: str) -> Capabilities:

@@ -66,10 +66,10 @@ def test_run_on_the_satds_grid_reorients_mrspineseg_to_asr(tmp_path):
     """`bench run --protocol sat` scores on its SAT-DS space: the reference z in [3, 6) has 6 (y) * 3 (z) * 3 (x)
     = 54 voxels there in ASR; in RAS (only z = 3 kept) it would have 6 (x) * 6 (y) * 1 = 36."""
     folder = _mrspineseg_raw(tmp_path, _sacrum(slice(3, 6)))
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     result = _invoke("run", "--model", "oracle", "--dataset", "MRSpineSeg", "--root", folder, "--protocol", "sat",
                      "--class", "sacrum", "--out", tmp_path / "run")
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     assert result.exit_code == 0, result.output
     sacrum = pd.read_parquet(tmp_path / "run" / "metrics.parquet").set_index("class_name").loc["sacrum"]
     assert sacrum.ref_voxels == 54 and sacrum.spacing == "1x1x3"

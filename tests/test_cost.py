@@ -58,9 +58,9 @@ class KnownCost(Model):
 @pytest.fixture(autouse=True)
 def known_cost():
     register_model("known-cost")(KnownCost)
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     unregister_model("known-cost")
 
 

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 import bench.engine.runner as runner
+from bench.engine import meter
 from bench.cli.app import app
 from bench.data.io import write_volume
 from bench.engine import store
@@ -57,9 +58,9 @@ class OutOfMemoryOnce(Model):
 @pytest.fixture
 def oom_model():
     register_model("oom-once")(OutOfMemoryOnce)
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     unregister_model("oom-once")
 
 
@@ -83,3 +84,50 @@ def test_an_out_of_memory_case_fails_alone_and_the_run_goes_on(oom_model, tmp_pa
     assert "1 case(s) failed" in result.output and "Traceback" not in result.output
     assert sorted(store.stored_cases(out)) == ["a", "c"]
     assert not (out / "metrics.parquet").exists()
+
+
+class CountedBuilds(Model):
+    """Segments nothing; counts how often it is built and on which devices it is put."""
+
+    name = "counted-builds"
+    version = "1"
+    capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"boxes"}), accumulates_clicks=False,
+                                devices=frozenset({"cpu", "cuda"}))
+    builds: list[str] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        CountedBuilds.builds.append("built")
+
+    def to(self, device: str) -> Model:
+        CountedBuilds.builds.append(device)
+        return super().to(device)
+
+    def _segment(self, image, targets, state):
+        return {target.name: np.zeros(image.shape, bool) for target in targets}
+
+
+def test_a_model_is_built_once_on_the_device_its_class_declares(tmp_path, monkeypatch):
+    """--device auto picks CUDA from the class's declared devices (no build on CPU first): one build, one move."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(meter, "_cuda", lambda: None)  # no GPU memory to measure here
+    register_model("counted-builds")(CountedBuilds)
+    runner.PROCESS_MODELS.clear()
+    CountedBuilds.builds = []
+    try:
+        images, refs = tmp_path / "images", tmp_path / "refs"
+        images.mkdir(), refs.mkdir()
+        label = np.zeros((12, 12, 8), np.uint8)
+        label[3:9, 3:9, 2:6] = 1
+        for case in ("a", "b"):
+            write_volume(images / f"{case}_0000.nii.gz", label.astype(np.float32), np.eye(4))
+            write_volume(refs / f"{case}.nii.gz", label, np.eye(4))
+        result = CliRunner().invoke(app, ["run", "--model", "counted-builds", "--images", str(images), "--refs",
+                                          str(refs), "--labels", "1=cube", "--modality", "CT", "--protocol", "segvol",
+                                          "--device", "auto", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert CountedBuilds.builds == ["built", "cuda"]
+    finally:
+        runner.PROCESS_MODELS.clear()
+        unregister_model("counted-builds")

@@ -40,11 +40,11 @@ def folders(tmp_path_factory):
 
 def _clicks(folders, model, out, *extra, n_clicks=2):
     root, _ = folders
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     result = CliRunner().invoke(app, ["clicks", "--model", model, "--modality", "CT", "--images", str(root / "images"), "--refs",
                                       str(root / "refs"), "--labels", "1=liver", "--protocol", "harness",
                                       "--n-clicks", str(n_clicks), "--out", str(out), *extra])
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     assert result.exit_code == 0, result.output
     rows = pd.read_parquet(out / "metrics.parquet")
     assert rows.click.tolist() == list(range(1, n_clicks + 1)) and set(rows.model) == {model} and set(rows.protocol) == {"harness"}

@@ -62,10 +62,10 @@ register_model("test-recorder-specialist")(lambda: Recorder(prompts=()))  # no p
 
 @pytest.fixture(autouse=True)
 def fresh_recorder():
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     Recorder.calls, Recorder.hole, Recorder.hole_always = [], 0, False
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
 
 
 def _labels() -> np.ndarray:

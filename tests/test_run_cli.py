@@ -26,9 +26,9 @@ def raw_dataset(ts_raw_dataset):
 
 @pytest.fixture(autouse=True)
 def fresh_models():
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
 
 
 @pytest.mark.slow

@@ -105,10 +105,10 @@ def fake_registered():
 
 @pytest.fixture(autouse=True)
 def fresh_models(fake_registered):
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     fake_registered.clear()
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
 
 
 @pytest.fixture(scope="module")

@@ -77,13 +77,13 @@ def test_bench_run_with_parity_weights_on_the_real_ct(checkpoint, raw_dataset, t
     original = sam_model.encode
     monkeypatch.setattr(sam_model, "encode", lambda network, crop: encoded.append((crop, original(network, crop)))
                         or encoded[-1][1])
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", "--model", "sam-med3d-turbo", "--checkpoint", str(path), "--root",
                                       str(raw_dataset), "--protocol", "harness", "--n-clicks", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    model = next(iter(runner._MODELS.values()))
-    runner._MODELS.clear()
+    model = runner.PROCESS_MODELS.models()[0]
+    runner.PROCESS_MODELS.clear()
     state = model.network.state_dict()
     for key in ("image_encoder.blocks.0.attn.rel_pos_d", "mask_decoder.iou_token.weight",
                 "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"):
@@ -117,14 +117,14 @@ def test_bench_clicks_loads_the_checkpoint_under_the_paper_preset(checkpoint, ra
     sam-med3d-paper`: the checkpoint's weights, the preset's clicks (RITM first, newest click only), per-click rows,
     and the paper-era max over clicks printed as such."""
     path, weights = checkpoint
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     out = tmp_path / "clicks"
     result = CliRunner().invoke(app, ["clicks", "--model", "sam-med3d-turbo", "--checkpoint", str(path), "--root",
                                       str(raw_dataset), "--protocol", "sam-med3d-paper", "--n-clicks", "2",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
-    model = next(iter(runner._MODELS.values()))
-    runner._MODELS.clear()
+    model = runner.PROCESS_MODELS.models()[0]
+    runner.PROCESS_MODELS.clear()
     assert torch.equal(model.network.state_dict()["mask_decoder.iou_token.weight"],
                        weights["mask_decoder.iou_token.weight"])
     rows = pd.read_parquet(out / "metrics.parquet")

@@ -69,9 +69,9 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fresh_models():
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
 
 
 def model_args(folder: Path) -> list[str]:
@@ -188,7 +188,7 @@ def test_bench_run_sat_nano_under_the_sat_protocol(weights, dataset, tmp_path):
     assert provenance["sha256"] == hashlib.sha256((weights / "nano.pth").read_bytes()).hexdigest()
 
     # the oracle: the same case through the proven pieces, by hand (the run's loaded networks and tokenizer)
-    (model,) = runner._MODELS.values()
+    (model,) = runner.PROCESS_MODELS.models()
     image = read_volume(dataset / "imagesTs" / "ct_0001_0000.nii.gz")
     labels = read_label_map(dataset / "labelsTs" / "ct_0001.nii.gz")
     terms = [SAT_TERMS[name] for name in CLASSES]

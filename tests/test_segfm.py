@@ -83,7 +83,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def results(dataset):
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     Scripted.calls = []
     protocol = load_protocol("segfm-cvpr25")
     out = {}
@@ -91,7 +91,7 @@ def results(dataset):
         model = "test-segfm-scripted" if EXPECTED[name]["box"] else "test-segfm-scripted-nobox"
         out[name] = run_case(dataset[name], RunSpec(run="golden", model=model, protocol=protocol))
     calls = list(Scripted.calls)
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     return out, calls
 
 
@@ -194,7 +194,7 @@ def test_bench_clicks_prints_the_case_table_and_says_when_the_model_takes_no_box
 
     from bench.cli.app import app
 
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     source = dataset["nobox"]
     images, refs = tmp_path / "images", tmp_path / "refs"
     images.mkdir(), refs.mkdir()
@@ -203,7 +203,7 @@ def test_bench_clicks_prints_the_case_table_and_says_when_the_model_takes_no_box
     args = ["clicks", "--model", "test-segfm-scripted-nobox", "--protocol", "segfm-cvpr25", "--images", str(images),
             "--refs", str(refs), "--labels", "1=first", "--out", str(tmp_path / "run"), "--time-limit", "--modality", "CT"]
     result = CliRunner().invoke(app, args)
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     assert result.exit_code == 0, result.output
     assert "takes no boxes prompts: under segfm-cvpr25 it gets points only" in result.output
     assert "DSC_AUC" in result.output and "time limit 90 s per class applied" in result.output

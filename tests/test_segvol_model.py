@@ -130,9 +130,9 @@ def decoded(monkeypatch) -> list:
 
 @pytest.fixture(autouse=True)
 def fresh_models():
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     yield
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
 
 
 def test_verify_and_run_under_the_segvol_preset_with_an_official_checkpoint(checkpoint_file, raw_dataset, tmp_path,
@@ -159,7 +159,7 @@ def test_verify_and_run_under_the_segvol_preset_with_an_official_checkpoint(chec
     image = read_volume(raw_dataset / "imagesTs" / "ts_0001_0000.nii.gz")
     labels = read_label_map(raw_dataset / "labelsTs" / "ts_0001.nii.gz").array
     geometry = preprocess(np.asarray(image.array, np.float32)).geometry
-    network = runner._MODELS[next(iter(runner._MODELS))].network  # the run's model, loaded from the file
+    network = runner.PROCESS_MODELS.models()[0].network  # the run's model, loaded from the file
     key = "mask_decoder.output_upscaling.1.weight"
     assert torch.equal(network.state_dict()[key], parity_tensor(key, network.state_dict()[key]))
     assert len(decoded) == len(KEEP)

@@ -274,11 +274,11 @@ def test_segvol_without_its_clip_tokenizer_fails_before_the_model_is_built(hf_ho
     from bench.engine import runner
     from bench.engine.presets import load_protocol
 
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     with pytest.raises(MissingWeights, match="segvol: tokenizer .*needed for text prompts.*bench models fetch segvol"):
         runner.model_spec(run="r", model="segvol", protocol=load_protocol("segvol"), model_args=None,
                           checkpoint=None, trust_checkpoint=False, device="cpu", only=None, replay=None)
-    assert not runner._MODELS
+    assert not runner.PROCESS_MODELS.models()
 
 
 def test_registry_defaults_and_hf_references_resolve_from_the_hub_cache_offline(hf_home, tmp_path):
@@ -322,7 +322,7 @@ def test_a_run_loads_official_layout_parity_weights_from_the_cache_and_records_t
     tokenizer = write_tokenizer(tmp_path / "tok", mpnet_vocabulary())
     for name in ("vocab.txt", "tokenizer_config.json"):
         put_hub_file(hub_cache_dir(), "FremyCompany/BioLORD-2023-C", name, (tokenizer / name).read_bytes())
-    runner._MODELS.clear()
+    runner.PROCESS_MODELS.clear()
     try:
         spec = runner.model_spec(run="r", model="sat-nano", protocol=load_protocol("sat"),
                                  model_args=["window=64,64,32"], checkpoint=None, trust_checkpoint=False,
@@ -330,7 +330,7 @@ def test_a_run_loads_official_layout_parity_weights_from_the_cache_and_records_t
         model = runner.model_for(spec)
         config = json.loads(json.dumps(spec.as_config(model, "test")))
     finally:
-        runner._MODELS.clear()
+        runner.PROCESS_MODELS.clear()
     assert not runner.untrained(spec)
     digest = hashlib.sha256(files["nano.pth"].read_bytes()).hexdigest()
     assert model.checkpoint_sha256 == digest and config["model_provenance"]["sha256"] == digest

@@ -34,6 +34,7 @@ from bench.engine.driver import drive, input_meta, pending
 from bench.engine.interactive import run_clicks
 from bench.data.io import InputError, write_volume
 from bench.data.matching import case_id_for, list_cases
+from bench.engine.model_pool import PROCESS_MODELS
 from bench.engine.meter import COST_COLUMNS, CaseMemory, environment, timed_call
 from bench.engine.preprocess import SAT_ORIENTATION
 from bench.engine.provenance import provenance
@@ -42,7 +43,7 @@ from bench.engine.spaces import SpaceCase, crop_space, native_space, resample, s
 from bench.data.targets import folder_target, user_classes
 from bench.engine.weights import resolve_run_files
 from models.base import Model, Target
-from models.registry import get_model, takes_checkpoint
+from models.registry import declared_devices, get_model, takes_checkpoint
 from protocols.target_scores import check_rules, target_scores
 from protocols.label_maps import overwrite_in_order
 from protocols.prompts import Box, Click, Prompt, clicks_from_json, clicks_to_json, prompt_rng
@@ -97,8 +98,6 @@ class CaseResult:
     png_names: dict[str, str] = field(default_factory=dict)
 
 
-_MODELS: dict[tuple, Model] = {}
-_LOAD_SECONDS: dict[tuple, float] = {}  # building, loading and moving each model (run.json's cost)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -134,19 +133,19 @@ def replayed_clicks(run_dir: str | None, case_id: str, class_name: str) -> list[
 
 
 def model_for(spec: RunSpec) -> Model:
-    """The spec's model, built and loaded once per process (a worker reuses it across cases)."""
-    key = _model_key(spec)
-    if key not in _MODELS:
-        start = time.perf_counter()
-        options = dict(spec.model_args)
-        if spec.checkpoint and takes_checkpoint(spec.model):  # a trained-model folder the model reads itself
-            options.update(checkpoint=spec.checkpoint, trust_checkpoint=spec.trust_checkpoint)
-        model = get_model(spec.model, **options)
-        if spec.checkpoint and not takes_checkpoint(spec.model):
-            model.load_checkpoint(spec.checkpoint, trust=spec.trust_checkpoint)
-        _MODELS[key] = model.to(spec.device)
-        _LOAD_SECONDS[key] = time.perf_counter() - start
-    return _MODELS[key]
+    """The spec's model from this process's pool (`bench.engine.model_pool`): built, loaded and moved to the
+    spec's device once, then reused by every case."""
+    return PROCESS_MODELS.get(_model_key(spec), partial(_build, spec))
+
+
+def _build(spec: RunSpec) -> Model:
+    options = dict(spec.model_args)
+    if spec.checkpoint and takes_checkpoint(spec.model):  # a trained-model folder the model reads itself
+        options.update(checkpoint=spec.checkpoint, trust_checkpoint=spec.trust_checkpoint)
+    model = get_model(spec.model, **options)
+    if spec.checkpoint and not takes_checkpoint(spec.model):
+        model.load_checkpoint(spec.checkpoint, trust=spec.trust_checkpoint)
+    return model.to(spec.device)
 
 
 def _model_key(spec: RunSpec) -> tuple:
@@ -180,7 +179,9 @@ def model_spec(*, run: str, model: str, protocol: Protocol, model_args: list[str
         print(f"note: --trust-checkpoint: {checkpoint} is unpickled whole, so any code it holds runs with your "
               "rights (arbitrary code); use it only for a file from a source you trust (recorded in run.json)",
               file=sys.stderr)
-    return replace(spec, device=resolve_device(device, model_for(spec).capabilities.devices))
+    spec = replace(spec, device=resolve_device(device, declared_devices(model)))
+    model_for(spec)  # built once, on its device, before any case
+    return spec
 
 
 def untrained(spec: RunSpec) -> bool:
@@ -590,5 +591,5 @@ def _cost_config(spec: RunSpec, rows: pd.DataFrame) -> dict:
     """run.json's `cost`: the settings the cost columns were measured under, the model's loading time in this
     process and the warm-up calls' wall times (one per process that ran cases)."""
     warmups = rows["warmup_seconds"].dropna() if "warmup_seconds" in rows.columns else pd.Series(dtype=float)
-    return {**environment(spec.device), "load_seconds": _LOAD_SECONDS.get(_model_key(spec)),
+    return {**environment(spec.device), "load_seconds": PROCESS_MODELS.load_seconds(_model_key(spec)),
             "warmup_seconds": [float(v) for v in warmups]}
