@@ -96,6 +96,14 @@ class Prompts:
         """The policy that makes click `click` (1-based): the last schedule entry starting at or before it."""
         return [name for start, name in self.clicks if start <= click][-1]
 
+    def next_clicks_label(self) -> str:
+        """The `prompt_policy` of click rows: the policy of clicks 2 and later (`ritm@2,random_error@3` when it
+        changes; `first_click` holds the policy of click 1)."""
+        clicks = self.clicks
+        ranges = [(max(start, 2), policy) for (start, policy), following in zip(clicks, [*clicks[1:], (None, None)])
+                  if following[0] is None or following[0] > max(start, 2)]
+        return ranges[0][1] if len(ranges) == 1 else ",".join(f"{policy}@{start}" for start, policy in ranges)
+
 
 @dataclass(frozen=True)
 class Scoring:

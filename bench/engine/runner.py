@@ -29,14 +29,20 @@ import yaml
 
 from bench.engine import store
 from bench.data.catalog import CatalogError, load_catalog
-from bench.data.catalog.cases import CaseSource, dataset_sources, discover_sources, load_case, sammed2d_sources
+from bench.data.catalog.cases import (
+    CaseSource,
+    dataset_sources,
+    discover_sources,
+    load_case,
+    sammed2d_sources,
+    with_catalog_orientation,
+)
 from bench.engine.driver import drive, input_meta, pending
 from bench.engine.interactive import run_clicks
 from bench.data.io import InputError, write_volume
 from bench.data.matching import case_id_for, list_cases
 from bench.engine.model_pool import PROCESS_MODELS
 from bench.engine.meter import COST_COLUMNS, CaseMemory, environment, timed_call
-from bench.engine.preprocess import SAT_ORIENTATION
 from bench.engine.provenance import provenance
 from bench.data.sammed2d import is_data_folder, mask_name, write_mask
 from bench.engine.spaces import SpaceCase, crop_space, native_space, resample, satds_space
@@ -280,31 +286,13 @@ def _click_box(reference: np.ndarray, rule: str, rng: np.random.Generator) -> tu
     return box, {"lo": list(box.lo), "hi": list(box.hi)}
 
 
-def _orientation(source: CaseSource) -> str:
-    """The SAT-DS orientation of the case's dataset (RAS unless the catalog names another, e.g. ASR for spines)."""
-    try:
-        info = load_catalog().dataset(source.dataset) if source.dataset else None
-    except CatalogError:
-        info = None
-    return getattr(info, "orientation", None) or SAT_ORIENTATION
-
-
-def _next_policy(protocol: Protocol) -> str:
-    """The `prompt_policy` of click rows: the policy of clicks 2 and later (`ritm@2,random_error@3` when it
-    changes; `first_click` holds the policy of click 1)."""
-    clicks = protocol.prompts.clicks
-    ranges = [(max(start, 2), policy) for (start, policy), following in zip(clicks, [*clicks[1:], (None, None)])
-              if following[0] is None or following[0] > max(start, 2)]
-    return ranges[0][1] if len(ranges) == 1 else ",".join(f"{policy}@{start}" for start, policy in ranges)
-
-
 def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -> tuple[list, dict, dict]:
     protocol = spec.protocol
     if protocol.space.grid == "crop":
         raise InputError(f"protocol {protocol.name!r}: a crop space is implemented for click protocols only")
     oracle = "reference" in model.capabilities.prompts
     satds = protocol.space.grid == "satds" or model.capabilities.input_grid == "satds"
-    space = satds_space(volume, source.modality, native.masks, _orientation(source)) if satds else native
+    space = satds_space(volume, source.modality, native.masks, source.orientation) if satds else native
     state: dict = {}
     targets = [Target(name, _static_prompt(name, space.masks[name], kinds, protocol,
                                            prompt_rng(protocol.prompts.seed, source.case_id, name, "static", 1),
@@ -338,7 +326,7 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
                          f"the {protocol.space.grid} grid")
     shared = None
     if protocol.space.grid == "satds":
-        shared = satds_space(volume, source.modality, native.masks, _orientation(source))
+        shared = satds_space(volume, source.modality, native.masks, source.orientation)
     elif protocol.space.grid == "native":
         shared = native
     else:
@@ -381,9 +369,10 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
         for step in steps:
             rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
                              step.pred_voxels, step.seconds, cpu_seconds=step.cpu_seconds,
-                             warmup_seconds=step.warmup_seconds, prompt_policy=_next_policy(protocol),
+                             warmup_seconds=step.warmup_seconds, prompt_policy=protocol.prompts.next_clicks_label(),
                              first_click=prompts.policy(1), click=step.click_index))
-        records[name] = clicks_to_json(case_id=source.case_id, class_name=name, policy=_next_policy(protocol),
+        records[name] = clicks_to_json(case_id=source.case_id, class_name=name,
+                                       policy=protocol.prompts.next_clicks_label(),
                                        first_click=prompts.policy(1), seed=prompts.seed,
                                        clicks=[c for step in steps for c in step.clicks], replayed_from=spec.replay)
         if box_record is not None:
@@ -470,14 +459,20 @@ def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequenc
             for case in sorted(ref_files)]
 
 
-def resolve_sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
-                    manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
-                    classes: Path | None = None, labels: str | None = None,
-                    modality: str | None = None) -> tuple[list[CaseSource], str]:
+def resolve_sources(**where) -> tuple[list[CaseSource], str]:
     """The cases of `bench run`/`bench clicks` and a label for run.json: a catalog dataset (`--dataset NAME --root
     DIR`: SAT's split, catalog classes and modality), a catalog-style folder of another dataset (`--root DIR`:
     its dataset.json or manifest), or ad-hoc folders (`--images DIR --refs DIR`, classes as `bench evaluate`
-    takes them); an SA-Med2D folder of 2D PNG slices as `--root` gives its split's images as cases."""
+    takes them); an SA-Med2D folder of 2D PNG slices as `--root` gives its split's images as cases. Each case
+    carries its catalog dataset's SAT-DS orientation."""
+    sources, label = _sources(**where)
+    return with_catalog_orientation(sources), label
+
+
+def _sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
+             manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
+             classes: Path | None = None, labels: str | None = None,
+             modality: str | None = None) -> tuple[list[CaseSource], str]:
     if images is not None or refs is not None:
         if images is None or refs is None or root is not None:
             raise InputError("give --images and --refs together, or --root (not both)")

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from bench.data.catalog.catalog import Catalog, CatalogError, DatasetInfo, load_catalog
+from bench.data.catalog.orientation import SAT_ORIENTATION
 from bench.data.catalog.rules import class_masks, resolve_rules
 from bench.data.class_maps import parse_class_map
 from bench.data.io import InputError, Volume, check_same_geometry, read_label_map, read_volume, volume_suffix
@@ -37,6 +38,21 @@ class CaseSource:
     modality: str
     classes: ClassValues
     dataset: str | None = None
+    orientation: str = SAT_ORIENTATION  # SAT-DS's axes for its dataset (`with_catalog_orientation`)
+
+
+def with_catalog_orientation(sources: Sequence[CaseSource]) -> list[CaseSource]:
+    """The cases with the SAT-DS orientation of their catalog dataset (RAS unless the catalog names another, e.g.
+    ASR for the spine sets), so the case carries it to every space that reorients (`satds`)."""
+    catalog = load_catalog()
+    oriented = []
+    for source in sources:
+        try:
+            orientation = catalog.dataset(source.dataset).orientation if source.dataset else None
+        except CatalogError:
+            orientation = None
+        oriented.append(replace(source, orientation=orientation or SAT_ORIENTATION))
+    return oriented
 
 
 @dataclass(frozen=True)
