@@ -290,7 +290,7 @@ def test_unexpected_errors_are_one_line_unless_debug(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("something\nbroke")
 
-    monkeypatch.setattr("bench.cli.evaluate.resolve_target", broken)
+    monkeypatch.setattr("bench.cli.evaluate.resolve_references", broken)
     result = _evaluate(tmp_path)
     _assert_clean_error(result, "error: RuntimeError: something broke", "--debug", code=1)
     debug = CliRunner().invoke(app, ["--debug", "evaluate", "--pred", str(tmp_path / "pred"), "--out", "x"])

@@ -18,7 +18,7 @@ from bench.data.io import InputError
 from bench.data.matching import match_predictions
 from bench.engine.provenance import command_line
 from bench.views.runs import both_empty_line
-from bench.data.targets import resolve_target
+from bench.data.targets import resolve_references
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -111,7 +111,7 @@ def evaluate(
 ) -> None:
     """Score predictions against references: per-case, per-class DSC and NSD, resumable."""
     try:
-        target = resolve_target(ref=ref, root=root, dataset=dataset, split=split.value, manifest=manifest,
+        target = resolve_references(ref=ref, root=root, dataset=dataset, split=split.value, manifest=manifest,
                                 classes=classes, labels=labels, modality=modality)
         if target.ndim == 2 and grid is not Grid.native:
             raise InputError(f"--grid {grid.value}: {ref} holds 2D PNG slices, scored on their own pixel grid only")

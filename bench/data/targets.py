@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.data.catalog import CatalogError, load_catalog
 from bench.data.catalog.cases import catalog_classes, dataset_sources, sammed2d_sources, split_of
 from bench.data.catalog.catalog import DatasetInfo
+from bench.data.catalog.orientation import SAT_ORIENTATION
 from protocols.terms import modality_prefix, term_key
 from bench.data.class_maps import ClassValues, parse_labels, read_class_map, read_json_mapping
 from bench.data.io import InputError
@@ -27,13 +28,17 @@ _MRI_CHANNELS = {"t1", "t1w", "t1ce", "t1c", "t1gd", "t2", "t2w", "flair", "adc"
 
 
 @dataclass(frozen=True)
-class Target:
+class ReferenceSet:
+    """What a command scores against: the dataset and modality, the class map, each case's reference file(s),
+    where they came from (run.json's `references`), the SAT-DS orientation, the classes without a SAT term, and
+    cases of the dataset left out by the split. (A `models.base.Target` is one thing a model segments.)"""
+
     dataset: str
     modality: str
     classes: ClassValues
     refs: dict[str, Path | tuple[Path, ...]]
     source: str
-    orientation: str = "RAS"
+    orientation: str = SAT_ORIENTATION
     unmapped: list[str] = field(default_factory=list)
     ndim: int = 3
     elsewhere: dict[str, str] = field(default_factory=dict)  # case id -> the split it is in, for cases left out
@@ -93,8 +98,8 @@ def _unmapped(modality: str, classes: ClassValues) -> list[str]:
     return [name for name in classes if term_key(modality, name) not in keys]
 
 
-def catalog_target(name: str, root: Path, split: str, manifest: Path | None, modality: str | None,
-                   classes: ClassValues | None) -> Target:
+def catalog_references(name: str, root: Path, split: str, manifest: Path | None, modality: str | None,
+                   classes: ClassValues | None) -> ReferenceSet:
     info = load_catalog().dataset(name)
     sources = dataset_sources(info.name, root, split, manifest)
     modality = _modality(modality, info, {}, str(root))
@@ -108,12 +113,13 @@ def catalog_target(name: str, root: Path, split: str, manifest: Path | None, mod
     elsewhere = {} if split == "all" else {
         s.case_id: f"in SAT's {split_of(info, s.case_id)} split of {info.name}"
         for s in dataset_sources(info.name, root, "all", manifest) if s.case_id not in chosen_ids}
-    return Target(info.name, modality, dict(chosen), {s.case_id: s.label for s in sources},
-                  f"{root.resolve()} ({split} split)", getattr(info, "orientation", "RAS"), _unmapped(modality, chosen),
-                  elsewhere=elsewhere)
+    return ReferenceSet(info.name, modality, dict(chosen), {s.case_id: s.label for s in sources},
+                        f"{root.resolve()} ({split} split)", info.orientation, _unmapped(modality, chosen),
+                        elsewhere=elsewhere)
 
 
-def folder_target(ref: Path, dataset: str | None, modality: str | None, classes: ClassValues | None) -> Target:
+def folder_references(ref: Path, dataset: str | None, modality: str | None,
+                      classes: ClassValues | None) -> ReferenceSet:
     description_path, description = dataset_description(ref)
     name = dataset or description.get("name")
     if not name:
@@ -130,21 +136,21 @@ def folder_target(ref: Path, dataset: str | None, modality: str | None, classes:
         raise InputError(f"no class map: pass --classes FILE.json or --labels '1=liver,...' (no dataset.json "
                          f"near {ref})")
     modality = _modality(modality, info, description, str(description_path or ref))
-    return Target(info.name if info else str(name), modality, classes, list_cases(ref), str(ref.resolve()),
-                  getattr(info, "orientation", "RAS") if info else "RAS", _unmapped(modality, classes))
+    return ReferenceSet(info.name if info else str(name), modality, classes, list_cases(ref), str(ref.resolve()),
+                        info.orientation if info else SAT_ORIENTATION, _unmapped(modality, classes))
 
 
-def sammed2d_target(ref: Path, split: str, dataset: str | None, modality: str | None) -> Target:
+def sammed2d_references(ref: Path, split: str, dataset: str | None, modality: str | None) -> ReferenceSet:
     """An SA-Med2D folder's split: each image a case, its reference masks (tuples of PNGs) its classes."""
     sources = sammed2d_sources(ref, split, modality, dataset)
     classes = {name: 1 for source in sources for name in source.classes}
-    return Target(sources[0].dataset if sources else ref.name, sources[0].modality if sources else str(modality),
-                  classes, {s.case_id: s.label for s in sources}, f"{ref.resolve()} ({split} split)", ndim=2)
+    return ReferenceSet(sources[0].dataset if sources else ref.name, sources[0].modality if sources else str(modality),
+                        classes, {s.case_id: s.label for s in sources}, f"{ref.resolve()} ({split} split)", ndim=2)
 
 
-def resolve_target(*, ref: Path | None, root: Path | None, dataset: str | None, split: str = "test",
+def resolve_references(*, ref: Path | None, root: Path | None, dataset: str | None, split: str = "test",
                    manifest: Path | None = None, classes: Path | None = None, labels: str | None = None,
-                   modality: str | None = None) -> Target:
+                   modality: str | None = None) -> ReferenceSet:
     """The target of `bench evaluate`, `bench run` and `bench clicks` from their options."""
     given = user_classes(classes, labels)
     if root is not None:
@@ -153,11 +159,11 @@ def resolve_target(*, ref: Path | None, root: Path | None, dataset: str | None, 
         if not dataset or _known(dataset) is None:
             raise InputError(f"--root needs --dataset with a catalog dataset name (got {dataset!r}); "
                              "`bench datasets list` shows them")
-        return catalog_target(dataset, root, split, manifest, modality, given)
+        return catalog_references(dataset, root, split, manifest, modality, given)
     if ref is None:
         raise InputError("give --ref DIR (a folder of references) or --dataset NAME --root DIR")
     if is_data_folder(ref):
         if given is not None:
             raise InputError(f"{ref}: an SA-Med2D folder names its own masks; drop --classes/--labels")
-        return sammed2d_target(ref, split, dataset, modality)
-    return folder_target(ref, dataset, modality, given)
+        return sammed2d_references(ref, split, dataset, modality)
+    return folder_references(ref, dataset, modality, given)

@@ -46,7 +46,7 @@ from bench.engine.meter import COST_COLUMNS, CaseMemory, environment, timed_call
 from bench.engine.provenance import provenance
 from bench.data.sammed2d import is_data_folder, mask_name, write_mask
 from bench.engine.spaces import SpaceCase, crop_space, native_space, resample, satds_space
-from bench.data.targets import folder_target, user_classes
+from bench.data.targets import folder_references, user_classes
 from bench.engine.weights import resolve_run_files
 from models.base import Model, Target
 from models.registry import declared_devices, get_model, takes_checkpoint
@@ -476,7 +476,7 @@ def _sources(*, dataset: str | None = None, root: Path | None = None, split: str
     if images is not None or refs is not None:
         if images is None or refs is None or root is not None:
             raise InputError("give --images and --refs together, or --root (not both)")
-        target = folder_target(refs, dataset or refs.name, modality, user_classes(classes, labels))
+        target = folder_references(refs, dataset or refs.name, modality, user_classes(classes, labels))
         sources = folder_sources(images, refs, target.classes, dataset=target.dataset, modality=target.modality)
         return sources, f"images={images.resolve()} refs={refs.resolve()}"
     if root is None:
