@@ -144,3 +144,23 @@ def nnunet_tiny(shared_dir, tmp_path_factory):
     workspace = Workspace(work)
     stages.plan(workspace, info, use_sat_plans=False, settings=stages.Settings(workers=1, threads=2, quiet=True))
     return {"root": root, "jsonl": jsonl, "work": work, "workspace": workspace, "info": info}
+
+
+@pytest.fixture
+def network_model():
+    """Region growing with a one-weight network, registered as `network-growing`: a model whose weights a run can
+    forget (untrained) or load (`--checkpoint`); yields torch."""
+    torch = pytest.importorskip("torch")
+    from models.reference.region_growing import RegionGrowing
+    from models.registry import register_model, unregister_model
+
+    class NetworkGrowing(RegionGrowing):
+        name = "network-growing"
+
+        def __init__(self, **options):
+            super().__init__(**options)
+            self.network = torch.nn.Linear(1, 1)
+
+    register_model("network-growing")(NetworkGrowing)
+    yield torch
+    unregister_model("network-growing")

@@ -402,24 +402,6 @@ def test_clicks_name_the_classes_asked_for_and_not_found(tmp_path):
 
 # Checkpoints ------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def network_model():
-    torch = pytest.importorskip("torch")
-    from models.reference.region_growing import RegionGrowing
-    from models.registry import register_model, unregister_model
-
-    class NetworkGrowing(RegionGrowing):
-        name = "network-growing-3"
-
-        def __init__(self, **options):
-            super().__init__(**options)
-            self.network = torch.nn.Linear(1, 1)
-
-    register_model("network-growing-3")(NetworkGrowing)
-    yield torch
-    unregister_model("network-growing-3")
-
-
 def _folders(tmp_path):
     ref = np.pad(np.ones((4, 4, 3), np.uint8), 2)
     write_volume(tmp_path / "refs" / "c1.nii.gz", ref, AFFINE)
@@ -430,7 +412,7 @@ def _folders(tmp_path):
 def test_an_empty_checkpoint_is_one_line(tmp_path, network_model):
     (tmp_path / "empty.pth").write_bytes(b"")
     for trust in ([], ["--trust-checkpoint"]):
-        result = _invoke("run", "--model", "network-growing-3", *_folders(tmp_path), "--checkpoint",
+        result = _invoke("run", "--model", "network-growing", *_folders(tmp_path), "--checkpoint",
                          tmp_path / "empty.pth", "--out", tmp_path / "o", *trust)
         _assert_clean_error(result, "empty.pth", "empty", code=2)
         assert "IndexError" not in result.output
@@ -439,7 +421,7 @@ def test_an_empty_checkpoint_is_one_line(tmp_path, network_model):
 def test_a_trusted_checkpoint_is_named_once_and_recorded(tmp_path, network_model):
     path = tmp_path / "weights.pth"
     network_model.save(network_model.nn.Linear(1, 1).state_dict(), path)
-    result = _invoke("run", "--model", "network-growing-3", *_folders(tmp_path), "--checkpoint", path,
+    result = _invoke("run", "--model", "network-growing", *_folders(tmp_path), "--checkpoint", path,
                      "--trust-checkpoint", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert result.stderr.count(f"{path}") == 1 and "arbitrary code" in result.stderr, result.stderr

@@ -163,37 +163,22 @@ def test_a_broken_case_fails_alone_and_the_run_resumes(raw_dataset, tmp_path):
     assert again.exit_code == 1 and "[1/1] ts_0002" not in again.output and "error in case ts_0002" in again.output
 
 
-def test_a_model_with_a_network_and_no_checkpoint_is_named_untrained(raw_dataset, tmp_path):
+def test_a_model_with_a_network_and_no_checkpoint_is_named_untrained(raw_dataset, tmp_path, network_model):
     """A researcher who forgets --checkpoint gets scores of random weights: the run says so (a model without a
     network, e.g. region growing, has no weights to forget)."""
-    torch = pytest.importorskip("torch")
-    from models.reference.region_growing import RegionGrowing
-    from models.registry import register_model, unregister_model
-
-    class NetworkGrowing(RegionGrowing):
-        name = "network-growing"
-
-        def __init__(self, **options):
-            super().__init__(**options)
-            self.network = torch.nn.Linear(1, 1)
-
-    register_model("network-growing")(NetworkGrowing)
-    try:
-        for model, noted in (("network-growing", True), ("region_growing", False)):
-            for command in ("clicks", "run"):
-                result = CliRunner().invoke(app, [command, "--model", model, "--root", str(raw_dataset), "--class",
-                                                  "spleen", "--n-clicks", "1", "--out", str(tmp_path / command / model)])
-                assert result.exit_code == 0, result.output
-                assert ("runs with random weights" in result.output) == noted, result.output
-                config = json.loads((tmp_path / command / model / "run.json").read_text())
-                assert config["untrained"] is noted
-                assert config["command_line"].startswith(f"bench {command} --model {model} ")
-                assert 0 < config["summary"]["dsc"] <= 1 and config["summary"]["classes"] == 1
-        table = CliRunner().invoke(app, ["tables", "--run", str(tmp_path / "run" / "network-growing"),
-                                         "--run", str(tmp_path / "run" / "region_growing")])
-        assert "network-growing (untrained)" in table.output, table.output
-    finally:
-        unregister_model("network-growing")
+    for model, noted in (("network-growing", True), ("region_growing", False)):
+        for command in ("clicks", "run"):
+            result = CliRunner().invoke(app, [command, "--model", model, "--root", str(raw_dataset), "--class",
+                                              "spleen", "--n-clicks", "1", "--out", str(tmp_path / command / model)])
+            assert result.exit_code == 0, result.output
+            assert ("runs with random weights" in result.output) == noted, result.output
+            config = json.loads((tmp_path / command / model / "run.json").read_text())
+            assert config["untrained"] is noted
+            assert config["command_line"].startswith(f"bench {command} --model {model} ")
+            assert 0 < config["summary"]["dsc"] <= 1 and config["summary"]["classes"] == 1
+    table = CliRunner().invoke(app, ["tables", "--run", str(tmp_path / "run" / "network-growing"),
+                                     "--run", str(tmp_path / "run" / "region_growing")])
+    assert "network-growing (untrained)" in table.output, table.output
 
 
 def test_a_cuda_out_of_memory_fails_its_case_alone_and_the_run_goes_on(raw_dataset, tmp_path, monkeypatch):
