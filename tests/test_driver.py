@@ -1,4 +1,5 @@
-"""The one driver loop (`bench.engine.driver`): which errors are one case's failure, and which end the run."""
+"""The one driver (`bench.engine.driver`): the resume rule, the run-folder loop, and which errors are one case's
+failure and which end the run."""
 
 from __future__ import annotations
 
@@ -57,3 +58,39 @@ def test_the_resume_rule_compares_every_named_input(tmp_path):
     assert not is_current(inputs, meta)
     todo, gone = pending(["x", "y"], {"x": meta, "z": meta}, str, lambda case: inputs)
     assert todo == ["x", "y"] and gone == ["z"]
+
+
+def test_run_folder_runs_changed_cases_drops_gone_ones_and_leaves_a_finished_run_alone(tmp_path):
+    """The one driver of `bench evaluate` and `bench run`: the resume rule, the dropped cases, and a complete run
+    with nothing to do left unwritten (a read-only folder can be re-run)."""
+    import pandas as pd
+
+    from bench.engine import store
+    from bench.engine.driver import run_folder
+
+    inputs = {name: tmp_path / f"{name}.txt" for name in ("a", "b")}
+    for path in inputs.values():
+        path.write_text("1")
+    out = tmp_path / "run"
+    ran = []
+
+    def task(case):
+        ran.append(case)
+        row = pd.DataFrame([{"run": "r", "model": "m", "dataset": "d", "case_id": case, "modality": "CT",
+                             "class_name": "x", "dsc": 1.0, "nsd": 1.0, "ref_voxels": 1, "pred_voxels": 1}])
+        store.write_case(out, case, row, input_meta({"file": inputs[case]}))
+
+    def go(cases):
+        outcome = run_folder(cases, out, {"setting": 1}, task, str, lambda case: {"file": inputs[case]})
+        if outcome.wrote and not outcome.errors:
+            store.consolidate(out)
+        return outcome
+
+    assert go(["a", "b"]).ran == ["a", "b"]
+    config_time = (out / "run.json").stat().st_mtime_ns
+    again = go(["a", "b"])
+    assert (again.ran, again.wrote, (out / "run.json").stat().st_mtime_ns) == ([], False, config_time)
+    inputs["b"].write_text("22")  # b's input changed: b alone runs again
+    assert go(["a", "b"]).ran == ["b"]
+    outcome = go(["a"])  # b is gone from the cases: its rows are dropped
+    assert (outcome.ran, outcome.dropped, sorted(store.stored_cases(out))) == ([], ["b"], ["a"])

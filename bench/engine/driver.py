@@ -19,6 +19,7 @@ ends the command.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -84,3 +85,33 @@ def drive(task: Callable[[Case], None], cases: Sequence[Case], out_dir: Path, ca
         elif on_case:
             on_case(number, len(cases), case_id(case))
     return errors
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `run_folder` did: the cases it ran (or tried), the stored case ids it dropped because their case is
+    gone, the failures by case id, and whether it wrote anything (a complete run with nothing to do does not)."""
+
+    ran: list
+    dropped: list[str]
+    errors: dict[str, str]
+    wrote: bool
+
+
+def run_folder(cases: Sequence[Case], out_dir: Path, config: dict, task: Callable[[Case], None],
+              case_id: Callable[[Case], str], inputs: Callable[[Case], dict[str, Files]], *, overwrite: bool = False,
+              on_case: Callable[[int, int, str], None] | None = None, **executor_options) -> Outcome:
+    """The one driver of both commands: check `config` against what `out_dir` holds, run (`task`: one case run
+    and stored) every case whose inputs changed since it was stored (`pending`), drop stored cases whose case is
+    gone, under the run folder's lock; failures as `drive` reports them. A complete run with nothing to do is
+    left as it is, so a read-only run folder can be re-run."""
+    store.check_run(out_dir, config, overwrite=overwrite)
+    todo, gone = pending(cases, {} if overwrite else store.stored_cases(out_dir), case_id, inputs)
+    if not todo and not gone and not overwrite and store.run_status(out_dir) == "complete":
+        return Outcome([], [], {}, wrote=False)
+    with store.run_lock(out_dir):
+        store.open_run(out_dir, config, overwrite=overwrite)
+        for stale in gone:
+            store.drop_case(out_dir, stale)
+        errors = drive(task, todo, out_dir, case_id, on_case=on_case, **executor_options)
+    return Outcome(todo, gone, errors, wrote=True)

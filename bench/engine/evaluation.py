@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.engine import store
-from bench.engine.driver import drive, input_meta, pending
+from bench.engine.driver import input_meta, run_folder
 from bench.data.catalog.names import unified_class_name
 from bench.data.io import InputError, Volume, check_same_geometry, read_binary_mask, read_label_map, volume_suffix
 from bench.data.matching import CasePair, match_cases
@@ -246,35 +246,23 @@ def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, s
     """Score every pair whose rows are not stored with unchanged inputs; drop stored cases no longer predicted;
     write metrics.parquet if no case failed. A complete run with nothing to do writes nothing (read-only runs
     can be re-run)."""
-    store.check_run(out_dir, config, overwrite=overwrite)
-    stored = {} if overwrite else store.stored_cases(out_dir)
-    todo, dropped = pending(pairs, stored, _case_id, _inputs)
-    if not todo and not dropped and store.run_status(out_dir) == "complete":
-        unscored = store.read_config(out_dir).get("unscored_labels", {})
-        return RunOutcome(store.read_metrics([out_dir]), 0, len(pairs), unmatched, {}, [], unscored)
-    with store.run_lock(out_dir):
-        return _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, workers=workers,
-                            overwrite=overwrite, progress=progress, executor=executor, scheduler=scheduler)
-
-
-def _score_pairs(pairs, todo, dropped, unmatched, out_dir, settings, config, *, workers, overwrite, progress,
-                 executor, scheduler) -> RunOutcome:
-    store.open_run(out_dir, config, overwrite=overwrite)
-    for case_id in dropped:
-        store.drop_case(out_dir, case_id)
     bar = CaseProgress(f"scoring {settings.model}", enabled=progress)
-    task = partial(_score_and_store, settings=settings, out_dir=out_dir)
     try:
-        errors = drive(task, todo, out_dir, _case_id, on_case=bar, executor=executor, workers=workers,
-                       scheduler=scheduler)
+        outcome = run_folder(pairs, out_dir, config, partial(_score_and_store, settings=settings, out_dir=out_dir),
+                             _case_id, _inputs, overwrite=overwrite, on_case=bar, executor=executor,
+                             workers=workers, scheduler=scheduler)
     finally:
         bar.close()
+    if not outcome.wrote:
+        unscored = store.read_config(out_dir).get("unscored_labels", {})
+        return RunOutcome(store.read_metrics([out_dir]), 0, len(pairs), unmatched, {}, [], unscored)
     unscored = _unscored_summary(store.stored_cases(out_dir))
     store.update_config(out_dir, unscored_labels=unscored)
-    table = None if errors else store.consolidate(out_dir)
+    table = None if outcome.errors else store.consolidate(out_dir)
     if table is not None and LESION in settings.metrics:
         write_lesion_table(out_dir)
-    return RunOutcome(table, len(todo) - len(errors), len(pairs) - len(todo), unmatched, errors, dropped, unscored)
+    return RunOutcome(table, len(outcome.ran) - len(outcome.errors), len(pairs) - len(outcome.ran), unmatched,
+                      outcome.errors, outcome.dropped, unscored)
 
 
 LESIONS_FILE = "lesions.parquet"

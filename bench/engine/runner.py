@@ -37,7 +37,7 @@ from bench.data.catalog.cases import (
     sammed2d_sources,
     with_catalog_orientation,
 )
-from bench.engine.driver import drive, input_meta, pending
+from bench.engine.driver import input_meta, run_folder
 from bench.engine.interactive import run_clicks
 from bench.data.io import InputError, write_volume
 from bench.data.matching import case_id_for, list_cases
@@ -557,29 +557,19 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     if planar(sources) and spec.protocol.space.grid != "native":
         raise InputError(f"protocol {spec.protocol.name!r} works on the {spec.protocol.space.grid} grid; 2D PNG "
                          "cases have only their own pixel grid (use a native-grid protocol: harness, sam-med2d)")
-    with store.run_lock(out):
-        return _run_locked(sources, out, spec, sources_label=sources_label, on_case=on_case,
-                           write_masks=write_masks, overwrite=overwrite, workers=workers, executor=executor,
-                           scheduler=scheduler)
-
-
-def _run_locked(sources, out, spec, *, sources_label, on_case, write_masks, overwrite, workers, executor,
-                scheduler) -> tuple[pd.DataFrame, int, int]:
-    model = model_for(spec)
-    store.open_run(out, {**spec.as_config(model, sources_label), "provenance": provenance(),
-                         "label_values": label_values(sources)}, overwrite=overwrite)
-    todo, gone = pending(sources, store.stored_cases(out), _case_id, _inputs)
-    for case_id in gone:
-        store.drop_case(out, case_id)
-    task = partial(run_and_store, out=out, spec=spec, write_masks=write_masks)
+    config = {**spec.as_config(model_for(spec), sources_label), "provenance": provenance(),
+              "label_values": label_values(sources)}
     gpu = {"GPU": 1} if executor == "dask" and spec.device.startswith("cuda") else None  # one model per GPU
-    errors = drive(task, todo, out, _case_id, on_case=on_case, executor=executor, workers=workers,
-                   scheduler=scheduler, resources=gpu)
-    if errors:
-        raise CaseFailures(errors)
+    outcome = run_folder(sources, out, config, partial(run_and_store, out=out, spec=spec, write_masks=write_masks),
+                         _case_id, _inputs, overwrite=overwrite, on_case=on_case, executor=executor,
+                         workers=workers, scheduler=scheduler, resources=gpu)
+    if outcome.errors:
+        raise CaseFailures(outcome.errors)
+    if not outcome.wrote:
+        return store.read_cases(out), 0, len(sources)
     rows = store.consolidate(out)
     store.update_config(out, cost=_cost_config(spec, rows))
-    return rows, len(todo), len(sources) - len(todo)
+    return rows, len(outcome.ran), len(sources) - len(outcome.ran)
 
 
 def _cost_config(spec: RunSpec, rows: pd.DataFrame) -> dict:
