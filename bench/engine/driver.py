@@ -1,5 +1,6 @@
 """The one driver of `bench evaluate` (prediction folders scored) and `bench run`/`bench clicks` (a model run):
-which stored cases are current (`pending`), the loop that runs and stores the rest (`drive`), and which errors
+`run_folder` checks a run folder's settings, finds the stored cases that are current (`pending`, the one resume
+rule), runs and stores the rest (`drive`) and drops the cases that are gone; `is_case_error` says which errors
 are one case's failure.
 
 Per-case errors (`is_case_error`) end that case only: nothing is stored for it (its old rows are dropped), the
@@ -74,8 +75,8 @@ def pending(cases: Sequence[Case], stored: dict[str, dict], case_id: Callable[[C
 def drive(task: Callable[[Case], None], cases: Sequence[Case], out_dir: Path, case_id: Callable[[Case], str], *,
           on_case: Callable[[int, int, str], None] | None = None, **executor_options) -> dict[str, str]:
     """The one driver loop: run and store every case with `map_cases`, report each stored case to `on_case`
-    (number finished, total, case id), and return {case id: failure message} of the cases that failed with a per-case
-    error. A failed case's old rows are dropped, so a changed case whose re-run failed leaves nothing behind."""
+    (number finished, total, case id), and return {case id: failure message} of the cases that failed with a
+    per-case error. A failed case's old rows are dropped, so a changed case whose re-run failed leaves nothing behind."""
     errors: dict[str, str] = {}
     results = map_cases(task, cases, caught=is_case_error, **executor_options)
     for number, (case, message) in enumerate(case_failures(results), 1):
@@ -99,8 +100,8 @@ class Outcome:
 
 
 def run_folder(cases: Sequence[Case], out_dir: Path, config: dict, task: Callable[[Case], None],
-              case_id: Callable[[Case], str], inputs: Callable[[Case], dict[str, Files]], *, overwrite: bool = False,
-              on_case: Callable[[int, int, str], None] | None = None, **executor_options) -> Outcome:
+               case_id: Callable[[Case], str], inputs: Callable[[Case], dict[str, Files]], *, overwrite: bool = False,
+               on_case: Callable[[int, int, str], None] | None = None, **executor_options) -> Outcome:
     """The one driver of both commands: check `config` against what `out_dir` holds, run (`task`: one case run
     and stored) every case whose inputs changed since it was stored (`pending`), drop stored cases whose case is
     gone, under the run folder's lock; failures as `drive` reports them. A complete run with nothing to do is
