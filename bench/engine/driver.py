@@ -76,7 +76,8 @@ def drive(task: Callable[[Case], None], cases: Sequence[Case], out_dir: Path, ca
           on_case: Callable[[int, int, str], None] | None = None, **executor_options) -> dict[str, str]:
     """The one driver loop: run and store every case with `map_cases`, report each stored case to `on_case`
     (number finished, total, case id), and return {case id: failure message} of the cases that failed with a
-    per-case error. A failed case's old rows are dropped, so a changed case whose re-run failed leaves nothing behind."""
+    per-case error. A failed case's old rows are dropped, so a changed case whose re-run failed leaves nothing
+    behind."""
     errors: dict[str, str] = {}
     results = map_cases(task, cases, caught=is_case_error, **executor_options)
     for number, (case, message) in enumerate(case_failures(results), 1):
