@@ -1,6 +1,6 @@
 """Make the SAM ViT-B goldens from the OFFICIAL code (facebookresearch/segment-anything), outside the project.
 
-Usage (see ../shared/README.md for the parity weights):
+Usage (see docs/add-a-model.md for the parity weights):
     python tests/goldens/make_sam_goldens.py /path/to/segment-anything-checkout tests/goldens/sam_vit_b_predictor.npz
 
 The checkout's `sam_model_registry['vit_b']` gets the parity weights (strict) and its `SamPredictor` a fixed
@@ -28,7 +28,7 @@ BOX = np.array([10.0, 8.0, 50.0, 36.0])         # (x0, y0, x1, y1)
 
 
 def parity_weights(state: dict) -> dict:
-    """The recipe of ../shared/README.md, written out here so the goldens do not depend on project code."""
+    """The parity recipe of docs/add-a-model.md, written out here so the goldens do not depend on project code."""
     weights = {}
     for key, value in state.items():
         if not value.is_floating_point():

@@ -1,6 +1,6 @@
 """Make the SAM-Med2D parity goldens from the OFFICIAL code (OpenGVLab/SAM-Med2D), outside the project.
 
-Usage (a scratch environment, not the project's; see ../shared/README.md for the parity weights):
+Usage (a scratch environment, not the project's; see docs/add-a-model.md for the parity weights):
     python tests/goldens/make_sam_med2d_goldens.py /path/to/SAM-Med2D-checkout tests/goldens/sam_med2d_parity.npz
 
 The official model (`sam_model_registry['vit_b']` with image_size 256, encoder_adapter True, as test.py builds it)
@@ -32,7 +32,7 @@ BOX = [60.0, 88.0, 141.0, 169.0]
 
 
 def parity_weights(state: dict) -> dict:
-    """The recipe of ../shared/README.md, written out here so the goldens do not depend on project code."""
+    """The parity recipe of docs/add-a-model.md, written out here so the goldens do not depend on project code."""
     weights = {}
     for key, value in state.items():
         if not value.is_floating_point():

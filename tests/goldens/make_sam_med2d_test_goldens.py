@@ -1,7 +1,7 @@
 """Make the SAM-Med2D test.py goldens from the OFFICIAL code (OpenGVLab/SAM-Med2D), outside the project.
 
 Usage (a scratch environment with the official script's imports: opencv-python-headless, albumentations,
-scikit-image; see ../shared/README.md for the parity weights), run from a folder where `data_demo` is the demo data:
+scikit-image; see docs/add-a-model.md for the parity weights), run from a folder where `data_demo` is the demo data:
     python tests/goldens/make_sam_med2d_test_goldens.py /path/to/SAM-Med2D-checkout tests/goldens/sam_med2d_test.npz
 
 Two parts, nothing from the official code saved:
@@ -33,7 +33,7 @@ SIZE = 256
 
 
 def parity_weights(state: dict) -> dict:
-    """The recipe of ../shared/README.md, written out here so the goldens do not depend on project code."""
+    """The parity recipe of docs/add-a-model.md, written out here so the goldens do not depend on project code."""
     weights = {}
     for key, value in state.items():
         if not value.is_floating_point():

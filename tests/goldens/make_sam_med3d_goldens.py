@@ -10,7 +10,7 @@ and tests/goldens/sam_med3d_end_to_end.npz: the official `validate_paired_img_gt
 
 The checkout is uni-medical/SAM-Med3D (made at f3de1fa1); its `segment_anything` package is imported from there
 without running its `__init__` (which needs the repo's `utils`), and `sam_model_registry3D['vit_b_ori']`
-builds the network. Weights: the parity recipe of ../shared/README.md, written out here independently of the
+builds the network. Weights: the parity recipe of docs/add-a-model.md, written out here independently of the
 project's models/parity.py, loaded with strict=True. Calls mirror utils/infer_utils.py `sam_model_infer`:
 image_encoder once; prompt_encoder(points=[coords, labels], boxes=None, masks=prev_low_res) with a zero
 32^3 previous mask on the first pass (mask_downscaling, not no_mask_embed); mask_decoder(...,

@@ -1,15 +1,17 @@
 """Make tests/goldens/sat_*.npz: outputs of the OFFICIAL SAT code (zhaoziheng/SAT) under parity weights.
 
 Nothing of the official code is committed; this script imports it from a checkout given on the command line and
-saves small arrays. Run it OUTSIDE the project, in a scratch environment with SAT's pins where they matter:
+saves small arrays. Run it OUTSIDE the project, in a scratch environment with SAT's pins where they matter
+(SCRATCH: any scratch folder outside the project; PROJECT_VENV: the project's virtual environment; OFFICIAL: a
+checkout of zhaoziheng/SAT, as in tests/goldens/README.md):
 
-    python3.11 -m venv /tmp/scratch-sat
-    echo /work/main/.venv/lib/python3.11/site-packages > /tmp/scratch-sat/lib/python3.11/site-packages/zz_shared.pth
-    /tmp/scratch-sat/bin/pip install --no-deps transformers==4.21.3 positional_encodings==6.0.1 \
+    python3.11 -m venv SCRATCH/venv
+    echo PROJECT_VENV/lib/python3.11/site-packages > SCRATCH/venv/lib/python3.11/site-packages/zz_shared.pth
+    SCRATCH/venv/bin/pip install --no-deps transformers==4.21.3 positional_encodings==6.0.1 \
         tokenizers==0.13.3 huggingface_hub==0.10.1
     # transformers 4.21.3 asks for tokenizers<0.13, which has no Python 3.11 wheel: relax that one line of
-    # /tmp/scratch-sat/lib/python3.11/site-packages/transformers/dependency_versions_table.py
-    RANK=0 /tmp/scratch-sat/bin/python tests/goldens/make_sat_goldens.py /tmp/sat-official tests/goldens
+    # SCRATCH/venv/lib/python3.11/site-packages/transformers/dependency_versions_table.py
+    RANK=0 SCRATCH/venv/bin/python tests/goldens/make_sat_goldens.py OFFICIAL tests/goldens
 
 (torch, numpy, scipy, einops and monai come from the shared environment through the .pth file; SAT's own copy
 of dynamic-network-architectures is imported from the checkout, ahead of the PyPI one.)
@@ -56,7 +58,7 @@ BIOLORD_CONFIG = dict(vocab_size=30527, hidden_size=768, num_hidden_layers=12, n
 
 
 def parity_weights(module: torch.nn.Module) -> None:
-    """shared/README.md's recipe, written out here independently of the project's models/parity.py."""
+    """The parity recipe of docs/add-a-model.md, written out here independently of the project's models/parity.py."""
     entries = {}
     for key, value in module.state_dict().items():
         if not value.is_floating_point():

@@ -1,9 +1,10 @@
 """Parity goldens for SegVol from the official code (BAAI-DCAI/SegVol @ 5768c979), with the parity weights.
 
 Run OUTSIDE the project's environment, in a scratch venv that has the README pins monai==0.9.0 and
-transformers==4.18.0 on top of the shared torch (see tests/goldens/README.md for the exact recipe):
+transformers==4.18.0 on top of the shared torch (see tests/goldens/README.md for the exact recipe; SCRATCH: the
+scratch folder, OFFICIAL: a checkout of BAAI-DCAI/SegVol):
 
-    /tmp/scratch-segvol/venv/bin/python tests/goldens/make_segvol_goldens.py /path/to/SegVol-checkout
+    SCRATCH/venv/bin/python tests/goldens/make_segvol_goldens.py OFFICIAL
 
 It builds the model as inference_demo.py does (test_mode=True), loads the parity weights (strict), runs the
 official forward on a fixed seeded 32 x 256 x 256 image with a point, a box, a text, box+text, point+text prompt
