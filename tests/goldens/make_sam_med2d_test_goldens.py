@@ -20,35 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from parity_recipe import parity_weights  # tests/goldens/parity_recipe.py, beside this script
+
 SIZE = 256
 
-
-def parity_weights(state: dict) -> dict:
-    """The parity recipe of docs/add-a-model.md, written out here so the goldens do not depend on project code."""
-    weights = {}
-    for key, value in state.items():
-        if not value.is_floating_point():
-            weights[key] = value
-            continue
-        shape = tuple(value.shape)
-        r = torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8"))),
-                        dtype=torch.float32)
-        if len(shape) == 1:
-            weights[key] = 1 + 0.1 * r if key.endswith("weight") else 0.1 * r
-        elif "rel_pos" in key or "pos_embed" in key:
-            weights[key] = 0.1 * r
-        else:
-            weights[key] = r / math.sqrt(r.numel() / shape[0])
-    return weights
 
 
 def box_masks() -> np.ndarray:

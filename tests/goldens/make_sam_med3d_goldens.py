@@ -10,8 +10,8 @@ and tests/goldens/sam_med3d_end_to_end.npz: the official `validate_paired_img_gt
 
 The checkout is uni-medical/SAM-Med3D (made at f3de1fa1); its `segment_anything` package is imported from there
 without running its `__init__` (which needs the repo's `utils`), and `sam_model_registry3D['vit_b_ori']`
-builds the network. Weights: the parity recipe of docs/add-a-model.md, written out here independently of the
-project's models/parity.py, loaded with strict=True. Calls mirror utils/infer_utils.py `sam_model_infer`:
+builds the network. Weights: the parity recipe of docs/add-a-model.md (parity_recipe.py beside this script, no project
+code), loaded with strict=True. Calls mirror utils/infer_utils.py `sam_model_infer`:
 image_encoder once; prompt_encoder(points=[coords, labels], boxes=None, masks=prev_low_res) with a zero
 32^3 previous mask on the first pass (mask_downscaling, not no_mask_embed); mask_decoder(...,
 multimask_output=False). A second pass feeds the accumulated points (one negative) and the first pass's
@@ -23,15 +23,15 @@ outputs bit for bit (checked when these goldens were made).
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 import tempfile
 import types
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from parity_recipe import parity_weights  # tests/goldens/parity_recipe.py, beside this script
 
 SEED = 1
 FIRST_POINTS = [[40.0, 70.0, 90.0]]
@@ -48,23 +48,6 @@ def official_model(checkout: Path) -> torch.nn.Module:
     build = importlib.import_module("segment_anything.build_sam3D")
     return build.sam_model_registry3D["vit_b_ori"](checkpoint=None)
 
-
-def parity_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in model.state_dict().items():
-        if not value.is_floating_point():
-            out[key] = value
-            continue
-        shape = tuple(value.shape)
-        r = torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8"))),
-                        dtype=torch.float32)
-        if len(shape) == 1:
-            out[key] = 1 + 0.1 * r if key.endswith("weight") else 0.1 * r
-        elif "rel_pos" in key or "pos_embed" in key:
-            out[key] = 0.1 * r
-        else:
-            out[key] = r / math.sqrt(math.prod(shape) / shape[0])
-    return out
 
 
 def decode(model, embedding, points, labels, prev_low_res):
@@ -133,7 +116,7 @@ def official_end_to_end(checkout: Path, data: Path, out: Path) -> None:
     sys.path.insert(0, str(checkout))
     infer = importlib.import_module("utils.infer_utils")
     model = medim.create_model("SAM-Med3D", pretrained=False)
-    model.load_state_dict(parity_weights(model), strict=True)
+    model.load_state_dict(parity_weights(model.state_dict()), strict=True)
     model.eval()
     folder = data / "totalsegmentator_example"
     scratch = Path(tempfile.mkdtemp(prefix="sam_med3d_e2e_"))
@@ -165,7 +148,7 @@ def main() -> None:
         official_end_to_end(checkout, Path(sys.argv[2]), Path(__file__).with_name("sam_med3d_end_to_end.npz"))
     torch.set_num_threads(2)
     model = official_model(checkout)
-    model.load_state_dict(parity_weights(model), strict=True)
+    model.load_state_dict(parity_weights(model.state_dict()), strict=True)
     model.eval()
     image = torch.randn((1, 1, 128, 128, 128), generator=torch.Generator().manual_seed(SEED))
     with torch.no_grad():

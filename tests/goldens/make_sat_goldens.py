@@ -26,14 +26,14 @@ The window is 96 x 64 x 64 (the constructor takes any multiple of 32) so the for
 from __future__ import annotations
 
 import json
-import math
 import sys
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from parity_recipe import parity_weights  # tests/goldens/parity_recipe.py, beside this script
 
 WINDOW = [96, 64, 64]
 BATCH = 2
@@ -57,24 +57,6 @@ BIOLORD_CONFIG = dict(vocab_size=30527, hidden_size=768, num_hidden_layers=12, n
                       eos_token_id=2)
 
 
-def parity_weights(module: torch.nn.Module) -> None:
-    """The parity recipe of docs/add-a-model.md, written out here independently of the project's models/parity.py."""
-    entries = {}
-    for key, value in module.state_dict().items():
-        if not value.is_floating_point():
-            entries[key] = value
-            continue
-        shape = tuple(value.shape)
-        r = torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8"))),
-                        dtype=torch.float32)
-        if len(shape) == 1:
-            entries[key] = 1 + 0.1 * r if key.endswith("weight") else 0.1 * r
-        elif "rel_pos" in key or "pos_embed" in key:
-            entries[key] = 0.1 * r
-        else:
-            entries[key] = r / math.sqrt(np.prod(shape) / shape[0])
-    module.load_state_dict(entries, strict=True)
-
 
 def text_goldens(checkout: Path) -> dict[str, np.ndarray]:
     import transformers
@@ -90,7 +72,7 @@ def text_goldens(checkout: Path) -> dict[str, np.ndarray]:
         Path(folder, "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "MPNetTokenizer",
                                                                       "do_lower_case": True}))
         encoder = Knowledge_Encoder(biolord_checkpoint=folder)
-        parity_weights(encoder)
+        encoder.load_state_dict(parity_weights(encoder.state_dict()), strict=True)
         encoder.eval()
         tokens = encoder.text_tower.tokenizer.tokenize(PROMPTS)
         with torch.no_grad():
@@ -105,7 +87,7 @@ def network_goldens(queries: torch.Tensor) -> tuple[dict[str, np.ndarray], torch
     from model.maskformer import Maskformer
 
     network = Maskformer("UNET", image_size=WINDOW, patch_size=[32, 32, 32], deep_supervision=False)
-    parity_weights(network)
+    network.load_state_dict(parity_weights(network.state_dict()), strict=True)
     network.eval()
     image = torch.randn([BATCH, 3, *WINDOW], generator=torch.Generator().manual_seed(IMAGE_SEED))
     with torch.no_grad():
