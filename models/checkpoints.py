@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 from protocols.errors import BenchError
 
 LAYOUT_KEYS = ("model_state_dict", "state_dict", "model", "network_weights")

@@ -167,20 +167,25 @@ def model_class(name: str) -> type[Model]:
     itself or its factory's return annotation."""
     if name not in shipped_entries():
         raise ModelUnavailable(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    factory = _target(shipped_entries()[name], name)
-    cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
-    if not (isinstance(cls, type) and issubclass(cls, Model)):
+    cls = _built_class(_target(shipped_entries()[name], name))
+    if cls is None:
         raise TypeError(f"model {name!r}: {shipped_entries()[name].target} does not say which Model class it builds")
     return cls
+
+
+def _built_class(factory: Callable[..., Model]) -> type[Model] | None:
+    """The Model class a factory builds: the factory itself when it is one, else its return annotation (None
+    when it does not say)."""
+    cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
+    return cls if isinstance(cls, type) and issubclass(cls, Model) else None
 
 
 def declared_devices(name: str) -> frozenset[str]:
     """The devices model `name` declares, read from its class without building it (`--device auto` picks from
     them). A registered factory that does not say which class it builds (no return annotation) declares CPU."""
     if name in _REGISTERED:
-        factory = _REGISTERED[name]
-        cls = factory if isinstance(factory, type) else inspect.signature(factory, eval_str=True).return_annotation
-        return cls.capabilities.devices if isinstance(cls, type) and issubclass(cls, Model) else frozenset({"cpu"})
+        cls = _built_class(_REGISTERED[name])
+        return cls.capabilities.devices if cls is not None else frozenset({"cpu"})
     return model_capabilities(name).devices
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
 from protocols.errors import BenchError
 
 TARGET_KEYS = ["run", "model", "dataset", "case_id", "class_name", "protocol", "prompt_policy", "first_click", "seed"]

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from protocols.errors import BenchError
 
 PROMPT_KINDS = ("text", "points", "boxes", "mask", "reference")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.ndimage import label
+
 from protocols.errors import BenchError
 
 

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 from skimage.measure import marching_cubes
+
 from protocols.errors import BenchError
 
 

@@ -6,6 +6,7 @@ alone: SAT's merge script strips the modality and so files `mri_esophagus` under
 """
 
 from __future__ import annotations
+
 from protocols.errors import BenchError
 
 MODALITIES = ("ct", "mri", "pet")

@@ -171,7 +171,8 @@ def test_dataset_name_and_modality_are_asked_for_not_guessed(tmp_path):
 
 
 def test_totalsegmentator_label_set_targets_are_catalog_classes():
-    tables = yaml.safe_load((store.Path(__file__).parents[1] / "bench" / "data" / "catalog" / "label_sets.yaml").read_text())
+    label_sets = store.Path(__file__).parents[1] / "bench" / "data" / "catalog" / "label_sets.yaml"
+    tables = yaml.safe_load(label_sets.read_text())
     ts_classes = {c for name, info in load_catalog().datasets.items() if name.startswith("TotalSegmentator")
                   for c in info.classes}
     assert len(tables["totalsegmentator_v2"]) == 117

@@ -195,8 +195,8 @@ def test_crop_presets_take_the_runner_crop_as_it_is(raw_dataset, tmp_path, fake_
         import torchio as tio
 
         from models.crop_chain import crop_or_pad, resample_canonical
-        canonical = resample_canonical(case.array, case.affine, reference[None], spacing=(1.5, 1.5, 1.5), canonical=False,
-                                       clamp=(-1000.0, 1000.0))
+        canonical = resample_canonical(case.array, case.affine, reference[None], spacing=(1.5, 1.5, 1.5),
+                                       canonical=False, clamp=(-1000.0, 1000.0))
         cropped = crop_or_pad(canonical, canonical["masks"].data, 128)
         expected = tio.ZNormalization(masking_method=lambda x: x > 0)(cropped.image.data).float()[None]
         assert not torch.equal(expected, official.image)

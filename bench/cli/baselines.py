@@ -10,10 +10,12 @@ from bench.cli.app import HandledGroup
 from bench.data.catalog import DatasetInfo, load_catalog
 from bench.data.io import InputError
 
-baselines_app = typer.Typer(cls=HandledGroup, help="Baselines: SAT's per-dataset nnU-Net specialists.", no_args_is_help=True)
-nnunet_app = typer.Typer(cls=HandledGroup, help="The 72 SAT-DS nnU-Net specialists through nnunetv2: convert a SAT-DS dataset, "
-                              "plan (nnU-Net's planner or SAT-DS's plans), train, predict and score, Table 11.",
-                         no_args_is_help=True)
+baselines_app = typer.Typer(
+    cls=HandledGroup, help="Baselines: SAT's per-dataset nnU-Net specialists.", no_args_is_help=True)
+nnunet_app = typer.Typer(
+    cls=HandledGroup, no_args_is_help=True,
+    help="The 72 SAT-DS nnU-Net specialists through nnunetv2: convert a SAT-DS dataset, plan (nnU-Net's planner or "
+         "SAT-DS's plans), train, predict and score, Table 11.")
 baselines_app.add_typer(nnunet_app, name="nnunet")
 
 WORK_HELP = "nnU-Net workspace: raw/, preprocessed/, results/, predictions/ (nnU-Net's variables are set from it)."

@@ -12,8 +12,9 @@ from bench.data.catalog.cases import dataset_sources, discover_sources
 from bench.data.catalog.importer import DATA_DIR, import_satds, write_catalog
 from bench.data.catalog.verify import verify_sources
 
-datasets_app = typer.Typer(cls=HandledGroup, help="The 72 SAT-DS datasets: classes, regions, splits; verify a local copy.",
-                           no_args_is_help=True)
+datasets_app = typer.Typer(
+    cls=HandledGroup, no_args_is_help=True,
+    help="The 72 SAT-DS datasets: classes, regions, splits; verify a local copy.")
 
 
 @datasets_app.command("list")

@@ -112,7 +112,7 @@ def evaluate(
     """Score predictions against references: per-case, per-class DSC and NSD, resumable."""
     try:
         target = resolve_references(ref=ref, root=root, dataset=dataset, split=split.value, manifest=manifest,
-                                classes=classes, labels=labels, modality=modality)
+                                    classes=classes, labels=labels, modality=modality)
         if target.ndim == 2 and grid is not Grid.native:
             raise InputError(f"--grid {grid.value}: {ref} holds 2D PNG slices, scored on their own pixel grid only")
         settings = RunSettings(

@@ -11,7 +11,9 @@ from bench.cli.app import HandledGroup
 from protocols.errors import BenchError
 from models.registry import ModelUnavailable, describe, get_model, model_capabilities, model_names, takes_checkpoint
 
-models_app = typer.Typer(cls=HandledGroup, help="Models: list them, show what one needs and where its files come from, fetch them, verify local files.", no_args_is_help=True)
+models_app = typer.Typer(
+    cls=HandledGroup, no_args_is_help=True,
+    help="Models: list them, show what one needs and where its files come from, fetch them, verify local files.")
 
 
 @models_app.command("list")
@@ -22,8 +24,8 @@ def list_models() -> None:
     for name in model_names():
         if takes_checkpoint(name):  # its network is built from a trained-model folder: capabilities as declared
             capabilities = model_capabilities(name)
-            typer.echo(f"| {name:<18} | {'its folder':>13} | {', '.join(sorted(capabilities.prompts)) or 'none (automatic)':<24} | "
-                       f"{capabilities.input_grid:<6} |")
+            prompts = ", ".join(sorted(capabilities.prompts)) or "none (automatic)"
+            typer.echo(f"| {name:<18} | {'its folder':>13} | {prompts:<24} | {capabilities.input_grid:<6} |")
             continue
         try:
             info = describe(name)

@@ -11,8 +11,9 @@ from bench.cli.app import HandledGroup
 from bench.engine.presets import load_protocol, preset_names
 from protocols.protocol import Protocol
 
-protocols_app = typer.Typer(cls=HandledGroup, help="Protocol presets: list them, show one's fields, rules and differences.",
-                            no_args_is_help=True)
+protocols_app = typer.Typer(
+    cls=HandledGroup, no_args_is_help=True,
+    help="Protocol presets: list them, show one's fields, rules and differences.")
 
 
 def _load(name: str) -> Protocol:

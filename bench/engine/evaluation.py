@@ -2,8 +2,9 @@
 
 This is the side-effect edge around `protocols.case.evaluate_case`: it reads each case, checks that prediction and
 reference share one geometry, scores it on the chosen grid, and stores the rows of the case atomically with the
-fingerprints of its files. Cases run in a local process pool; a failing case (`bench.engine.driver`'s per-case errors)
-stores nothing and is reported at the end. A resumed run re-scores cases whose files changed and drops cases whose prediction is gone.
+fingerprints of its files, through the one driver (`bench.engine.driver.run_folder`): cases run here, in a local
+pool or on Dask; a failing case (the driver's per-case errors) stores nothing and is reported at the end; a resumed
+run re-scores cases whose files changed and drops cases whose prediction is gone.
 """
 
 from __future__ import annotations

@@ -216,11 +216,8 @@ def scorer(reference: np.ndarray, spacing, *, tolerance_mm: float = 1.0, dice: s
     """A function scoring a boolean prediction against `reference` by the protocol's rules
     (`protocols.target_scores.target_scores`: DSC, NSD@tolerance, predicted voxels)."""
     check_rules(dice, empty)
-    return partial(_scores_against, reference, tuple(spacing), tolerance_mm=tolerance_mm, dice=dice, empty=empty)
-
-
-def _scores_against(reference, spacing, pred, **rules) -> tuple[float, float, int]:
-    return target_scores(pred, reference, spacing, **rules)
+    return partial(target_scores, ref=reference, spacing=tuple(spacing), tolerance_mm=tolerance_mm, dice=dice,
+                   empty=empty)
 
 
 def _score_fn(reference: np.ndarray, spacing, protocol: Protocol,
@@ -459,43 +456,38 @@ def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequenc
             for case in sorted(ref_files)]
 
 
-def resolve_sources(**where) -> tuple[list[CaseSource], str]:
+def resolve_sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
+                    manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
+                    classes: Path | None = None, labels: str | None = None,
+                    modality: str | None = None) -> tuple[list[CaseSource], str]:
     """The cases of `bench run`/`bench clicks` and a label for run.json: a catalog dataset (`--dataset NAME --root
     DIR`: SAT's split, catalog classes and modality), a catalog-style folder of another dataset (`--root DIR`:
     its dataset.json or manifest), or ad-hoc folders (`--images DIR --refs DIR`, classes as `bench evaluate`
-    takes them); an SA-Med2D folder of 2D PNG slices as `--root` gives its split's images as cases. Each case
-    carries its catalog dataset's SAT-DS orientation."""
-    sources, label = _sources(**where)
-    return with_catalog_orientation(sources), label
-
-
-def _sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
-             manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
-             classes: Path | None = None, labels: str | None = None,
-             modality: str | None = None) -> tuple[list[CaseSource], str]:
+    takes them); an SA-Med2D folder of 2D PNG slices as `--root` gives its split's images as cases. Each 3D case
+    carries its catalog dataset's SAT-DS orientation (`with_catalog_orientation`)."""
     if images is not None or refs is not None:
         if images is None or refs is None or root is not None:
             raise InputError("give --images and --refs together, or --root (not both)")
         target = folder_references(refs, dataset or refs.name, modality, user_classes(classes, labels))
         sources = folder_sources(images, refs, target.classes, dataset=target.dataset, modality=target.modality)
-        return sources, f"images={images.resolve()} refs={refs.resolve()}"
+        return with_catalog_orientation(sources), f"images={images.resolve()} refs={refs.resolve()}"
     if root is None:
         raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
     if classes is not None or labels is not None:
         raise InputError("--root takes its cases and class map from the dataset; drop --classes/--labels")
     label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
     if is_data_folder(root) and manifest is None:
-        return sammed2d_sources(root, split, modality, dataset), label
+        return sammed2d_sources(root, split, modality, dataset), label  # 2D slices: no axes to reorient
     try:
         info = load_catalog().dataset(dataset) if dataset else None
     except CatalogError:
         info = None
     if info is not None:
-        return dataset_sources(info.name, root, split, manifest), label
+        return with_catalog_orientation(dataset_sources(info.name, root, split, manifest)), label
     sources = discover_sources(root, manifest)
     if dataset:
         sources = [replace(source, dataset=dataset) for source in sources]
-    return sources, label
+    return with_catalog_orientation(sources), label
 
 
 def planar(sources: Sequence[CaseSource]) -> bool:

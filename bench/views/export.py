@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from protocols.errors import BenchError
 
 FORMATS = ("csv", "json", "nnunet-summary")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
 from protocols.errors import BenchError
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published_tables"

@@ -105,9 +105,9 @@ class NnInteractive(Model):
         self.session.network.eval()  # the session leaves it in training mode (2.6.0 inference_session.py:2281-2288)
         patch = tuple(int(p) for p in self.session.configuration_manager.patch_size)
         if autozoom and min(patch) <= 2 * REFINEMENT_MARGIN:
-            raise CheckpointError(f"{checkpoint}: patch size {patch} is too small for nnInteractive's autozoom refinement "
-                             f"(it needs more than {2 * REFINEMENT_MARGIN} voxels per axis); turn it off with "
-                             f"--model-args autozoom=false")
+            raise ModelOptionError(f"{checkpoint}: patch size {patch} is too small for nnInteractive's autozoom "
+                                   f"refinement (it needs more than {2 * REFINEMENT_MARGIN} voxels per axis); turn it "
+                                   f"off with --model-args autozoom=false")
         self.buffer: np.ndarray | None = None
 
     def _quiet(self):

@@ -6,11 +6,12 @@ Official (uni-medical/SAM-Med3D@f3de1fa utils/infer_utils.py:201-272, 275-353): 
 back with a nearest-neighbour TorchIO Resample onto the native image grid.
 
 The chain's steps (`models.crop_chain`: `resample_canonical`, `crop_or_pad`, `onto_grid`) are shared with
-`bench.engine.spaces`, which builds the crop space of the SAM-Med3D presets from the same three. Two crop centres: `crop_around_label` is the official one (the
-crop knows where the target is: oracle localisation); `crop_around_point` centres the same TorchIO crop on a
-click instead (the `harness` preset, where a model sees nothing but the clicks). An image that already is such
-a crop (a protocol's crop space made it, `on_model_grid`) is taken as it is (`as_crop`), z-normalised. Arrays
-are in native voxel order with a RAS voxel-to-world affine, as `bench.data.io` reads them and as TorchIO holds them.
+`bench.engine.spaces`, which builds the crop space of the SAM-Med3D presets from the same three. Two crop centres:
+`crop_around_label` is the official one (the crop knows where the target is: oracle localisation);
+`crop_around_point` centres the same TorchIO crop on a click instead (the `harness` preset, where a model sees
+nothing but the clicks). An image that already is such a crop (a protocol's crop space made it, `on_model_grid`) is
+taken as it is (`as_crop`), z-normalised. Arrays are in native voxel order with a RAS voxel-to-world affine, as
+`bench.data.io` reads them and as TorchIO holds them.
 """
 
 from __future__ import annotations

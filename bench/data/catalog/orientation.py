@@ -1,6 +1,7 @@
 """The axes SAT-DS reorients a dataset's scans to before resampling (`Orientationd(axcodes=...)` in its loader)."""
 
 from __future__ import annotations
+
 from protocols.errors import BenchError
 
 SAT_ORIENTATION = "RAS"
