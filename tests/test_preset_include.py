@@ -63,3 +63,10 @@ def test_run_json_records_the_version_and_a_bumped_version_is_another_run(tmp_pa
     preset.write_text("include: harness\nname: mine\nversion: 2\nprompts: {n_clicks: 2}\n")
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "different settings (protocol.version)" in again.output, again.output
+
+
+def test_an_unknown_include_names_the_including_file(tmp_path):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("include: nothere\nname: bad\n")
+    with pytest.raises(ProtocolError, match=r"bad\.yaml: include: unknown protocol 'nothere'"):
+        load_protocol(preset)

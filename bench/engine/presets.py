@@ -38,7 +38,11 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ProtocolError(f"{path}: cannot read protocol ({type(error).__name__}: {error})") from error
     if not isinstance(data, dict) or "include" not in data:
         return data
-    base = _read(_preset_path(str(data["include"]), path), (*seen, path.resolve()))
+    try:
+        base_path = _preset_path(str(data["include"]), path)
+    except ProtocolError as error:
+        raise ProtocolError(f"{path}: include: {error}") from error
+    base = _read(base_path, (*seen, path.resolve()))
     try:
         return merge_include(base, data)
     except ProtocolError as error:
