@@ -24,27 +24,40 @@ from protocols.errors import BenchError
 class Entry:
     """A built-in model: its factory (`module:function`), default options, whether it is a 2D model run slice
     by slice on volumes (`models.adapters.SliceWise`, axial), and whether its factory takes the weights itself
-    (`checkpoint=`: a trained-model folder) instead of `Model.load_checkpoint` after construction."""
+    (`checkpoint=`: a trained-model folder) instead of `Model.load_checkpoint` after construction.
+
+    `prompts`, `input_grid` and `parameters` (of the network built with the default options; None when it is
+    built from a trained-model folder) are what `bench models list` shows without importing the model (torch
+    alone takes seconds); tests/test_models.py pins them to the class's capabilities and to the network built
+    on the meta device."""
 
     target: str
     options: dict = field(default_factory=dict)
     slicewise: bool = False
     checkpoint_argument: bool = False
+    prompts: tuple[str, ...] = ()
+    input_grid: str = "native"
+    parameters: int | None = None
 
 
+_CLICKS = ("boxes", "points")
 _BUILTIN = {
-    "region_growing": Entry("models.reference.region_growing:RegionGrowing"),
-    "oracle": Entry("models.reference.oracle:PerturbationOracle"),
-    "sat-nano": Entry("models.sat:sat_nano"),
-    "sat-pro": Entry("models.sat:sat_pro"),
-    "segvol": Entry("models.segvol.model:SegVol"),
-    "sam-med3d": Entry("models.sam_med3d:sam_med3d"),
-    "sam-med3d-turbo": Entry("models.sam_med3d:sam_med3d_turbo"),
-    "sam-vit-b": Entry("models.sam.model:sam", {"variant": "vit_b"}, slicewise=True),
-    "sam-vit-l": Entry("models.sam.model:sam", {"variant": "vit_l"}, slicewise=True),
-    "sam-vit-h": Entry("models.sam.model:sam", {"variant": "vit_h"}, slicewise=True),
-    "sam-med2d": Entry("models.sam.model:sam_med2d", slicewise=True),
-    "nninteractive": Entry("models.nninteractive.session:NnInteractive", checkpoint_argument=True),
+    "region_growing": Entry("models.reference.region_growing:RegionGrowing", prompts=_CLICKS, parameters=0),
+    "oracle": Entry("models.reference.oracle:PerturbationOracle", prompts=(*_CLICKS, "reference", "text"),
+                    parameters=0),
+    "sat-nano": Entry("models.sat:sat_nano", prompts=("text",), input_grid="satds", parameters=109_194_624),
+    "sat-pro": Entry("models.sat:sat_pro", prompts=("text",), input_grid="satds", parameters=475_561_344),
+    "segvol": Entry("models.segvol.model:SegVol", prompts=("boxes", "text"), parameters=180_890_064),
+    "sam-med3d": Entry("models.sam_med3d:sam_med3d", prompts=("points",), parameters=100_509_232),
+    "sam-med3d-turbo": Entry("models.sam_med3d:sam_med3d_turbo", prompts=("points",), parameters=100_509_232),
+    "sam-vit-b": Entry("models.sam.model:sam", {"variant": "vit_b"}, slicewise=True, prompts=_CLICKS,
+                       parameters=93_735_472),
+    "sam-vit-l": Entry("models.sam.model:sam", {"variant": "vit_l"}, slicewise=True, prompts=_CLICKS,
+                       parameters=312_342_832),
+    "sam-vit-h": Entry("models.sam.model:sam", {"variant": "vit_h"}, slicewise=True, prompts=_CLICKS,
+                       parameters=641_090_608),
+    "sam-med2d": Entry("models.sam.model:sam_med2d", slicewise=True, prompts=_CLICKS, parameters=271_241_776),
+    "nninteractive": Entry("models.nninteractive.session:NnInteractive", checkpoint_argument=True, prompts=_CLICKS),
 }
 PLUGINS = "medseg_bench.models"  # entry-point group: packages above models/ (baselines/) add their models here
 _REGISTERED: dict[str, Callable[..., Model]] = {}

@@ -18,6 +18,7 @@ from protocols.boxes import Crop, bounding_box, label_boxes
 from protocols.class_metrics import (
     BASE_METRICS, DISTANCE_NAMES, LESION, extra_scores, image_diagonal_mm, parse_metrics,
 )
+from protocols.label_maps import class_mask, label_values
 from protocols.lesions import Lesion, class_lesions
 from protocols.metrics import check_spacing, check_tolerance, empty_score
 from protocols.surfaces import SurfacePair
@@ -47,16 +48,6 @@ class ClassScore:
         return {**row, **self.extra}
 
 
-def _label_values(value: int | Sequence[int]) -> tuple[int, ...]:
-    return (int(value),) if np.isscalar(value) else tuple(int(v) for v in value)
-
-
-def class_mask(label_map: np.ndarray, value: int | Sequence[int]) -> np.ndarray:
-    """The voxels of a class given by one label value or several (their union)."""
-    values = _label_values(value)
-    return label_map == values[0] if len(values) == 1 else np.isin(label_map, values)
-
-
 def _merge_boxes(boxes: Sequence[Crop | None]) -> Crop | None:
     present = [box for box in boxes if box is not None]
     if len(present) < 2:
@@ -78,7 +69,7 @@ class SegmentationIndex:
         """Label values present in a label map that no class claims (always empty for per-class masks)."""
         if not self.is_label_map:
             return []
-        known = {v for value in classes.values() for v in _label_values(value)}
+        known = {v for value in classes.values() for v in label_values(value)}
         return sorted(set(self.label_boxes) - known)
 
     def box(self, name: str, values: tuple[int, ...]) -> Crop | None:
@@ -115,7 +106,7 @@ def _check_inputs(pred: Segmentation, ref: Segmentation, spacing: Sequence[float
             _check_ndim(f"{side_name} mask {name!r}", side[name])
             shapes.add(side[name].shape)
     for name, value in classes.items():
-        if min(_label_values(value)) <= 0:
+        if min(label_values(value)) <= 0:
             raise BenchError(f"class {name!r} must map to positive label values, got {value!r}")
     if len(shapes) > 1:
         raise BenchError(f"pred and ref shapes differ: {sorted(shapes)}")
@@ -158,7 +149,7 @@ def evaluate_case(
     scores = []
     diagonal = image_diagonal_mm(_shape(ref_side), spacing)
     for name, value in classes.items():
-        values = _label_values(value)
+        values = label_values(value)
         pred_box, ref_box = pred_side.box(name, values), ref_side.box(name, values)
         box = _merge_boxes([pred_box, ref_box])
         pred_mask = pred_side.mask(name, values, box) if pred_box is not None else None
@@ -192,7 +183,7 @@ def without_ignored(
     pred, ref = (s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref))
     if not isinstance(ref, np.ndarray):
         raise BenchError("an ignore label needs the reference as a label map, not per-class masks")
-    if any(int(ignore_label) in _label_values(value) for value in classes.values()):
+    if any(int(ignore_label) in label_values(value) for value in classes.values()):
         raise BenchError(f"the ignore label {ignore_label} is also a class label value")
     ignored = ref == ignore_label
     if not ignored.any():

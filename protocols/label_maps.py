@@ -1,4 +1,5 @@
-"""Class masks through one label map, as a script that writes all classes of a case into one file does.
+"""Class masks from label maps: a class's voxels (one label value or several), and masks through one label map,
+as a script that writes all classes of a case into one file does.
 
 SAM-Med3D's current `validate_paired_img_gt` (uni-medical/SAM-Med3D@f3de1fa utils/infer_utils.py:393-409)
 predicts the classes of a case one at a time, in ascending label order, and writes each into one combined map
@@ -8,11 +9,22 @@ read each class back from that map (utils/metric_utils.py:98-99, `pred_data == i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from protocols.errors import BenchError
+
+
+def label_values(value: int | Sequence[int]) -> tuple[int, ...]:
+    """A class's label values: one value or several (a class made of several labels)."""
+    return (int(value),) if np.isscalar(value) else tuple(int(v) for v in value)
+
+
+def class_mask(label_map: np.ndarray, value: int | Sequence[int]) -> np.ndarray:
+    """The voxels of a class given by one label value or several (their union)."""
+    values = label_values(value)
+    return label_map == values[0] if len(values) == 1 else np.isin(label_map, values)
 
 
 def overwrite_in_order(masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocols.boxes import bounding_box
-from protocols.surfaces import SurfacePair
 from protocols.errors import BenchError
 
 EMPTY_POLICIES = ("sat", "nan")
@@ -88,6 +87,8 @@ def surface_overlap(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     overlapping surface area of both masks over their total surface area. Only the border vertices of each
     surface are visited, never a full distance map of the crop (unless the tolerance ball is large).
     """
+    from protocols.surfaces import SurfacePair  # with scipy, imported on first use: the CLI's start-up imports this module
+
     check_tolerance(tolerance_mm)
     return SurfacePair(pred, ref, spacing, tolerance_mm).nsd()
 

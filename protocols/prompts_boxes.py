@@ -7,10 +7,10 @@ for slice boxes), then clips to the image and keeps `lo <= hi`; jitter 0 gives t
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import label
 
 from protocols.boxes import bounding_box
 from protocols.prompts import Box
+from protocols.prompts_distance import largest_component
 from protocols.errors import BenchError
 
 
@@ -78,10 +78,7 @@ def largest_component_box(mask: np.ndarray) -> Box:
     in raster order among equals), inclusive like every `Box`: SAM-Med2D's `get_boxes_from_mask(max_pixel=0)`
     (OpenGVLab/SAM-Med2D@bfd2b93:utils.py:15-66), whose regionprops box is this one's `hi + 1`, the exclusive
     edge a SAM model adds when it hands the box to its network."""
-    labels, count = label(mask, structure=np.ones((3,) * mask.ndim, bool))
-    if count == 0:
+    if not mask.any():
         raise BenchError("cannot make a box from an empty mask")
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    crop = bounding_box(labels == int(np.argmax(sizes)))
+    crop = bounding_box(largest_component(mask)[0])
     return Box(tuple(s.start for s in crop), tuple(s.stop - 1 for s in crop))

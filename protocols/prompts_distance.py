@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import label
 
 from protocols.errors import BenchError
 
@@ -74,6 +73,8 @@ def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The largest component of a non-empty mask, and its size (first by label, i.e. by first voxel in C order,
     on ties). Components are fully connected (26 neighbours in 3D, 8 in 2D), as the CVPR'25 SegFM evaluation
     labels them (cc3d, connectivity 26), so that a thin diagonal structure counts as one region."""
+    from scipy.ndimage import label  # here, not at the top: the CLI's start-up imports this module
+
     labels, count = label(mask, structure=np.ones((3,) * mask.ndim, bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0

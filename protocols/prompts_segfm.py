@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
-from skimage.measure import block_reduce
 
 from protocols.boxes import bounding_box
 from protocols.metrics import check_masks
@@ -72,6 +70,9 @@ def challenge_edt(component: np.ndarray) -> np.ndarray:
     """compute_edt (CVPR25_iter_eval.py:178-244): the Euclidean distance transform in voxels of a component,
     computed on its bounding box padded by max(25 %, 1 voxel) of zeros per axis; a padded box above 60 M voxels
     is max-pooled by 2 first and its distances repeated back (as the script's CPU path and block_reduce)."""
+    from scipy.ndimage import distance_transform_edt  # here, not at the top: the CLI's start-up imports this module
+    from skimage.measure import block_reduce
+
     crop = bounding_box(component)
     shape = np.array([s.stop - s.start for s in crop])
     padding = np.maximum((shape * 0.25).astype(int), 1)

@@ -8,7 +8,6 @@ Prompts come back in 3D voxel coordinates (the slice index sits on `axis`), so t
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 from protocols.prompts import Box, Click
 from protocols.prompts_boxes import box_from_mask
@@ -46,6 +45,8 @@ def slice_points(ref: np.ndarray, axis: int, k: int, rng: np.random.Generator, *
     """
     if k < 1 or ring_width < 1:
         raise BenchError(f"k and ring_width must be >= 1, got k={k}, ring_width={ring_width}")
+    from scipy.ndimage import binary_dilation  # here, not at the top: the CLI's start-up imports this module
+
     clicks = []
     for index in target_slices(ref, axis):
         target = ref[_slice_index(axis, index, ref.ndim)]

@@ -21,6 +21,26 @@ def test_help_and_version_import_no_numeric_library():
     assert "HEAVY []" in output and "evaluate" in output and f"medseg-bench {harness_version()}" in output
 
 
+_BAD = ["--images", "/nonexistent", "--refs", "/nonexistent", "--labels", "1=liver", "--modality", "CT", "--out", "x"]
+_IMPORTED = ("import sys; from bench.cli.app import app\n"
+             "try: app({argv!r})\n"
+             "except SystemExit: pass\n"
+             "print('LOADED', [m for m in ('pandas', 'scipy.ndimage', 'torch', 'SimpleITK') if m in sys.modules])")
+
+
+@pytest.mark.parametrize(("argv", "loaded"), [
+    (["run", "--help"], []), (["clicks", "--help"], []), (["models", "list"], []),
+    # a bad option is refused after the data readers load, before the engine, scipy or a model
+    (["run", "--model", "oracle", *_BAD], ["pandas", "SimpleITK"]),
+    (["clicks", "--model", "region_growing", *_BAD], ["pandas", "SimpleITK"]),
+])
+def test_help_listing_and_a_bad_option_load_no_engine(argv, loaded):
+    """Start-up (issue 21; the CPU seconds are `python -m tests.perf startup`'s): what these commands import."""
+    output = subprocess.run([sys.executable, "-c", _IMPORTED.format(argv=argv)], capture_output=True, text=True,
+                            check=True).stdout
+    assert f"LOADED {loaded}" in output, output
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_listed_summary_is_the_commands_own(name):
     command = load_command(name)

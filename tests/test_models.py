@@ -203,11 +203,16 @@ def test_every_registered_model_class_declares_its_capabilities_as_class_data():
         assert isinstance(getattr(cls, "capabilities", None), Capabilities), name
         declared = model_capabilities(name)
         assert declared == (SliceWise.capabilities_of(cls.capabilities) if entry.slicewise else cls.capabilities)
+        # what `bench models list` shows from the entry alone, without importing the class
+        assert (entry.prompts, entry.input_grid) == (tuple(sorted(declared.prompts)), declared.input_grid), name
         checked += 1
         if entry.checkpoint_argument:  # built from a trained-model folder: tests/test_nninteractive.py, nnunet
+            assert entry.parameters is None, name
             continue
         with torch.device("meta"):
-            assert get_model(name).capabilities == declared, name
+            model = get_model(name)
+        assert model.capabilities == declared, name
+        assert model.provenance().parameters == entry.parameters, name
     assert checked >= 4
 
 

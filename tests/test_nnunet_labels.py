@@ -20,7 +20,7 @@ from baselines.nnunet.ingest import label_lookup, remap_predictions
 from bench.data.catalog import load_catalog
 from bench.data.catalog.cases import CaseSource
 from bench.data.io import InputError
-from protocols.case import class_mask
+from protocols.label_maps import class_mask
 
 CATALOG = load_catalog()
 DATASETS = sorted(CATALOG.datasets)

@@ -145,7 +145,7 @@ def predict(
 ) -> None:
     """nnUNetPredictor on the test cases, then ingestion under SAT's unified classes and DSC/NSD scoring."""
     from baselines.nnunet import ingest, stages
-    from bench.cli.evaluate import print_summary
+    from bench.cli.reporting import print_summary
 
     info = _dataset(dataset)
     workspace = _workspace(work)

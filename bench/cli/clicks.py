@@ -16,29 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 
-from bench.engine import store
-from bench.cli.evaluate import interrupted, note
-from bench.engine.evaluation import summary_numbers
-from bench.data.io import InputError
-from bench.engine.progress import CaseProgress
-from bench.engine.provenance import command_line
+from bench.data.errors import InputError
 from bench.engine.presets import load_protocol, preset_names
-from bench.engine.runner import (
-    CaseFailures,
-    RunSpec,
-    given_kinds,
-    model_for,
-    model_spec,
-    resolve_sources,
-    run_cases,
-    tolerance_unit,
-    untrained,
-)
 from models.registry import model_names
-from protocols.interactive import case_table, max_over_clicks, summarise_clicks
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 from protocols.protocol import FEEDS, Protocol, parse_protocol, with_overrides
 
@@ -63,83 +45,6 @@ def click_protocol(*, first_click: str, policy: str, n_clicks: int, seed: int, t
         "scoring": {"grid": "native", "tolerance_mm": tolerance_mm, "empty": "nan",
                     "report": ["per_click", "auc", "final"]},
     })
-
-
-def print_click_summary(rows: pd.DataFrame, title: str, n_clicks: int | None = None, auc: str = "normalised") -> None:
-    """The per-class click table: DSC/NSD at 1, 3, 5, 10 clicks (those within `n_clicks`), final and AUC."""
-    at = tuple(k for k in (1, 3, 5, 10) if n_clicks is None or k <= n_clicks) or (1,)
-    summary = summarise_clicks(rows, at=at, auc=auc)
-    typer.echo(f"\n{title}\n")
-    columns = [c for c in summary.columns if c.startswith("dsc") or c.startswith("nsd")]
-    typer.echo("| class | " + " | ".join(columns) + " |")
-    typer.echo("|---|" + "---|" * len(columns))
-    for _, row in summary.iterrows():
-        typer.echo(f"| {row.class_name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
-
-
-def print_case_table(rows: pd.DataFrame, protocol: Protocol, time_limit: bool = False) -> None:
-    """The per-case table of a protocol that reports `cases` (the SegFM script's CSV columns), and their means."""
-    scoring = protocol.scoring
-    table = case_table(rows, n_clicks=protocol.prompts.n_clicks, auc=scoring.auc,
-                       nsd_zero_at_dsc=scoring.nsd_zero_at_dsc,
-                       time_limit_s_per_class=scoring.time_limit_s_per_class if time_limit else None)
-    columns = ["DSC_AUC", "NSD_AUC", "DSC_Final", "NSD_Final",
-               *[f"{m}_{k}" for m in ("DSC", "NSD") for k in range(1, protocol.prompts.n_clicks + 2)],
-               "TotalRunningTime", "num_class"]
-    limit = (f"; time limit {scoring.time_limit_s_per_class:g} s per class applied" if time_limit and
-             scoring.time_limit_s_per_class is not None else "")
-    typer.echo(f"\nPer case, as {protocol.name} scores it (interaction 1 = box, 2.. = clicks; means over the classes "
-               f"of the case, the NSD rule applied to them, not to the per-class table above; AUC over the "
-               f"clicks{limit}):\n")
-    typer.echo(table[["case_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    typer.echo("mean over cases: " + ", ".join(f"{c} {table[c].mean():.4f}" for c in columns[:4]))
-
-
-def print_click_results(rows: pd.DataFrame, model: str, protocol: Protocol, unit: str = "mm",
-                        time_limit: bool = False) -> None:
-    """The per-class click table, the per-case table where the protocol reports one, and the paper-era max over
-    clicks where the protocol reports it."""
-    how = f" ({protocol.description})" if protocol.name == "clicks" else ""
-    if protocol.scoring.distances == "voxels":
-        unit = "voxel of the working space"
-    print_click_summary(rows, f"{model} under {protocol.name}{how}: mean over cases of DSC/NSD after k clicks "
-                              f"(NSD tolerance {protocol.scoring.tolerance_mm:g} {unit})",
-                        n_clicks=protocol.prompts.n_clicks, auc=protocol.scoring.auc)
-    if "cases" in protocol.scoring.report:
-        print_case_table(rows, protocol, time_limit)
-    if "max_over_clicks" in protocol.scoring.report:
-        typer.echo("\nPaper-era score, for reproducing SAM-Med3D tables only (max DSC over clicks per case):\n")
-        typer.echo(max_over_clicks(rows).to_string(index=False))
-
-
-def run_reported(sources, out: Path, spec: RunSpec, *, command: str, **options) -> tuple[pd.DataFrame, int, int]:
-    """`run_cases` as `bench run` and `bench clicks` report it: a model run without weights is named first; failed
-    cases are listed on stderr and end the command with exit code 1 (the other cases are stored); run.json gets
-    the ``command`` line that reproduces the run and its summary numbers."""
-    missing = sorted(set(spec.protocol.prompts.kinds) - model_for(spec).capabilities.prompts)
-    if missing and spec.protocol.interactive:
-        note(f"note: {spec.model} takes no {', '.join(missing)} prompts: under {spec.protocol.name} it gets "
-             f"{' and '.join(sorted(given_kinds(model_for(spec), spec.protocol)))} only"
-             + (" (a case without a box: interaction 1 scores 0)" if "boxes" in missing else ""))
-    if untrained(spec):
-        note(f"note: no --checkpoint: {spec.model} runs with random weights; its scores test the pipeline, not the "
-             f"model (`bench models fetch {spec.model}` gets the official weights; `bench models show {spec.model}` "
-             "says where they come from)")
-    progress = CaseProgress(f"{spec.model}, protocol {spec.protocol.name}")
-    try:
-        rows, done, skipped = run_cases(sources, out, spec, on_case=progress, **options)
-        store.update_config(out, command_line=command, summary=summary_numbers(rows))
-        return rows, done, skipped
-    except KeyboardInterrupt:
-        interrupted(out)
-    except CaseFailures as failures:
-        for case, message in failures.errors.items():
-            typer.secho(f"error in case {case}: {message}", fg="red", err=True)
-        typer.secho(f"{len(failures.errors)} case(s) failed; nothing was stored for them. Fix them and run the "
-                    "same command again to resume.", fg="red", err=True)
-        raise typer.Exit(1) from failures
-    finally:
-        progress.close()
 
 
 def chosen_protocol(protocol: str | None, *, n_clicks: int | None, seed: int | None, **ad_hoc) -> Protocol:
@@ -206,6 +111,8 @@ def clicks(
     scheduler: str = typer.Option(None, help="Dask scheduler address (default: a local cluster of --workers)."),
 ) -> None:
     """Simulate clicks on every case and class: DSC/NSD after each click, resumable, prompts saved as JSON."""
+    from bench.data.sources import resolve_sources, tolerance_unit
+
     chosen = chosen_protocol(protocol, n_clicks=n_clicks, seed=seed, policy=policy, first_click=first_click,
                              feed=feed, tolerance=tolerance)
     if time_limit and chosen.scoring.time_limit_s_per_class is None:
@@ -217,6 +124,11 @@ def clicks(
     unknown = sorted(set(only or ()) - known)
     if unknown:
         raise InputError(f"--class {', '.join(unknown)}: not in the class map ({', '.join(sorted(known))})")
+    from bench.cli.reporting import print_click_results, run_reported  # the engine, once the options are checked
+    from bench.engine import store
+    from bench.engine.provenance import command_line
+    from bench.engine.runner import model_spec
+
     spec = model_spec(run=run or out.name, model=model, protocol=chosen, model_args=model_args,
                       checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                       replay=replay)

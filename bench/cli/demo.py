@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 
 from bench.data.class_maps import read_class_map
-from bench.cli.clicks import print_click_summary
-from bench.cli.evaluate import print_summary
+from bench.cli.reporting import print_click_summary, print_summary
 from bench.cli.leaderboard import leaderboard_text
 from bench.cli.tables import tables_text
 from bench.engine.evaluation import RunSettings, evaluate_folders
 from bench.engine.presets import load_protocol
-from bench.engine.runner import RunSpec, folder_sources, run_cases
+from bench.data.sources import folder_sources
+from bench.engine.runner import RunSpec, run_cases
 from bench.data.synthetic import CLASSES, PRETEND_MODELS, write_demo_set
 from protocols.protocol import with_overrides
 

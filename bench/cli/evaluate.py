@@ -13,11 +13,11 @@ from bench.data.catalog.cases import SPLITS
 from bench.engine.executors import EXECUTORS
 from protocols.class_metrics import LESION
 from protocols.metrics import EMPTY_POLICIES, EVALUATION_GRIDS
-from bench.engine.evaluation import RunSettings, check_out_dir, class_summary, evaluate_pairs, summary_numbers
+from bench.cli.reporting import interrupted, note, print_summary
+from bench.engine.evaluation import RunSettings, check_out_dir, evaluate_pairs, summary_numbers
 from bench.data.io import InputError
 from bench.data.matching import match_predictions
 from bench.engine.provenance import command_line
-from bench.views.runs import both_empty_line
 from bench.data.targets import resolve_references
 
 
@@ -34,42 +34,11 @@ Executor = _choices("Executor", EXECUTORS)
 Split = _choices("Split", SPLITS)
 
 
-def _score(value: float) -> str:
-    return "      -" if value != value else f"{value:7.4f}"
-
-
-def print_summary(table, title: str, policy: str) -> None:
-    """The per-class means, their mean over classes, and how many rows were empty in both reference and
-    prediction (`both empty`: left out of the means under the "nan" policy, each scored 1 under "sat")."""
-    summary = class_summary(table)
-    typer.echo(f"\n{title}\n")
-    typer.echo(f"| {'class':<28} | {'DSC':>7} | {'NSD':>7} | {'cases':>5} | {'both empty':>10} |")
-    typer.echo(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 12}|")
-    for row in summary.itertuples():
-        typer.echo(f"| {row.Index:<28} | {_score(row.dsc)} | {_score(row.nsd)} | {row.cases:5d} | "
-                   f"{row.both_empty:10d} |")
-    typer.echo(f"| {'mean over classes':<28} | {_score(summary.dsc.mean())} | {_score(summary.nsd.mean())} | "
-               f"{'':5} | {int(summary.both_empty.sum()):10d} |")
-    typer.echo("\n" + both_empty_line(int(summary.both_empty.sum()), policy, total=len(table)))
-
-
 def lesion_classes(modality: str, classes) -> tuple[str, ...]:
     """The classes of a class map the catalog marks as lesions (SAT-DS's abnormal terms) for the modality."""
     terms = load_catalog().terms
     abnormal = set(terms.loc[terms["abnormal"], "key"])
     return tuple(name for name in classes if term_key(modality, name) in abnormal)
-
-
-def note(text: str) -> None:
-    typer.secho(text, fg="yellow", err=True)
-
-
-def interrupted(out: Path) -> None:
-    """Ctrl-C: say what is stored and that the same command resumes; exit 130 (128 + SIGINT), as shells do."""
-    stored = len(store.stored_case_files(out)) if out.is_dir() else 0
-    typer.secho(f"\ninterrupted: {stored} case(s) stored in {out}; run the same command again to resume "
-                "(stored cases with unchanged inputs are kept)", fg="yellow", err=True)
-    raise typer.Exit(130)
 
 
 def evaluate(

@@ -9,7 +9,7 @@ import typer
 
 from bench.cli.app import HandledGroup
 from protocols.errors import BenchError
-from models.registry import ModelUnavailable, describe, get_model, model_capabilities, model_names, takes_checkpoint
+from models.registry import ModelUnavailable, describe, get_model, model_names, shipped_entries, takes_checkpoint
 
 models_app = typer.Typer(
     cls=HandledGroup, no_args_is_help=True,
@@ -18,22 +18,19 @@ models_app = typer.Typer(
 
 @models_app.command("list")
 def list_models() -> None:
-    """Every registered model, with its parameter count and prompts (or why it is not available here)."""
-    typer.echo(f"| {'model':<18} | {'parameters':>13} | {'prompts':<24} | {'grid':<6} |")
-    typer.echo(f"|{'-' * 20}|{'-' * 15}|{'-' * 26}|{'-' * 8}|")
+    """Every registered model with its parameter count, prompts and input grid, as the registry declares them
+    (nothing is imported or built: `bench models show NAME` builds the network and says what it needs)."""
+    entries = shipped_entries()
+    typer.echo(f"| {'model':<18} | {'parameters':>13} | {'prompts':<30} | {'grid':<6} |")
+    typer.echo(f"|{'-' * 20}|{'-' * 15}|{'-' * 32}|{'-' * 8}|")
     for name in model_names():
-        if takes_checkpoint(name):  # its network is built from a trained-model folder: capabilities as declared
-            capabilities = model_capabilities(name)
-            prompts = ", ".join(sorted(capabilities.prompts)) or "none (automatic)"
-            typer.echo(f"| {name:<18} | {'its folder':>13} | {prompts:<24} | {capabilities.input_grid:<6} |")
+        entry = entries.get(name)
+        if entry is None:  # added with register_model in this process: its factory says nothing until built
+            typer.echo(f"| {name:<18} | {'-':>13} | {'(registered in this process)':<30} | {'-':<6} |")
             continue
-        try:
-            info = describe(name)
-        except ModelUnavailable as error:
-            typer.echo(f"| {name:<18} | {'-':>13} | not available: {str(error).split(': ', 1)[-1][:60]}")
-            continue
-        typer.echo(f"| {name:<18} | {info['parameters']:>13,} | {', '.join(info['prompts']):<24} | "
-                   f"{info['input_grid']:<6} |")
+        parameters = "its folder" if entry.parameters is None else f"{entry.parameters:,}"
+        prompts = ", ".join(entry.prompts) or "none (automatic)"
+        typer.echo(f"| {name:<18} | {parameters:>13} | {prompts:<30} | {entry.input_grid:<6} |")
 
 
 _CHECKPOINT_KEYS = ("checkpoint_files", "download", "published_sha256")  # shown from the registry instead

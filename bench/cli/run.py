@@ -6,12 +6,8 @@ from pathlib import Path
 
 import typer
 
-from bench.cli.clicks import print_click_results, run_reported
-from bench.cli.evaluate import print_summary
-from bench.data.io import InputError
-from bench.engine.provenance import command_line
+from bench.data.errors import InputError
 from bench.engine.presets import DEFAULT_PRESET, load_protocol, preset_names
-from bench.engine.runner import model_spec, resolve_sources, tolerance_unit
 from models.registry import model_names
 from protocols.protocol import with_overrides
 
@@ -49,6 +45,8 @@ def run(
 ) -> None:
     """Run a model on every case: its own preprocessing, the protocol's prompts, predictions mapped back to the
     native grid and written as NIfTI, DSC/NSD scored into the results store; re-running resumes."""
+    from bench.data.sources import resolve_sources, tolerance_unit
+
     preset = with_overrides(load_protocol(protocol), n_clicks=n_clicks, seed=seed)
     sources, label = resolve_sources(dataset=dataset, root=root, split=split, manifest=manifest, images=images,
                                      refs=refs, classes=classes, labels=labels, modality=modality)
@@ -58,6 +56,10 @@ def run(
         if unknown:
             raise InputError(f"--class {', '.join(unknown)}: not a class of these cases "
                              f"({', '.join(sorted(known))})")
+    from bench.cli.reporting import print_click_results, print_summary, run_reported  # the engine, once the
+    from bench.engine.provenance import command_line                                   # options are checked
+    from bench.engine.runner import model_spec
+
     spec = model_spec(run=run_name or out.name, model=model, protocol=preset, model_args=model_args,
                       checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device=device, only=only,
                       replay=replay)

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from isal import isal_zlib
 from nibabel.volumeutils import apply_read_scaling
 
-from protocols.errors import BenchError
+from bench.data.errors import InputError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -28,10 +28,6 @@ GEOMETRY_TOLERANCE = 1e-4
 SPACING_RANGE = (0.01, 100.0)
 _MAX_LABEL = 2**31 - 1
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-class InputError(BenchError):
-    """A file that cannot be scored as given; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)

@@ -28,25 +28,16 @@ import pandas as pd
 import yaml
 
 from bench.engine import store
-from bench.data.catalog import CatalogError, load_catalog
-from bench.data.catalog.cases import (
-    CaseSource,
-    dataset_sources,
-    discover_sources,
-    load_case,
-    sammed2d_sources,
-    with_catalog_orientation,
-)
+from bench.data.catalog.cases import CaseSource, load_case
 from bench.engine.driver import input_meta, run_folder
 from bench.engine.interactive import run_clicks
 from bench.data.io import InputError, write_volume
-from bench.data.matching import case_id_for, list_cases
 from bench.engine.model_pool import PROCESS_MODELS
 from bench.engine.meter import COST_COLUMNS, CaseMemory, environment, timed_call
 from bench.engine.provenance import provenance
-from bench.data.sammed2d import is_data_folder, mask_name, write_mask
+from bench.data.sammed2d import mask_name, write_mask
 from bench.engine.spaces import SpaceCase, crop_space, native_space, resample, satds_space
-from bench.data.targets import folder_references, user_classes
+from bench.data.sources import planar
 from bench.engine.weights import resolve_run_files
 from models.base import Model, Target
 from models.registry import declared_devices, get_model, takes_checkpoint
@@ -438,66 +429,6 @@ def store_case(out: Path, result: CaseResult, meta: dict | None = None, write_ma
                 folder = out / PREDICTIONS_DIR / store.safe_name(result.case_id)
                 write_volume(folder / f"{store.safe_name(name)}.nii.gz", mask, result.affine)
     store.write_case(out, result.case_id, result.rows, meta)
-
-
-def folder_sources(images: Path, refs: Path, classes: Mapping[str, int | Sequence[int]], *,
-                   dataset: str | None, modality: str) -> list[CaseSource]:
-    """Cases of ad-hoc folders: an image per reference in `images` (`<case>_0000.nii.gz` or `<case>.nii.gz`,
-    matched to reference names as `bench evaluate` matches predictions), label maps in `refs`."""
-    ref_files = list_cases(refs)
-    if not ref_files:
-        raise InputError(f"{refs}: no reference volumes found")
-    image_files = {case_id_for(name, ref_files): path for name, path in list_cases(images).items()}
-    missing = sorted(set(ref_files) - set(image_files))
-    if missing:
-        raise InputError(f"{images}: no image for reference case(s) {', '.join(missing[:10])}")
-    values = {name: (int(v),) if np.isscalar(v) else tuple(int(x) for x in v) for name, v in classes.items()}
-    return [CaseSource(case, image_files[case], ref_files[case], modality, values, dataset)
-            for case in sorted(ref_files)]
-
-
-def resolve_sources(*, dataset: str | None = None, root: Path | None = None, split: str = "test",
-                    manifest: Path | None = None, images: Path | None = None, refs: Path | None = None,
-                    classes: Path | None = None, labels: str | None = None,
-                    modality: str | None = None) -> tuple[list[CaseSource], str]:
-    """The cases of `bench run`/`bench clicks` and a label for run.json: a catalog dataset (`--dataset NAME --root
-    DIR`: SAT's split, catalog classes and modality), a catalog-style folder of another dataset (`--root DIR`:
-    its dataset.json or manifest), or ad-hoc folders (`--images DIR --refs DIR`, classes as `bench evaluate`
-    takes them); an SA-Med2D folder of 2D PNG slices as `--root` gives its split's images as cases. Each 3D case
-    carries its catalog dataset's SAT-DS orientation (`with_catalog_orientation`)."""
-    if images is not None or refs is not None:
-        if images is None or refs is None or root is not None:
-            raise InputError("give --images and --refs together, or --root (not both)")
-        target = folder_references(refs, dataset or refs.name, modality, user_classes(classes, labels))
-        sources = folder_sources(images, refs, target.classes, dataset=target.dataset, modality=target.modality)
-        return with_catalog_orientation(sources), f"images={images.resolve()} refs={refs.resolve()}"
-    if root is None:
-        raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
-    if classes is not None or labels is not None:
-        raise InputError("--root takes its cases and class map from the dataset; drop --classes/--labels")
-    label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
-    if is_data_folder(root) and manifest is None:
-        return sammed2d_sources(root, split, modality, dataset), label  # 2D slices: no axes to reorient
-    try:
-        info = load_catalog().dataset(dataset) if dataset else None
-    except CatalogError:
-        info = None
-    if info is not None:
-        return with_catalog_orientation(dataset_sources(info.name, root, split, manifest)), label
-    sources = discover_sources(root, manifest)
-    if dataset:
-        sources = [replace(source, dataset=dataset) for source in sources]
-    return with_catalog_orientation(sources), label
-
-
-def planar(sources: Sequence[CaseSource]) -> bool:
-    """Whether the cases are 2D PNG slices (an SA-Med2D folder): distances and tolerances are in pixels."""
-    return any(isinstance(source.label, tuple) for source in sources)
-
-
-def tolerance_unit(sources: Sequence[CaseSource]) -> str:
-    """How the NSD tolerance of these cases reads: mm, or pixels for 2D PNG slices (no spacing)."""
-    return "pixel (PNG slices carry no spacing)" if planar(sources) else "mm"
 
 
 def _inputs(source: CaseSource) -> dict:

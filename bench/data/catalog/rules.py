@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from protocols.case import class_mask
+from protocols.label_maps import class_mask
 
 Rule = tuple[str, tuple[str, ...]]
 

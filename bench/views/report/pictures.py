@@ -25,7 +25,7 @@ from bench.data.matching import case_id_for, list_cases
 from bench.views.report.figures import COLOURS, save
 from bench.views.report.page import anchor, picture
 from bench.views.runs import Runs
-from protocols.case import class_mask
+from protocols.label_maps import class_mask
 
 _DIR = "figures/pictures"
 _MARGIN = 12  # voxels of context around the structure
