@@ -207,3 +207,22 @@ def test_a_cuda_out_of_memory_fails_its_case_alone_and_the_run_goes_on(raw_datas
     assert "error in case ts_0002: OutOfMemoryError: CUDA out of memory" in result.output
     assert (out / "predictions" / "ts_0001" / "spleen.nii.gz").is_file()
     assert not (out / "predictions" / "ts_0002").exists()
+
+
+def test_evaluate_and_run_resolve_one_catalog_style_root_alike(raw_dataset, tmp_path):
+    """One source resolution (issue 21): `bench evaluate --root` takes a catalog-style folder that the catalog does
+    not name, as `bench run --root` does, with the same cases, classes and dataset; the run's predictions scored
+    by `bench evaluate` give the run's own DSC and NSD (harness protocol: native grid, 1 mm)."""
+    run = CliRunner().invoke(app, ["run", "--model", "oracle", "--dataset", "TSExample", "--root", str(raw_dataset),
+                                   "--protocol", "harness", "--n-clicks", "1", "--out", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    scored = CliRunner().invoke(app, ["evaluate", "--dataset", "TSExample", "--root", str(raw_dataset), "--pred",
+                                      str(tmp_path / "run" / "predictions"), "--out", str(tmp_path / "eval")])
+    assert scored.exit_code == 0, scored.output
+    ran = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    ran = ran.sort_values("click").drop_duplicates(["case_id", "class_name"], keep="last")
+    evaluated = pd.read_parquet(tmp_path / "eval" / "metrics.parquet")
+    keys = ["case_id", "class_name", "dataset", "modality"]
+    both = ran.merge(evaluated, on=keys, suffixes=("_run", "_eval"))
+    assert len(both) == len(ran) == len(evaluated) == len(KEEP)
+    assert np.allclose(both.dsc_run, both.dsc_eval, atol=1e-12) and np.allclose(both.nsd_run, both.nsd_eval, atol=1e-12)

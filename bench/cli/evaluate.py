@@ -48,7 +48,8 @@ def evaluate(
     ref: Path = typer.Option(None, help="Folder of reference segmentations (ad hoc; or use --dataset/--root), or an "
                                         "SA-Med2D folder of 2D PNG slices (label2image_test.json)."),
     dataset: str = typer.Option(None, help="Catalog dataset (with --root), or the name of an ad-hoc dataset."),
-    root: Path = typer.Option(None, help="Data root of a catalog dataset (nnU-Net raw folder, MSD task, ...)."),
+    root: Path = typer.Option(None, help="Dataset folder (nnU-Net raw, MSD task or with a manifest; class map from "
+                                         "the catalog or its dataset.json), as `bench run --root` takes it."),
     split: Split = typer.Option(Split.test, help="SAT's split of a catalog dataset; test or train index of an "
                                                  "SA-Med2D folder."),
     manifest: Path = typer.Option(None, help="Manifest of cases under --root (YAML/JSON, or a SAT-DS .jsonl)."),

@@ -1,25 +1,18 @@
 """The cases a model runs on (`bench run`, `bench clicks`): images with their reference label maps, from the
-catalog, a catalog-style folder or ad-hoc folders, resolved from the command's options before any model or
-engine is loaded (a bad option is answered in well under a second)."""
+catalog, a catalog-style folder or ad-hoc folders. What they are scored against is resolved by the one
+resolution `bench evaluate` uses too (`bench.data.targets.resolve_references`); this adds the images of an ad-hoc
+`--images` folder and the run.json label, before any model or engine is loaded (a bad option is answered in well
+under a second)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from bench.data.catalog import CatalogError, load_catalog
-from bench.data.catalog.cases import (
-    CaseSource,
-    dataset_sources,
-    discover_sources,
-    sammed2d_sources,
-    with_catalog_orientation,
-)
+from bench.data.catalog.cases import CaseSource, with_catalog_orientation
 from bench.data.io import InputError
 from bench.data.matching import case_id_for, list_cases
-from bench.data.sammed2d import is_data_folder
-from bench.data.targets import folder_references, user_classes
+from bench.data.targets import resolve_references
 from protocols.label_maps import label_values
 
 
@@ -51,26 +44,19 @@ def resolve_sources(*, dataset: str | None = None, root: Path | None = None, spl
     if images is not None or refs is not None:
         if images is None or refs is None or root is not None:
             raise InputError("give --images and --refs together, or --root (not both)")
-        target = folder_references(refs, dataset or refs.name, modality, user_classes(classes, labels))
+        target = resolve_references(ref=refs, root=None, dataset=dataset or refs.name, modality=modality,
+                                    classes=classes, labels=labels)
         sources = folder_sources(images, refs, target.classes, dataset=target.dataset, modality=target.modality)
         return with_catalog_orientation(sources), f"images={images.resolve()} refs={refs.resolve()}"
     if root is None:
         raise InputError("give --dataset NAME --root DIR, or --images DIR --refs DIR")
     if classes is not None or labels is not None:
         raise InputError("--root takes its cases and class map from the dataset; drop --classes/--labels")
+    target = resolve_references(ref=None, root=root, dataset=dataset, split=split, manifest=manifest,
+                                modality=modality)
     label = f"root={root.resolve()} split={split}" + (f" manifest={manifest}" if manifest else "")
-    if is_data_folder(root) and manifest is None:
-        return sammed2d_sources(root, split, modality, dataset), label  # 2D slices: no axes to reorient
-    try:
-        info = load_catalog().dataset(dataset) if dataset else None
-    except CatalogError:
-        info = None
-    if info is not None:
-        return with_catalog_orientation(dataset_sources(info.name, root, split, manifest)), label
-    sources = discover_sources(root, manifest)
-    if dataset:
-        sources = [replace(source, dataset=dataset) for source in sources]
-    return with_catalog_orientation(sources), label
+    sources = list(target.sources)
+    return (with_catalog_orientation(sources) if target.ndim == 3 else sources), label  # 2D slices: no axes
 
 
 def planar(sources: Sequence[CaseSource]) -> bool:

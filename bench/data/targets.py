@@ -11,11 +11,11 @@ are images, its classes the mask names of each image, its dataset name the folde
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.data.catalog import CatalogError, load_catalog
-from bench.data.catalog.cases import catalog_classes, dataset_sources, sammed2d_sources, split_of
+from bench.data.catalog.cases import CaseSource, catalog_classes, dataset_sources, discover_sources, sammed2d_sources, split_of
 from bench.data.catalog.catalog import DatasetInfo
 from bench.data.catalog.orientation import SAT_ORIENTATION
 from protocols.terms import modality_prefix, term_key
@@ -30,8 +30,10 @@ _MRI_CHANNELS = {"t1", "t1w", "t1ce", "t1c", "t1gd", "t2", "t2w", "flair", "adc"
 @dataclass(frozen=True)
 class ReferenceSet:
     """What a command scores against: the dataset and modality, the class map, each case's reference file(s),
-    where they came from (run.json's `references`), the SAT-DS orientation, the classes without a SAT term, and
-    cases of the dataset left out by the split. (A `models.base.Target` is one thing a model segments.)"""
+    where they came from (run.json's `references`), the SAT-DS orientation, the classes without a SAT term,
+    cases of the dataset left out by the split, and the cases with their images where the data has them (a
+    catalog-style root or an SA-Med2D folder; `bench.data.sources` adds an ad-hoc `--images` folder): what
+    `bench run` and `bench clicks` run on. (A `models.base.Target` is one thing a model segments.)"""
 
     dataset: str
     modality: str
@@ -42,6 +44,7 @@ class ReferenceSet:
     unmapped: list[str] = field(default_factory=list)
     ndim: int = 3
     elsewhere: dict[str, str] = field(default_factory=dict)  # case id -> the split it is in, for cases left out
+    sources: tuple[CaseSource, ...] = ()
 
 
 def _known(name: str | None) -> DatasetInfo | None:
@@ -115,7 +118,29 @@ def catalog_references(name: str, root: Path, split: str, manifest: Path | None,
         for s in dataset_sources(info.name, root, "all", manifest) if s.case_id not in chosen_ids}
     return ReferenceSet(info.name, modality, dict(chosen), {s.case_id: s.label for s in sources},
                         f"{root.resolve()} ({split} split)", info.orientation, _unmapped(modality, chosen),
-                        elsewhere=elsewhere)
+                        elsewhere=elsewhere, sources=tuple(sources))
+
+
+def discovered_references(root: Path, manifest: Path | None, dataset: str | None, modality: str | None,
+                          classes: ClassValues | None) -> ReferenceSet:
+    """A catalog-style folder of a dataset the catalog does not name (its dataset.json, or a manifest): its cases,
+    class map and modality; `dataset` renames it."""
+    sources = discover_sources(root, manifest)
+    if not sources:
+        raise InputError(f"{root}: no cases found")
+    if dataset:
+        sources = [replace(source, dataset=dataset) for source in sources]
+    first = sources[0]
+    chosen = dict(first.classes)
+    if classes is not None:
+        unknown = [c for c in classes if c not in chosen]
+        if unknown:
+            raise InputError(f"class(es) {', '.join(unknown)} are not classes of {root} ({', '.join(chosen)})")
+        chosen = {c: chosen[c] for c in classes}
+    modality = modality or first.modality
+    return ReferenceSet(first.dataset, modality, chosen, {s.case_id: s.label for s in sources},
+                        str(root.resolve()) + (f" ({manifest})" if manifest else ""), SAT_ORIENTATION,
+                        _unmapped(modality, chosen), sources=tuple(sources))
 
 
 def folder_references(ref: Path, dataset: str | None, modality: str | None,
@@ -145,25 +170,28 @@ def sammed2d_references(ref: Path, split: str, dataset: str | None, modality: st
     sources = sammed2d_sources(ref, split, modality, dataset)
     classes = {name: 1 for source in sources for name in source.classes}
     return ReferenceSet(sources[0].dataset if sources else ref.name, sources[0].modality if sources else str(modality),
-                        classes, {s.case_id: s.label for s in sources}, f"{ref.resolve()} ({split} split)", ndim=2)
+                        classes, {s.case_id: s.label for s in sources}, f"{ref.resolve()} ({split} split)", ndim=2,
+                        sources=tuple(sources))
 
 
 def resolve_references(*, ref: Path | None, root: Path | None, dataset: str | None, split: str = "test",
-                   manifest: Path | None = None, classes: Path | None = None, labels: str | None = None,
-                   modality: str | None = None) -> ReferenceSet:
-    """The target of `bench evaluate`, `bench run` and `bench clicks` from their options."""
+                       manifest: Path | None = None, classes: Path | None = None, labels: str | None = None,
+                       modality: str | None = None) -> ReferenceSet:
+    """The one resolution of what `bench evaluate`, `bench run` and `bench clicks` score against, from their
+    options: a data root (`--root`: a catalog dataset with `--dataset`, a catalog-style folder of another dataset,
+    or an SA-Med2D folder) or a folder of references (`--ref`; an SA-Med2D folder too)."""
     given = user_classes(classes, labels)
-    if root is not None:
-        if ref is not None:
-            raise InputError("give either --root (a catalog dataset) or --ref (a folder of references), not both")
-        if not dataset or _known(dataset) is None:
-            raise InputError(f"--root needs --dataset with a catalog dataset name (got {dataset!r}); "
-                             "`bench datasets list` shows them")
-        return catalog_references(dataset, root, split, manifest, modality, given)
-    if ref is None:
+    if root is not None and ref is not None:
+        raise InputError("give either --root (a dataset folder) or --ref (a folder of references), not both")
+    folder = root if root is not None else ref
+    if folder is None:
         raise InputError("give --ref DIR (a folder of references) or --dataset NAME --root DIR")
-    if is_data_folder(ref):
+    if is_data_folder(folder) and manifest is None:
         if given is not None:
-            raise InputError(f"{ref}: an SA-Med2D folder names its own masks; drop --classes/--labels")
-        return sammed2d_references(ref, split, dataset, modality)
-    return folder_references(ref, dataset, modality, given)
+            raise InputError(f"{folder}: an SA-Med2D folder names its own masks; drop --classes/--labels")
+        return sammed2d_references(folder, split, dataset, modality)
+    if ref is not None:
+        return folder_references(ref, dataset, modality, given)
+    if _known(dataset) is not None:
+        return catalog_references(dataset, root, split, manifest, modality, given)
+    return discovered_references(root, manifest, dataset, modality, given)
