@@ -226,3 +226,18 @@ def test_evaluate_and_run_resolve_one_catalog_style_root_alike(raw_dataset, tmp_
     both = ran.merge(evaluated, on=keys, suffixes=("_run", "_eval"))
     assert len(both) == len(ran) == len(evaluated) == len(KEEP)
     assert np.allclose(both.dsc_run, both.dsc_eval, atol=1e-12) and np.allclose(both.nsd_run, both.nsd_eval, atol=1e-12)
+
+
+def test_a_catalog_style_root_of_an_unnamed_dataset_names_its_rows(raw_dataset, tmp_path):
+    """A folder the catalog does not name, with no --dataset: its dataset.json `name`, else the folder's name
+    (nnU-Net's `Dataset991_TSExample`), never an empty dataset column (found by running it as a user would)."""
+    run = CliRunner().invoke(app, ["run", "--model", "oracle", "--root", str(raw_dataset), "--protocol", "harness",
+                                   "--n-clicks", "1", "--out", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    scored = CliRunner().invoke(app, ["evaluate", "--root", str(raw_dataset), "--pred",
+                                      str(tmp_path / "run" / "predictions"), "--out", str(tmp_path / "eval")])
+    assert scored.exit_code == 0, scored.output
+    for folder in ("run", "eval"):
+        rows = pd.read_parquet(tmp_path / folder / "metrics.parquet")
+        assert set(rows.dataset) == {raw_dataset.name}, folder
+    assert f"predictions on {raw_dataset.name} (CT)" in scored.output

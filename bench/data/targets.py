@@ -124,12 +124,14 @@ def catalog_references(name: str, root: Path, split: str, manifest: Path | None,
 def discovered_references(root: Path, manifest: Path | None, dataset: str | None, modality: str | None,
                           classes: ClassValues | None) -> ReferenceSet:
     """A catalog-style folder of a dataset the catalog does not name (its dataset.json, or a manifest): its cases,
-    class map and modality; `dataset` renames it."""
+    class map and modality, named by `dataset`, else by the cases' own name, its dataset.json's `name` or the
+    folder's name (nnU-Net's `Dataset991_Name`)."""
     sources = discover_sources(root, manifest)
     if not sources:
         raise InputError(f"{root}: no cases found")
-    if dataset:
-        sources = [replace(source, dataset=dataset) for source in sources]
+    description = read_json_mapping(root / "dataset.json") if (root / "dataset.json").is_file() else {}
+    name = dataset or sources[0].dataset or str(description.get("name") or root.resolve().name)
+    sources = [replace(source, dataset=name) for source in sources]
     first = sources[0]
     chosen = dict(first.classes)
     if classes is not None:
