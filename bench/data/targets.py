@@ -101,22 +101,27 @@ def _unmapped(modality: str, classes: ClassValues) -> list[str]:
     return [name for name in classes if term_key(modality, name) not in keys]
 
 
+def _subset(known: ClassValues, asked: ClassValues | None, what: str) -> ClassValues:
+    """The dataset's classes, or the subset asked for by their names (an unknown name is an error)."""
+    if asked is None:
+        return dict(known)
+    unknown = [name for name in asked if name not in known]
+    if unknown:
+        raise InputError(f"class(es) {', '.join(unknown)} are not {what} ({', '.join(known)})")
+    return {name: known[name] for name in asked}
+
+
 def catalog_references(name: str, root: Path, split: str, manifest: Path | None, modality: str | None,
                    classes: ClassValues | None) -> ReferenceSet:
     info = load_catalog().dataset(name)
     sources = dataset_sources(info.name, root, split, manifest)
     modality = _modality(modality, info, {}, str(root))
-    chosen = sources[0].classes
-    if classes is not None:  # a subset, by the catalog's names
-        unknown = [c for c in classes if c not in chosen]
-        if unknown:
-            raise InputError(f"class(es) {', '.join(unknown)} are not {info.name} classes ({', '.join(chosen)})")
-        chosen = {c: chosen[c] for c in classes}
+    chosen = _subset(sources[0].classes, classes, f"{info.name} classes")
     chosen_ids = {s.case_id for s in sources}
     elsewhere = {} if split == "all" else {
         s.case_id: f"in SAT's {split_of(info, s.case_id)} split of {info.name}"
         for s in dataset_sources(info.name, root, "all", manifest) if s.case_id not in chosen_ids}
-    return ReferenceSet(info.name, modality, dict(chosen), {s.case_id: s.label for s in sources},
+    return ReferenceSet(info.name, modality, chosen, {s.case_id: s.label for s in sources},
                         f"{root.resolve()} ({split} split)", info.orientation, _unmapped(modality, chosen),
                         elsewhere=elsewhere, sources=tuple(sources))
 
@@ -133,12 +138,7 @@ def discovered_references(root: Path, manifest: Path | None, dataset: str | None
     name = dataset or sources[0].dataset or str(description.get("name") or root.resolve().name)
     sources = [replace(source, dataset=name) for source in sources]
     first = sources[0]
-    chosen = dict(first.classes)
-    if classes is not None:
-        unknown = [c for c in classes if c not in chosen]
-        if unknown:
-            raise InputError(f"class(es) {', '.join(unknown)} are not classes of {root} ({', '.join(chosen)})")
-        chosen = {c: chosen[c] for c in classes}
+    chosen = _subset(first.classes, classes, f"classes of {root}")
     modality = modality or first.modality
     return ReferenceSet(first.dataset, modality, chosen, {s.case_id: s.label for s in sources},
                         str(root.resolve()) + (f" ({manifest})" if manifest else ""), SAT_ORIENTATION,
