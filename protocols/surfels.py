@@ -28,26 +28,27 @@ def _corner_shifts(ndim: int) -> list[tuple[tuple[int, ...], int]]:
 
 
 def neighbour_codes(mask: np.ndarray, margin: Sequence[int] | int = 0) -> np.ndarray:
-    """Neighbour code of every dual-grid vertex; output shape is `mask.shape + 1 + 2 * margin` per axis.
+    """Neighbour code of every dual-grid vertex, C-contiguous, of shape `mask.shape + 2 + 2 * margin` per axis.
 
-    The result is C-contiguous whatever the memory order of `mask` (a C-contiguous mask is read in memory order,
-    the fastest). Vertex `i` sits between voxels `i - 1` and `i`, so objects touching the image border get a
-    closed surface; `margin` adds that many background vertices (code 0) on both sides of each axis. The code is
-    built one axis at a time (last axis first): each step doubles the bits per vertex by pairing the lower and
-    upper neighbour along that axis, so the lowest corner ends in the highest bit.
+    Vertex `i` sits between voxels `i - 1` and `i`, so objects touching the image border get a closed surface;
+    `margin` adds that many background vertices (code 0) on both sides of each axis, and one more background
+    vertex ends each axis (the grid is that of the padded mask, so that every step below is one pass over a flat
+    array, with no per-row loop). The code is built one axis at a time (last axis first): each step doubles the
+    bits per vertex by pairing every vertex with its upper neighbour along that axis, `stride` bytes further in
+    the flat array, so the lowest corner ends in the highest bit. A vertex of the last layer of an axis pairs
+    with the first (background) voxel of the next row or with nothing, so its code stays 0.
     """
     margin = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
-    codes = np.zeros([n + 2 + 2 * m for n, m in zip(mask.shape, margin)], np.uint8)
-    codes[tuple(slice(1 + m, 1 + m + n) for n, m in zip(mask.shape, margin))] = mask
+    padded = np.zeros([n + 2 + 2 * m for n, m in zip(mask.shape, margin)], np.uint8)
+    padded[tuple(slice(1 + m, 1 + m + n) for n, m in zip(mask.shape, margin))] = mask
+    codes, spare = padded.reshape(-1), np.empty(padded.size, np.uint8)
     bits = 1
-    for axis in reversed(range(mask.ndim)):
-        lower = [slice(None)] * mask.ndim
-        upper = [slice(None)] * mask.ndim
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        step = np.left_shift(codes[tuple(lower)], np.uint8(bits))
-        codes = np.bitwise_or(step, codes[tuple(upper)], out=step)
+    for stride in reversed(padded.strides):
+        np.multiply(codes, np.uint8(1 << bits), out=spare)  # a multiply: NumPy's uint8 shift is not vectorised
+        np.bitwise_or(spare[:-stride], codes[stride:], out=spare[:-stride])
+        codes, spare = spare, codes
         bits *= 2
-    return codes
+    return codes.reshape(padded.shape)
 
 
 @lru_cache(maxsize=2)
