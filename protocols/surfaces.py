@@ -66,14 +66,15 @@ class SurfacePair:
 
     `tolerance_mm` is the NSD tolerance the pair is built for: it sets the background margin the gathers need.
     With `transposed`, the grid (borders, indices, codes, offsets, `grid_spacing`) is that of the masks'
-    transposes: Fortran-ordered masks are read in memory order.
+    transposes: Fortran-ordered masks, and crops of them (views, contiguous in neither order), are read in memory
+    order.
     """
 
     def __init__(self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float = 0.0):
         self.spacing = tuple(float(s) for s in spacing)
         self.tolerance_mm = float(tolerance_mm)
         offsets, margin = _tolerance_offsets(self.spacing, self.tolerance_mm)
-        self.transposed = offsets is not None and pred.flags.f_contiguous and not pred.flags.c_contiguous
+        self.transposed = offsets is not None and pred.strides[0] < pred.strides[-1]
         if self.transposed:
             pred, ref, margin, offsets = pred.T, ref.T, margin[::-1], offsets[:, ::-1]
         self.offsets = offsets
