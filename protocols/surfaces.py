@@ -88,7 +88,8 @@ class SurfacePair:
         found = np.flatnonzero(self.borders)  # pred's vertices, then ref's (one grid further)
         split = int(np.searchsorted(found, self.borders[0].size))
         self.indices = [found[:split], found[split:] - self.borders[0].size]
-        self.codes = np.split(codes.reshape(-1)[found], [split])
+        found_codes = codes.reshape(-1)[found]
+        self.codes = [found_codes[:split], found_codes[split:]]
 
     def _area_table(self) -> np.ndarray:
         """Surfel area per neighbour code of the grid (the masks' own codes, or their transposes')."""
