@@ -18,7 +18,8 @@ from protocols.errors import BenchError
 
 def label_values(value: int | Sequence[int]) -> tuple[int, ...]:
     """A class's label values: one value or several (a class made of several labels)."""
-    return (int(value),) if np.isscalar(value) else tuple(int(v) for v in value)
+    scalar = isinstance(value, (int, np.integer)) or np.isscalar(value)  # the first test is the fast one
+    return (int(value),) if scalar else tuple(int(v) for v in value)
 
 
 def class_mask(label_map: np.ndarray, value: int | Sequence[int]) -> np.ndarray:

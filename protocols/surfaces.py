@@ -47,12 +47,13 @@ def _tolerance_offsets(spacing: tuple[float, ...], tolerance_mm: float) -> tuple
 def _within(source: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """For each flat index in `targets`, whether a `source` border vertex lies at one of the `offsets`.
 
-    Each offset is one gather at the target vertices (`source` carries a background margin at least as wide as
-    the ball, so no offset wraps around an axis).
+    `source` is a border map or a stack of them (the offsets move within its trailing axes). Each offset is one
+    gather at the target vertices (`source` carries a background margin at least as wide as the ball, so no
+    offset wraps around an axis).
     """
     if not source.flags.c_contiguous:
         raise BenchError("source border map must be C-contiguous (flat offsets assume C order)")
-    strides = np.asarray(source.strides) // source.itemsize
+    strides = np.asarray(source.strides[source.ndim - offsets.shape[1]:]) // source.itemsize
     flat = source.reshape(-1)
     steps = offsets @ strides
     within = flat[targets + steps[0]]
@@ -64,24 +65,31 @@ def _within(source: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> np.
 class SurfacePair:
     """Border vertices (flat indices into a padded dual grid) and surfel areas of a prediction and a reference.
 
+    `borders` is the stack of the two border maps (pred's, then ref's): both masks are coded and searched by the
+    same NumPy calls, as many per class whatever its size (with many small classes, the calls are the cost).
+
     `tolerance_mm` is the NSD tolerance the pair is built for: it sets the background margin the gathers need.
     With `transposed`, the grid (borders, indices, codes, offsets, `grid_spacing`) is that of the masks'
-    transposes: Fortran-ordered masks are read in memory order.
+    transposes: Fortran-ordered masks, and crops of them (views, contiguous in neither order), are read in memory
+    order.
     """
 
     def __init__(self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance_mm: float = 0.0):
         self.spacing = tuple(float(s) for s in spacing)
         self.tolerance_mm = float(tolerance_mm)
         offsets, margin = _tolerance_offsets(self.spacing, self.tolerance_mm)
-        self.transposed = offsets is not None and pred.flags.f_contiguous and not pred.flags.c_contiguous
+        self.transposed = offsets is not None and pred.strides[0] < pred.strides[-1]
         if self.transposed:
             pred, ref, margin, offsets = pred.T, ref.T, margin[::-1], offsets[:, ::-1]
         self.offsets = offsets
         self.grid_spacing = self.spacing[::-1] if self.transposed else self.spacing
-        codes = [neighbour_codes(mask, margin) for mask in (pred, ref)]
-        self.borders = [border_vertices(c) for c in codes]
-        self.indices = [np.flatnonzero(b) for b in self.borders]
-        self.codes = [c.reshape(-1)[i] for c, i in zip(codes, self.indices)]
+        codes = neighbour_codes((pred, ref), margin)
+        self.borders = border_vertices(codes, len(self.spacing))
+        found = np.flatnonzero(self.borders)  # pred's vertices, then ref's (one grid further)
+        split = int(np.searchsorted(found, self.borders[0].size))
+        self.indices = [found[:split], found[split:] - self.borders[0].size]
+        found_codes = codes.reshape(-1)[found]
+        self.codes = [found_codes[:split], found_codes[split:]]
 
     def _area_table(self) -> np.ndarray:
         """Surfel area per neighbour code of the grid (the masks' own codes, or their transposes')."""
@@ -102,16 +110,16 @@ class SurfacePair:
                         ).reshape(-1)[self.indices[0]]
             near_pred = (distance_transform_edt(~self.borders[0], sampling=self.spacing) <= self.tolerance_mm
                          ).reshape(-1)[self.indices[1]]
-        else:
-            near_ref = _within(self.borders[1], self.indices[0], self.offsets)
-            near_pred = _within(self.borders[0], self.indices[1], self.offsets)
+            near = np.concatenate([near_ref, near_pred])
+        else:  # each side's vertices looked up in the other's grid of the stack
+            partners = np.concatenate([self.indices[0] + self.borders[0].size, self.indices[1]])
+            near = _within(self.borders, partners, self.offsets)
         n_codes = 1 << (1 << len(self.spacing))
-        total = np.bincount(self.codes[0], minlength=n_codes) + np.bincount(self.codes[1], minlength=n_codes)
-        near = (np.bincount(self.codes[0][near_ref], minlength=n_codes)
-                + np.bincount(self.codes[1][near_pred], minlength=n_codes))
-        if self.transposed:  # counts of the transposes' codes -> counts of the masks' own codes
+        counts = np.bincount(near * n_codes + np.concatenate(self.codes), minlength=2 * n_codes)
+        near, total = counts[n_codes:], counts[:n_codes] + counts[n_codes:]
+        if self.transposed:  # counts of the transposes' codes -> counts of the masks' own codes (an involution)
             own = transposed_codes(len(self.spacing))
-            total[own], near[own] = total.copy(), near.copy()
+            total, near = total[own], near[own]
         areas = surfel_area_table(self.spacing)
         return float((near @ areas) / (total @ areas))
 

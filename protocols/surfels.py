@@ -27,27 +27,32 @@ def _corner_shifts(ndim: int) -> list[tuple[tuple[int, ...], int]]:
     return [(corner, top_bit - i) for i, corner in enumerate(corners)]
 
 
-def neighbour_codes(mask: np.ndarray, margin: Sequence[int] | int = 0) -> np.ndarray:
-    """Neighbour code of every dual-grid vertex; output shape is `mask.shape + 1 + 2 * margin` per axis.
+def neighbour_codes(masks: Sequence[np.ndarray], margin: Sequence[int] | int = 0) -> np.ndarray:
+    """Neighbour code of every dual-grid vertex of each of `masks` (all of one shape), C-contiguous, of shape
+    `(len(masks), *(shape + 2 + 2 * margin))`: the masks of a pair are coded in one go, not one call each.
 
-    The result is C-contiguous whatever the memory order of `mask` (a C-contiguous mask is read in memory order,
-    the fastest). Vertex `i` sits between voxels `i - 1` and `i`, so objects touching the image border get a
-    closed surface; `margin` adds that many background vertices (code 0) on both sides of each axis. The code is
-    built one axis at a time (last axis first): each step doubles the bits per vertex by pairing the lower and
-    upper neighbour along that axis, so the lowest corner ends in the highest bit.
+    Vertex `i` sits between voxels `i - 1` and `i`, so objects touching the image border get a closed surface;
+    `margin` adds that many background vertices (code 0) on both sides of each axis, and one more background
+    vertex ends each axis (the grid is that of the padded mask, so that every step below is one pass over a flat
+    array, with no per-row loop). The code is built one axis at a time (last axis first): each step doubles the
+    bits per vertex by pairing every vertex with its upper neighbour along that axis, `stride` bytes further in
+    the flat array, so the lowest corner ends in the highest bit. A vertex of the last layer of an axis pairs
+    with the first (background) voxel of the next row, of the next mask, or with nothing, so its code stays 0.
     """
-    margin = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
-    codes = np.zeros([n + 2 + 2 * m for n, m in zip(mask.shape, margin)], np.uint8)
-    codes[tuple(slice(1 + m, 1 + m + n) for n, m in zip(mask.shape, margin))] = mask
+    shape = masks[0].shape
+    margin = [int(margin)] * len(shape) if np.isscalar(margin) else [int(m) for m in margin]
+    padded = np.zeros([len(masks)] + [n + 2 + 2 * m for n, m in zip(shape, margin)], np.uint8)
+    inside = tuple(slice(1 + m, 1 + m + n) for n, m in zip(shape, margin))
+    for grid, mask in zip(padded, masks):
+        grid[inside] = mask
+    codes, spare = padded.reshape(-1), np.empty(padded.size, np.uint8)
     bits = 1
-    for axis in reversed(range(mask.ndim)):
-        lower = [slice(None)] * mask.ndim
-        upper = [slice(None)] * mask.ndim
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        step = np.left_shift(codes[tuple(lower)], np.uint8(bits))
-        codes = np.bitwise_or(step, codes[tuple(upper)], out=step)
+    for stride in reversed(padded.strides[1:]):
+        np.multiply(codes, np.uint8(1 << bits), out=spare)  # a multiply: NumPy's uint8 shift is not vectorised
+        np.bitwise_or(spare[:-stride], codes[stride:], out=spare[:-stride])
+        codes, spare = spare, codes
         bits *= 2
-    return codes
+    return codes.reshape(padded.shape)
 
 
 @lru_cache(maxsize=2)
@@ -65,9 +70,10 @@ def transposed_codes(ndim: int) -> np.ndarray:
     return table
 
 
-def border_vertices(codes: np.ndarray) -> np.ndarray:
-    """Dual-grid vertices the surface passes through: some but not all corners are foreground."""
-    full = (1 << (1 << codes.ndim)) - 1
+def border_vertices(codes: np.ndarray, ndim: int) -> np.ndarray:
+    """Dual-grid vertices the surface passes through: some but not all corners are foreground (`codes` of an
+    `ndim`-dimensional grid, or of a stack of them)."""
+    full = (1 << (1 << ndim)) - 1
     return (codes - np.uint8(1)) < np.uint8(full - 1)  # uint8 wrap-around: code 0 becomes 255
 
 
