@@ -35,7 +35,7 @@ from protocols.errors import BenchError
 _MAX_SHIFTS = 64
 _MAX_OFFSET_BOX = 4096
 # HD/ASSD try about this many of the shortest offsets by gathers (nearest first) before a k-d tree places the
-# vertices still unplaced: on the AMOS label 98% of the non-shared border vertices are within them, and a gather
+# vertices still unplaced: on the AMOS label 97% of the non-shared border vertices are within them, and a gather
 # costs a few ns where a tree query (with its share of the tree) costs about 1 us.
 _DISTANCE_OFFSETS = 500
 
