@@ -126,6 +126,7 @@ def evaluate_case(
     ignore_label: int | None = None,
     lesion_classes: Collection[str] | None = None,
     lesion_options: Mapping[str, object] | None = None,
+    instance_maps: bool = False,
 ) -> list[ClassScore]:
     """DSC and NSD@`tolerance_mm` for every class in `classes` (name -> label value or values), and the further
     `metrics` of `protocols.class_metrics` in each score's `extra` (`distances` adds HD95 and ASSD in mm), all
@@ -137,13 +138,20 @@ def evaluate_case(
     `ignore_label`): set to background in the reference and in the prediction before anything is scored.
     With the ``lesion`` metric, the classes in `lesion_classes` (all when None) are also scored lesion by lesion
     (`protocols.lesions.lesion_scores` with `lesion_options`: connectivity, matcher, threshold), their lesion
-    table in each score's `lesions`.
+    table in each score's `lesions`. With `instance_maps`, both sides are instance label maps of the one class
+    in `classes` (0 background, every other value one lesion; the class's label values are not read): the class
+    is every non-zero voxel, and its lesions are the given instances (`protocols.lesions.class_lesions`), not
+    connected components.
     """
     check_tolerance(tolerance_mm)
     metrics = parse_metrics([*metrics, *(DISTANCE_NAMES if distances else ())])
     if ignore_label is not None:
         pred, ref = without_ignored(pred, ref, ignore_label, classes)
     _check_inputs(*(s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref)), spacing, classes)
+    instances = None
+    if instance_maps:
+        instances = _instance_maps(pred, ref, classes)
+        pred, ref = ({name: side != 0 for name in classes} for side in instances)
     pred_side = pred if isinstance(pred, SegmentationIndex) else SegmentationIndex(pred)
     ref_side = ref if isinstance(ref, SegmentationIndex) else SegmentationIndex(ref)
     scores = []
@@ -168,12 +176,31 @@ def evaluate_case(
         extra = extra_scores(metrics, overlap, pred_voxels, ref_voxels, spacing, pair, diagonal, empty_policy)
         lesions = []
         if LESION in metrics and (lesion_classes is None or name in lesion_classes):
+            if instances is not None:  # the given instances, cropped as the masks
+                pred_mask, ref_mask = (side[box] if mask is not None else None
+                                       for side, mask in zip(instances, (pred_mask, ref_mask)))
             row, lesions = class_lesions(pred_mask, ref_mask, spacing, tolerance_mm=tolerance_mm,
                                          empty_policy=empty_policy, **(lesion_options or {}))
             extra |= row
         scores.append(ClassScore(name, dsc, nsd, ref_voxels == 0, pred_voxels == 0, ref_voxels, pred_voxels,
                                  extra, tuple(lesions)))
     return scores
+
+
+def _instance_maps(pred: Segmentation | SegmentationIndex, ref: Segmentation | SegmentationIndex,
+                   classes: ClassMap) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as instance label maps of one class (`evaluate_case`'s `instance_maps`), checked."""
+    sides = tuple(s.segmentation if isinstance(s, SegmentationIndex) else s for s in (pred, ref))
+    if len(classes) != 1:
+        raise BenchError(f"instance maps hold the lesions of one class; the class map names {len(classes)} "
+                         f"({', '.join(classes)})")
+    for side_name, side in zip(("pred", "ref"), sides):
+        if not isinstance(side, np.ndarray):
+            raise BenchError(f"instance maps must be label maps; {side_name} is per-class masks")
+        if side.size and side.min() < 0:
+            raise BenchError(f"{side_name} instance map holds a negative value ({side.min()}): 0 is background, "
+                             "every positive value one lesion")
+    return sides
 
 
 def without_ignored(

@@ -81,12 +81,11 @@ def connected_lesions(mask: np.ndarray, connectivity: int | None = None) -> np.n
 
 
 def sequential_instances(instances: np.ndarray) -> np.ndarray:
-    """Instance values renumbered 1..n in increasing order of value (as skimage's `relabel_sequential`)."""
+    """Instance values renumbered 1..n in increasing order of value (as skimage's `relabel_sequential`); memory
+    bounded by the map whatever the values (a lesion labelled 2**31 - 1 asks for no lookup table that large)."""
     values = np.unique(instances)
     values = values[values != 0]
-    lookup = np.zeros(int(values.max()) + 1 if values.size else 1, np.int64)
-    lookup[values] = np.arange(1, values.size + 1)
-    return lookup[instances]
+    return np.where(instances != 0, np.searchsorted(values, instances) + 1, 0)
 
 
 def overlaps(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -126,14 +125,22 @@ def _size_bin(volume_mm3: float) -> str:
 
 
 def class_lesions(
-    pred: np.ndarray | None, ref: np.ndarray | None, spacing: Sequence[float], **options
+    pred: np.ndarray | None, ref: np.ndarray | None, spacing: Sequence[float], *, connectivity: int | None = None,
+    **options,
 ) -> tuple[dict[str, float | int], list[Lesion]]:
-    """`lesion_scores` of one class of a case, where an empty side may be given as None (no mask built)."""
+    """`instance_scores` of one class of a case. Each side is a boolean mask (its lesions are its connected
+    components at `connectivity`), an instance label map (an integer array: its lesions are its non-zero values,
+    renumbered by `sequential_instances`), or None when empty (no mask built)."""
     if pred is None and ref is None:
         return _summary(0, 0, [], [], options.get("empty_policy", "sat")), []
     shape = (pred if pred is not None else ref).shape
-    empty = np.zeros(shape, bool)
-    return lesion_scores(empty if pred is None else pred, empty if ref is None else ref, spacing, **options)
+
+    def instances(side: np.ndarray | None) -> np.ndarray:
+        if side is None:
+            return np.zeros(shape, np.int64)
+        return connected_lesions(side, connectivity) if side.dtype == bool else sequential_instances(side)
+
+    return instance_scores(instances(pred), instances(ref), spacing, **options)
 
 
 def lesion_scores(

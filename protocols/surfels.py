@@ -145,11 +145,17 @@ def offsets_within(spacing: tuple[float, ...], tolerance_mm: float) -> np.ndarra
     """
     radii = [int(math.floor(tolerance_mm / s)) for s in spacing]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in radii], indexing="ij")
-    steps = [g.ravel().astype(np.float64) * np.float64(s) for g, s in zip(grids, spacing)]
+    offsets = np.stack([g.ravel() for g in grids], axis=1)
+    offsets = offsets[offset_lengths(offsets, spacing) <= tolerance_mm]
+    offsets.flags.writeable = False
+    return offsets
+
+
+def offset_lengths(offsets: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Length in mm of each integer offset (rows of an (n, ndim) array), its terms summed in the order scipy's
+    `distance_transform_edt` sums them."""
+    steps = [offsets[:, axis].astype(np.float64) * np.float64(s) for axis, s in enumerate(spacing)]
     squared = steps[0] * steps[0]
     for step in steps[1:]:
         squared = squared + step * step
-    keep = np.sqrt(squared) <= tolerance_mm
-    offsets = np.stack([g.ravel()[keep] for g in grids], axis=1)
-    offsets.flags.writeable = False
-    return offsets
+    return np.sqrt(squared)

@@ -284,6 +284,36 @@ def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
     assert bad.exit_code == 2 and "--matcher" in bad.output and "Traceback" not in bad.output
 
 
+def test_instance_maps_score_the_given_lesions(tmp_path):
+    """--instance-maps: two touching reference lesions with their own values stay two lesions (connected
+    components would merge them); one found, one missed, one false; the other instance values are not reported
+    as unscored labels; a class map of two classes and --connectivity are one-line errors."""
+    ref, pred = np.zeros((30, 28, 10), np.uint16), np.zeros((30, 28, 10), np.uint16)
+    ref[4:8, 4:8, 2:6], ref[8:12, 4:8, 2:6] = 3, 7  # touching
+    pred[4:8, 4:8, 2:6] = 1  # the first found (IoU 1), the second missed
+    pred[20:23, 20:23, 2:4] = 2  # a false lesion
+    write_volume(tmp_path / "ref" / "case_000.nii.gz", ref, AFFINE)
+    write_volume(tmp_path / "pred" / "case_000.nii.gz", pred, AFFINE)
+    result = _evaluate(tmp_path, "--labels", "1=liver tumor", "--instance-maps")
+    assert result.exit_code == 0, result.output
+    assert "not in the class map" not in result.output and "no class of this class map" not in result.output
+    row = pd.read_parquet(tmp_path / "out" / "metrics.parquet").iloc[0]
+    assert (row.lesion_ref, row.lesion_pred, row.lesion_tp, row.lesion_fp, row.lesion_fn) == (2, 2, 1, 1, 1)
+    assert row.lesion_f1 == row.rq == 0.5 and row.sq == 1.0 and row.pq == 0.5
+    assert row.dsc == pytest.approx(2 * 64 / (64 + 18 + 128))
+    lesions = pd.read_parquet(tmp_path / "out" / "lesions.parquet")
+    assert lesions[lesions.side == "ref"].voxels.tolist() == [64, 64]
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert config["lesion_instance_maps"] is True and "lesion" in config["metrics"]
+    components = _evaluate(tmp_path, "--labels", "3+7=liver tumor", "--metrics", "lesion", "--overwrite")
+    assert pd.read_parquet(tmp_path / "out" / "metrics.parquet").iloc[0].lesion_ref == 1, components.output
+    for extra, message in ((("--labels", "1=liver tumor,2=kidney tumor"), "one class; the class map names 2"),
+                           (("--labels", "1=liver tumor", "--connectivity", "6"), "--connectivity")):
+        bad = _evaluate(tmp_path, *extra, "--instance-maps", "--overwrite")
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
+    assert "--instance-maps" in CliRunner().invoke(app, ["evaluate", "--help"]).output
+
+
 def _totalsegmentator_pair(shared_dir, root):
     """The real TotalSegmentator example as a one-case folder pair: seg_total_fast scored against seg_total."""
     source = shared_dir / "data" / "totalsegmentator_example"

@@ -90,6 +90,58 @@ def test_instance_maps_are_scored_as_given():
     assert (row["lesion_ref"], row["lesion_pred"], row["lesion_tp"]) == (2, 1, 1)  # IoU exactly 0.5 with each
 
 
+def _instance_story():
+    """Reference instances at 1 mm^3 voxels: A (id 1, 64 voxels) and B (id 2, 64) touching face to face, C (id 3,
+    8) apart; predicted instances: A' (id 4) = A, B' (id 9, 48 voxels inside B, touching A'), F (id 2, 12) a false
+    lesion. As instances: A-A' IoU 1, B-B' IoU 48/64 = 0.75, C missed, F false."""
+    ref, pred = np.zeros((20, 10, 6), np.uint16), np.zeros((20, 10, 6), np.uint16)
+    ref[2:6, 2:6, 1:5], ref[6:10, 2:6, 1:5], ref[14:16, 2:4, 1:3] = 1, 2, 3
+    pred[2:6, 2:6, 1:5], pred[6:10, 2:6, 2:5], pred[15:18, 7:9, 1:3] = 4, 9, 2
+    return pred, ref
+
+
+def test_instance_maps_through_evaluate_case_keep_touching_lesions_apart():
+    """`evaluate_case(instance_maps=True)`: lesions are the given instances, by hand TP 2, FP 1, FN 1, lesion
+    precision = recall = F1 = RQ = 2/3, SQ = (1 + 0.75) / 2, PQ = SQ x RQ, matched DSC (1 + 96/112) / 2; the class
+    is every non-zero voxel (DSC 2 x 112 / (124 + 136)). Connected components would merge A with B and A' with B'
+    (IoU 112/128: one match, F1 1/2)."""
+    from protocols.case import evaluate_case
+
+    pred, ref = _instance_story()
+    score, = evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"tumour": 1}, metrics=("lesion",), instance_maps=True)
+    row = score.extra
+    assert (row["lesion_ref"], row["lesion_pred"], row["lesion_tp"], row["lesion_fp"], row["lesion_fn"]) == (3, 3, 2,
+                                                                                                             1, 1)
+    assert row["lesion_precision"] == row["lesion_recall"] == row["lesion_f1"] == row["rq"] == pytest.approx(2 / 3)
+    assert row["sq"] == pytest.approx(0.875) and row["pq"] == pytest.approx(0.875 * 2 / 3)
+    assert row["lesion_dsc"] == pytest.approx((1 + 96 / 112) / 2)
+    assert score.dsc == pytest.approx(224 / 260) and (score.pred_voxels, score.ref_voxels) == (124, 136)
+    assert [(lesion.side, lesion.lesion, lesion.voxels, lesion.partner) for lesion in score.lesions] == [
+        ("ref", 1, 64, 2), ("ref", 2, 64, 3), ("ref", 3, 8, 0), ("pred", 1, 12, 0), ("pred", 2, 64, 1),
+        ("pred", 3, 48, 2)]  # predicted instances renumbered in order of value: 2, 4, 9
+    merged = evaluate_case(pred, ref, (1.0, 1.0, 1.0), {"tumour": (1, 2, 3, 4, 9)}, metrics=("lesion",))[0].extra
+    assert (merged["lesion_ref"], merged["lesion_pred"], merged["lesion_tp"], merged["lesion_f1"]) == (2, 2, 1, 0.5)
+    missed = evaluate_case(np.zeros_like(pred), ref, (1.0, 1.0, 1.0), {"tumour": 1}, metrics=("lesion",),
+                           instance_maps=True)[0].extra
+    assert (missed["lesion_ref"], missed["lesion_pred"], missed["lesion_fn"], missed["lesion_f1"]) == (3, 0, 3, 0.0)
+
+
+def test_instance_maps_reject_what_is_not_one_class_of_instances():
+    from protocols.case import evaluate_case
+
+    pred, ref = _instance_story()
+    for classes, sides, message in (({"a": 1, "b": 2}, (pred, ref), "one class; the class map names 2 \\(a, b\\)"),
+                                    ({"a": 1}, ({"a": pred > 0}, ref), "pred is per-class masks"),
+                                    ({"a": 1}, (pred, -ref.astype(np.int16)), "negative")):
+        with pytest.raises(ValueError, match=message):
+            evaluate_case(*sides, (1.0, 1.0, 1.0), classes, metrics=("lesion",), instance_maps=True)
+
+
+def test_instance_values_need_no_table_as_large_as_the_largest():
+    instances = np.array([[0, 2**31 - 1], [5, 5]], np.int32)
+    assert sequential_instances(instances).tolist() == [[0, 2], [1, 1]]
+
+
 def _golden_cases():
     import json
     from pathlib import Path

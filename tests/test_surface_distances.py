@@ -48,6 +48,20 @@ def test_2d_shapes_and_border_objects_match_surface_distance():
     assert average_symmetric_surface_distance(pred, ref, (0.7, 1.3)) == pytest.approx(assd, rel=1e-12)
 
 
+def test_far_surfaces_match_surface_distance():
+    """Surfaces farther apart than the offsets the gathers try (a few mm): those vertices are placed by the k-d
+    tree, with the same distances as surface-distance's distance transform, near and far vertices mixed."""
+    rng = np.random.default_rng(4)
+    ref, pred = blob((40, 36, 24), rng), np.zeros((40, 36, 24), bool)
+    pred[4:34, 3:30, 2:20] = ref[:30, :27, 4:22]  # a shifted copy: distances from 0 to about 15 mm
+    pred[36:39, 32:35, 20:23] = True  # a far island
+    for spacing in ((1.0, 1.0, 1.0), (0.7, 0.9, 2.5)):
+        hd95, hd100, assd = oracle(pred, ref, spacing)
+        assert hd100 > 10
+        assert distance_metrics(pred, ref, spacing) == pytest.approx((hd95, assd), rel=1e-12)
+        assert hausdorff(pred, ref, spacing, percent=100) == pytest.approx(hd100, rel=1e-12)
+
+
 def test_hand_computed_and_empty_cases():
     """Two single voxels 2 mm apart along an axis of 1 mm spacing: every surfel is 2 mm from the other surface
     after pairing the cubes' faces, as in DeepMind's golden test (hausdorff 2 at 100%)."""

@@ -66,7 +66,11 @@ def evaluate(
     ignore_label: int = typer.Option(None, help="Reference label value left out of both sides (nnU-Net's "
                                      "ignore_label); needs reference label maps."),
     instances: bool = typer.Option(False, help="With --metrics lesion: score every class lesion by lesion, not "
-                                   "only the classes the catalog marks as lesions."),
+                                   "only the classes the catalog marks as lesions (lesions: connected components)."),
+    instance_maps: bool = typer.Option(False, help="The prediction and reference files are instance label maps of "
+                                       "the class map's one class (0 background, each other value one lesion, as "
+                                       "panoptica's inputs): the class is every non-zero voxel, and lesion-wise "
+                                       "scores (implied) match the given instances, not connected components."),
     connectivity: int = typer.Option(None, help="With --metrics lesion: a lesion is a connected component at this "
                                      "connectivity: 26 (default), 18 or 6 neighbours in 3D; 8 (default) or 4 in 2D."),
     matcher: str = typer.Option("hungarian", help="With --metrics lesion: hungarian (most matches, then IoU) or "
@@ -91,8 +95,9 @@ def evaluate(
             orientation=target.orientation, distances=distances, metrics=tuple(metrics.split(",")),
             ignore_label=ignore_label, connectivity=connectivity, matcher=matcher, match_iou=match_iou,
             lesion_classes=None if instances else lesion_classes(target.modality, target.classes),
+            instance_maps=instance_maps,
         )
-        if LESION in settings.metrics and not settings.lesion_classes and not instances:
+        if LESION in settings.metrics and not settings.lesion_classes and not (instances or instance_maps):
             note("note: --metrics lesion: no class of this class map is a lesion class of the catalog; "
                  "--instances scores every class lesion by lesion")
         check_out_dir(out, pred, ref, root)

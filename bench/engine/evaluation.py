@@ -52,6 +52,7 @@ class RunSettings:
     connectivity: int | None = None  # None: full connectivity (26 in 3D, 8 in 2D)
     matcher: str = "hungarian"
     match_iou: float = 0.5
+    instance_maps: bool = False  # the files are instance label maps of one class (lesions as given)
 
     def __post_init__(self):
         try:
@@ -69,6 +70,15 @@ class RunSettings:
             raise InputError(f"--match-iou: an IoU in (0, 1], got {self.match_iou}")
         if self.connectivity not in (None, 4, 6, 8, 18, 26):
             raise InputError(f"--connectivity: 26, 18 or 6 in 3D, 8 or 4 in 2D, got {self.connectivity}")
+        if self.instance_maps:
+            if len(self.classes) != 1:
+                raise InputError(f"--instance-maps: the files are instance maps of one class; the class map names "
+                                 f"{len(self.classes)} ({', '.join(self.classes)})")
+            if self.connectivity is not None:
+                raise InputError("--connectivity: lesions are connected components; with --instance-maps they are "
+                                 "the given instances")
+            object.__setattr__(self, "metrics", parse_metrics([*self.metrics, LESION]))
+            object.__setattr__(self, "lesion_classes", None)
         claimed = {int(v) for value in self.classes.values() for v in np.atleast_1d(value)}
         if self.ignore_label is not None and int(self.ignore_label) in claimed:
             raise InputError(f"--ignore-label {self.ignore_label}: that value is a class of the class map")
@@ -94,6 +104,7 @@ class RunSettings:
             **({"lesion_classes": None if self.lesion_classes is None else list(self.lesion_classes),
                 "lesion_connectivity": self.connectivity, "lesion_matcher": self.matcher,
                 "lesion_match_iou": self.match_iou} if LESION in self.metrics else {}),
+            **({"lesion_instance_maps": True} if self.instance_maps else {}),
         }
 
 
@@ -189,7 +200,7 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
                                metrics=settings.metrics, ignore_label=settings.ignore_label,
                                lesion_classes=settings.lesion_classes, lesion_options={
                                    "connectivity": settings.connectivity, "matcher": settings.matcher,
-                                   "threshold": settings.match_iou})
+                                   "threshold": settings.match_iou}, instance_maps=settings.instance_maps)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
@@ -201,6 +212,8 @@ def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dic
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
     ignored = str(settings.ignore_label)  # the ignore label is left out on purpose, not unscored
+    if settings.instance_maps:  # every non-zero value is a lesion of the one class
+        pred_unscored, ref_unscored = [], []
     meta["unscored"] = {"pred": pred_unscored, "ref": [name for name in ref_unscored if name != ignored]}
     if LESION in settings.metrics:
         meta["lesions"] = [{"class_name": score.class_name, **vars(lesion)} for score in scores
