@@ -314,8 +314,9 @@ def test_run_json_records_the_batch_settings_and_tables_mark_runs_measured_under
     assert result.exit_code == 0, result.output
     cost = json.loads((out / "run.json").read_text())["cost"]
     assert cost["batch"] == {"executor": "local", "workers": 1, "targets_per_call": None, "windows_per_pass": 3}
-    same, threads = tmp_path / "same", tmp_path / "threads"
-    for copy, change in ((same, {}), (threads, {"torch_threads": 99, "batch": {**cost["batch"], "workers": 2}})):
+    same, threads, windows = tmp_path / "same", tmp_path / "threads", tmp_path / "windows"
+    for copy, change in ((same, {}), (threads, {"torch_threads": 99, "batch": {**cost["batch"], "workers": 2}}),
+                         (windows, {"batch": {**cost["batch"], "windows_per_pass": 1}})):
         copy.mkdir()
         (copy / "metrics.parquet").write_bytes((out / "metrics.parquet").read_bytes())
         config = json.loads((out / "run.json").read_text())
@@ -327,6 +328,17 @@ def test_run_json_records_the_batch_settings_and_tables_mark_runs_measured_under
     assert table["settings"].tolist() == ["A", "A", "B"]
     (note,) = [note for note in notes if note.startswith("cost measured under different settings")]
     assert "torch_threads (A: " in note and "batch.workers (A: 1; B: 2)" in note and "device" not in note
+    table, notes = cost_table([out, windows, threads])  # the model's own settings: A1 and A2
+    assert table["settings"].tolist() == ["A1", "A2", "B"]
+    assert any("phased-cost under settings A: its own settings differ" in note
+               and "batch.windows_per_pass (A1: 3; A2: 1)" in note for note in notes)
+    plain = tmp_path / "plain"
+    result = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                      "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                      "--out", str(plain)])
+    assert result.exit_code == 0, result.output
+    table, notes = cost_table([out, plain])  # another model: its own settings (none here) are not compared
+    assert "settings" not in table.columns and not any("settings" in note for note in notes)
 
 
 def _click_rows(curves: dict, seconds: dict, warm: tuple = ()) -> pd.DataFrame:

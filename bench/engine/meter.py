@@ -3,9 +3,9 @@
 `timed_call(model, ...)` times one `model.segment` call: wall (`time.perf_counter`) and CPU of the whole
 process, every thread (`time.process_time`), and, for a model declaring `reports_phases`, the wall seconds of its
 preprocessing, model and postprocessing (`models.base.phase`; empty, not zero, for other models). The first
-call of a model object in a process is its warm-up (lazy loading, kernel compilation, caches): its wall time is also recorded as `warmup_seconds`, which marks the
-call, and the cost figures (`bench.views.cost`) leave marked calls out; `seconds` keeps every call's time, so a time
-limit applied from it counts the warm-up too (as the SegFM script's timing of whole docker runs does). `CaseMemory` is the peak memory of a
+call of a model object in a process is its warm-up (lazy loading, kernel compilation, caches): its wall time is
+also recorded as `warmup_seconds`, which marks the call, and the cost figures (`bench.views.cost`) leave marked
+calls out; `seconds` keeps every call's time, so a time limit applied from it counts the warm-up too (as the SegFM script's timing of whole docker runs does). `CaseMemory` is the peak memory of a
 case: the process's resident set over its size at the start (Linux: the kernel's high-water mark VmHWM, reset
 per case through /proc/self/clear_refs; elsewhere psutil's RSS at the end, a lower bound), and on CUDA
 `torch.cuda.max_memory_allocated` (weights included), reset per case; torch is never imported here (a weightless model runs

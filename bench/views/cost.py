@@ -7,8 +7,10 @@ of its model calls' seconds, per call each call's own (click runs: one call per 
 target after it stopped made no call); the warm-up call of each process (`warmup_seconds`) is left out of both
 and shown apart, with the model's loading time (unless it was the run's only call: then it is used, and said). Memory is the largest per-case peak (RSS rise, CUDA allocated).
 A model that reports its phases gets their median seconds per call (pre, model, post); the columns are left out
-when no run has them. Runs measured under different settings (run.json's `cost`: device, threads, batch) get a
-`settings` letter each and a note naming what differs, as runs of different grids are noted and not compared.
+when no run has them. Runs measured under different settings (run.json's `cost`: device, threads, executor,
+workers) get a `settings` letter each, runs of one model under one letter whose own settings differ (windows per
+pass, tile step) a number after it, and a note naming what differs, as runs of different grids are noted and not
+marked against each other.
 `dice_per_second` is the click runs' DSC against cumulative model seconds per click.
 """
 
@@ -128,9 +130,13 @@ def read_run(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
     return rows, config, []
 
 
-def settings_of(config: dict) -> dict | None:
+HARNESS_BATCH = ("executor", "workers")  # the harness's batch settings; the rest of `batch` is the model's own
+
+
+def settings_of(config: dict) -> tuple[dict, dict] | None:
     """The settings a run's costs were measured under (run.json's `cost`, `SETTINGS`; batch entries as
-    `batch.NAME`), or None for a run that recorded none."""
+    `batch.NAME`): (the harness's: device, threads, memory method, executor, workers; the model's own: targets per
+    call, its `batch_settings`), or None for a run that recorded none."""
     cost = config.get("cost")
     if not cost:
         return None
@@ -138,29 +144,55 @@ def settings_of(config: dict) -> dict | None:
     for key in SETTINGS:
         value = cost.get(key)
         flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
-    return flat
+    own = {k: v for k, v in flat.items() if k.startswith("batch.") and k.removeprefix("batch.") not in HARNESS_BATCH}
+    return {k: v for k, v in flat.items() if k not in own}, own
 
 
-def settings_marks(runs: Sequence[str], settings: Sequence[dict | None]) -> tuple[list[str], list[str]]:
-    """A letter per run, one per distinct settings ('-' without any), and a note naming what differs; no letters
-    (empty) when every run with settings shares them."""
-    groups: dict[str, dict] = {}
-    letters = []
-    for entry in settings:
-        key = None if entry is None else repr(sorted(entry.items(), key=lambda item: item[0]))
-        if key is not None and key not in groups:
-            groups[key] = entry
-        letters.append("-" if key is None else chr(ord("A") + list(groups).index(key)))
-    if len(groups) < 2:
+def _distinct(entries: Sequence[dict]) -> tuple[list[int], list[dict]]:
+    """Each entry's index among the distinct entries (in order of first appearance), and those entries."""
+    distinct: list[dict] = []
+    for entry in entries:
+        if entry not in distinct:
+            distinct.append(entry)
+    return [distinct.index(entry) for entry in entries], distinct
+
+
+def _differences(labelled: dict[str, dict]) -> str:
+    keys = dict.fromkeys(k for entry in labelled.values() for k in entry)
+    return ", ".join(f"{k} ({'; '.join(f'{label}: {entry.get(k)}' for label, entry in labelled.items())})"
+                     for k in keys if len({repr(entry.get(k)) for entry in labelled.values()}) > 1)
+
+
+def settings_marks(runs: Sequence[str], models: Sequence[str], settings: Sequence[tuple[dict, dict] | None]
+                   ) -> tuple[list[str], list[str]]:
+    """A mark per run and notes naming what differs, or no marks when nothing does: a letter per distinct harness
+    settings (device, threads, executor, workers), and a number after it where runs of one model under one letter
+    differ in the model's own settings (windows per pass, tile step); '-' for a run without settings. Different
+    models' own settings are not compared."""
+    measured = [i for i, entry in enumerate(settings) if entry is not None]
+    index, harness = _distinct([settings[i][0] for i in measured])
+    marks = {i: chr(ord("A") + g) for i, g in zip(measured, index)}
+    notes = []
+    if len(harness) > 1:
+        letters = [chr(ord("A") + g) for g in range(len(harness))]
+        members = "; ".join(f"{letter}: {', '.join(runs[i] for i in measured if marks[i] == letter)}"
+                            for letter in letters)
+        notes.append(f"cost measured under different settings ({members}): "
+                     f"{_differences(dict(zip(letters, harness)))}; seconds and memory compare like for like only "
+                     "within one settings letter")
+    for letter, model in dict.fromkeys((marks[i], models[i]) for i in measured):
+        same = [i for i in measured if marks[i] == letter and models[i] == model]
+        own_index, own = _distinct([settings[i][1] for i in same])
+        if len(own) < 2:
+            continue
+        for i, g in zip(same, own_index):
+            marks[i] = f"{letter}{g + 1}"
+        notes.append(f"{model} under settings {letter}: its own settings differ between runs "
+                     f"({'; '.join(f'{marks[i]}: {runs[i]}' for i in same)}): "
+                     f"{_differences({f'{letter}{g + 1}': entry for g, entry in enumerate(own)})}")
+    if not notes:
         return [], []
-    named = dict(zip((chr(ord("A") + i) for i in range(len(groups))), groups.values()))
-    keys = dict.fromkeys(k for entry in named.values() for k in entry)
-    differing = [k for k in keys if len({repr(entry.get(k)) for entry in named.values()}) > 1]
-    members = "; ".join(f"{letter}: {', '.join(r for r, l in zip(runs, letters) if l == letter)}" for letter in named)
-    values = ", ".join(f"{k} ({'; '.join(f'{letter}: {entry.get(k)}' for letter, entry in named.items())})"
-                       for k in differing)
-    return letters, [f"cost measured under different settings ({members}): {values}; seconds and memory compare "
-                     "like for like only within one settings letter"]
+    return [marks.get(i, "-") for i in range(len(settings))], notes
 
 
 def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)) -> tuple[pd.DataFrame, list[str]]:
@@ -171,7 +203,8 @@ def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)
         records.append(run_cost(rows, config, targets))
         settings.append(settings_of(config))
         notes += read_notes
-    letters, settings_notes = settings_marks([record["run"] for record in records], settings)
+    letters, settings_notes = settings_marks([record["run"] for record in records],
+                                             [record["model"] for record in records], settings)
     table = pd.DataFrame(records).set_index(["run", "model"])
     if letters:
         table.insert(table.columns.get_loc("device") + 1, "settings", letters)
