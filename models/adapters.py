@@ -49,7 +49,11 @@ class SliceWise(Model):
         return Capabilities(
             ndims=frozenset({2, 3}), prompts=inner.prompts & SLICE_PROMPTS, accumulates_clicks=inner.accumulates_clicks,
             previous_logits=inner.previous_logits, keeps_history=inner.keeps_history, devices=inner.devices,
+            reports_phases=inner.reports_phases,
         )
+
+    def batch_settings(self) -> dict[str, Any]:
+        return self.model.batch_settings()
 
     def _route(self, prompt: Prompt, depth: int) -> dict[int, Prompt]:
         points: dict[int, list[Click]] = defaultdict(list)

@@ -12,12 +12,20 @@ A model declares what it can do (`Capabilities`); the harness reads the declarat
 trying a call. `segment` checks every target against it and raises `UnsupportedPrompt` before the model sees
 anything it did not declare. Torch-backed models expose their `torch.nn.Module` as `network` (state-dict keys
 exactly the official checkpoint's, see `models.checkpoints`).
+
+A model that declares `reports_phases` times its work inside `segment` in `phase("preprocess")`, `phase("model")`
+and `phase("postprocess")` blocks (not nested); whoever calls `segment` inside `recorded_phases()` gets each
+phase's wall seconds (the engine's meter stores them beside the call's seconds). Outside a recording a phase
+block times nothing.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +39,36 @@ from protocols.errors import BenchError
 MODALITIES = ("CT", "MRI", "PET", "US")
 INPUT_GRIDS = ("native", "satds")
 DEVICES = ("cpu", "cuda")
+PHASES = ("preprocess", "model", "postprocess")
+_RECORDING: ContextVar[dict[str, float] | None] = ContextVar("phase_seconds", default=None)
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Time the block as phase `name` of a `segment` call (one of `PHASES`): preprocess (the model's own input
+    preparation: crop, text encoding, file round trip), model (its network passes), postprocess (the output
+    back to the image's grid, thresholds). The wall seconds add to the enclosing `recorded_phases()`, if any;
+    on a GPU, work still queued when the block ends counts in the phase that waits for it."""
+    if name not in PHASES:
+        raise ValueError(f"unknown phase {name!r}; one of {', '.join(PHASES)}")
+    seconds = _RECORDING.get()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if seconds is not None:
+            seconds[name] += time.perf_counter() - start
+
+
+@contextmanager
+def recorded_phases() -> Iterator[dict[str, float]]:
+    """The wall seconds of each phase entered in the block, by name (0.0 for a phase not entered)."""
+    seconds = dict.fromkeys(PHASES, 0.0)
+    token = _RECORDING.set(seconds)
+    try:
+        yield seconds
+    finally:
+        _RECORDING.reset(token)
 
 
 class UnsupportedPrompt(BenchError):
@@ -66,6 +104,8 @@ class Capabilities:
     - `logit_masks`: True if it can give its last prediction of a target thresholded on the logits instead of
       the probability (`logit_mask`), the mask SAM-Med3D's paper-era click generator made errors from.
     - `devices`: devices it runs on.
+    - `reports_phases`: True if `segment` times its work in `phase` blocks; the harness then stores the seconds
+      of preprocessing, model and postprocessing beside each call's, and leaves them empty for other models.
     """
 
     ndims: frozenset[int]
@@ -77,6 +117,7 @@ class Capabilities:
     targets_per_call: int | None = None
     logit_masks: bool = False
     devices: frozenset[str] = frozenset({"cpu"})
+    reports_phases: bool = False
 
     def __post_init__(self):
         unknown = set(self.prompts) - set(PROMPT_KINDS)
@@ -216,6 +257,11 @@ class Model(ABC):
                                        n_negative_extra=n_negative_extra)
         return tuple(Click(tuple(int(c) for c in point), bool(label)) for point, label in zip(coords, labels)
                      if label >= 0)
+
+    def batch_settings(self) -> dict[str, Any]:
+        """The settings of its calls a cost figure depends on, beyond device and threads (e.g. windows per network
+        pass); run.json records them so costs are compared like for like."""
+        return {}
 
     def logit_mask(self, image: Image, name: str, state: dict[str, Any], threshold: float = 0.5) -> np.ndarray:
         """The last prediction of target `name` (kept in `state`) as logits > `threshold`, on the image's grid;

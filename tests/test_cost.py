@@ -1,7 +1,9 @@
 """Cost beside accuracy: a weightless model with a known cost per call run through `bench clicks` and `bench run`,
 its recorded seconds, CPU seconds and peak memory checked within (generous: the machine is shared) tolerances,
-its warm-up call kept apart; NoC from hand-built click curves; the time limit zeroing exactly the cases above it,
-re-applied from the stored seconds by `bench tables --cost`."""
+its warm-up call kept apart; a model sleeping a known time per phase (preprocessing, model, postprocessing): its
+phase seconds recorded per call, empty for a model that reports none; the batch settings in run.json and runs
+measured under different settings marked; NoC and Dice-per-second from hand-built click curves; the time limit
+zeroing exactly the cases above it, re-applied from the stored seconds by `bench tables --cost`."""
 
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ from typer.testing import CliRunner
 
 import bench.engine.runner as runner
 from bench.cli.app import app
-from bench.views.cost import cost_table
+from bench.views.cost import cost_table, dice_per_second
 from bench.data.io import write_volume
-from models.base import Capabilities, Model
+from models.base import Capabilities, Model, phase, recorded_phases
 from models.registry import register_model, unregister_model
 from protocols.cost import apply_time_limit, clicks_to_reach, noc_per_target, noc_summary
 
 SLEEP_S, CPU_S, ARRAY_MB, FIRST_SLEEP_S = 0.15, 0.1, 64, 0.6
+PRE_S, MODEL_S, POST_S = 0.05, 0.2, 0.1
 
 
 class KnownCost(Model):
@@ -46,22 +49,47 @@ class KnownCost(Model):
         start = time.process_time()
         while time.process_time() - start < CPU_S:
             held[:1024] += 1.0
-        out = {}
-        for target in targets:
-            mask = np.zeros(image.shape, bool)
-            for box in target.prompt.boxes:
-                mask[tuple(slice(lo, hi + 1) for lo, hi in zip(box.lo, box.hi))] = True
-            out[target.name] = mask
-        return out
+        return {target.name: box_mask(image.shape, target.prompt.boxes) for target in targets}
+
+
+class PhasedCost(KnownCost):
+    """Reports its phases: sleeps `PRE_S` preprocessing, `MODEL_S` in its model (the first call of the object
+    `FIRST_SLEEP_S` more), `POST_S` postprocessing; the box as its mask. Its windows per pass: 3."""
+
+    name = "phased-cost"
+    capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points", "boxes"}), accumulates_clicks=True,
+                                reports_phases=True)
+
+    def batch_settings(self) -> dict:
+        return {"windows_per_pass": 3}
+
+    def _segment(self, image, targets, state):
+        with phase("preprocess"):
+            time.sleep(PRE_S)
+        with phase("model"):
+            time.sleep(MODEL_S + (FIRST_SLEEP_S if self.calls == 0 else 0.0))
+            self.calls += 1
+        with phase("postprocess"):
+            time.sleep(POST_S)
+            return {target.name: box_mask(image.shape, target.prompt.boxes) for target in targets}
+
+
+def box_mask(shape, boxes) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    for box in boxes:
+        mask[tuple(slice(lo, hi + 1) for lo, hi in zip(box.lo, box.hi))] = True
+    return mask
 
 
 @pytest.fixture(autouse=True)
 def known_cost():
     register_model("known-cost")(KnownCost)
+    register_model("phased-cost")(PhasedCost)
     runner.PROCESS_MODELS.clear()
     yield
     runner.PROCESS_MODELS.clear()
     unregister_model("known-cost")
+    unregister_model("phased-cost")
 
 
 def _folders(tmp_path, levels: dict[str, float]) -> tuple:
@@ -199,7 +227,7 @@ def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
     assert "its only model call was the warm-up" in shown.output  # one case, one call: said, not hidden
 
 
-def test_report_draws_accuracy_vs_time_and_click_latency(tmp_path):
+def test_report_draws_accuracy_vs_time_click_latency_and_dice_per_second(tmp_path):
     from bench.views.report.write import write_report
 
     images, refs = _folders(tmp_path, {"a": 1.0})
@@ -210,5 +238,124 @@ def test_report_draws_accuracy_vs_time_and_click_latency(tmp_path):
     index = write_report([out], tmp_path / "report", pictures=0, n_boot=10)
     html = index.read_text()
     assert "Cost beside accuracy" in html and "NoF@85" in html
-    for stem in ("cost_accuracy_vs_time", "cost_click_latency"):
+    for stem in ("cost_accuracy_vs_time", "cost_click_latency", "cost_dice_per_second"):
         assert (tmp_path / "report" / "figures" / f"{stem}.svg").is_file() and f"figures/{stem}.svg" in html
+
+
+PHASE_COLUMNS = ["preprocess_seconds", "model_seconds", "postprocess_seconds"]
+
+
+def test_phases_are_recorded_only_inside_a_recording_and_only_under_their_names():
+    with phase("model"):  # no recording: nothing to add to, nothing raised
+        pass
+    with recorded_phases() as outer:
+        with phase("preprocess"):
+            time.sleep(0.02)
+        with recorded_phases() as inner:
+            with phase("postprocess"):
+                time.sleep(0.02)
+        with phase("preprocess"):
+            time.sleep(0.02)
+    assert outer["preprocess"] >= 0.04 and outer["model"] == 0.0 and outer["postprocess"] == 0.0
+    assert inner["postprocess"] >= 0.02 and inner["preprocess"] == 0.0
+    with pytest.raises(ValueError, match="unknown phase 'decode'"):
+        with phase("decode"):
+            pass
+
+
+def test_click_run_records_each_calls_phases_and_the_warm_up_apart(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0})
+    out, plain = tmp_path / "run", tmp_path / "plain"
+    for model, folder in (("phased-cost", out), ("known-cost", plain)):
+        result = CliRunner().invoke(app, ["clicks", "--modality", "CT", "--model", model, "--images", str(images),
+                                          "--refs", str(refs), "--labels", "1=cube", "--n-clicks", "3",
+                                          "--out", str(folder)])
+        assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "metrics.parquet").sort_values("click")
+    first, later = rows.iloc[0], rows.iloc[1:]
+    assert first["warmup_seconds"] == first["seconds"] and first["model_seconds"] >= MODEL_S + FIRST_SLEEP_S
+    for column, expected in zip(PHASE_COLUMNS, (PRE_S, MODEL_S, POST_S)):
+        assert later[column].between(expected, expected + 0.5).all(), column
+    assert (rows[PHASE_COLUMNS].sum(axis=1) <= rows["seconds"]).all()
+    assert pd.read_parquet(plain / "metrics.parquet")[PHASE_COLUMNS].isna().all().all()  # not reported: empty, not 0
+    table, _ = cost_table([out, plain])
+    phased, known = table.to_dict("records")
+    assert phased["pre s/call"] == pytest.approx(later["preprocess_seconds"].median())  # the warm-up left out
+    assert phased["model s/call"] == pytest.approx(later["model_seconds"].median())
+    assert phased["post s/call"] == pytest.approx(later["postprocess_seconds"].median())
+    assert all(np.isnan(known[column]) for column in ("pre s/call", "model s/call", "post s/call"))
+    shown = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--run", str(plain)])
+    assert shown.exit_code == 0, shown.output
+    assert "| pre s/call | model s/call | post s/call |" in shown.output
+    without = CliRunner().invoke(app, ["tables", "--cost", "--run", str(plain)])
+    assert "pre s/call" not in without.output  # no run reports phases: no phase columns
+
+
+def test_static_run_shares_the_calls_phases_between_its_targets(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", "phased-cost", "--images", str(images), "--refs", str(refs),
+                                      "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    b = pd.read_parquet(out / "metrics.parquet").query("case_id == 'b'")
+    assert (b[PHASE_COLUMNS].iloc[0] == b[PHASE_COLUMNS].iloc[1]).all()
+    assert b["model_seconds"].sum() == pytest.approx(MODEL_S, abs=0.5) and b["model_seconds"].sum() >= MODEL_S
+    table, _ = cost_table([out])
+    assert table["model s/call"].iloc[0] == pytest.approx(b["model_seconds"].sum())  # one call: its shares summed
+
+
+def test_run_json_records_the_batch_settings_and_tables_mark_runs_measured_under_others(tmp_path):
+    images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", "phased-cost", "--images", str(images), "--refs", str(refs),
+                                      "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cost = json.loads((out / "run.json").read_text())["cost"]
+    assert cost["batch"] == {"executor": "local", "workers": 1, "targets_per_call": None, "windows_per_pass": 3}
+    same, threads, windows = tmp_path / "same", tmp_path / "threads", tmp_path / "windows"
+    for copy, change in ((same, {}), (threads, {"torch_threads": 99, "batch": {**cost["batch"], "workers": 2}}),
+                         (windows, {"batch": {**cost["batch"], "windows_per_pass": 1}})):
+        copy.mkdir()
+        (copy / "metrics.parquet").write_bytes((out / "metrics.parquet").read_bytes())
+        config = json.loads((out / "run.json").read_text())
+        config["cost"].update(change)
+        (copy / "run.json").write_text(json.dumps(config))
+    table, notes = cost_table([out, same])
+    assert "settings" not in table.columns and not any("settings" in note for note in notes)
+    table, notes = cost_table([out, same, threads])
+    assert table["settings"].tolist() == ["A", "A", "B"]
+    (note,) = [note for note in notes if note.startswith("cost measured under different settings")]
+    assert "torch_threads (A: " in note and "batch.workers (A: 1; B: 2)" in note and "device" not in note
+    table, notes = cost_table([out, windows, threads])  # the model's own settings: A1 and A2
+    assert table["settings"].tolist() == ["A1", "A2", "B"]
+    assert any("phased-cost under settings A: its own settings differ" in note
+               and "batch.windows_per_pass (A1: 3; A2: 1)" in note for note in notes)
+    plain = tmp_path / "plain"
+    result = CliRunner().invoke(app, ["run", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
+                                      "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
+                                      "--out", str(plain)])
+    assert result.exit_code == 0, result.output
+    table, notes = cost_table([out, plain])  # another model: its own settings (none here) are not compared
+    assert "settings" not in table.columns and not any("settings" in note for note in notes)
+
+
+def _click_rows(curves: dict, seconds: dict, warm: tuple = ()) -> pd.DataFrame:
+    return pd.DataFrame([{"run": "r", "model": "m", "dataset": "d", "case_id": case, "class_name": name,
+                          "click": k, "dsc": dsc, "nsd": dsc, "seconds": seconds[case, name][k],
+                          "warmup_seconds": seconds[case, name][k] if (case, name, k) in warm else np.nan}
+                         for (case, name), values in curves.items() for k, dsc in enumerate(values)])
+
+
+def test_dice_per_second_is_the_median_dsc_against_the_median_cumulative_seconds():
+    curves = {("c1", "liver"): [0.2, 0.6, 0.9], ("c1", "spleen"): [0.4, 0.5, 0.5], ("c2", "liver"): [0.1, 0.7, 0.8]}
+    seconds = {("c1", "liver"): [1.0, 2.0, 3.0], ("c1", "spleen"): [2.0, 1.0, 0.0], ("c2", "liver"): [4.0, 4.0, 1.0]}
+    curve = dice_per_second(_click_rows(curves, seconds))
+    assert curve["click"].tolist() == [0, 1, 2] and curve["targets"].tolist() == [3, 3, 3]
+    assert curve["seconds"].tolist() == [2.0, 3.0, 6.0]  # cumulative: (1, 2, 4), (3, 3, 8), (6, 3, 9)
+    assert curve["DSC"].tolist() == pytest.approx([20.0, 60.0, 80.0])
+    warmed = dice_per_second(_click_rows(curves, seconds, warm=(("c2", "liver", 0),)))
+    assert warmed["targets"].tolist() == [2, 2, 2]  # the target holding the warm-up left out
+    assert warmed["seconds"].tolist() == [1.5, 3.0, 4.5] and warmed["DSC"].tolist() == pytest.approx([30, 55, 70])
+    assert dice_per_second(_click_rows(curves, seconds).assign(click=np.nan)).empty  # not a click run

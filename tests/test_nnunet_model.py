@@ -117,6 +117,11 @@ def test_rows_are_finite_with_unified_names_and_derived_classes(trained):
     assert {term_key(m, c) for m, c in zip(table.modality, table.class_name)} <= set(load_catalog().terms.key)
     config = json.loads((trained["work"] / "run" / "run.json").read_text())
     assert config["prompts_given"] == [] and config["model_provenance"]["parameters"] > 0
+    assert config["cost"]["batch"] == {"executor": "local", "workers": 1, "targets_per_call": None,
+                                       "tile_step_size": 0.5, "mirror_axes": [], "threads": config["cost"]["batch"]
+                                       ["threads"]} and config["cost"]["batch"]["threads"] >= 1
+    phases = table[["preprocess_seconds", "model_seconds", "postprocess_seconds"]]  # one call per case, shared
+    assert (phases > 0).all().all() and (phases.sum(axis=1) <= table["seconds"]).all()
     assert "ran 2 case(s)" in trained["output"]
 
 

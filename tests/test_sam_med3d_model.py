@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 import bench.engine.runner as runner  # noqa: E402
 from bench.cli.app import app  # noqa: E402
 from bench.data.io import read_label_map, read_volume  # noqa: E402
-from models.base import Image, Target  # noqa: E402
+from models.base import Image, Target, recorded_phases  # noqa: E402
 from models.checkpoints import CheckpointError  # noqa: E402
 from models.registry import describe, get_model, register_model, unregister_model  # noqa: E402
 from models.sam_med3d import SamMed3DModel, sam_med3d  # noqa: E402
@@ -231,6 +232,19 @@ def test_no_positive_click_gives_an_empty_mask_and_no_crop():
     crop = state["t"].crop
     assert np.all(np.abs(native_to_crop((140, 30, 20), crop)[0] - 63.5) <= 1.0)  # centred on the positive click
     np.testing.assert_array_equal(model.network.labels[0], [0, 1])
+
+
+def test_each_call_reports_its_crop_network_and_mapping_back_as_phases():
+    model, image, state = fake_model(), _elongated(), {}
+    assert model.capabilities.reports_phases
+    for clicks in ((Click((150, 30, 20), False),), (Click((150, 30, 20), False), Click((140, 30, 20), True))):
+        start = time.perf_counter()
+        with recorded_phases() as seconds:
+            model.segment(image, [Target("t", Prompt(points=clicks))], state)
+        wall = time.perf_counter() - start
+        if len(clicks) == 1:  # no positive click: nothing cropped, encoded or mapped back
+            assert seconds == {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
+    assert all(value > 0 for value in seconds.values()) and sum(seconds.values()) <= wall
 
 
 def test_clicks_outside_the_crop_are_left_out_and_an_outside_newest_click_keeps_the_mask():

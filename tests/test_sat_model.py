@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -29,7 +30,7 @@ import bench.engine.runner as runner
 from bench.cli.app import app
 from bench.data.io import read_label_map, read_volume, write_volume
 from bench.engine.preprocess import from_sat, preprocess
-from models.base import Image, Target
+from models.base import Image, Target, recorded_phases
 from models.checkpoints import load_state_dict
 from models.parity import parity_state_dict
 from models.registry import describe, get_model
@@ -132,7 +133,11 @@ def test_one_backbone_pass_per_window_batch_for_all_classes_and_each_name_encode
     image = Image(array=np.random.default_rng(0).normal(size=(80, 20, 10)).astype(np.float32),
                   spacing=(1.0, 1.0, 3.0), affine=np.eye(4))
     names = ["liver", "left kidney", "kidney_right"]
-    masks = model.segment(image, [Target(name) for name in names])
+    start = time.perf_counter()
+    with recorded_phases() as seconds:  # the text encoded, the windows, the threshold
+        masks = model.segment(image, [Target(name) for name in names])
+    assert all(value > 0 for value in seconds.values()) and sum(seconds.values()) <= time.perf_counter() - start
+    assert model.batch_settings() == {"windows_per_pass": 1, "window": [64, 32, 32]}
     assert list(masks) == names and all(m.shape == image.shape and m.dtype == bool for m in masks.values())
     assert passes == [1, 1] and encoded == [3]  # 80 -> 2 windows of 64 (SAT's split), 3 classes, 1 window a pass
     tensors = [*model.network.parameters(), *model.text_network.parameters(), *model.text_network.buffers()]

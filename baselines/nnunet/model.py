@@ -11,7 +11,10 @@ the segmentation is written and read back with the same class, so it returns in 
 checkpoints are read as weights only (`baselines.nnunet.worker.initialise_predictor`) unless `trust_checkpoint`.
 On CPU, prediction uses as many torch threads as the prediction stage's child process does (nnU-Net caps them at
 `nnUNet_def_n_proc`, cores - 1 here): convolutions sum in a thread-dependent order, and near-tied voxels would
-otherwise flip between the two paths (`threads=N` overrides).
+otherwise flip between the two paths (`threads=N` overrides). Phases (`models.base.phase`): preprocess = the
+image's file round trip, model = `predict_single_npy_array` (nnU-Net's own resampling and normalisation, the
+sliding windows, the export to the image's grid), postprocess = the segmentation's file round trip and the label
+lookup.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from baselines.nnunet import ingest
 from baselines.nnunet.stages import available_folds
 from baselines.nnunet.workspace import TRAINER_DIR, allowed_workers
 from bench.data.catalog import DatasetInfo, load_catalog
-from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt
+from models.base import Capabilities, Image, Model, Target, UnsupportedPrompt, phase
 from models.checkpoints import sha256_of
 from protocols.errors import BenchError
 
@@ -86,7 +89,7 @@ class NnUNet(Model):
     name = "nnunet"
     version = "1"
     capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset(), accumulates_clicks=False,
-                                devices=frozenset({"cpu", "cuda"}))
+                                devices=frozenset({"cpu", "cuda"}), reports_phases=True)
 
     def __init__(self, *, checkpoint: str | Path, dataset: str | None = None, folds: str | None = None,
                  checkpoint_name: str = "checkpoint_final.pth", step_size: float = 0.5, mirroring: bool = True,
@@ -138,6 +141,13 @@ class NnUNet(Model):
         self.predictor.perform_everything_on_device = device == "cuda"
         return self
 
+    def batch_settings(self) -> dict[str, Any]:
+        """The sliding-window step, the axes test-time mirroring flips (none when off or the checkpoint allows
+        none: nnU-Net's `mirror_axes`), torch's CPU threads in the prediction."""
+        axes = self.predictor.allowed_mirroring_axes if self.predictor.use_mirroring else None
+        return {"tile_step_size": self.predictor.tile_step_size, "mirror_axes": list(axes or ()),
+                "threads": self.threads}
+
     def load_checkpoint(self, path: str, *, trust: bool = False) -> Model:
         raise BenchError("nnunet is built from its trained-model folder: give it as --checkpoint")
 
@@ -149,16 +159,19 @@ class NnUNet(Model):
         io = manager.image_reader_writer_class()
         with tempfile.TemporaryDirectory(prefix="nnunet-") as tmp:
             image_file, seg_file = Path(tmp) / "case_0000.nii", Path(tmp) / "case.nii"  # uncompressed: fast
-            nib.save(nib.Nifti1Image(np.asarray(image.array, np.float32), image.affine), str(image_file))
-            data, properties = io.read_images([str(image_file)])
-            with _torch_threads(self.threads):
+            with phase("preprocess"):
+                nib.save(nib.Nifti1Image(np.asarray(image.array, np.float32), image.affine), str(image_file))
+                data, properties = io.read_images([str(image_file)])
+            with _torch_threads(self.threads), phase("model"):
                 segmentation = self.predictor.predict_single_npy_array(data, properties)
-            io.write_seg(np.asarray(segmentation), str(seg_file), properties)
-            labels = np.asanyarray(nib.load(str(seg_file)).dataobj)
-        table = np.zeros(max([*self.lookup, int(labels.max(initial=0))]) + 1, np.int32)
-        for value, target in self.lookup.items():
-            table[value] = target
-        return table[labels]
+            with phase("postprocess"):
+                io.write_seg(np.asarray(segmentation), str(seg_file), properties)
+                labels = np.asanyarray(nib.load(str(seg_file)).dataobj)
+        with phase("postprocess"):
+            table = np.zeros(max([*self.lookup, int(labels.max(initial=0))]) + 1, np.int32)
+            for value, target in self.lookup.items():
+                table[value] = target
+            return table[labels]
 
     def _segment(self, image: Image, targets: Sequence[Target], state: dict[str, Any]) -> dict[str, np.ndarray]:
         unknown = [target.name for target in targets if target.name not in self.classes]

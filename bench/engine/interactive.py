@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.engine.meter import CallCost, timed_call
+from bench.engine.meter import NO_CALL, CallCost, timed_call
 from models.base import Image, Model, Target, UnsupportedPrompt
 from protocols.prompts import Box, Click, Prompt
 from protocols.prompts_clicks import FIRST_CLICKS, first_click, next_click
@@ -37,19 +37,21 @@ Score = Callable[[np.ndarray], tuple[float, float, int]]
 @dataclass(frozen=True)
 class ClickStep:
     """The outcome of click (or round) k (0: the box alone): the clicks given (empty once the loop stopped or for
-    the box), the scores, the model's wall and CPU time for the call in seconds (`bench.engine.meter`), and again its wall
-    time as `warmup_seconds` when it was the process's first call of the model (left out of cost figures)."""
+    the box), the scores, and the model call's cost (`bench.engine.meter.CallCost`: wall and CPU seconds, the
+    warm-up mark when it was the process's first call of the model, the phases; zero for a step without a call)."""
 
     click_index: int
     clicks: tuple[Click, ...]
     dsc: float
     nsd: float
     pred_voxels: int
-    seconds: float
     mask: np.ndarray | None = None
     failed: str | None = None
-    cpu_seconds: float = 0.0
-    warmup_seconds: float | None = None
+    cost: CallCost = NO_CALL
+
+    @property
+    def seconds(self) -> float:
+        return self.cost.seconds
 
     @property
     def click(self) -> Click | None:
@@ -113,7 +115,7 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
             mask, failed = pred, f"{type(error).__name__}: {error}"
         if cost is None:  # a failed call: its time until it raised
             cost = CallCost(time.perf_counter() - start, time.process_time() - cpu)
-        return ClickStep(k, new, *score(mask), cost.seconds, mask, failed, cost.cpu_seconds, cost.warmup_seconds)
+        return ClickStep(k, new, *score(mask), mask, failed, cost)
 
     if box is not None:
         steps.append(call(0, ()))
@@ -132,8 +134,8 @@ def run_clicks(*, model: Model, image: Image, reference: np.ndarray, score: Scor
             click = make_click(policy, clicked, reference, spacing, rng_for(k), k)
             new = () if click is None else (click,)
         if not new and stop_at_perfect:
-            last = steps[-1] if steps else ClickStep(k, (), 0.0, 0.0, 0, 0.0, pred)
-            steps.append(ClickStep(k, (), last.dsc, last.nsd, last.pred_voxels, 0.0, last.mask))
+            last = steps[-1] if steps else ClickStep(k, (), 0.0, 0.0, 0, pred)
+            steps.append(ClickStep(k, (), last.dsc, last.nsd, last.pred_voxels, last.mask))
             continue
         given.extend(new)
         steps.append(call(k, new))

@@ -297,8 +297,7 @@ def _static_case(source, spec, model, kinds, native: SpaceCase, volume, names) -
         dsc, nsd, pred_voxels = _score_fn(ref, spacing, protocol, name)(pred)
         spacing = (1.0,) * ref.ndim if protocol.scoring.distances == "voxels" else spacing
         rows.append(_row(source.case_id, name, source, spec, ref, spacing, dsc, nsd, pred_voxels,
-                         cost.seconds / share, cpu_seconds=cost.cpu_seconds / share,
-                         warmup_seconds=cost.warmup_seconds, prompt_policy="+".join(sorted(kinds)),
+                         cost.seconds / share, **cost.columns(share), prompt_policy="+".join(sorted(kinds)),
                          first_click=None, click=None))
     records = {t.name: {"case_id": source.case_id, "class_name": t.name, "text": t.prompt.text,
                         "boxes": [{"lo": list(b.lo), "hi": list(b.hi)} for b in t.prompt.boxes],
@@ -356,8 +355,8 @@ def _interactive_case(source, spec, model, kinds, native: SpaceCase, volume, nam
             combined.append((name, steps, space, native_score))
         for step in steps:
             rows.append(_row(source.case_id, name, source, spec, ref_for_row, spacing, step.dsc, step.nsd,
-                             step.pred_voxels, step.seconds, cpu_seconds=step.cpu_seconds,
-                             warmup_seconds=step.warmup_seconds, prompt_policy=protocol.prompts.next_clicks_label(),
+                             step.pred_voxels, step.seconds, **step.cost.columns(),
+                             prompt_policy=protocol.prompts.next_clicks_label(),
                              first_click=prompts.policy(1), click=step.click_index))
         records[name] = clicks_to_json(case_id=source.case_id, class_name=name,
                                        policy=protocol.prompts.next_clicks_label(),
@@ -491,13 +490,17 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     if not outcome.wrote:
         return store.read_cases(out), 0, len(sources)
     rows = store.consolidate(out)
-    store.update_config(out, cost=_cost_config(spec, rows))
+    store.update_config(out, cost=_cost_config(spec, rows, executor, workers))
     return rows, len(outcome.ran), len(sources) - len(outcome.ran)
 
 
-def _cost_config(spec: RunSpec, rows: pd.DataFrame) -> dict:
-    """run.json's `cost`: the settings the cost columns were measured under, the model's loading time in this
-    process and the warm-up calls' wall times (one per process that ran cases)."""
+def _cost_config(spec: RunSpec, rows: pd.DataFrame, executor: str, workers: int) -> dict:
+    """run.json's `cost`: the settings the cost columns were measured under (the batch settings: where cases ran,
+    targets per model call, the model's own), the model's loading time in this process and the warm-up calls' wall
+    times (one per process that ran cases)."""
+    model = model_for(spec)
+    batch = {"executor": executor, "workers": workers, "targets_per_call": model.capabilities.targets_per_call,
+             **model.batch_settings()}
     warmups = rows["warmup_seconds"].dropna() if "warmup_seconds" in rows.columns else pd.Series(dtype=float)
-    return {**environment(spec.device), "load_seconds": PROCESS_MODELS.load_seconds(_model_key(spec)),
+    return {**environment(spec.device, batch), "load_seconds": PROCESS_MODELS.load_seconds(_model_key(spec)),
             "warmup_seconds": [float(v) for v in warmups]}

@@ -6,6 +6,12 @@ mean over (case, class) rows, at the last click for click runs, in percent. Seco
 of its model calls' seconds, per call each call's own (click runs: one call per click; the rows of a perfect
 target after it stopped made no call); the warm-up call of each process (`warmup_seconds`) is left out of both
 and shown apart, with the model's loading time (unless it was the run's only call: then it is used, and said). Memory is the largest per-case peak (RSS rise, CUDA allocated).
+A model that reports its phases gets their median seconds per call (pre, model, post); the columns are left out
+when no run has them. Runs measured under different settings (run.json's `cost`: device, threads, executor,
+workers) get a `settings` letter each, runs of one model under one letter whose own settings differ (windows per
+pass, tile step) a number after it, and a note naming what differs, as runs of different grids are noted and not
+marked against each other.
+`dice_per_second` is the click runs' DSC against cumulative model seconds per click.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import numpy as np
 import pandas as pd
 
 from bench.engine import store
+from bench.engine.meter import PHASE_COLUMNS, SETTINGS
 from bench.views.tables import render
 from protocols.cost import apply_time_limit, noc_per_target, noc_summary, target_label
 from protocols.errors import BenchError
 
 CASE = ["dataset", "case_id"]
-SECONDS_COLUMNS = ("s/case", "s/call", "CPU s/call", "warm-up s", "load s")
+PHASE_LABELS = dict(zip(PHASE_COLUMNS, ("pre s/call", "model s/call", "post s/call")))
+SECONDS_COLUMNS = ("s/case", "s/call", "CPU s/call", *PHASE_LABELS.values(), "warm-up s", "load s")
 
 
 def _column(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -36,8 +44,8 @@ def _clicks(rows: pd.DataFrame) -> pd.DataFrame:
 def timed_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows whose seconds count in the cost figures: all but the warm-up calls' (all, when that is every row)."""
     warm = _column(rows, "warmup_seconds").notna()
-    return (rows[~warm] if not warm.all() else rows).assign(seconds=lambda r: _column(r, "seconds"),
-                                                            cpu_seconds=lambda r: _column(r, "cpu_seconds"))
+    timed = rows[~warm] if not warm.all() else rows
+    return timed.assign(**{name: _column(timed, name) for name in ("seconds", "cpu_seconds", *PHASE_COLUMNS)})
 
 
 def case_seconds(rows: pd.DataFrame) -> pd.Series:
@@ -46,11 +54,12 @@ def case_seconds(rows: pd.DataFrame) -> pd.Series:
 
 
 def call_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per model call with its `seconds` and `cpu_seconds`: the click rows that made a call, or per case of
-    a one-shot run its one call (the rows' shares summed)."""
+    """One row per model call with its `seconds`, `cpu_seconds` and phase seconds: the click rows that made a
+    call, or per case of a one-shot run its one call (the rows' shares summed)."""
     timed = timed_rows(rows)
     if _clicks(rows).empty:
-        return timed.groupby(CASE)[["seconds", "cpu_seconds"]].sum(min_count=1).dropna(subset=["seconds"])
+        columns = ["seconds", "cpu_seconds", *PHASE_COLUMNS]
+        return timed.groupby(CASE)[columns].sum(min_count=1).dropna(subset=["seconds"])
     return timed[timed["seconds"] > 0]
 
 
@@ -62,6 +71,22 @@ def click_latency(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = calls.groupby("click")["seconds"]
     return pd.DataFrame({"median": grouped.median(), "q1": grouped.quantile(0.25),
                          "q3": grouped.quantile(0.75)}).reset_index()
+
+
+def dice_per_second(rows: pd.DataFrame) -> pd.DataFrame:
+    """Click runs: per click index the median over targets (case, class) of the DSC (percent) and of the model
+    seconds the target took up to and including that click; a target one of whose calls was the process's
+    warm-up is left out (unless every target is). Columns click, seconds, DSC, targets; empty for other runs."""
+    clicks = _clicks(rows)
+    if clicks.empty:
+        return pd.DataFrame(columns=["click", "seconds", "DSC", "targets"])
+    target = [*CASE, "class_name"]
+    warm = clicks.assign(warm=_column(clicks, "warmup_seconds").notna()).groupby(target)["warm"].transform("any")
+    kept = (clicks[~warm] if not warm.all() else clicks).sort_values("click")
+    kept = kept.assign(seconds=_column(kept, "seconds")).dropna(subset=["seconds"])  # runs stored without times
+    grouped = kept.assign(cumulative=kept.groupby(target)["seconds"].cumsum()).groupby("click")
+    return pd.DataFrame({"seconds": grouped["cumulative"].median(), "DSC": 100 * grouped["dsc"].median(),
+                         "targets": grouped.size()}).reset_index()
 
 
 def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict:
@@ -78,6 +103,7 @@ def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict
               "NSD": 100 * rows.loc[scored.index, "nsd"].mean(),
               "s/case": case_seconds(rows).median(),
               "s/call": calls["seconds"].median(), "CPU s/call": calls["cpu_seconds"].median(),
+              **{label: calls[column].median() for column, label in PHASE_LABELS.items()},
               "peak RSS MB": _column(rows, "peak_rss_mb").max(), "peak GPU MB": _column(rows, "peak_gpu_mb").max(),
               "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan),
               "warm-up only": bool(warm.all())}
@@ -104,20 +130,96 @@ def read_run(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
     return rows, config, []
 
 
+HARNESS_BATCH = ("executor", "workers")  # the harness's batch settings; the rest of `batch` is the model's own
+
+
+def settings_of(config: dict) -> tuple[dict, dict] | None:
+    """The settings a run's costs were measured under (run.json's `cost`, `SETTINGS`; batch entries as
+    `batch.NAME`): (the harness's: device, threads, memory method, executor, workers; the model's own: targets per
+    call, its `batch_settings`), or None for a run that recorded none."""
+    cost = config.get("cost")
+    if not cost:
+        return None
+    flat = {}
+    for key in SETTINGS:
+        value = cost.get(key)
+        flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+    own = {k: v for k, v in flat.items() if k.startswith("batch.") and k.removeprefix("batch.") not in HARNESS_BATCH}
+    return {k: v for k, v in flat.items() if k not in own}, own
+
+
+def _distinct(entries: Sequence[dict]) -> tuple[list[int], list[dict]]:
+    """Each entry's index among the distinct entries (in order of first appearance), and those entries."""
+    distinct: list[dict] = []
+    for entry in entries:
+        if entry not in distinct:
+            distinct.append(entry)
+    return [distinct.index(entry) for entry in entries], distinct
+
+
+def _differences(labelled: dict[str, dict]) -> str:
+    keys = dict.fromkeys(k for entry in labelled.values() for k in entry)
+    return ", ".join(f"{k} ({'; '.join(f'{label}: {entry.get(k)}' for label, entry in labelled.items())})"
+                     for k in keys if len({repr(entry.get(k)) for entry in labelled.values()}) > 1)
+
+
+def settings_marks(runs: Sequence[str], models: Sequence[str], settings: Sequence[tuple[dict, dict] | None]
+                   ) -> tuple[list[str], list[str]]:
+    """A mark per run and notes naming what differs, or no marks when nothing does: a letter per distinct harness
+    settings (device, threads, executor, workers), and a number after it where runs of one model under one letter
+    differ in the model's own settings (windows per pass, tile step); '-' for a run without settings. Different
+    models' own settings are not compared."""
+    measured = [i for i, entry in enumerate(settings) if entry is not None]
+    index, harness = _distinct([settings[i][0] for i in measured])
+    marks = {i: chr(ord("A") + g) for i, g in zip(measured, index)}
+    notes = []
+    if len(harness) > 1:
+        letters = [chr(ord("A") + g) for g in range(len(harness))]
+        members = "; ".join(f"{letter}: {', '.join(runs[i] for i in measured if marks[i] == letter)}"
+                            for letter in letters)
+        notes.append(f"cost measured under different settings ({members}): "
+                     f"{_differences(dict(zip(letters, harness)))}; seconds and memory compare like for like only "
+                     "within one settings letter")
+    for letter, model in dict.fromkeys((marks[i], models[i]) for i in measured):
+        same = [i for i in measured if marks[i] == letter and models[i] == model]
+        own_index, own = _distinct([settings[i][1] for i in same])
+        if len(own) < 2:
+            continue
+        for i, g in zip(same, own_index):
+            marks[i] = f"{letter}{g + 1}"
+        notes.append(f"{model} under settings {letter}: its own settings differ between runs "
+                     f"({'; '.join(f'{marks[i]}: {runs[i]}' for i in same)}): "
+                     f"{_differences({f'{letter}{g + 1}': entry for g, entry in enumerate(own)})}")
+    if not notes:
+        return [], []
+    return [marks.get(i, "-") for i in range(len(settings))], notes
+
+
 def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)) -> tuple[pd.DataFrame, list[str]]:
     """(one cost row per run, indexed by run and model; notes)."""
-    records, notes = [], []
+    records, notes, settings = [], [], []
     for path in map(Path, run_dirs):
         rows, config, read_notes = read_run(path)
         records.append(run_cost(rows, config, targets))
+        settings.append(settings_of(config))
         notes += read_notes
+    letters, settings_notes = settings_marks([record["run"] for record in records],
+                                             [record["model"] for record in records], settings)
     table = pd.DataFrame(records).set_index(["run", "model"])
+    if letters:
+        table.insert(table.columns.get_loc("device") + 1, "settings", letters)
+    notes += settings_notes
+    phases = [label for label in PHASE_LABELS.values() if table[label].isna().all()]
+    table = table.drop(columns=phases) if len(phases) == len(PHASE_LABELS) else table
     for run in table.index[table.pop("warm-up only")].get_level_values("run"):
         notes.append(f"{run}: its only model call was the warm-up (one case, one call): its seconds include it")
     notes.append("DSC/NSD: mean over (case, class), at the last click for click runs, percent; s/case, s/call: "
                  "medians of model-call wall seconds (CPU s: the process's CPU time, every thread), the first call "
                  "of each process left out (warm-up s) and the model's loading apart (load s); peak RSS MB: the "
                  "largest per-case rise of the resident set; peak GPU MB: torch.cuda.max_memory_allocated")
+    if "pre s/call" in table.columns:
+        notes.append("pre/model/post s/call: medians per call of the seconds the model reports for its own "
+                     "preprocessing, network passes and postprocessing (- for a model that reports none)")
     if any(column.startswith("NoC@") for column in table.columns):
         notes.append("NoC@T: mean clicks until DSC >= T over (case, class), a target never reaching T counted at the "
                      "run's click cap; NoF@T: how many never reached it")
@@ -129,12 +231,25 @@ def cost_text(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90),
     """The cost table rendered (seconds with 3 significant digits in md/latex; plain numbers in CSV), and notes."""
     table, notes = cost_table(run_dirs, targets)
     if fmt != "csv":
-        for column in SECONDS_COLUMNS:
+        for column in [c for c in SECONDS_COLUMNS if c in table.columns]:
             table[column] = table[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}")
         for column in [c for c in table.columns if c.startswith("NoF@") or c == "cases"]:
             table[column] = table[column].map(lambda v: "-" if pd.isna(v) else str(int(v)))
     unmarked = pd.DataFrame(False, index=table.index, columns=table.columns)
-    return render(table, fmt, best=unmarked), notes
+    text = render(table, fmt, best=unmarked)
+    curves = pd.concat([dice_per_second(rows).assign(run=str(rows["run"].iloc[0]))
+                        for rows in (read_run(path)[0] for path in map(Path, run_dirs))], ignore_index=True)
+    if curves.empty:
+        return text, notes
+    if fmt == "csv":
+        return text, [*notes, "the click runs' DSC against cumulative seconds is printed in md and latex only"]
+    curves = curves.set_index(["run", "click"]).astype({"targets": int})
+    curves["seconds"] = curves["seconds"].map(lambda v: f"{v:.3g}")
+    curves["targets"] = curves["targets"].map(str)
+    heading = ("% " if fmt == "latex" else "") + "DSC against cumulative model seconds per click (click runs; " \
+              "medians over (case, class), the warm-up's target left out)"
+    return (f"{text}\n{heading}\n\n" + render(curves, fmt, best=pd.DataFrame(False, index=curves.index,
+                                                                           columns=curves.columns))), notes
 
 
 def parse_targets(text: str | None) -> tuple[float, ...]:

@@ -8,7 +8,9 @@ The image comes on the native grid (`input_grid="native"`), and the model makes 
   positive click, not on the label: no oracle localisation (the `harness` preset and `bench clicks`).
 The crop, its embedding and the last low-res logits live in `state[target name]`; every call runs one decoder
 pass with the points it is given (all so far, or the newest: the protocol's `feed`) and the previous logits
-(zeros through mask_downscaling on the first pass), and the 128^3 mask goes back to the image's grid.
+(zeros through mask_downscaling on the first pass), and the 128^3 mask goes back to the image's grid. Phases
+(`models.base.phase`): preprocess = the crop and the clicks' crop positions, model = the encoder (first call of
+a target) and the decoder pass, postprocess = the mask back to the image's grid.
 
 Decided where the official code has no answer (docs/reproducing/sam-med3d.md says the same):
 - no positive click yet (nothing to centre on; the official script answers an empty target with zeros): an
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.base import Capabilities, CheckpointInfo, Image, Model, Target
+from models.base import Capabilities, CheckpointInfo, Image, Model, Target, phase
 from models.checkpoints import CheckpointLayout
 from models.sam_med3d.inference import crop_positions, encode, predict_click
 from models.sam_med3d.network import build_sam_med3d
@@ -53,7 +55,7 @@ class SamMed3DModel(Model):
     version = "1"
     capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"points"}), accumulates_clicks=False,
                                 previous_logits=True, input_grid="native", logit_masks=True,
-                                devices=frozenset({"cpu", "cuda"}))
+                                devices=frozenset({"cpu", "cuda"}), reports_phases=True)
     checkpoint_layout = CheckpointLayout(key="model_state_dict")
 
     def __init__(self, *, name: str, checkpoint_file: str):
@@ -80,16 +82,22 @@ class SamMed3DModel(Model):
             anchor = next((click.point for click in clicks if click.positive), None)
             if anchor is None:
                 return np.zeros(image.shape, bool)
-            crop = self.crop(image, anchor)
-            memory = state[target.name] = TargetState(crop, encode(self.network, crop))
-        positions, inside = crop_positions(np.array([c.point for c in clicks], float).reshape(-1, 3), memory.crop)
+            with phase("preprocess"):
+                crop = self.crop(image, anchor)
+            with phase("model"):
+                memory = state[target.name] = TargetState(crop, encode(self.network, crop))
+        with phase("preprocess"):
+            positions, inside = crop_positions(np.array([c.point for c in clicks], float).reshape(-1, 3),
+                                               memory.crop)
         if not inside.any():
             return memory.mask if memory.mask is not None else np.zeros(image.shape, bool)
         labels = np.array([int(c.positive) for c in clicks])[inside]
-        result = predict_click(self.network, memory.embedding, positions[inside], labels, memory.low_res)
+        with phase("model"):
+            result = predict_click(self.network, memory.embedding, positions[inside], labels, memory.low_res)
         memory.low_res = result.low_res
         memory.logits = result.crop_logits
-        memory.mask = to_native(result.crop_mask, memory.crop)
+        with phase("postprocess"):
+            memory.mask = to_native(result.crop_mask, memory.crop)
         return memory.mask
 
     def logit_mask(self, image: Image, name: str, state: dict[str, Any], threshold: float = 0.5) -> np.ndarray:

@@ -4,7 +4,9 @@ The runner hands the scan already in SAT space (`input_grid="satds"`: RAS, 1 x 1
 normalised; `bench.engine.spaces`) and maps the masks back to the native grid. Each class name becomes SAT's prompt (the
 bare lower-case name with the scan's modality, `encode_prompts`); the embeddings are kept per (modality, name) for
 the life of the loaded weights, so a run encodes every class once. `predict_volume` then runs the backbone once
-per window for all classes, blends and thresholds as SAT does (fp16 autocast on CUDA only).
+per window for all classes, blends and thresholds as SAT does (fp16 autocast on CUDA only). Phases
+(`models.base.phase`): preprocess = the text prompts encoded (new names only), model = the windows, blended,
+postprocess = the threshold.
 
 Weights come in two official files, loaded strictly through the restricted reader (`models.checkpoints`) in
 their layouts (`models.sat.weights`): the segmentation network (`--checkpoint nano.pth`: `{'model_state_dict':
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.base import Capabilities, CheckpointInfo, Image, Model, ModelOptionError, Target
+from models.base import Capabilities, CheckpointInfo, Image, Model, ModelOptionError, Target, phase
 from models.checkpoints import CheckpointError, load_checkpoint
 from models.sat.inference import THRESHOLD, encode_prompts, predict_volume
 from models.sat.network import NANO, PRO, WINDOW, SATConfig, SATNetwork
@@ -70,7 +72,7 @@ class SAT(Model):
 
     version = "1"
     capabilities = Capabilities(ndims=frozenset({3}), prompts=frozenset({"text"}), accumulates_clicks=False,
-                                input_grid="satds", devices=frozenset({"cpu", "cuda"}))
+                                input_grid="satds", devices=frozenset({"cpu", "cuda"}), reports_phases=True)
     checkpoint_layout = NETWORK_LAYOUT
     checkpoint_info = CheckpointInfo(files=("SAT model checkpoint (--checkpoint)",
                                             "SAT text-encoder checkpoint (--model-args text_encoder=PATH)",
@@ -121,6 +123,9 @@ class SAT(Model):
         self._embeddings.clear()
         return self
 
+    def batch_settings(self) -> dict[str, Any]:
+        return {"windows_per_pass": self.batch_size, "window": list(self.network.image_size)}
+
     def text_embeddings(self, names: Sequence[str], modality: str) -> torch.Tensor:
         """Text queries [N, 768] of class names for a scan of `modality`, each encoded once per loaded weights."""
         code = modality_code(modality)
@@ -135,9 +140,12 @@ class SAT(Model):
         if missing:
             raise ModelOptionError(f"model {self.name!r} cannot segment without {', '.join(missing)}")
         names = [target.prompt.text or target.name for target in targets]
-        queries = self.text_embeddings(names, image.modality)
-        probabilities = predict_volume(self.network, queries, image.array, batch_size=self.batch_size)
-        return {target.name: probability > THRESHOLD for target, probability in zip(targets, probabilities)}
+        with phase("preprocess"):
+            queries = self.text_embeddings(names, image.modality)
+        with phase("model"):
+            probabilities = predict_volume(self.network, queries, image.array, batch_size=self.batch_size)
+        with phase("postprocess"):
+            return {target.name: probability > THRESHOLD for target, probability in zip(targets, probabilities)}
 
 
 def sat_nano(*, text_encoder: str | None = None, tokenizer: str | None = None, window=None,

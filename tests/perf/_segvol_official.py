@@ -47,7 +47,7 @@ def main() -> None:
         model.text_encoder.tokenizer = AutoTokenizer.from_pretrained(args.clip)
     except (TypeError, ValueError, OSError):  # 4.18 cannot convert a vocab/merges directory to a fast tokenizer here
         model.text_encoder.tokenizer = CLIPTokenizer.from_pretrained(args.clip)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     item = process_ct_gt(args.ct, args.seg, CATEGORIES, ROI)
     index = CATEGORIES.index("liver")
     record = zoom_in_zoom_out(build, model, item["image"].float().unsqueeze(0),
@@ -56,9 +56,9 @@ def main() -> None:
                               item["zoom_out_label"][index:index + 1].unsqueeze(0), categories=["liver"])
     logits = record["liver"][4]
     mask = (torch.sigmoid(logits) > 0.5).numpy()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(args.out, mask)
-    print(json.dumps({"seconds": seconds, "shape": list(mask.shape)}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "shape": list(mask.shape)}))
 
 
 if __name__ == "__main__":

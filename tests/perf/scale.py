@@ -8,7 +8,8 @@ in this run by
 - `evaluate_folders` on a Dask LocalCluster of one and of two single-threaded workers (started before timing).
 The best of the repeats counts, each into a fresh run folder. Targets: with two workers, the local pool and Dask
 reach >= 95% of the bare pool's speed-up over the plain loop; with one worker, both are within 5% of the loop.
-Throughput is wall-clock by nature: on a machine shared with other work the numbers move with its load, printed.
+Throughput is wall-clock by nature: on a machine shared with other work the numbers move with its load, printed;
+beside it the CPU seconds per case of the best run, in this process and its workers (`_timing.tree_cpu`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from bench.engine.evaluation import RunSettings, _score_and_store, evaluate_folders
 from bench.data.matching import match_cases
-from tests.perf._timing import load_line
+from tests.perf._timing import load_line, tree_cpu
 from tests.perf.cases import CLASSES, write_cases
 
 
@@ -45,14 +46,16 @@ def main() -> None:
         pairs, _ = match_cases(pred, ref)
         runs = iter(range(10**6))
 
-        def rate(run) -> float:
-            """Cases per second of the best of `--repeats` runs, each into a fresh run folder."""
-            best = 0.0
+        def rate(run) -> tuple[float, float]:
+            """Cases per second of the best of `--repeats` runs, each into a fresh run folder, and that run's CPU
+            seconds per case."""
+            best = (0.0, 0.0)
             for _ in range(args.repeats):
                 out_dir = root / f"run{next(runs)}"
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), tree_cpu()
                 run(out_dir)
-                best = max(best, args.cases / (time.perf_counter() - start))
+                wall, cpu = time.perf_counter() - start, tree_cpu() - cpu
+                best = max(best, (args.cases / wall, cpu / args.cases))
             return best
 
         def loop(out_dir: Path) -> None:
@@ -74,8 +77,10 @@ def main() -> None:
                 rates[f"dask, {workers} worker(s)"] = rate(
                     lambda out_dir: evaluate_folders(pred, ref, out_dir, settings, progress=False, executor="dask",
                                                      scheduler=cluster.scheduler_address))
+    cpu = {name: per_case for name, (_, per_case) in rates.items()}
+    rates = {name: value for name, (value, _) in rates.items()}
     for name, value in rates.items():
-        print(f"{name:<20}: {value:6.2f} cases/s")
+        print(f"{name:<20}: {value:6.2f} cases/s, {cpu[name]:.3f} s CPU/case")
     base, bare = rates["no executor (loop)"], rates["bare pool, 2 procs"] / rates["no executor (loop)"]
     print(f"bare pool, 2 processes vs loop : {bare:.2f} x   (what this machine gives two processes now)")
     for name in ("local", "dask"):

@@ -54,7 +54,8 @@ def count_windows(network, function, *args):
 
 
 def run_official(python: str, checkout: Path, kind: str, zoom_in: bool, clip_dir: Path, out: Path) -> dict:
-    """The official demo path in a subprocess; returns its seconds and writes its final mask to `out`."""
+    """The official demo path in a subprocess; returns its wall and CPU seconds and writes its final mask to
+    `out`."""
     script = Path(__file__).with_name("_segvol_official.py")
     command = [python, str(script), str(checkout.resolve()), str(CASE / "ct.nii.gz"), str(CASE / "seg_total.nii.gz"),
                "--kind", kind, "--clip", str(clip_dir), "--out", str(out)] + (["--zoom-in"] if zoom_in else [])
@@ -107,7 +108,8 @@ def main() -> None:
                     ours = to_segvol_grid(mask, volume.geometry)
                     same = theirs.shape == ours.shape and np.array_equal(theirs, ours)
                     differing = "shape differs" if theirs.shape != ours.shape else int((theirs != ours).sum())
-                    line += (f" | official {official['seconds']:7.2f} s, ratio official/ours "
+                    line += (f" | official {official['seconds']:7.2f} s (CPU {official['cpu_seconds']:.2f} s), "
+                             "ratio official/ours "
                              f"{official['seconds'] / best.wall:5.2f}, same mask: {same} ({differing} voxels differ)")
                 print(line, flush=True)
 

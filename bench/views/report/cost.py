@@ -1,6 +1,7 @@
 """The report's cost sections: the runs' cost table, accuracy against time (one point per run, the interquartile
-range of its per-case seconds as the horizontal bar) and per-click latency of the click runs (median and quartiles
-of each click's model-call seconds). The numbers come from `bench.views.cost`; the warm-up call is left out there."""
+range of its per-case seconds as the horizontal bar), per-click latency of the click runs (median and quartiles
+of each click's model-call seconds) and their Dice per second (DSC against cumulative model seconds, one curve per
+run, a point per click). The numbers come from `bench.views.cost`; the warm-up call is left out there."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from bench.views.cost import case_seconds, click_latency, cost_table, read_run
+from bench.views.cost import case_seconds, click_latency, cost_table, dice_per_second, read_run
 from bench.views.report.figures import _STYLE, COLOURS, save
 from bench.views.report.page import figure, html_table
 
@@ -52,11 +53,28 @@ def click_latency_figure(latency: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def dice_per_second_figure(curves: pd.DataFrame) -> plt.Figure:
+    """DSC (percent) against cumulative model seconds, one line per run, a marker per click; log x."""
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+        for i, (run, group) in enumerate(curves.groupby("run", sort=True)):
+            axes.plot(group["seconds"], group["DSC"], color=COLOURS[i % len(COLOURS)], marker="o", markersize=3,
+                      label=str(run))
+        axes.set_xscale("log")
+        axes.set_xlabel("cumulative model seconds (median over targets)")
+        axes.set_ylabel("DSC (%, median over targets)")
+        axes.set_ylim(0, 100)
+        axes.grid(alpha=0.3)
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.legend(frameon=False, loc="lower right")
+    return fig
+
+
 def cost_sections(run_dirs: Sequence[Path], out_dir: Path, folder: str) -> tuple[list[tuple[str, str]], list[str]]:
     """(the report's cost sections, their notes); figures are written under `out_dir / folder`."""
     table, notes = cost_table(run_dirs)
     sections = [("Cost beside accuracy", html_table(table.drop(columns=["device"])))]
-    points, latency = [], []
+    points, latency, curves = [], [], []
     for path in map(Path, run_dirs):
         rows, _, _ = read_run(path)
         seconds = case_seconds(rows)
@@ -67,6 +85,9 @@ def cost_sections(run_dirs: Sequence[Path], out_dir: Path, folder: str) -> tuple
         curve = click_latency(rows)
         if not curve.empty:
             latency.append(curve.astype(float).assign(run=run))
+        curve = dice_per_second(rows)
+        if not curve.empty:
+            curves.append(curve.astype(float).assign(run=run))
     if points:
         stem = f"{folder}/cost_accuracy_vs_time"
         save(accuracy_vs_time(pd.DataFrame(points)), out_dir / stem)
@@ -78,4 +99,10 @@ def cost_sections(run_dirs: Sequence[Path], out_dir: Path, folder: str) -> tuple
         save(click_latency_figure(latency), out_dir / stem)
         sections.append(("Per-click latency", figure(stem, "Model seconds per call at each click: median over "
                                                            "(case, class), band: quartiles; warm-up call left out")))
+    if curves:
+        stem = f"{folder}/cost_dice_per_second"
+        save(dice_per_second_figure(pd.concat(curves, ignore_index=True)), out_dir / stem)
+        sections.append(("Dice per second", figure(stem, "DSC against the model seconds spent on a target up to each "
+                                                         "click: medians over (case, class), one point per click; "
+                                                         "the target holding the warm-up call left out")))
     return sections, notes
