@@ -19,11 +19,11 @@ import math
 from collections.abc import Iterable, Sequence
 
 from protocols.lesions import FRACTION_LESION_METRICS, LESION_COLUMNS
+from protocols.metrics import BASE_METRICS
 from protocols.overlap import COUNT_COLUMNS, overlap_metrics
 from protocols.surfaces import SurfacePair
 from protocols.errors import BenchError
 
-BASE_METRICS = ("dsc", "nsd")
 OVERLAP_NAMES = {"iou": "iou", "precision": "precision", "recall": "recall", "vol_diff": "vol_diff_mm3",
                  "rel_vol_error": "rel_vol_error"}
 DISTANCE_NAMES = {"hd95": "hd95_mm", "assd": "assd_mm"}

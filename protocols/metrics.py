@@ -21,6 +21,7 @@ from protocols.boxes import bounding_box
 from protocols.errors import BenchError
 
 EMPTY_POLICIES = ("sat", "nan")
+BASE_METRICS = ("dsc", "nsd")  # what every row scores; `protocols.class_metrics` adds the others on request
 # Grids a case can be scored on: its own (native) or SAT-DS's resampled 1 x 1 x 3 mm grid (bench/engine/scoring_grid.py).
 EVALUATION_GRIDS = ("native", "satds")  # where `bench evaluate` scores a prediction folder
 

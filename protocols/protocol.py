@@ -28,7 +28,10 @@ A preset (`protocols/presets/<name>.yaml`, lm-evaluation-harness style) names:
   case's NSD is 0 where its class-mean DSC is at most this), `time_limit_s_per_class` (a case's scores are 0
   where its model time exceeds this times its classes; applied on request), and `label_map: true`: a case's
   class masks are written into one label map in class order, later classes overwriting earlier ones, and each
-  class is scored from that map (SAM-Med3D's current validate_paired_img_gt);
+  class is scored from that map (SAM-Med3D's current validate_paired_img_gt); `bench evaluate` builds its
+  protocol (`bench.engine.evaluation.evaluation_spec`: no prompts, the grid, tolerance and empty rule given) with
+  three more scoring fields that presets do not set: the `metrics` beyond DSC and NSD, an `ignore_label`, and
+  `lesions` (how lesion-wise scores match lesions);
 - `model_args`: options the protocol sets for models by name pattern (SAM's intensity path in SAM-Med3D's 2D
   baseline), under any the user gives;
 - `rules`: each rule the preset reproduces, with the official file:line it comes from
@@ -43,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 
-from protocols.metrics import EMPTY_POLICIES, check_tolerance
+from protocols.metrics import BASE_METRICS, EMPTY_POLICIES, check_tolerance
 from protocols.prompts_clicks import FIRST_CLICKS, NEXT_CLICKS
 from protocols.errors import BenchError
 
@@ -106,6 +109,22 @@ class Prompts:
 
 
 @dataclass(frozen=True)
+class LesionMatching:
+    """How lesion-wise scores find and match lesions (`protocols.lesions`): the classes scored so (None: every
+    class), the connectivity of a lesion (None: full, 26 in 3D and 8 in 2D), the matcher and its IoU threshold,
+    and whether the files are instance label maps whose instances are the lesions."""
+
+    classes: tuple[str, ...] | None = None
+    connectivity: int | None = None
+    matcher: str = "hungarian"
+    match_iou: float = 0.5
+    instance_maps: bool = False
+
+
+EVALUATION_ONLY = {"metrics": list(BASE_METRICS), "ignore_label": None, "lesions": None}  # scoring fields: defaults
+
+
+@dataclass(frozen=True)
 class Scoring:
     grid: str = "native"
     distances: str = "mm"
@@ -118,6 +137,9 @@ class Scoring:
     time_limit_s_per_class: float | None = None
     class_tolerance_mm: tuple[tuple[str, float], ...] = ()
     label_map: bool = False
+    metrics: tuple[str, ...] = BASE_METRICS
+    ignore_label: int | None = None
+    lesions: LesionMatching | None = None
 
     def tolerance_for(self, class_name: str) -> float:
         """The NSD tolerance of a class: its own when the preset names it, else `tolerance_mm`."""
@@ -151,7 +173,29 @@ class Protocol:
         return "points" in self.prompts.kinds and self.prompts.segvol_points is None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The protocol as run.json records it. Fields at their defaults that only `bench evaluate` sets are left
+        out, and so are the prompts of a protocol that gives none, so a model run's record is what it was before
+        they existed (resuming compares it)."""
+        data = asdict(self)
+        data["scoring"]["metrics"] = list(self.scoring.metrics)
+        data["scoring"] = {key: value for key, value in data["scoring"].items()
+                           if key not in EVALUATION_ONLY or value != EVALUATION_ONLY[key]}
+        if not self.prompts.kinds:
+            del data["prompts"]
+        return data
+
+
+def evaluation_protocol(*, grid: str = "native", tolerance_mm: float = 1.0, empty: str = "nan",
+                        metrics: Sequence[str] = BASE_METRICS, ignore_label: int | None = None,
+                        lesions: LesionMatching | None = None) -> Protocol:
+    """`bench evaluate`'s protocol: predictions on disk, no prompts, scored on the native grid or on SAT-DS's
+    (`satds`: both sides taken to SAT-DS's 1 x 1 x 3 mm grid and scored there)."""
+    satds = grid == "satds"
+    return Protocol("evaluate", "Prediction files scored against the references.",
+                    space=Space(grid="satds" if satds else "native"), prompts=Prompts(kinds=()),
+                    scoring=Scoring(grid="space" if satds else "native", empty=empty, tolerance_mm=tolerance_mm,
+                                    report=("final",), metrics=tuple(metrics), ignore_label=ignore_label,
+                                    lesions=lesions))
 
 
 def with_overrides(protocol: Protocol, *, n_clicks: int | None = None, seed: int | None = None) -> Protocol:

@@ -313,7 +313,8 @@ def test_grid_satds_scores_on_sat_grid_and_is_recorded(shared_dir, tmp_path):
     expected = evaluate_case(p, r, spacing, {"spleen": 1, "liver": 6})
     assert [satds.loc[s.class_name, "nsd"] for s in expected] == [s.nsd for s in expected]
     assert satds.loc["spleen", "nsd"] != native.loc["spleen", "nsd"]
-    assert json.loads((tmp_path / "satds" / "run.json").read_text())["grid"] == "satds"
+    protocol = json.loads((tmp_path / "satds" / "run.json").read_text())["protocol"]
+    assert (protocol["space"]["grid"], protocol["scoring"]["grid"]) == ("satds", "space")
 
 
 def test_distances_are_extra_columns_on_request(tmp_path):

@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 
 from bench.cli.app import app
 from bench.data.io import write_volume
+from bench.engine import store
+from bench.engine.upgrade import upgraded
+from bench.views.runs import stored_policy
 from protocols.case import evaluate_case
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -49,6 +52,34 @@ def _evaluate(root, *extra):
     args = ["evaluate", "--pred", str(root / "pred"), "--ref", str(root / "ref"), "--out", str(root / "out"),
             *named, *extra]
     return CliRunner().invoke(app, args)
+
+
+def _scoring(out) -> dict:
+    """The scoring settings run.json records (the evaluate protocol's)."""
+    return json.loads((out / "run.json").read_text())["protocol"]["scoring"]
+
+
+def test_a_run_folder_of_the_earlier_run_json_shape_resumes_and_reads_the_same(tmp_path):
+    """Before the one spec, bench evaluate wrote its scoring settings as top-level run.json fields: such a folder
+    resumes under the same settings (nothing re-scored), is refused under other ones, and its views read the
+    policy it was scored with."""
+    _folders(tmp_path, n_cases=1)
+    first = _evaluate(tmp_path, "--labels", "1=liver,2=spleen", "--tolerance", "2", "--empty-policy", "sat")
+    assert first.exit_code == 0, first.output
+    config = json.loads((tmp_path / "out" / "run.json").read_text())
+    old = {key: value for key, value in config.items() if key != "protocol"}
+    old.update(tolerance_mm=2.0, empty_policy="sat", grid="native", distances=False)  # as the old as_config wrote
+    (tmp_path / "out" / "run.json").write_text(json.dumps(old))
+    again = _evaluate(tmp_path, "--labels", "1=liver,2=spleen", "--tolerance", "2", "--empty-policy", "sat")
+    assert again.exit_code == 0, again.output
+    assert "scored 0 case(s), 1 stored with unchanged inputs" in again.output
+    assert store.read_config(tmp_path / "out")["protocol"] == json.loads(json.dumps(config["protocol"]))
+    (tmp_path / "out" / "run.json").write_text(json.dumps(old))
+    other = _evaluate(tmp_path, "--labels", "1=liver,2=spleen", "--empty-policy", "sat")
+    assert other.exit_code == 2 and "(protocol.scoring.tolerance_mm)" in other.output and "Traceback" not in other.output
+    assert stored_policy(store.read_config(tmp_path / "out")) == "sat"
+    old.update(empty_policy="nan")
+    assert stored_policy(upgraded(old)) == "nan" and upgraded(old)["protocol"]["scoring"]["tolerance_mm"] == 2.0
 
 
 def test_rows_match_evaluate_case(tmp_path):
@@ -154,7 +185,7 @@ def test_resume_skips_stored_cases_and_refuses_other_settings(tmp_path):
         pd.read_parquet(tmp_path / "out" / "metrics.parquet").drop(columns="seconds"), first.drop(columns="seconds")
     )
     other = _evaluate(tmp_path, *classes, "--tolerance", "2")
-    assert other.exit_code == 2 and "different settings (tolerance_mm)" in other.output
+    assert other.exit_code == 2 and "different settings (protocol.scoring.tolerance_mm)" in other.output
 
 
 def test_workers_give_identical_rows(tmp_path):
@@ -230,8 +261,7 @@ def test_metrics_option_adds_columns_and_default_rows_are_unchanged(tmp_path):
             for column, value in score.extra.items():
                 assert got.loc[score.class_name, column] == (pytest.approx(value) if column != "distance_rule"
                                                              else value)
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["metrics"] == ["dsc", "nsd", "iou", "recall",
-                                                                                "hd95"]
+    assert _scoring(tmp_path / "out")["metrics"] == ["dsc", "nsd", "iou", "recall", "hd95"]
     bad = _evaluate(tmp_path, *classes, "--metrics", "dsc,hd99", "--overwrite")
     assert bad.exit_code == 2 and "--metrics: unknown metric 'hd99'" in bad.output and "Traceback" not in bad.output
     clash = _evaluate(tmp_path, *classes, "--ignore-label", "2", "--overwrite")
@@ -263,8 +293,7 @@ def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
     assert set(lesions.class_name) == {"kidney tumor"} and len(lesions) == 4
     assert not lesions.duplicated(["case_id", "class_name", "side", "lesion"]).any()
     assert lesions[lesions.side == "ref"].partner.tolist() == [1, 0]
-    config = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert config["lesion_classes"] == ["kidney tumor"]
+    assert _scoring(tmp_path / "out")["lesions"]["classes"] == ["kidney tumor"]
     every = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion", "--instances",
                       "--overwrite")
     assert every.exit_code == 0, every.output
@@ -273,8 +302,8 @@ def test_lesion_metric_writes_tidy_rows_and_a_lesion_table(tmp_path):
     options = ["--matcher", "greedy", "--match-iou", "0.3", "--connectivity", "6", "--overwrite"]
     greedy = _evaluate(tmp_path, "--labels", "1=kidney,2=kidney tumor", "--metrics", "lesion", *options)
     assert greedy.exit_code == 0, greedy.output
-    config = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert (config["lesion_matcher"], config["lesion_match_iou"], config["lesion_connectivity"]) == ("greedy", 0.3, 6)
+    lesions = _scoring(tmp_path / "out")["lesions"]
+    assert (lesions["matcher"], lesions["match_iou"], lesions["connectivity"]) == ("greedy", 0.3, 6)
     organs = _evaluate(tmp_path, "--labels", "1=kidney", "--metrics", "lesion", "--overwrite")
     assert organs.exit_code == 0, organs.output
     assert "no class of this class map is a lesion class" in organs.output
@@ -303,8 +332,8 @@ def test_instance_maps_score_the_given_lesions(tmp_path):
     assert row.dsc == pytest.approx(2 * 64 / (64 + 18 + 128))
     lesions = pd.read_parquet(tmp_path / "out" / "lesions.parquet")
     assert lesions[lesions.side == "ref"].voxels.tolist() == [64, 64]
-    config = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert config["lesion_instance_maps"] is True and "lesion" in config["metrics"]
+    scoring = _scoring(tmp_path / "out")
+    assert scoring["lesions"]["instance_maps"] is True and "lesion" in scoring["metrics"]
     components = _evaluate(tmp_path, "--labels", "3+7=liver tumor", "--metrics", "lesion", "--overwrite")
     assert pd.read_parquet(tmp_path / "out" / "metrics.parquet").iloc[0].lesion_ref == 1, components.output
     for extra, message in ((("--labels", "1=liver tumor,2=kidney tumor"), "one class; the class map names 2"),
@@ -345,7 +374,7 @@ def test_both_empty_rows_are_left_out_by_default_and_counted_in_the_printed_tabl
     both = rows.ref_empty & rows.pred_empty
     assert both.sum() == len(absent) and rows.loc[both, ["dsc", "nsd"]].isna().all().all()
     assert rows.loc[~both, "dsc"].notna().all()
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["empty_policy"] == "nan"
+    assert _scoring(tmp_path / "out")["empty"] == "nan"
     assert f"{len(absent)} of {n_classes} (case, class) rows empty in both reference and prediction" in result.output
     assert "left out of means" in result.output
     brain = next(line for line in result.output.splitlines() if line.startswith("| brain "))

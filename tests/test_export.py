@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli.app import app
-from bench.engine.evaluation import RunSettings, evaluate_folders
+from bench.engine.evaluation import evaluate_folders, evaluation_spec
 from bench.data.io import write_volume
 
 
@@ -38,9 +38,10 @@ def scored(tmp_path_factory):
             pred[pred > 1] = 0
         write_volume(refs / f"c{i}.nii.gz", ref, np.diag([0.8, 0.8, 2.5, 1.0]))
         write_volume(preds / f"c{i}.nii.gz", pred, np.diag([0.8, 0.8, 2.5, 1.0]))
-    settings = RunSettings(run="r", model="m", dataset="demo", modality="CT", classes={"liver": 1, "kidney": (2, 3)})
+    classes = {"liver": 1, "kidney": (2, 3)}
     out = root / "run"
-    evaluate_folders(preds, refs, out, settings, progress=False)
+    evaluate_folders(refs, out, evaluation_spec(run="r", model="m", predictions=preds, classes=classes),
+                     dataset="demo", modality="CT", classes=classes, progress=False)
     return refs, preds, out
 
 

@@ -15,7 +15,8 @@ from bench.data.catalog.cases import discover_sources
 from bench.data.io import read_volume, write_volume
 from bench.engine.preprocess import plan_transform
 from bench.engine.presets import load_protocol, preset_names
-from bench.engine.runner import RunSpec, run_case, run_cases
+from bench.engine.runner import run_case, run_cases
+from bench.engine.spec import RunSpec
 from models.base import Capabilities, Model
 from models.registry import register_model
 from protocols.prompts import Box

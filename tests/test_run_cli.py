@@ -81,6 +81,10 @@ def test_bench_clicks_takes_cases_and_classes_from_a_catalog_dataset(raw_dataset
     assert result.exit_code == 0, result.output
     rows = pd.read_parquet(out / "metrics.parquet")
     assert set(rows.class_name) == {"spleen"} and len(rows) == 2
+    report = CliRunner().invoke(app, ["report", "--run", str(out), "--out", str(tmp_path / "report"), "--n-boot", "5"])
+    assert report.exit_code == 0, report.output  # the run's tolerance, read from its protocol (was "?")
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "NSD tolerance 1.0 mm" in page and "NSD tolerance ?" not in page
     both = CliRunner().invoke(app, ["clicks", "--model", "oracle", "--root", str(raw_dataset), "--images",
                                     str(raw_dataset), "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "not both" in both.output
@@ -241,3 +245,14 @@ def test_a_catalog_style_root_of_an_unnamed_dataset_names_its_rows(raw_dataset, 
         rows = pd.read_parquet(tmp_path / folder / "metrics.parquet")
         assert set(rows.dataset) == {raw_dataset.name}, folder
     assert f"predictions on {raw_dataset.name} (CT)" in scored.output
+
+
+@pytest.mark.parametrize("command", ["run", "clicks"])
+def test_ref_is_spelled_as_bench_evaluate_spells_it(tmp_path, command):
+    """`--ref` (bench evaluate's name) is `--refs`: the same folder reaches the same check."""
+    (tmp_path / "images").mkdir()
+    outputs = [CliRunner().invoke(app, [command, "--model", "oracle", "--images", str(tmp_path / "images"), option,
+                                        str(tmp_path / "labels"), "--labels", "1=liver", "--modality", "CT",
+                                        "--out", str(tmp_path / "out")]) for option in ("--ref", "--refs")]
+    assert [o.exit_code for o in outputs] == [2, 2] and outputs[0].output == outputs[1].output, outputs[0].output
+    assert "labels" in outputs[0].output and "No such option" not in outputs[0].output

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bench.engine import store
 from bench.cli.app import app
-from bench.engine.evaluation import RunSettings, evaluate_folders
+from bench.engine.evaluation import evaluate_folders, evaluation_spec
 from bench.data.io import read_label_map, write_volume
 
 distributed = pytest.importorskip("distributed")
@@ -66,12 +66,14 @@ def test_dask_local_cluster_gives_the_local_rows(tmp_path):
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path):
     _cases(tmp_path, 16, shape=(110, 100, 36))
-    settings = RunSettings(run="r", model="m", dataset="d", modality="CT", classes={"liver": 1, "spleen": 2})
+    classes = {"liver": 1, "spleen": 2}
+    spec = evaluation_spec(run="r", model="m", predictions=tmp_path / "pred", classes=classes)
+    reference = {"dataset": "d", "modality": "CT", "classes": classes}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         outcome = {}
         thread = threading.Thread(target=lambda: outcome.update(result=evaluate_folders(
-            tmp_path / "pred", tmp_path / "ref", tmp_path / "out", settings, progress=False, executor="dask",
+            tmp_path / "ref", tmp_path / "out", spec, **reference, progress=False, executor="dask",
             scheduler=cluster.scheduler_address)))
         thread.start()
         deadline = time.time() + 240
@@ -85,7 +87,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path):
     assert not result.errors and result.scored == 16
     table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     assert len(table) == 32 and not table.duplicated(["case_id", "class_name"]).any()
-    clean = evaluate_folders(tmp_path / "pred", tmp_path / "ref", tmp_path / "clean", settings, progress=False)
+    clean = evaluate_folders(tmp_path / "ref", tmp_path / "clean", spec, **reference, progress=False)
     pd.testing.assert_frame_equal(_rows(tmp_path / "out"), clean.table[COLUMNS].sort_values(
         ["case_id", "class_name"]).reset_index(drop=True))
 

@@ -15,7 +15,8 @@ import bench.engine.runner as runner
 from bench.data.catalog.cases import discover_sources
 from bench.data.io import write_volume
 from bench.engine.presets import load_protocol
-from bench.engine.runner import RunSpec, run_case
+from bench.engine.runner import run_case
+from bench.engine.spec import RunSpec
 from models.base import Capabilities, Model
 from models.registry import register_model
 from protocols.interactive import case_table

@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.data.catalog import DatasetInfo
 from bench.data.catalog.names import unified_class_name
-from bench.engine.evaluation import RunOutcome, RunSettings, evaluate_folders
+from bench.engine.evaluation import RunOutcome, evaluate_folders, evaluation_spec
 from bench.data.io import InputError
 
 MODEL_NAME = "nnU-Net"
@@ -83,6 +83,8 @@ def score(info: DatasetInfo, prediction_folder: Path, reference_folder: Path, ou
           model: str = MODEL_NAME, tolerance_mm: float = 1.0, empty_policy: str = "sat", workers: int = 1,
           progress: bool = True) -> RunOutcome:
     """DSC/NSD of every predicted test case for every class of the dataset, derived classes included."""
-    settings = RunSettings(run=run or out.name, model=model, dataset=info.name, modality=info.modality,
-                           classes=info.nnunet_classes(), tolerance_mm=tolerance_mm, empty_policy=empty_policy)
-    return evaluate_folders(prediction_folder, reference_folder, out, settings, workers=workers, progress=progress)
+    classes = info.nnunet_classes()
+    spec = evaluation_spec(run=run or out.name, model=model, predictions=prediction_folder, classes=classes,
+                           tolerance_mm=tolerance_mm, empty_policy=empty_policy)
+    return evaluate_folders(reference_folder, out, spec, dataset=info.name, modality=info.modality, classes=classes,
+                            workers=workers, progress=progress)

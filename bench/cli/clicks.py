@@ -70,7 +70,8 @@ def clicks(
     ctx: typer.Context,
     model: str = typer.Option(..., help=f"Model name: {', '.join(model_names())}."),
     images: Path = typer.Option(None, help="Folder of images (<case>_0000.nii.gz or <case>.nii.gz)."),
-    refs: Path = typer.Option(None, help="Folder of reference label maps (<case>.nii.gz)."),
+    refs: Path = typer.Option(None, "--refs", "--ref", help="Folder of reference label maps (<case>.nii.gz; --ref as "
+                              "bench evaluate spells it)."),
     root: Path = typer.Option(None, help="Catalog-style dataset folder (nnU-Net raw, MSD; class map from the "
                                          "catalog or its dataset.json) instead of --images/--refs."),
     split: str = typer.Option("test", help="SAT's split of a catalog dataset (with --root): test, train or all."),

@@ -10,10 +10,11 @@ from bench.data.class_maps import read_class_map
 from bench.cli.reporting import print_click_summary, print_summary
 from bench.cli.leaderboard import leaderboard_text
 from bench.cli.tables import tables_text
-from bench.engine.evaluation import RunSettings, evaluate_folders
+from bench.engine.evaluation import evaluate_folders, evaluation_spec
 from bench.engine.presets import load_protocol
 from bench.data.sources import folder_sources
-from bench.engine.runner import RunSpec, run_cases
+from bench.engine.runner import run_cases
+from bench.engine.spec import RunSpec
 from bench.data.synthetic import CLASSES, PRETEND_MODELS, write_demo_set
 from protocols.protocol import with_overrides
 
@@ -26,10 +27,12 @@ def demo(out: Path = typer.Option(Path("results/runs/demo"), help="Folder for th
     data = write_demo_set(out / "data")
     typer.echo(f"synthetic CT set: {data} (4 cases, {len(CLASSES)} organs, spacing 0.8 x 0.8 x 2.5 mm)")
     for model in PRETEND_MODELS:
-        settings = RunSettings(run=f"demo-{model}", model=model, dataset="demo", modality="CT", classes=CLASSES)
-        outcome = evaluate_folders(data / "predictions" / model, data / "labels", out / "runs" / model, settings)
+        spec = evaluation_spec(run=f"demo-{model}", model=model, predictions=data / "predictions" / model,
+                               classes=CLASSES)
+        outcome = evaluate_folders(data / "labels", out / "runs" / model, spec, dataset="demo", modality="CT",
+                                   classes=CLASSES)
         print_summary(outcome.table, f"{model}: mean over {outcome.table.case_id.nunique()} cases (NSD @ 1 mm)",
-                      settings.empty_policy)
+                      spec.protocol.scoring.empty)
     protocol = with_overrides(load_protocol("harness"), n_clicks=10)
     sources = folder_sources(data / "images", data / "labels", read_class_map(data / "classes.json"),
                              dataset="demo", modality="CT")

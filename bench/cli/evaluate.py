@@ -11,10 +11,10 @@ from bench.engine import store
 from bench.data.catalog import load_catalog, term_key
 from bench.data.catalog.cases import SPLITS
 from bench.engine.executors import EXECUTORS
-from protocols.class_metrics import LESION
 from protocols.metrics import EMPTY_POLICIES, EVALUATION_GRIDS
 from bench.cli.reporting import interrupted, note, print_summary
-from bench.engine.evaluation import RunSettings, check_out_dir, evaluate_pairs, summary_numbers
+from bench.engine.evaluation import (check_out_dir, evaluate_pairs, evaluation_config, evaluation_spec,
+                                     summary_numbers, with_reference)
 from bench.data.io import InputError
 from bench.data.matching import match_predictions
 from bench.engine.provenance import command_line
@@ -89,24 +89,28 @@ def evaluate(
                                     classes=classes, labels=labels, modality=modality)
         if target.ndim == 2 and grid is not Grid.native:
             raise InputError(f"--grid {grid.value}: {ref} holds 2D PNG slices, scored on their own pixel grid only")
-        settings = RunSettings(
-            run=run or out.name, model=model or pred.name, dataset=target.dataset, modality=target.modality,
-            classes=target.classes, tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value,
-            orientation=target.orientation, distances=distances, metrics=tuple(metrics.split(",")),
-            ignore_label=ignore_label, connectivity=connectivity, matcher=matcher, match_iou=match_iou,
+        spec = evaluation_spec(
+            run=run or out.name, model=model or pred.name, predictions=pred, classes=target.classes,
+            tolerance_mm=tolerance, empty_policy=empty_policy.value, grid=grid.value, distances=distances,
+            metrics=tuple(metrics.split(",")), ignore_label=ignore_label, connectivity=connectivity,
+            matcher=matcher, match_iou=match_iou,
             lesion_classes=None if instances else lesion_classes(target.modality, target.classes),
             instance_maps=instance_maps,
         )
-        if LESION in settings.metrics and not settings.lesion_classes and not (instances or instance_maps):
+        lesions = spec.protocol.scoring.lesions
+        if lesions and not lesions.classes and not (instances or instance_maps):
             note("note: --metrics lesion: no class of this class map is a lesion class of the catalog; "
                  "--instances scores every class lesion by lesion")
         check_out_dir(out, pred, ref, root)
         pairs, unmatched = match_predictions(pred, target.refs, target.elsewhere)
-        config = {**settings.as_config(pred, ref or root), "references": target.source}
+        reference = {"dataset": target.dataset, "modality": target.modality, "classes": target.classes,
+                     "orientation": target.orientation}
+        pairs = with_reference(pairs, **reference)
+        config = {**evaluation_config(spec, ref or root, **reference), "references": target.source}
         if target.unmapped:
             note(f"note: {len(target.unmapped)} class(es) have no SAT term for {target.modality} and fall outside "
                  f"SAT's regions: {', '.join(target.unmapped[:20])}")
-        outcome = evaluate_pairs(pairs, unmatched, out, settings, config, workers=workers, overwrite=overwrite,
+        outcome = evaluate_pairs(pairs, unmatched, out, spec, config, workers=workers, overwrite=overwrite,
                                  executor=executor.value, scheduler=scheduler)
     except KeyboardInterrupt:
         interrupted(out)
@@ -127,6 +131,6 @@ def evaluate(
         raise typer.Exit(1)
     store.update_config(out, command_line=command_line(ctx), summary=summary_numbers(outcome.table))
     unit = "mm" if target.ndim == 3 else "pixel (PNG slices carry no spacing)"
-    print_summary(outcome.table, f"{settings.model} on {settings.dataset} ({settings.modality}): mean over cases "
-                                 f"(NSD tolerance {tolerance:g} {unit}, empty policy {settings.empty_policy}, "
-                                 f"{settings.grid} grid)", settings.empty_policy)
+    print_summary(outcome.table, f"{spec.model} on {target.dataset} ({target.modality}): mean over cases "
+                                 f"(NSD tolerance {tolerance:g} {unit}, empty policy {empty_policy.value}, "
+                                 f"{grid.value} grid)", empty_policy.value)

@@ -12,7 +12,8 @@ import typer
 from bench.engine import store
 from bench.engine.evaluation import class_summary, summary_numbers
 from bench.engine.progress import CaseProgress
-from bench.engine.runner import CaseFailures, RunSpec, given_kinds, model_for, run_cases, untrained
+from bench.engine.runner import CaseFailures, given_kinds, model_for, run_cases, untrained
+from bench.engine.spec import RunSpec
 from bench.views.runs import both_empty_line
 from protocols.interactive import case_table, max_over_clicks, summarise_clicks
 from protocols.protocol import Protocol

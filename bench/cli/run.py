@@ -21,7 +21,8 @@ def run(
     split: str = typer.Option("test", help="SAT's split of a catalog dataset: test, train or all."),
     manifest: Path = typer.Option(None, help="Case manifest (YAML/JSON, or SAT-DS .jsonl) under --root."),
     images: Path = typer.Option(None, help="Ad-hoc folder of images (instead of --root)."),
-    refs: Path = typer.Option(None, help="Ad-hoc folder of reference label maps (with --images)."),
+    refs: Path = typer.Option(None, "--refs", "--ref", help="Ad-hoc folder of reference label maps (with --images; "
+                              "--ref as bench evaluate spells it)."),
     classes: Path = typer.Option(None, help="Class map for --refs (JSON or dataset.json)."),
     labels: str = typer.Option(None, help="Inline class map for --refs, e.g. '1=liver,2=spleen'."),
     modality: str = typer.Option(None, help="CT, MRI or PET for --images cases (default: the catalog's or the "

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.data.catalog.orientation import SAT_ORIENTATION
 from bench.data.io import InputError, volume_suffix
 
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
@@ -24,11 +25,16 @@ _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 @dataclass(frozen=True)
 class CasePair:
     """A case's prediction and reference: volume files or case folders, or (2D) tuples of mask files in the
-    same order."""
+    same order; with what the reference set says of the case, as a `CaseSource` carries it (its dataset,
+    modality, class map and SAT-DS orientation; `bench.engine.evaluation.with_reference` sets them)."""
 
     case_id: str
     pred: Path | tuple[Path, ...]
     ref: Path | tuple[Path, ...]
+    dataset: str = ""
+    modality: str = ""
+    classes: Mapping = field(default_factory=dict)
+    orientation: str = SAT_ORIENTATION
 
 
 def entry_name(path: Path) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,87 +25,81 @@ from bench.data.io import InputError, Volume, check_same_geometry, read_binary_m
 from bench.data.matching import CasePair, match_cases
 from bench.engine.progress import CaseProgress
 from bench.engine.provenance import provenance
+from bench.engine.spec import RunSpec
+from bench.data.catalog.orientation import SAT_ORIENTATION
 from bench.data.sammed2d import mask_name, mask_volume
 from protocols.case import ClassMap, SegmentationIndex, evaluate_case
 from protocols.class_metrics import BASE_METRICS, DISTANCE_NAMES, LESION, metric_columns, parse_metrics
 from protocols.lesions import MATCHERS
 from protocols.metrics import EMPTY_POLICIES, EVALUATION_GRIDS, check_tolerance
+from protocols.protocol import LesionMatching, evaluation_protocol
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything that determines the numbers of a run (stored in run.json; resuming requires equality)."""
+def evaluation_spec(*, run: str, model: str, predictions: Path, classes: ClassMap, grid: str = "native",
+                    tolerance_mm: float = 1.0, empty_policy: str = "nan", distances: bool = False,
+                    metrics: tuple[str, ...] = BASE_METRICS, ignore_label: int | None = None,
+                    lesion_classes: tuple[str, ...] | None = None, connectivity: int | None = None,
+                    matcher: str = "hungarian", match_iou: float = 0.5, instance_maps: bool = False) -> RunSpec:
+    """The spec of scoring the prediction folder `predictions` (`bench evaluate`'s options, each checked with a
+    one-line error naming it; `classes` is the class map they are checked against). Both empty: left out
+    (`nan`), as nnU-Net and MONAI (ignore_empty); `sat` scores them 1. `lesion_classes` None: every class (with
+    the lesion metric); `connectivity` None: full (26 in 3D, 8 in 2D); `instance_maps`: the files are instance
+    label maps of one class, whose instances are the lesions."""
+    try:
+        check_tolerance(tolerance_mm)
+    except ValueError as error:
+        raise InputError(f"--tolerance: {error}") from None
+    try:
+        asked = parse_metrics([*metrics, *(DISTANCE_NAMES if distances else ()), *((LESION,) if instance_maps else ())])
+    except ValueError as error:
+        raise InputError(f"--metrics: {error}") from None
+    if matcher not in MATCHERS:
+        raise InputError(f"--matcher: choose from {', '.join(MATCHERS)}, got {matcher!r}")
+    if not 0 < match_iou <= 1:
+        raise InputError(f"--match-iou: an IoU in (0, 1], got {match_iou}")
+    if connectivity not in (None, 4, 6, 8, 18, 26):
+        raise InputError(f"--connectivity: 26, 18 or 6 in 3D, 8 or 4 in 2D, got {connectivity}")
+    if instance_maps:
+        if len(classes) != 1:
+            raise InputError(f"--instance-maps: the files are instance maps of one class; the class map names "
+                             f"{len(classes)} ({', '.join(classes)})")
+        if connectivity is not None:
+            raise InputError("--connectivity: lesions are connected components; with --instance-maps they are "
+                             "the given instances")
+        lesion_classes = None
+    claimed = {int(v) for value in classes.values() for v in np.atleast_1d(value)}
+    if ignore_label is not None and int(ignore_label) in claimed:
+        raise InputError(f"--ignore-label {ignore_label}: that value is a class of the class map")
+    if grid not in EVALUATION_GRIDS:
+        raise InputError(f"--grid: choose from {', '.join(EVALUATION_GRIDS)}, got {grid!r}")
+    if empty_policy not in EMPTY_POLICIES:
+        raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {empty_policy!r}")
+    lesions = (LesionMatching(None if lesion_classes is None else tuple(lesion_classes), connectivity, matcher,
+                              float(match_iou), instance_maps) if LESION in asked else None)
+    protocol = evaluation_protocol(grid=grid, tolerance_mm=float(tolerance_mm), empty=empty_policy, metrics=asked,
+                                   ignore_label=None if ignore_label is None else int(ignore_label), lesions=lesions)
+    return RunSpec(run=run, model=model, protocol=protocol, predictions=str(Path(predictions).resolve()))
 
-    run: str
-    model: str
-    dataset: str
-    modality: str
-    classes: ClassMap
-    tolerance_mm: float = 1.0
-    empty_policy: str = "nan"  # both empty: left out, as nnU-Net and MONAI (ignore_empty); "sat" scores them 1
-    grid: str = "native"
-    orientation: str = "RAS"
-    distances: bool = False
-    metrics: tuple[str, ...] = BASE_METRICS
-    ignore_label: int | None = None
-    lesion_classes: tuple[str, ...] | None = None  # None: every class (with the lesion metric)
-    connectivity: int | None = None  # None: full connectivity (26 in 3D, 8 in 2D)
-    matcher: str = "hungarian"
-    match_iou: float = 0.5
-    instance_maps: bool = False  # the files are instance label maps of one class (lesions as given)
 
-    def __post_init__(self):
-        try:
-            check_tolerance(self.tolerance_mm)
-        except ValueError as error:
-            raise InputError(f"--tolerance: {error}") from None
-        try:
-            asked = parse_metrics([*self.metrics, *(DISTANCE_NAMES if self.distances else ())])
-        except ValueError as error:
-            raise InputError(f"--metrics: {error}") from None
-        object.__setattr__(self, "metrics", asked)
-        if self.matcher not in MATCHERS:
-            raise InputError(f"--matcher: choose from {', '.join(MATCHERS)}, got {self.matcher!r}")
-        if not 0 < self.match_iou <= 1:
-            raise InputError(f"--match-iou: an IoU in (0, 1], got {self.match_iou}")
-        if self.connectivity not in (None, 4, 6, 8, 18, 26):
-            raise InputError(f"--connectivity: 26, 18 or 6 in 3D, 8 or 4 in 2D, got {self.connectivity}")
-        if self.instance_maps:
-            if len(self.classes) != 1:
-                raise InputError(f"--instance-maps: the files are instance maps of one class; the class map names "
-                                 f"{len(self.classes)} ({', '.join(self.classes)})")
-            if self.connectivity is not None:
-                raise InputError("--connectivity: lesions are connected components; with --instance-maps they are "
-                                 "the given instances")
-            object.__setattr__(self, "metrics", parse_metrics([*self.metrics, LESION]))
-            object.__setattr__(self, "lesion_classes", None)
-        claimed = {int(v) for value in self.classes.values() for v in np.atleast_1d(value)}
-        if self.ignore_label is not None and int(self.ignore_label) in claimed:
-            raise InputError(f"--ignore-label {self.ignore_label}: that value is a class of the class map")
-        if self.grid not in EVALUATION_GRIDS:
-            raise InputError(f"--grid: choose from {', '.join(EVALUATION_GRIDS)}, got {self.grid!r}")
-        if self.empty_policy not in EMPTY_POLICIES:
-            raise InputError(f"--empty-policy: choose from {', '.join(EMPTY_POLICIES)}, got {self.empty_policy!r}")
+def scoring_grid(spec: RunSpec) -> str:
+    """The grid `bench evaluate` scores on, as its rows name it: `native` or `satds`."""
+    return "satds" if spec.protocol.space.grid == "satds" else "native"
 
-    def _implied_metrics(self) -> tuple[str, ...]:
-        """The metrics implied by `distances` alone: a run asking for no more keeps its run.json unchanged."""
-        return parse_metrics(DISTANCE_NAMES if self.distances else ())
 
-    def as_config(self, pred_dir: Path, ref_dir: Path) -> dict:
-        return {
-            "command": "evaluate", "run": self.run, "model": self.model, "dataset": self.dataset,
-            "modality": self.modality, "classes": {k: list(v) if not np.isscalar(v) else v
-                                                   for k, v in self.classes.items()},
-            "tolerance_mm": self.tolerance_mm, "empty_policy": self.empty_policy, "grid": self.grid,
-            "orientation": self.orientation, "distances": self.distances, "pred_dir": str(pred_dir.resolve()), "ref_dir": str(ref_dir.resolve()),
-            "provenance": provenance(),
-            **({"metrics": list(self.metrics)} if self.metrics != self._implied_metrics() else {}),
-            **({"ignore_label": self.ignore_label} if self.ignore_label is not None else {}),
-            **({"lesion_classes": None if self.lesion_classes is None else list(self.lesion_classes),
-                "lesion_connectivity": self.connectivity, "lesion_matcher": self.matcher,
-                "lesion_match_iou": self.match_iou} if LESION in self.metrics else {}),
-            **({"lesion_instance_maps": True} if self.instance_maps else {}),
-        }
+def with_reference(pairs: list[CasePair], *, dataset: str, modality: str, classes: ClassMap,
+                   orientation: str = SAT_ORIENTATION) -> list[CasePair]:
+    """The pairs carrying what their reference set says of every case (as a `CaseSource` does)."""
+    return [replace(pair, dataset=dataset, modality=modality, classes=classes, orientation=orientation)
+            for pair in pairs]
+
+
+def evaluation_config(spec: RunSpec, ref_dir: Path, *, dataset: str, modality: str, classes: ClassMap,
+                      orientation: str = SAT_ORIENTATION) -> dict:
+    """run.json of scoring a prediction folder: the spec, the reference folder and what the reference set says
+    of its cases (as `with_reference` gives the pairs)."""
+    return {**spec.as_config(), "ref_dir": str(Path(ref_dir).resolve()), "dataset": dataset, "modality": modality,
+            "classes": {k: list(v) if not np.isscalar(v) else v for k, v in classes.items()},
+            "orientation": orientation, "provenance": provenance()}
 
 
 @dataclass
@@ -172,58 +166,60 @@ def _read_side(path: Path | tuple[Path, ...], classes: ClassMap) -> tuple[Segmen
     return SegmentationIndex(masks), volumes, unrequested
 
 
-def _on_grid(pred: SegmentationIndex, ref: SegmentationIndex, volume: Volume, settings: RunSettings):
+def _on_grid(pred: SegmentationIndex, ref: SegmentationIndex, volume: Volume, grid: str, orientation: str):
     """Both sides and the spacing on the scoring grid: native as read, or SAT-DS's resampled grid."""
-    if settings.grid == "native":
+    if grid == "native":
         return pred, ref, volume.spacing
     from bench.engine.scoring_grid import to_scoring_grid  # resampling code is needed only for this grid
 
     p, r, spacing = to_scoring_grid(pred.segmentation, ref.segmentation, volume.affine, volume.array.shape,
-                                    settings.grid, settings.orientation)
+                                    grid, orientation)
     return SegmentationIndex(p), SegmentationIndex(r), spacing
 
 
-def score_case(pair: CasePair, settings: RunSettings) -> tuple[pd.DataFrame, dict]:
+def score_case(pair: CasePair, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     """Rows (one per class) for one case, and its metadata (file fingerprints, what was not scored); raises
     InputError naming the files on any problem."""
     start = time.perf_counter()
+    scoring, grid = spec.protocol.scoring, scoring_grid(spec)
+    lesions = scoring.lesions or LesionMatching()
     meta = input_meta(_inputs(pair))
     classes = ({mask_name(path, pair.case_id): 1 for path in pair.ref} if isinstance(pair.ref, tuple)
-               else settings.classes)  # a 2D case scores each of its own masks (SAM-Med2D's test.py)
+               else pair.classes)  # a 2D case scores each of its own masks (SAM-Med2D's test.py)
     ref, ref_volumes, ref_unscored = _read_side(pair.ref, classes)
     pred, pred_volumes, pred_unscored = _read_side(pair.pred, classes)
     for volume in ref_volumes[1:] + pred_volumes:
         check_same_geometry(ref_volumes[0], volume)
-    pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], settings)
+    pred, ref, spacing = _on_grid(pred, ref, ref_volumes[0], grid, pair.orientation)
     try:
-        scores = evaluate_case(pred, ref, spacing, classes, settings.tolerance_mm, settings.empty_policy,
-                               metrics=settings.metrics, ignore_label=settings.ignore_label,
-                               lesion_classes=settings.lesion_classes, lesion_options={
-                                   "connectivity": settings.connectivity, "matcher": settings.matcher,
-                                   "threshold": settings.match_iou}, instance_maps=settings.instance_maps)
+        scores = evaluate_case(pred, ref, spacing, classes, scoring.tolerance_mm, scoring.empty,
+                               metrics=scoring.metrics, ignore_label=scoring.ignore_label,
+                               lesion_classes=lesions.classes, lesion_options={
+                                   "connectivity": lesions.connectivity, "matcher": lesions.matcher,
+                                   "threshold": lesions.match_iou}, instance_maps=lesions.instance_maps)
     except ValueError as error:
         raise InputError(f"case {pair.case_id} ({pair.pred} vs {pair.ref}): {error}") from error
     seconds = time.perf_counter() - start
     rows = pd.DataFrame([score.as_row() for score in scores])
     rows.insert(0, "case_id", pair.case_id)
-    for column in ("run", "model", "dataset", "modality", "grid"):
-        rows[column] = getattr(settings, column)
-    rows["tolerance_mm"] = settings.tolerance_mm
+    rows["run"], rows["model"], rows["dataset"], rows["modality"] = spec.run, spec.model, pair.dataset, pair.modality
+    rows["grid"] = grid
+    rows["tolerance_mm"] = scoring.tolerance_mm
     rows["spacing"] = "x".join(f"{s:g}" for s in spacing)
     rows["seconds"] = seconds
-    ignored = str(settings.ignore_label)  # the ignore label is left out on purpose, not unscored
-    if settings.instance_maps:  # every non-zero value is a lesion of the one class
+    ignored = str(scoring.ignore_label)  # the ignore label is left out on purpose, not unscored
+    if lesions.instance_maps:  # every non-zero value is a lesion of the one class
         pred_unscored, ref_unscored = [], []
     meta["unscored"] = {"pred": pred_unscored, "ref": [name for name in ref_unscored if name != ignored]}
-    if LESION in settings.metrics:
+    if LESION in scoring.metrics:
         meta["lesions"] = [{"class_name": score.class_name, **vars(lesion)} for score in scores
                            for lesion in score.lesions]
     # reindexed: in a case without a lesion class the lesion columns are NaN, not missing
-    return rows.reindex(columns=store.METRIC_COLUMNS + metric_columns(settings.metrics)), meta
+    return rows.reindex(columns=store.METRIC_COLUMNS + metric_columns(scoring.metrics)), meta
 
 
-def _score_and_store(pair: CasePair, *, settings: RunSettings, out_dir: Path) -> None:
-    rows, meta = score_case(pair, settings)
+def _score_and_store(pair: CasePair, *, spec: RunSpec, out_dir: Path) -> None:
+    rows, meta = score_case(pair, spec)
     store.write_case(out_dir, pair.case_id, rows, meta)
 
 
@@ -254,15 +250,15 @@ def check_out_dir(out_dir: Path, *inputs: Path) -> None:
             raise InputError(f"--out {out_dir} is inside the input folder {folder}; choose a folder outside it")
 
 
-def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, settings: RunSettings,
+def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, spec: RunSpec,
                    config: dict, *, workers: int = 1, overwrite: bool = False, progress: bool = True,
                    executor: str = "local", scheduler: str | None = None) -> RunOutcome:
     """Score every pair whose rows are not stored with unchanged inputs; drop stored cases no longer predicted;
     write metrics.parquet if no case failed. A complete run with nothing to do writes nothing (read-only runs
     can be re-run)."""
-    bar = CaseProgress(f"scoring {settings.model}", enabled=progress)
+    bar = CaseProgress(f"scoring {spec.model}", enabled=progress)
     try:
-        outcome = run_folder(pairs, out_dir, config, partial(_score_and_store, settings=settings, out_dir=out_dir),
+        outcome = run_folder(pairs, out_dir, config, partial(_score_and_store, spec=spec, out_dir=out_dir),
                              _case_id, _inputs, overwrite=overwrite, on_case=bar, executor=executor,
                              workers=workers, scheduler=scheduler)
     finally:
@@ -273,7 +269,7 @@ def evaluate_pairs(pairs: list[CasePair], unmatched: list[str], out_dir: Path, s
     unscored = _unscored_summary(store.stored_cases(out_dir))
     store.update_config(out_dir, unscored_labels=unscored)
     table = None if outcome.errors else store.consolidate(out_dir)
-    if table is not None and LESION in settings.metrics:
+    if table is not None and LESION in spec.protocol.scoring.metrics:
         write_lesion_table(out_dir)
     return RunOutcome(table, len(outcome.ran) - len(outcome.errors), len(pairs) - len(outcome.ran), unmatched,
                       outcome.errors, outcome.dropped, unscored)
@@ -295,10 +291,14 @@ def write_lesion_table(out_dir: Path) -> pd.DataFrame:
     return table
 
 
-def evaluate_folders(pred_dir: Path, ref_dir: Path, out_dir: Path, settings: RunSettings, **options) -> RunOutcome:
-    """`evaluate_pairs` (same options) for a prediction folder against a reference folder, matched by file name."""
-    pairs, unmatched = match_cases(pred_dir, ref_dir)
-    return evaluate_pairs(pairs, unmatched, out_dir, settings, settings.as_config(pred_dir, ref_dir), **options)
+def evaluate_folders(ref_dir: Path, out_dir: Path, spec: RunSpec, *, dataset: str, modality: str,
+                     classes: ClassMap, orientation: str = SAT_ORIENTATION, **options) -> RunOutcome:
+    """`evaluate_pairs` (same options) for the spec's prediction folder against a reference folder (matched by
+    file name) of one dataset, modality and class map."""
+    reference = {"dataset": dataset, "modality": modality, "classes": classes, "orientation": orientation}
+    pairs, unmatched = match_cases(Path(spec.predictions), ref_dir)
+    return evaluate_pairs(with_reference(pairs, **reference), unmatched, out_dir, spec,
+                          evaluation_config(spec, ref_dir, **reference), **options)
 
 
 def summary_numbers(table: pd.DataFrame) -> dict:

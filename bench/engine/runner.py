@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from bench.data.io import InputError, write_volume
 from bench.engine.model_pool import PROCESS_MODELS
 from bench.engine.meter import COST_COLUMNS, CaseMemory, environment, timed_call
 from bench.engine.provenance import provenance
+from bench.engine.spec import RunSpec
 from bench.data.sammed2d import mask_name, write_mask
 from bench.engine.spaces import SpaceCase, crop_space, native_space, resample, satds_space
 from bench.data.sources import planar
@@ -55,30 +56,11 @@ PREDICTIONS_DIR = "predictions"
 PROMPTS_DIR = "prompts"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunSpec:
-    """Everything that determines the numbers of a `bench run` (stored in run.json; resuming requires equality)."""
-
-    run: str
-    model: str
-    protocol: Protocol
-    model_args: Mapping[str, object] = field(default_factory=dict)
-    checkpoint: str | None = None
-    trust_checkpoint: bool = False
-    device: str = "cpu"
-    classes: tuple[str, ...] | None = None
-    replay: str | None = None
-    weights: tuple[dict, ...] = ()  # the official files used, checked against models/weights.yaml (bench.engine.weights)
-
-    def as_config(self, model: Model, sources: str) -> dict:
-        config = asdict(self)
-        config.update(command="run", protocol=self.protocol.to_json(), sources=sources,
-                      model_provenance=model.provenance().to_json(),
-                      prompts_given=sorted(given_kinds(model, self.protocol)),
-                      untrained=random_weights(self.checkpoint, model))
-        if config.pop("trust_checkpoint") and self.checkpoint:
-            config["trusted_checkpoint"] = self.checkpoint  # unpickled whole: named, not compared on resume
-        return config
+def run_config(spec: RunSpec, model: Model, sources: str) -> dict:
+    """run.json of a model run: the spec, where its cases come from, and what the built model says of itself."""
+    return {**spec.as_config(), "sources": sources, "model_provenance": model.provenance().to_json(),
+            "prompts_given": sorted(given_kinds(model, spec.protocol)),
+            "untrained": random_weights(spec.checkpoint, model)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -479,7 +461,7 @@ def run_cases(sources: Sequence[CaseSource], out: Path, spec: RunSpec, *, source
     if planar(sources) and spec.protocol.space.grid != "native":
         raise InputError(f"protocol {spec.protocol.name!r} works on the {spec.protocol.space.grid} grid; 2D PNG "
                          "cases have only their own pixel grid (use a native-grid protocol: harness, sam-med2d)")
-    config = {**spec.as_config(model_for(spec), sources_label), "provenance": provenance(),
+    config = {**run_config(spec, model_for(spec), sources_label), "provenance": provenance(),
               "label_values": label_values(sources)}
     gpu = {"GPU": 1} if executor == "dask" and spec.device.startswith("cuda") else None  # one model per GPU
     outcome = run_folder(sources, out, config, partial(run_and_store, out=out, spec=spec, write_masks=write_masks),

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.data.io import InputError
+from bench.engine.upgrade import upgraded
 from protocols.errors import BenchError
 
 METRIC_COLUMNS = [
@@ -208,14 +209,14 @@ def _comparable(config: dict) -> dict:
 
 
 def _changed(previous: dict, current: dict, prefix: str = "") -> list[str]:
-    """The settings that differ, a section's by its fields (`protocol.version`, `protocol.prompts`)."""
+    """The settings that differ, a section's by its fields (`protocol.version`, `protocol.scoring.tolerance_mm`)."""
     changed = []
     for key in sorted(set(previous) | set(current)):
         old, new = previous.get(key), current.get(key)
         if old == new:
             continue
-        if isinstance(old, dict) and isinstance(new, dict) and not prefix:
-            changed += _changed(old, new, f"{key}.")
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _changed(old, new, f"{prefix}{key}.")
         else:
             changed.append(prefix + key)
     return changed
@@ -259,7 +260,8 @@ def update_config(out_dir: Path, **values) -> None:
 
 
 def read_config(out_dir: Path) -> dict:
-    return json.loads((Path(out_dir) / CONFIG_FILE).read_text())
+    """A run folder's run.json, in today's shape (`bench.engine.upgrade`: older versions' files read so)."""
+    return upgraded(json.loads((Path(out_dir) / CONFIG_FILE).read_text()))
 
 
 def stored_case_files(out_dir: Path) -> list[Path]:

@@ -44,8 +44,8 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
     rows = store.read_metrics([path])
     run_dir = path if path.is_dir() else path.parent
     config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
-    if "grid" not in rows.columns:
-        rows["grid"] = config.get("grid", DEFAULT_GRID)
+    if "grid" not in rows.columns:  # rows older than the grid column: bench evaluate's, on the grid it names
+        rows["grid"] = "satds" if (config.get("protocol") or {}).get("space", {}).get("grid") == "satds" else DEFAULT_GRID
     rows["grid"] = rows["grid"].fillna(DEFAULT_GRID).astype(str)
     rows["untrained"] = bool(config.get("untrained", False))
     if empty_policy is None:
@@ -57,10 +57,8 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
 
 
 def stored_policy(config: dict) -> str:
-    """The empty-mask policy a run was scored under: `bench evaluate`'s, or its protocol's (`bench run`/`clicks`);
-    ``sat`` for an older run that records neither (it was scored so)."""
-    scoring = (config.get("protocol") or {}).get("scoring") or {}
-    policy = config.get("empty_policy", scoring.get("empty"))
+    """The empty-mask policy a run was scored under (its protocol's); ``sat`` for a run folder without run.json."""
+    policy = ((config.get("protocol") or {}).get("scoring") or {}).get("empty")
     return policy if policy in EMPTY_POLICIES else DEFAULT_POLICY
 
 

@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.engine.evaluation import RunSettings, evaluate_folders
+from bench.engine.evaluation import evaluate_folders, evaluation_spec
 from bench.data.io import read_label_map
 from tests.perf._timing import best_of, load_line, timed
 from tests.perf.cases import CLASSES, write_cases
@@ -32,12 +32,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         pred, ref = write_cases(root, args.cases)
-        settings = RunSettings(run="perf", model="degraded", dataset="AMOS22_CT", modality="CT", classes=CLASSES)
+        spec = evaluation_spec(run="perf", model="degraded", predictions=pred, classes=CLASSES)
         files = sorted(pred.iterdir()) + sorted(ref.iterdir())
         reading, _ = best_of(args.repeats, lambda: [read_label_map(f) for f in files])
         runs = iter(range(args.repeats))
-        ours, _ = best_of(args.repeats, lambda: evaluate_folders(pred, ref, root / f"run{next(runs)}", settings,
-                                                                 progress=False))
+        ours, _ = best_of(args.repeats, lambda: evaluate_folders(ref, root / f"run{next(runs)}", spec, dataset="AMOS22_CT",
+                                                                 modality="CT", classes=CLASSES, progress=False))
         if not args.no_nnunet:
             from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder_simple
 

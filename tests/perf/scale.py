@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from bench.engine.evaluation import RunSettings, _score_and_store, evaluate_folders
+from bench.engine.evaluation import _score_and_store, evaluate_folders, evaluation_spec, with_reference
 from bench.data.matching import match_cases
 from tests.perf._timing import load_line, tree_cpu
 from tests.perf.cases import CLASSES, write_cases
@@ -37,13 +37,14 @@ def main() -> None:
 
     from bench.engine.executors import local_cluster
 
-    settings = RunSettings(run="perf", model="degraded", dataset="AMOS22_CT", modality="CT", classes=CLASSES)
+    reference = {"dataset": "AMOS22_CT", "modality": "CT", "classes": CLASSES}
     rates = {}
     print(f"before: {load_line()}")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         pred, ref = write_cases(root, args.cases)
-        pairs, _ = match_cases(pred, ref)
+        spec = evaluation_spec(run="perf", model="degraded", predictions=pred, classes=CLASSES)
+        pairs = with_reference(match_cases(pred, ref)[0], **reference)
         runs = iter(range(10**6))
 
         def rate(run) -> tuple[float, float]:
@@ -60,22 +61,22 @@ def main() -> None:
 
         def loop(out_dir: Path) -> None:
             for pair in pairs:
-                _score_and_store(pair, settings=settings, out_dir=out_dir)
+                _score_and_store(pair, spec=spec, out_dir=out_dir)
 
         def bare_pool(out_dir: Path) -> None:
             with ProcessPoolExecutor(max_workers=2) as pool:
-                list(pool.map(partial(_score_and_store, settings=settings, out_dir=out_dir), pairs))
+                list(pool.map(partial(_score_and_store, spec=spec, out_dir=out_dir), pairs))
 
         rates["no executor (loop)"] = rate(loop)
         rates["bare pool, 2 procs"] = rate(bare_pool)
         for workers in (1, 2):
             rates[f"local, {workers} worker(s)"] = rate(
-                lambda out_dir: evaluate_folders(pred, ref, out_dir, settings, progress=False, workers=workers))
+                lambda out_dir: evaluate_folders(ref, out_dir, spec, **reference, progress=False, workers=workers))
         for workers in (1, 2):
             with local_cluster(workers) as cluster, Client(cluster) as client:
                 client.run(importlib.import_module, "bench.engine.evaluation")  # as warm as this process
                 rates[f"dask, {workers} worker(s)"] = rate(
-                    lambda out_dir: evaluate_folders(pred, ref, out_dir, settings, progress=False, executor="dask",
+                    lambda out_dir: evaluate_folders(ref, out_dir, spec, **reference, progress=False, executor="dask",
                                                      scheduler=cluster.scheduler_address))
     cpu = {name: per_case for name, (_, per_case) in rates.items()}
     rates = {name: value for name, (value, _) in rates.items()}

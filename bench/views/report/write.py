@@ -253,9 +253,11 @@ def _facts(
         config = runs.configs.get(str(path)) or {}
         name = config.get("run") or Path(path).name
         part = rows[rows["run"] == name] if "run" in rows.columns else rows.iloc[:0]
+        scoring = (config.get("protocol") or {}).get("scoring") or {}
         protocol = (f"{config.get('command', 'evaluate')}; grid {part['grid'].iloc[0] if len(part) else '?'}; "
                     f"empty policy {part['policy'].iloc[0] if len(part) else '?'}; "
-                    f"NSD tolerance {config.get('tolerance_mm', '?')} mm")
+                    f"NSD tolerance {scoring.get('tolerance_mm', '?')} mm"
+                    + (" (some classes their own)" if scoring.get("class_tolerance_mm") else ""))
         scored = part[part[list(METRICS)].notna().any(axis=1)] if len(part) else part
         coverage = ", ".join([plural(scored["class_name"].nunique(), "classes"),
                               plural(scored["dataset"].nunique(), "datasets"),
