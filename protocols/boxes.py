@@ -15,18 +15,25 @@ def _span(flags: np.ndarray) -> tuple[int, int] | None:
 def bounding_box(mask: np.ndarray) -> Crop | None:
     """Tight bounding box of the True voxels as slices, or None when the mask is empty.
 
-    Reduces the slowest-varying axis over contiguous rows, then only the occupied slab, so it costs about one
-    pass in memory order (NIfTI arrays are usually Fortran-ordered: they are handled through their transpose).
+    Reads each byte about once, in memory order (NIfTI arrays are usually Fortran-ordered: they are handled
+    through their transpose): the first True voxel is found by an argmax that stops there, the last layer along
+    the slowest axis holding one by scanning layers from the end until one does (each scan stops at its first
+    True), and the layers between are OR-ed into one layer whose extents give the other axes.
     """
     if mask.flags.f_contiguous and not mask.flags.c_contiguous:
         box = bounding_box(mask.T)
         return None if box is None else box[::-1]
-    mask = np.ascontiguousarray(mask)
-    first = _span(mask.reshape(mask.shape[0], -1).any(axis=1))
-    if first is None:
+    if mask.size == 0:
         return None
-    slab = mask[first[0]:first[1]].any(axis=0)
-    spans = [first]
+    layers = np.ascontiguousarray(mask).reshape(mask.shape[0], -1)
+    first = int(layers.reshape(-1).argmax())  # NumPy's boolean argmax stops at the first True
+    if not layers.reshape(-1)[first]:
+        return None
+    start, stop = first // layers.shape[1], len(layers)
+    while not layers[stop - 1].any():
+        stop -= 1
+    slab = np.logical_or.reduce(layers[start:stop], axis=0).reshape(mask.shape[1:])
+    spans = [(start, stop)]
     for axis in range(slab.ndim):
         spans.append(_span(slab.any(axis=tuple(a for a in range(slab.ndim) if a != axis))))
     return tuple(slice(start, stop) for start, stop in spans)
