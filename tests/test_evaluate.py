@@ -485,3 +485,18 @@ def test_the_printed_table_keeps_the_class_map_order(shared_dir, tmp_path):
     result = _evaluate(tmp_path, "--classes", str(classes), "--dataset", "totalseg")
     names = [line.split("|")[1].strip() for line in result.output.splitlines() if line.startswith("| ")][1:4]
     assert names == ["spleen", "right kidney", "left kidney"]
+
+
+def test_metric_options_name_every_metric():
+    """`bench evaluate --metrics` and the views' `--metric` list every name they accept (lesion and its columns
+    included; found as a user: the help stopped at assd)."""
+    import inspect
+    import re
+
+    from bench.cli.evaluate import evaluate
+    from bench.cli.tables import METRIC_HELP
+    from protocols.class_metrics import COLUMN_OF, METRIC_NAMES, SHORTHANDS
+
+    metrics_help = inspect.signature(evaluate).parameters["metrics"].default.help
+    assert [n for n in (*METRIC_NAMES, *SHORTHANDS) if not re.search(rf"\b{n}\b", metrics_help)] == []
+    assert [n for n in COLUMN_OF if not re.search(rf"\b{n}\b", METRIC_HELP)] == []

@@ -11,6 +11,7 @@ from bench.engine import store
 from bench.data.catalog import load_catalog, term_key
 from bench.data.catalog.cases import SPLITS
 from bench.engine.executors import EXECUTORS
+from protocols.class_metrics import BASE_METRICS, METRIC_NAMES, SHORTHANDS
 from protocols.metrics import EMPTY_POLICIES, EVALUATION_GRIDS
 from bench.cli.reporting import interrupted, note, print_summary
 from bench.engine.evaluation import (check_out_dir, evaluate_pairs, evaluation_config, evaluation_spec,
@@ -61,8 +62,9 @@ def evaluate(
                                                                    "rule)."),
     grid: Grid = typer.Option(Grid.native, help="Score on the native grid, or on SAT-DS's 1x1x3 mm grid."),
     distances: bool = typer.Option(False, help="Also HD95 and ASSD (mm) per class, as extra columns (slower)."),
-    metrics: str = typer.Option("dsc,nsd", help="Metrics to score, comma-separated: dsc, nsd (always), iou, "
-                                "precision, recall, vol_diff, rel_vol_error, hd95, assd; or overlap, distances, all."),
+    metrics: str = typer.Option("dsc,nsd", help="Metrics to score, comma-separated: dsc, nsd (always), "
+                                f"{', '.join(m for m in METRIC_NAMES if m not in BASE_METRICS)}; or "
+                                f"{', '.join(SHORTHANDS)}."),
     ignore_label: int = typer.Option(None, help="Reference label value left out of both sides (nnU-Net's "
                                      "ignore_label); needs reference label maps."),
     instances: bool = typer.Option(False, help="With --metrics lesion: score every class lesion by lesion, not "

@@ -42,6 +42,7 @@ from bench.views.tables import (
 )
 from protocols import aggregate
 from protocols.class_metrics import view_columns
+from protocols.lesions import FRACTION_LESION_METRICS
 from protocols.interactive import SUMMARY_KEYS, summarise_clicks
 from protocols.errors import BenchError
 
@@ -49,7 +50,8 @@ BY = ("class", "region", "dataset")
 CLICK_TABLES = (TABLE3, "sam-med3d-table4")
 Scorer = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 METRIC_HELP = ("Metric(s) to show: both (DSC and NSD), dsc, nsd, or one scored with `bench evaluate --metrics`: "
-               "iou, precision, recall, vol_diff, rel_vol_error, hd95, assd (distances: lower is better).")
+               "iou, precision, recall, vol_diff, rel_vol_error, hd95, assd (distances: lower is better), or with "
+               f"--metrics lesion: {', '.join(FRACTION_LESION_METRICS)}.")
 Format = Literal["md", "markdown", "csv", "latex"]
 EmptyPolicy = Literal[EMPTY_POLICIES]
 FORMAT_HELP = "md (or markdown) | csv (plain numbers, intervals as lo/hi columns) | latex (booktabs)"
