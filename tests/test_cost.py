@@ -213,18 +213,51 @@ def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
     assert refused.exit_code == 2 and "--noc-targets '85,x'" in refused.output
 
 
-def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
+def test_leaderboard_cost_puts_the_runs_cost_beside_dsc_nsd_and_the_click_runs_below(tmp_path):
     images, refs = _folders(tmp_path, {"a": 1.0})
-    out = tmp_path / "run"
+    out, clicks, scored = tmp_path / "run", tmp_path / "clicks", tmp_path / "scored"
     ran = CliRunner().invoke(app, ["run", "--modality", "CT", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
                                    "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
                                    "--out", str(out)])
     assert ran.exit_code == 0, ran.output
-    shown = CliRunner().invoke(app, ["leaderboard", "--run", str(out), "--published", "sat-table2", "--cost"])
+    ran = CliRunner().invoke(app, ["clicks", "--modality", "CT", "--model", "known-cost", "--images", str(images),
+                                   "--refs", str(refs), "--labels", "1=cube", "--n-clicks", "2", "--out", str(clicks)])
+    assert ran.exit_code == 0, ran.output
+    ran = CliRunner().invoke(app, ["evaluate", "--pred", str(refs), "--ref", str(refs), "--labels", "1=cube,2=slab",
+                                   "--dataset", "d", "--modality", "CT", "--out", str(scored)])
+    assert ran.exit_code == 0, ran.output
+    runs = ["--run", str(out), "--run", str(clicks), "--run", str(scored)]
+    shown = CliRunner().invoke(app, ["leaderboard", *runs, "--published", "sat-table2", "--cost"])
     assert shown.exit_code == 0, shown.output
     board, cost = shown.output.split("Cost of the runs")
-    assert "s/case" not in board and "| run | known-cost | cpu | 1 |" in cost and "peak RSS MB" in cost
+    header = next(line for line in board.splitlines() if line.startswith("| rank"))
+    assert header.index("NSD (own)") < header.index("s/case") < header.index("s/call") < header.index("peak RSS MB")
+    seconds = cost_table([out])[0]["s/case"].iloc[0]
+    assert f"| {seconds:.3g} |" in next(line for line in board.splitlines() if "| run |" in line)
+    assert "scored |" in board and "| clicks | known-cost | cpu | 1 |" in cost and "NoC@85" in cost
+    assert "clicks: a click run, not ranked here" in shown.output  # said, not dropped silently
     assert "its only model call was the warm-up" in shown.output  # one case, one call: said, not hidden
+    csv = CliRunner().invoke(app, ["leaderboard", *runs, "--cost", "--format", "csv"])
+    assert csv.exit_code == 0 and "s/case" in csv.output.splitlines()[0]
+
+
+def test_a_scored_prediction_folder_has_no_model_time_in_the_cost_views(tmp_path):
+    """`bench evaluate` rows hold the scoring's seconds, the same for every class of a case: no model cost."""
+    from bench.views.report.cost import cost_sections
+
+    images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
+    scored = tmp_path / "scored"
+    ran = CliRunner().invoke(app, ["evaluate", "--pred", str(refs), "--ref", str(refs), "--labels", "1=cube,2=slab",
+                                   "--dataset", "d", "--modality", "CT", "--out", str(scored)])
+    assert ran.exit_code == 0, ran.output
+    assert pd.read_parquet(scored / "metrics.parquet")["seconds"].gt(0).all()
+    table, notes = cost_table([scored])
+    (record,) = table.to_dict("records")
+    assert record["DSC"] == 100 and record["cases"] == 2
+    assert all(np.isnan(record[column]) for column in ("s/case", "s/call", "CPU s/call", "peak RSS MB"))
+    assert any(note.startswith("scored: no model calls measured") for note in notes)
+    sections, _ = cost_sections([scored], tmp_path / "report", "figures")
+    assert [title for title, _ in sections] == ["Cost beside accuracy"]  # no point without model seconds
 
 
 def test_report_draws_accuracy_vs_time_click_latency_and_dice_per_second(tmp_path):
