@@ -256,7 +256,7 @@ def test_a_scored_prediction_folder_has_no_model_time_in_the_cost_views(tmp_path
     assert record["DSC"] == 100 and record["cases"] == 2
     assert all(np.isnan(record[column]) for column in ("s/case", "s/call", "CPU s/call", "peak RSS MB"))
     assert any(note.startswith("scored: no model calls measured") for note in notes)
-    sections, _ = cost_sections([scored], tmp_path / "report", "figures")
+    sections, _ = cost_sections([scored], tmp_path / "report", "figures", np.random.default_rng(0), 10)
     assert [title for title, _ in sections] == ["Cost beside accuracy"]  # no point without model seconds
 
 
@@ -392,3 +392,20 @@ def test_dice_per_second_is_the_median_dsc_against_the_median_cumulative_seconds
     assert warmed["targets"].tolist() == [2, 2, 2]  # the target holding the warm-up left out
     assert warmed["seconds"].tolist() == [1.5, 3.0, 4.5] and warmed["DSC"].tolist() == pytest.approx([30, 55, 70])
     assert dice_per_second(_click_rows(curves, seconds).assign(click=np.nan)).empty  # not a click run
+
+
+def test_accuracy_vs_time_points_carry_the_dsc_interval_over_cases_and_the_seconds_quartiles():
+    """Hand-built one-shot rows: case a (DSC 0.9, 0.7; 1 s), b (0.5, 0.3; 3 s), c (0.1, NaN; 5 s). The point's DSC
+    is the cost table's mean over (case, class) rows; its interval resamples cases, so it lies within the means
+    of the replicates drawing one case only (10 and 80) and, with n_boot large, spans more than a point."""
+    from bench.views.report.cost import accuracy_point
+
+    values = {"a": ([0.9, 0.7], 1.0), "b": ([0.5, 0.3], 3.0), "c": ([0.1, np.nan], 5.0)}
+    rows = pd.DataFrame([{"run": "r", "model": "m", "dataset": "d", "case_id": case, "class_name": f"k{i}",
+                          "dsc": dsc, "nsd": dsc, "seconds": seconds / 2, "cpu_seconds": seconds / 2}
+                         for case, (dscs, seconds) in values.items() for i, dsc in enumerate(dscs)])
+    point = accuracy_point(rows, np.random.default_rng(0), 500)
+    assert point["DSC"] == pytest.approx(100 * (0.9 + 0.7 + 0.5 + 0.3 + 0.1) / 5)
+    assert point["median"] == 3.0 and point["q1"] == 2.0 and point["q3"] == 4.0
+    assert 10.0 - 1e-9 <= point["DSC_lo"] < point["DSC"] < point["DSC_hi"] <= 80.0 + 1e-9
+    assert accuracy_point(rows.assign(cpu_seconds=np.nan), np.random.default_rng(0), 10) is None  # no model time

@@ -93,11 +93,16 @@ def dice_per_second(rows: pd.DataFrame) -> pd.DataFrame:
                          "targets": grouped.size()}).reset_index()
 
 
+def scored_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows DSC/NSD are read from: all, or the last click of each (case, class) for click runs."""
+    clicks = _clicks(rows)
+    return rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
+        "click"].transform("max")]
+
+
 def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict:
     """The cost row of one run's rows (with its run.json)."""
-    clicks = _clicks(rows)
-    scored = rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
-        "click"].transform("max")]
+    clicks, scored = _clicks(rows), scored_rows(rows)
     warm = _column(rows, "warmup_seconds").notna()
     calls = call_rows(rows)
     cost = config.get("cost") or {}
