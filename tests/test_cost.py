@@ -209,6 +209,12 @@ def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
     shown = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "50,99"])
     assert shown.exit_code == 0, shown.output
     assert "NoC@50" in shown.output and "NoF@99" in shown.output and "s/call" in shown.output
+    from bench.views.runs import load_runs
+
+    clicks = load_runs([out]).clicks  # every view reads the runs so: the click tables and the report's curves too
+    assert (clicks.loc[clicks["case_id"] == "slow", ["dsc", "nsd"]] == 0).all().all()
+    assert clicks.loc[clicks["case_id"] == "fast", "dsc"].tolist() == stored.loc[stored["case_id"] == "fast", "dsc"].tolist()
+    assert any("time limit 2 s per class re-applied" in note for note in load_runs([out]).notes)
     refused = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "85,x"])
     assert refused.exit_code == 2 and "--noc-targets '85,x'" in refused.output
 

@@ -26,8 +26,9 @@ import pandas as pd
 
 from bench.engine import store
 from bench.engine.meter import PHASE_COLUMNS, SETTINGS
+from bench.views.runs import time_limited
 from bench.views.tables import render
-from protocols.cost import apply_time_limit, noc_per_target, noc_summary, target_label
+from protocols.cost import noc_per_target, noc_summary, target_label
 from protocols.errors import BenchError
 
 CASE = ["dataset", "case_id"]
@@ -129,14 +130,8 @@ def read_run(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
     rows = store.read_metrics([path])
     run_dir = path if path.is_dir() else path.parent
     config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
-    scoring = (config.get("protocol") or {}).get("scoring") or {}
-    limit = scoring.get("time_limit_s_per_class")
-    if config.get("time_limit") and limit is not None:
-        rows = apply_time_limit(rows, float(limit))
-        over = rows.loc[rows["over_time_limit"], "case_id"].nunique()
-        return rows, config, [f"{path}: time limit {limit:g} s per class re-applied from the stored seconds "
-                              f"({over} case(s) over it scored 0)"]
-    return rows, config, []
+    rows, note = time_limited(rows, config)
+    return rows, config, [note] if note else []
 
 
 HARNESS_BATCH = ("executor", "workers")  # the harness's batch settings; the rest of `batch` is the model's own
