@@ -415,3 +415,29 @@ def test_accuracy_vs_time_points_carry_the_dsc_interval_over_cases_and_the_secon
     assert point["median"] == 3.0 and point["q1"] == 2.0 and point["q3"] == 4.0
     assert 10.0 - 1e-9 <= point["DSC_lo"] < point["DSC"] < point["DSC_hi"] <= 80.0 + 1e-9
     assert accuracy_point(rows.assign(cpu_seconds=np.nan), np.random.default_rng(0), 10) is None  # no model time
+
+
+def test_case_memory_resets_the_cuda_peak_per_case_and_reads_it_at_the_end(monkeypatch):
+    """Without a GPU here: a stand-in for torch.cuda records the calls; the peak is reset as a case starts and read
+    (in MB) as it ends, so each case's figure is its own."""
+    import bench.engine.meter as meter
+
+    class FakeCuda:
+        def __init__(self):
+            self.calls, self.peak = [], 0
+
+        def reset_peak_memory_stats(self):
+            self.calls.append("reset")
+            self.peak = 0
+
+        def max_memory_allocated(self):
+            self.calls.append("read")
+            return self.peak
+
+    cuda = FakeCuda()
+    monkeypatch.setattr(meter, "_cuda", lambda: cuda)
+    for allocated in (300, 100):  # the second case's smaller peak is not hidden by the first's
+        with meter.CaseMemory() as memory:
+            cuda.peak = allocated * meter.MB
+        assert memory.peak_gpu_mb == allocated
+    assert cuda.calls == ["reset", "read", "reset", "read"]
