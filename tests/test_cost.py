@@ -209,22 +209,61 @@ def test_stored_time_limit_flag_is_reapplied_by_tables_cost(tmp_path):
     shown = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "50,99"])
     assert shown.exit_code == 0, shown.output
     assert "NoC@50" in shown.output and "NoF@99" in shown.output and "s/call" in shown.output
+    from bench.views.runs import load_runs
+
+    clicks = load_runs([out]).clicks  # every view reads the runs so: the click tables and the report's curves too
+    assert (clicks.loc[clicks["case_id"] == "slow", ["dsc", "nsd"]] == 0).all().all()
+    assert clicks.loc[clicks["case_id"] == "fast", "dsc"].tolist() == stored.loc[stored["case_id"] == "fast", "dsc"].tolist()
+    assert any("time limit 2 s per class re-applied" in note for note in load_runs([out]).notes)
     refused = CliRunner().invoke(app, ["tables", "--cost", "--run", str(out), "--noc-targets", "85,x"])
     assert refused.exit_code == 2 and "--noc-targets '85,x'" in refused.output
 
 
-def test_leaderboard_cost_shows_the_runs_cost_below_the_ranking(tmp_path):
+def test_leaderboard_cost_puts_the_runs_cost_beside_dsc_nsd_and_the_click_runs_below(tmp_path):
     images, refs = _folders(tmp_path, {"a": 1.0})
-    out = tmp_path / "run"
+    out, clicks, scored = tmp_path / "run", tmp_path / "clicks", tmp_path / "scored"
     ran = CliRunner().invoke(app, ["run", "--modality", "CT", "--model", "known-cost", "--images", str(images), "--refs", str(refs),
                                    "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
                                    "--out", str(out)])
     assert ran.exit_code == 0, ran.output
-    shown = CliRunner().invoke(app, ["leaderboard", "--run", str(out), "--published", "sat-table2", "--cost"])
+    ran = CliRunner().invoke(app, ["clicks", "--modality", "CT", "--model", "known-cost", "--images", str(images),
+                                   "--refs", str(refs), "--labels", "1=cube", "--n-clicks", "2", "--out", str(clicks)])
+    assert ran.exit_code == 0, ran.output
+    ran = CliRunner().invoke(app, ["evaluate", "--pred", str(refs), "--ref", str(refs), "--labels", "1=cube,2=slab",
+                                   "--dataset", "d", "--modality", "CT", "--out", str(scored)])
+    assert ran.exit_code == 0, ran.output
+    runs = ["--run", str(out), "--run", str(clicks), "--run", str(scored)]
+    shown = CliRunner().invoke(app, ["leaderboard", *runs, "--published", "sat-table2", "--cost"])
     assert shown.exit_code == 0, shown.output
     board, cost = shown.output.split("Cost of the runs")
-    assert "s/case" not in board and "| run | known-cost | cpu | 1 |" in cost and "peak RSS MB" in cost
+    header = next(line for line in board.splitlines() if line.startswith("| rank"))
+    assert header.index("NSD (own)") < header.index("s/case") < header.index("s/call") < header.index("peak RSS MB")
+    seconds = cost_table([out])[0]["s/case"].iloc[0]
+    assert f"| {seconds:.3g} |" in next(line for line in board.splitlines() if "| run |" in line)
+    assert "scored |" in board and "| clicks | known-cost | cpu | 1 |" in cost and "NoC@85" in cost
+    assert "clicks: a click run, not ranked here" in shown.output  # said, not dropped silently
     assert "its only model call was the warm-up" in shown.output  # one case, one call: said, not hidden
+    csv = CliRunner().invoke(app, ["leaderboard", *runs, "--cost", "--format", "csv"])
+    assert csv.exit_code == 0 and "s/case" in csv.output.splitlines()[0]
+
+
+def test_a_scored_prediction_folder_has_no_model_time_in_the_cost_views(tmp_path):
+    """`bench evaluate` rows hold the scoring's seconds, the same for every class of a case: no model cost."""
+    from bench.views.report.cost import cost_sections
+
+    images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
+    scored = tmp_path / "scored"
+    ran = CliRunner().invoke(app, ["evaluate", "--pred", str(refs), "--ref", str(refs), "--labels", "1=cube,2=slab",
+                                   "--dataset", "d", "--modality", "CT", "--out", str(scored)])
+    assert ran.exit_code == 0, ran.output
+    assert pd.read_parquet(scored / "metrics.parquet")["seconds"].gt(0).all()
+    table, notes = cost_table([scored])
+    (record,) = table.to_dict("records")
+    assert record["DSC"] == 100 and record["cases"] == 2
+    assert all(np.isnan(record[column]) for column in ("s/case", "s/call", "CPU s/call", "peak RSS MB"))
+    assert any(note.startswith("scored: no model calls measured") for note in notes)
+    sections, _ = cost_sections([scored], tmp_path / "report", "figures", np.random.default_rng(0), 10)
+    assert [title for title, _ in sections] == ["Cost beside accuracy"]  # no point without model seconds
 
 
 def test_report_draws_accuracy_vs_time_click_latency_and_dice_per_second(tmp_path):
@@ -359,3 +398,46 @@ def test_dice_per_second_is_the_median_dsc_against_the_median_cumulative_seconds
     assert warmed["targets"].tolist() == [2, 2, 2]  # the target holding the warm-up left out
     assert warmed["seconds"].tolist() == [1.5, 3.0, 4.5] and warmed["DSC"].tolist() == pytest.approx([30, 55, 70])
     assert dice_per_second(_click_rows(curves, seconds).assign(click=np.nan)).empty  # not a click run
+
+
+def test_accuracy_vs_time_points_carry_the_dsc_interval_over_cases_and_the_seconds_quartiles():
+    """Hand-built one-shot rows: case a (DSC 0.9, 0.7; 1 s), b (0.5, 0.3; 3 s), c (0.1, NaN; 5 s). The point's DSC
+    is the cost table's mean over (case, class) rows; its interval resamples cases, so it lies within the means
+    of the replicates drawing one case only (10 and 80) and, with n_boot large, spans more than a point."""
+    from bench.views.report.cost import accuracy_point
+
+    values = {"a": ([0.9, 0.7], 1.0), "b": ([0.5, 0.3], 3.0), "c": ([0.1, np.nan], 5.0)}
+    rows = pd.DataFrame([{"run": "r", "model": "m", "dataset": "d", "case_id": case, "class_name": f"k{i}",
+                          "dsc": dsc, "nsd": dsc, "seconds": seconds / 2, "cpu_seconds": seconds / 2}
+                         for case, (dscs, seconds) in values.items() for i, dsc in enumerate(dscs)])
+    point = accuracy_point(rows, np.random.default_rng(0), 500)
+    assert point["DSC"] == pytest.approx(100 * (0.9 + 0.7 + 0.5 + 0.3 + 0.1) / 5)
+    assert point["median"] == 3.0 and point["q1"] == 2.0 and point["q3"] == 4.0
+    assert 10.0 - 1e-9 <= point["DSC_lo"] < point["DSC"] < point["DSC_hi"] <= 80.0 + 1e-9
+    assert accuracy_point(rows.assign(cpu_seconds=np.nan), np.random.default_rng(0), 10) is None  # no model time
+
+
+def test_case_memory_resets_the_cuda_peak_per_case_and_reads_it_at_the_end(monkeypatch):
+    """Without a GPU here: a stand-in for torch.cuda records the calls; the peak is reset as a case starts and read
+    (in MB) as it ends, so each case's figure is its own."""
+    import bench.engine.meter as meter
+
+    class FakeCuda:
+        def __init__(self):
+            self.calls, self.peak = [], 0
+
+        def reset_peak_memory_stats(self):
+            self.calls.append("reset")
+            self.peak = 0
+
+        def max_memory_allocated(self):
+            self.calls.append("read")
+            return self.peak
+
+    cuda = FakeCuda()
+    monkeypatch.setattr(meter, "_cuda", lambda: cuda)
+    for allocated in (300, 100):  # the second case's smaller peak is not hidden by the first's
+        with meter.CaseMemory() as memory:
+            cuda.peak = allocated * meter.MB
+        assert memory.peak_gpu_mb == allocated
+    assert cuda.calls == ["reset", "read", "reset", "read"]

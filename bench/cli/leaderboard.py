@@ -9,8 +9,8 @@ from typing import Literal
 import typer
 
 from bench.cli.tables import METRIC_HELP, POLICY_HELP, EmptyPolicy, Format, echo_notes
-from bench.views.cost import cost_text, parse_targets
-from bench.views.leaderboard import ranked, render_leaderboard
+from bench.views.cost import cost_table, cost_text, parse_targets
+from bench.views.leaderboard import ranked, render_leaderboard, with_cost
 from bench.views.tables import canonical_format
 from bench.views.runs import collect_entries, empty_lines, load_runs
 from bench.views.published import list_published
@@ -25,8 +25,9 @@ def leaderboard_output(
     noc_targets: str | None = None,
 ) -> tuple[str, list[str]]:
     """(title and leaderboard, notes). ``published`` defaults to every packaged table; ``baseline`` to the
-    nnU-Net specialists when present; ``metric`` as `bench tables --metric` (the first ranks); ``cost`` adds the
-    runs' cost table (`bench.views.cost`) below (md, latex)."""
+    nnU-Net specialists when present; ``metric`` as `bench tables --metric` (the first ranks); ``cost`` puts the
+    runs' median seconds per case and per call, peak memory and NoC beside their DSC/NSD, and the runs' whole
+    cost table (`bench.views.cost`: click runs too) below (md, latex). Click runs are not ranked: said in a note."""
     metrics = view_columns(metric)
     runs = load_runs(run_dirs, empty_policy)
     entries, notes = collect_entries(runs, list_published() if published is None else list(published),
@@ -34,12 +35,20 @@ def leaderboard_output(
     board, chosen, board_lines = ranked(entries, by, baseline, aggregate.Cells(runs.rows, metrics).table, metrics)
     unit = "mm" if metrics[0] in UNSCALED else "percent"
     title = f"Leaderboard ({by}-wise, {unit})" + (f", deltas against {chosen}" if chosen else "")
+    targets = parse_targets(noc_targets)
+    if cost:
+        run_of = dict(zip(runs.rows["method"], runs.rows["run"]))
+        board = with_cost(board, cost_table(run_dirs, targets)[0], run_of)
     table = render_leaderboard(board, chosen, fmt, metrics)
     text = table if fmt != "md" else f"{title}\n\n{table}"
+    clicks_only = [str(run) for run in dict.fromkeys(runs.clicks["run"]) if run not in set(runs.rows["run"])]
+    notes += [f"{run}: a click run, not ranked here (`bench tables` prints its DSC per click"
+              f"{'; its cost and NoC are in the cost table' if cost else ''})" for run in clicks_only]
     if cost and fmt == "csv":
-        notes.append("--cost: the cost table is left out of CSV; `bench tables --cost --format csv` prints it")
+        notes.append("--cost: the runs' whole cost table is left out of CSV; `bench tables --cost --format csv` "
+                     "prints it")
     elif cost:
-        body, cost_notes = cost_text(run_dirs, parse_targets(noc_targets), fmt)
+        body, cost_notes = cost_text(run_dirs, targets, fmt)
         text += ("\nCost of the runs (medians; the warm-up call apart):\n\n" if fmt == "md" else "\n% Cost\n") + body
         notes += cost_notes
     return text, list(dict.fromkeys([*board_lines, *empty_lines(runs), *notes]))

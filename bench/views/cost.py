@@ -5,7 +5,9 @@ Read from the stored rows (`bench.engine.meter` measured them) and run.json, so 
 mean over (case, class) rows, at the last click for click runs, in percent. Seconds are medians: per case the sum
 of its model calls' seconds, per call each call's own (click runs: one call per click; the rows of a perfect
 target after it stopped made no call); the warm-up call of each process (`warmup_seconds`) is left out of both
-and shown apart, with the model's loading time (unless it was the run's only call: then it is used, and said). Memory is the largest per-case peak (RSS rise, CUDA allocated).
+and shown apart, with the model's loading time (unless it was the run's only call: then it is used, and said).
+A `bench evaluate` run made no model call (its rows' seconds are the scoring's, without `cpu_seconds`): '-', said.
+Memory is the largest per-case peak (RSS rise, CUDA allocated).
 A model that reports its phases gets their median seconds per call (pre, model, post); the columns are left out
 when no run has them. Runs measured under different settings (run.json's `cost`: device, threads, executor,
 workers) get a `settings` letter each, runs of one model under one letter whose own settings differ (windows per
@@ -24,8 +26,9 @@ import pandas as pd
 
 from bench.engine import store
 from bench.engine.meter import PHASE_COLUMNS, SETTINGS
+from bench.views.runs import time_limited
 from bench.views.tables import render
-from protocols.cost import apply_time_limit, noc_per_target, noc_summary, target_label
+from protocols.cost import noc_per_target, noc_summary, target_label
 from protocols.errors import BenchError
 
 CASE = ["dataset", "case_id"]
@@ -42,7 +45,9 @@ def _clicks(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def timed_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose seconds count in the cost figures: all but the warm-up calls' (all, when that is every row)."""
+    """The rows whose seconds count in the cost figures: the model calls' (the meter's `cpu_seconds` with them; a
+    `bench evaluate` row's seconds are its case's scoring), all but the warm-up calls' (all, when that is every one)."""
+    rows = rows[_column(rows, "cpu_seconds").notna()]
     warm = _column(rows, "warmup_seconds").notna()
     timed = rows[~warm] if not warm.all() else rows
     return timed.assign(**{name: _column(timed, name) for name in ("seconds", "cpu_seconds", *PHASE_COLUMNS)})
@@ -89,11 +94,16 @@ def dice_per_second(rows: pd.DataFrame) -> pd.DataFrame:
                          "targets": grouped.size()}).reset_index()
 
 
+def scored_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows DSC/NSD are read from: all, or the last click of each (case, class) for click runs."""
+    clicks = _clicks(rows)
+    return rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
+        "click"].transform("max")]
+
+
 def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict:
     """The cost row of one run's rows (with its run.json)."""
-    clicks = _clicks(rows)
-    scored = rows if clicks.empty else clicks[clicks["click"] == clicks.groupby(["case_id", "class_name"])[
-        "click"].transform("max")]
+    clicks, scored = _clicks(rows), scored_rows(rows)
     warm = _column(rows, "warmup_seconds").notna()
     calls = call_rows(rows)
     cost = config.get("cost") or {}
@@ -106,7 +116,7 @@ def run_cost(rows: pd.DataFrame, config: dict, targets: Sequence[float]) -> dict
               **{label: calls[column].median() for column, label in PHASE_LABELS.items()},
               "peak RSS MB": _column(rows, "peak_rss_mb").max(), "peak GPU MB": _column(rows, "peak_gpu_mb").max(),
               "warm-up s": _column(rows, "warmup_seconds").max(), "load s": cost.get("load_seconds", np.nan),
-              "warm-up only": bool(warm.all())}
+              "warm-up only": bool(warm.all()), "no calls": calls.empty}
     if not clicks.empty:
         summary = noc_summary(noc_per_target(clicks, targets), targets).iloc[0]
         for target in targets:
@@ -120,14 +130,8 @@ def read_run(path: Path) -> tuple[pd.DataFrame, dict, list[str]]:
     rows = store.read_metrics([path])
     run_dir = path if path.is_dir() else path.parent
     config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
-    scoring = (config.get("protocol") or {}).get("scoring") or {}
-    limit = scoring.get("time_limit_s_per_class")
-    if config.get("time_limit") and limit is not None:
-        rows = apply_time_limit(rows, float(limit))
-        over = rows.loc[rows["over_time_limit"], "case_id"].nunique()
-        return rows, config, [f"{path}: time limit {limit:g} s per class re-applied from the stored seconds "
-                              f"({over} case(s) over it scored 0)"]
-    return rows, config, []
+    rows, note = time_limited(rows, config)
+    return rows, config, [note] if note else []
 
 
 HARNESS_BATCH = ("executor", "workers")  # the harness's batch settings; the rest of `batch` is the model's own
@@ -211,6 +215,9 @@ def cost_table(run_dirs: Sequence[Path], targets: Sequence[float] = (0.85, 0.90)
     notes += settings_notes
     phases = [label for label in PHASE_LABELS.values() if table[label].isna().all()]
     table = table.drop(columns=phases) if len(phases) == len(PHASE_LABELS) else table
+    for run in table.index[table.pop("no calls")].get_level_values("run"):
+        notes.append(f"{run}: no model calls measured (predictions scored by `bench evaluate`, whose seconds are "
+                     "the scoring's): its seconds and memory are -")
     for run in table.index[table.pop("warm-up only")].get_level_values("run"):
         notes.append(f"{run}: its only model call was the warm-up (one case, one call): its seconds include it")
     notes.append("DSC/NSD: mean over (case, class), at the last click for click runs, percent; s/case, s/call: "

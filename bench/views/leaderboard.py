@@ -7,7 +7,9 @@ data, so a run sharing no pair with the runs ranked before it is listed apart, u
 ranked only against runs of the same grid and empty-mask policy; a run made with random weights ("untrained") is
 never ranked. Published entries are listed after the runs, unranked, with their mean on the same common keys (as
 many as they cover). Deltas against a baseline need the same grid and policy, and are on the keys (for two runs:
-the (dataset, class) pairs) the method and the baseline both cover, with the count.
+the (dataset, class) pairs) the method and the baseline both cover, with the count. With the runs' cost
+(`with_cost`: `bench.views.cost`'s table) the runs get its median seconds per case and per call, peak memory and
+NoC columns beside their DSC/NSD; published entries have none.
 """
 
 from __future__ import annotations
@@ -157,6 +159,24 @@ def _delta(wide, cells, protocol, method: str, baseline: str, level: str, metric
     return {f"d_{m}": mine[m] - theirs[m] for m in metrics} | {"d_keys": shared}
 
 
+COST_COLUMNS = ("s/case", "s/call", "peak RSS MB", "peak GPU MB")  # and NoC@T, NoF@T where a run has them
+_SECONDS = ("s/case", "s/call")
+
+
+def with_cost(board: pd.DataFrame, cost: pd.DataFrame, run_of: dict[str, str]) -> pd.DataFrame:
+    """The board with the runs' cost columns (`cost`: `bench.views.cost.cost_table`, indexed by run and model;
+    `run_of`: each method's run), NaN for published entries; NoC columns only when a ranked run has them."""
+    per_run = cost.reset_index().set_index("run")
+    columns = [*COST_COLUMNS, *(c for c in per_run.columns if c.startswith(("NoC@", "NoF@")))]
+    joined = per_run[columns].reindex(board["method"].map(run_of)).set_index(board.index)
+    kept = [c for c in columns if c in COST_COLUMNS or joined[c].notna().any()]
+    return pd.concat([board, joined[kept]], axis=1)
+
+
+def _cost_columns(board: pd.DataFrame) -> list[str]:
+    return [c for c in board.columns if c in COST_COLUMNS or c.startswith(("NoC@", "NoF@"))]
+
+
 def _coverage(entries: pd.DataFrame, method: str, keys: int, level: str) -> str:
     """A run's counts; a published entry's number of keys."""
     overall = entries[(entries["method"] == method) & (entries["level"] == "overall") & (entries["source"] == "run")]
@@ -207,6 +227,9 @@ def leaderboard_view(
     view["common"] = [f"{int(k)}/{int(n)}" for k, n in zip(board["common_keys"], board["common_of"])]
     for metric in metrics:
         view[f"{metric.upper()} (own)"] = board[metric].map(_number)
+    for column in _cost_columns(board):
+        view[column] = board[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}" if column in _SECONDS
+                                         else str(int(v)) if column.startswith("NoF@") else f"{v:.2f}")
     view["keys"] = board["keys"].astype(int).astype(str)
     if baseline:
         for metric in metrics:
@@ -226,7 +249,7 @@ def render_leaderboard(board: pd.DataFrame, baseline: str | None, fmt: str = "md
     if fmt == "csv":
         deltas = [*(f"d_{m}" for m in metrics), "d_keys"] if baseline else []
         columns = ["rank", "method", "source", "grid", "policy", *(f"common_{m}" for m in metrics), "common_keys",
-                   "common_of", *metrics, "keys", *deltas, "coverage", "apart"]
+                   "common_of", *metrics, *_cost_columns(board), "keys", *deltas, "coverage", "apart"]
         return render(board[columns].set_index(["rank", "method"]), "csv")
     view = leaderboard_view(board, baseline, metrics)
     return render(view, fmt, best=pd.DataFrame(False, index=view.index, columns=view.columns))

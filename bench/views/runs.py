@@ -16,6 +16,7 @@ from bench.engine import store
 from bench.data.catalog import CatalogError, load_catalog, term_key
 from bench.views.tables import published_entries, run_entries
 from protocols import aggregate, stats
+from protocols.cost import apply_time_limit
 from protocols.metrics import EMPTY_POLICIES
 from bench.views.published import load_published
 from protocols.errors import BenchError
@@ -39,8 +40,21 @@ class Runs:
     configs: dict[str, dict] = field(default_factory=dict)
 
 
-def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]:
-    """One run's rows with ``grid`` (``native`` where an older run has none) and ``policy`` filled in."""
+def time_limited(rows: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, str | None]:
+    """A run made with `--time-limit` (run.json's flag): its rows with the protocol's time limit re-applied from
+    the stored seconds (`protocols.cost.apply_time_limit`), and a note saying so; else the rows as they are."""
+    limit = ((config.get("protocol") or {}).get("scoring") or {}).get("time_limit_s_per_class")
+    if not config.get("time_limit") or limit is None:
+        return rows, None
+    rows = apply_time_limit(rows, float(limit))
+    over = rows.loc[rows["over_time_limit"], "case_id"].nunique()
+    return rows, (f"{config.get('run')}: time limit {limit:g} s per class re-applied from the stored seconds "
+                  f"({over} case(s) over it scored 0)")
+
+
+def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, str | None, dict]:
+    """One run's rows with ``grid`` (``native`` where an older run has none) and ``policy`` filled in, its time
+    limit re-applied (`time_limited`) after any ``empty_policy``; the time limit's note; its run.json."""
     rows = store.read_metrics([path])
     run_dir = path if path.is_dir() else path.parent
     config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
@@ -50,10 +64,11 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, dict]
     rows["untrained"] = bool(config.get("untrained", False))
     if empty_policy is None:
         rows["policy"] = stored_policy(config)
-        return rows, config
-    if not {"ref_empty", "pred_empty"} <= set(rows.columns) or rows[["ref_empty", "pred_empty"]].isna().any().any():
+    elif not {"ref_empty", "pred_empty"} <= set(rows.columns) or rows[["ref_empty", "pred_empty"]].isna().any().any():
         raise BenchError(f"{path}: rows without ref_empty/pred_empty flags; --empty-policy cannot be re-applied")
-    return aggregate.apply_empty_policy(rows, empty_policy).assign(policy=empty_policy), config
+    else:
+        rows = aggregate.apply_empty_policy(rows, empty_policy).assign(policy=empty_policy)
+    return *time_limited(rows, config), config
 
 
 def stored_policy(config: dict) -> str:
@@ -68,11 +83,12 @@ def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs
     ``empty_policy`` (``sat`` or ``nan``) re-applies that policy to every run from its stored flags; None keeps
     each run's scores as stored (its run.json's policy, ``sat`` when it has none).
     """
-    parts, configs = [], {}
+    parts, configs, limits = [], {}, []
     for path in map(Path, run_dirs):
-        rows, config = _read_run(path, empty_policy)
+        rows, limit, config = _read_run(path, empty_policy)
         parts.append(rows)
         configs[str(path)] = config
+        limits += [limit] if limit else []
     rows = pd.concat(parts, ignore_index=True)
     grids = rows.groupby("run", sort=False)["grid"].nunique()
     rows["method"] = rows["run"].where(~rows["run"].map(grids > 1), rows["run"] + " (" + rows["grid"] + ")")
@@ -84,6 +100,7 @@ def load_runs(run_dirs: Sequence[Path], empty_policy: str | None = None) -> Runs
     labelled = aggregate.attach_terms(standard, load_catalog().terms, term_key)
     unassigned = sorted(labelled.loc[labelled["group"] == aggregate.UNASSIGNED, "key"].unique())
     notes = [f"classes not in the catalog (region 'unassigned'): {', '.join(unassigned)}"] if unassigned else []
+    notes += limits
     protocol = rows.drop_duplicates("method").set_index("method")[["grid", "policy", "untrained"]]
     return Runs(rows=labelled, clicks=rows[is_click], notes=notes, protocol=protocol, configs=configs)
 

@@ -9,7 +9,10 @@ preprocessing and the mapping back to the native grid, best of `--repeats` calls
 With `--official PATH` (a BAAI-DCAI/SegVol checkout) the official `zoom_in_zoom_out` runs on the same case in a
 second interpreter (`--official-python`, an environment with SegVol's pins monai==0.9.0 and transformers==4.18.0,
 see tests/goldens/README.md), preprocessing with its own `process_ct_gt`; the ratio official / ours and whether
-the masks agree are printed. Run: `python -m tests.perf segvol [--official PATH --official-python PY]`.
+the masks agree are printed. Both sides alike: each makes one untimed warm-up call, then the best of `--repeats`
+is taken; the official interpreter runs with this one's torch threads; both are timed from the NIfTI files
+(`process_ct_gt` reads the CT and its label, so ours reads them inside the timing too) to the final mask.
+Run: `python -m tests.perf segvol [--repeats 3] [--official PATH --official-python PY]`.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ MODES = {"zoom-out": False, "zoom-out-zoom-in": True}
 KINDS = ("text", "box")
 
 
-def run_ours(network, tokenizer, image, liver, kind: str, zoom_in: bool):
-    """One case end to end: preprocessing, prompts from the zoom-out label, inference, back to the native grid."""
+def run_ours(network, tokenizer, kind: str, zoom_in: bool):
+    """One case end to end, as the official path is timed: reading the CT and its label, preprocessing, prompts
+    from the zoom-out label, inference, back to the native grid."""
+    from bench.data.io import read_label_map, read_volume
     from models.segvol.inference import official_prompt, segment_volume
     from models.segvol.preprocess import label_zoom_out, preprocess
 
+    image = read_volume(CASE / "ct.nii.gz").array
+    liver = read_label_map(CASE / "seg_total.nii.gz").array == LIVER
     volume = preprocess(image)
     prompt = official_prompt(label_zoom_out(liver, volume.geometry), "liver", kind)
     return segment_volume(network, volume, [prompt], tokenizer=tokenizer, use_zoom_in=zoom_in)[0], volume
@@ -53,12 +60,16 @@ def count_windows(network, function, *args):
         hook.remove()
 
 
-def run_official(python: str, checkout: Path, kind: str, zoom_in: bool, clip_dir: Path, out: Path) -> dict:
-    """The official demo path in a subprocess; returns its wall and CPU seconds and writes its final mask to
-    `out`."""
+def run_official(python: str, checkout: Path, kind: str, zoom_in: bool, clip_dir: Path, out: Path,
+                 repeats: int) -> dict:
+    """The official demo path in a subprocess (this process's torch threads, a warm-up call, the best of
+    `repeats`); returns its wall and CPU seconds and writes its final mask to `out`."""
+    import torch
+
     script = Path(__file__).with_name("_segvol_official.py")
     command = [python, str(script), str(checkout.resolve()), str(CASE / "ct.nii.gz"), str(CASE / "seg_total.nii.gz"),
-               "--kind", kind, "--clip", str(clip_dir), "--out", str(out)] + (["--zoom-in"] if zoom_in else [])
+               "--kind", kind, "--clip", str(clip_dir), "--out", str(out), "--threads", str(torch.get_num_threads()),
+               "--repeats", str(repeats)] + (["--zoom-in"] if zoom_in else [])
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode:
         sys.exit(f"the official run failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
@@ -67,7 +78,8 @@ def run_official(python: str, checkout: Path, kind: str, zoom_in: bool, clip_dir
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.perf segvol", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1, help="calls per configuration (best is reported)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed calls per configuration after a warm-up, on both sides (best is reported)")
     parser.add_argument("--clip", type=Path, help="CLIP tokenizer directory (default: a tiny test vocabulary)")
     parser.add_argument("--official", type=Path, help="a BAAI-DCAI/SegVol checkout to compare with")
     parser.add_argument("--official-python", default=sys.executable,
@@ -77,7 +89,7 @@ def main() -> None:
         sys.exit(f"{CASE} is absent: this benchmark needs ../shared/data/totalsegmentator_example")
     import torch
 
-    from bench.data.io import read_label_map, read_volume
+    from bench.data.io import read_volume
     from models.segvol.checkpoint import parity_network
     from models.segvol.preprocess import to_segvol_grid
     from models.segvol.text import load_tokenizer
@@ -88,22 +100,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         clip_dir = args.clip or write_tiny_clip_tokenizer(Path(scratch) / "clip")
         tokenizer = load_tokenizer(clip_dir)
-        image = read_volume(CASE / "ct.nii.gz").array
-        liver = read_label_map(CASE / "seg_total.nii.gz").array == LIVER
         network = parity_network()
-        print(f"SegVol on CPU ({torch.get_num_threads()} threads), parity weights; case: CT {image.shape}, "
-              f"target liver; best of {args.repeats}")
+        print(f"SegVol on CPU ({torch.get_num_threads()} threads), parity weights; case: CT "
+              f"{read_volume(CASE / 'ct.nii.gz').array.shape}, target liver; best of {args.repeats} after a warm-up")
         for mode, zoom_in in MODES.items():
             for kind in KINDS:
                 best, forwards, mask, volume = None, 0, None, None
+                run_ours(network, tokenizer, kind, zoom_in)  # the warm-up
                 for _ in range(args.repeats):
-                    (mask, volume), timing, forwards = count_windows(network, run_ours, network, tokenizer, image,
-                                                                     liver, kind, zoom_in)
+                    (mask, volume), timing, forwards = count_windows(network, run_ours, network, tokenizer, kind,
+                                                                     zoom_in)
                     best = timing if best is None or timing.wall < best.wall else best
                 line = f"{mode:17s} {kind:5s} {best:7.2f} per case  ({forwards} image-encoder forwards)"
                 if args.official:
                     out = Path(scratch) / f"official_{mode}_{kind}.npy"
-                    official = run_official(args.official_python, args.official, kind, zoom_in, clip_dir, out)
+                    official = run_official(args.official_python, args.official, kind, zoom_in, clip_dir, out,
+                                            args.repeats)
                     theirs = np.load(out)
                     ours = to_segvol_grid(mask, volume.geometry)
                     same = theirs.shape == ours.shape and np.array_equal(theirs, ours)

@@ -99,7 +99,7 @@ def _write(runs: Runs, run_dirs, out_dir: Path, published, seed, n_boot, baselin
         sections += _click_sections(runs.clicks, runs.configs, out_dir, np.random.default_rng(seed), n_boot)
         notes.append("SAM-Med3D Table 3 was scored on volumes resampled to 1.5 mm and cropped to 128^3 around the "
                      "target: cross-grid context beside any run of this harness")
-    cost, cost_notes = cost_sections(run_dirs, out_dir, _FIGURES)
+    cost, cost_notes = cost_sections(run_dirs, out_dir, _FIGURES, np.random.default_rng(seed), n_boot)
     sections += cost
     notes += cost_notes
     sections += picture_html
