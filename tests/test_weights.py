@@ -328,7 +328,7 @@ def test_a_run_loads_official_layout_parity_weights_from_the_cache_and_records_t
                                  model_args=["window=64,64,32"], checkpoint=None, trust_checkpoint=False,
                                  device="cpu", only=None, replay=None)
         model = runner.model_for(spec)
-        config = json.loads(json.dumps(spec.as_config(model, "test")))
+        config = json.loads(json.dumps(runner.run_config(spec, model, "test")))
     finally:
         runner.PROCESS_MODELS.clear()
     assert not runner.untrained(spec)
