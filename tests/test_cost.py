@@ -330,13 +330,20 @@ def test_click_run_records_each_calls_phases_and_the_warm_up_apart(tmp_path):
     assert "pre s/call" not in without.output  # no run reports phases: no phase columns
 
 
-def test_static_run_shares_the_calls_phases_between_its_targets(tmp_path):
+def _phased_static_run(tmp_path) -> tuple[Path, Path, Path]:
+    """`bench run` of the phased-cost model under the static segvol protocol on two cases of two classes:
+    (images, references, run folder)."""
     images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", "--model", "phased-cost", "--images", str(images), "--refs", str(refs),
                                       "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
+    return images, refs, out
+
+
+def test_static_run_shares_the_calls_phases_between_its_targets(tmp_path):
+    _, _, out = _phased_static_run(tmp_path)
     b = pd.read_parquet(out / "metrics.parquet").query("case_id == 'b'")
     assert (b[PHASE_COLUMNS].iloc[0] == b[PHASE_COLUMNS].iloc[1]).all()
     assert b["model_seconds"].sum() == pytest.approx(MODEL_S, abs=0.5) and b["model_seconds"].sum() >= MODEL_S
@@ -345,12 +352,7 @@ def test_static_run_shares_the_calls_phases_between_its_targets(tmp_path):
 
 
 def test_run_json_records_the_batch_settings_and_tables_mark_runs_measured_under_others(tmp_path):
-    images, refs = _folders(tmp_path, {"a": 1.0, "b": 1.0})
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", "--model", "phased-cost", "--images", str(images), "--refs", str(refs),
-                                      "--labels", "1=cube,2=slab", "--modality", "CT", "--protocol", "segvol",
-                                      "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    images, refs, out = _phased_static_run(tmp_path)
     cost = json.loads((out / "run.json").read_text())["cost"]
     assert cost["batch"] == {"executor": "local", "workers": 1, "targets_per_call": None, "windows_per_pass": 3}
     same, threads, windows = tmp_path / "same", tmp_path / "threads", tmp_path / "windows"

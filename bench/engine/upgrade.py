@@ -28,7 +28,8 @@ def upgraded(config: dict) -> dict:
                               config.get("lesion_connectivity"), config.get("lesion_matcher", "hungarian"),
                               float(config.get("lesion_match_iou", 0.5)), bool(config.get("lesion_instance_maps")))
                if LESION in metrics else None)
-    protocol = evaluation_protocol(grid=config.get("grid", "native"), tolerance_mm=float(config.get("tolerance_mm", 1.0)),
+    protocol = evaluation_protocol(grid=config.get("grid", "native"),
+                                   tolerance_mm=float(config.get("tolerance_mm", 1.0)),
                                    empty=config.get("empty_policy", "sat"), metrics=metrics,
                                    ignore_label=config.get("ignore_label"), lesions=lesions)
     kept = {key: value for key, value in config.items() if key not in OLD_EVALUATE_FIELDS}

@@ -59,7 +59,8 @@ def _read_run(path: Path, empty_policy: str | None) -> tuple[pd.DataFrame, str |
     run_dir = path if path.is_dir() else path.parent
     config = store.read_config(run_dir) if (run_dir / store.CONFIG_FILE).is_file() else {}
     if "grid" not in rows.columns:  # rows older than the grid column: bench evaluate's, on the grid it names
-        rows["grid"] = "satds" if (config.get("protocol") or {}).get("space", {}).get("grid") == "satds" else DEFAULT_GRID
+        space = (config.get("protocol") or {}).get("space") or {}
+        rows["grid"] = "satds" if space.get("grid") == "satds" else DEFAULT_GRID
     rows["grid"] = rows["grid"].fillna(DEFAULT_GRID).astype(str)
     rows["untrained"] = bool(config.get("untrained", False))
     if empty_policy is None:

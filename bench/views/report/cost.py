@@ -38,6 +38,15 @@ def accuracy_point(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int) ->
             "q3": seconds.quantile(0.75)}
 
 
+def _frame(axes, xlabel: str, ylabel: str, legend: str) -> None:
+    """The cost figures' common frame: axis labels, a light grid, no top/right spines, the legend at `legend`."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.legend(frameon=False, loc=legend)
+
+
 def accuracy_vs_time(points: pd.DataFrame) -> plt.Figure:
     """DSC (percent) against median seconds per case, log x; `points`: run, DSC, DSC_lo, DSC_hi, median, q1, q3."""
     with plt.rc_context(_STYLE):
@@ -48,12 +57,8 @@ def accuracy_vs_time(points: pd.DataFrame) -> plt.Figure:
                           yerr=[[point.DSC - point.DSC_lo], [point.DSC_hi - point.DSC]], fmt="o", color=colour,
                           capsize=3, label=str(point.run))
         axes.set_xscale("log")
-        axes.set_xlabel("model seconds per case (median; bar: quartiles)")
-        axes.set_ylabel("DSC (%; bar: 95% interval)")
         axes.set_ylim(0, 100)
-        axes.grid(alpha=0.3)
-        axes.spines[["top", "right"]].set_visible(False)
-        axes.legend(frameon=False, loc="lower right")
+        _frame(axes, "model seconds per case (median; bar: quartiles)", "DSC (%; bar: 95% interval)", "lower right")
     return fig
 
 
@@ -66,12 +71,8 @@ def click_latency_figure(latency: pd.DataFrame) -> plt.Figure:
             axes.fill_between(group["click"], group["q1"], group["q3"], color=colour, alpha=0.2, linewidth=0)
             axes.plot(group["click"], group["median"], color=colour, marker="o", markersize=3, label=str(run))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_xlabel("click (0: the box alone)")
-        axes.set_ylabel("seconds per call")
         axes.set_ylim(bottom=0)
-        axes.grid(alpha=0.3)
-        axes.spines[["top", "right"]].set_visible(False)
-        axes.legend(frameon=False, loc="upper right")
+        _frame(axes, "click (0: the box alone)", "seconds per call", "upper right")
     return fig
 
 
@@ -83,12 +84,8 @@ def dice_per_second_figure(curves: pd.DataFrame) -> plt.Figure:
             axes.plot(group["seconds"], group["DSC"], color=COLOURS[i % len(COLOURS)], marker="o", markersize=3,
                       label=str(run))
         axes.set_xscale("log")
-        axes.set_xlabel("cumulative model seconds (median over targets)")
-        axes.set_ylabel("DSC (%, median over targets)")
         axes.set_ylim(0, 100)
-        axes.grid(alpha=0.3)
-        axes.spines[["top", "right"]].set_visible(False)
-        axes.legend(frameon=False, loc="lower right")
+        _frame(axes, "cumulative model seconds (median over targets)", "DSC (%, median over targets)", "lower right")
     return fig
 
 
